@@ -1,0 +1,1 @@
+//! Native mirror handler (stub).

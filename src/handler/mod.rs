@@ -1,0 +1,120 @@
+//! Sync handlers: what turns a batch of changed paths into a destination that matches the
+//! source.
+//!
+//! A handler receives a [`Batch`] and must leave every listed path at the destination equal
+//! to the *current* state of the same path at the source (not the state at event time):
+//! a path that no longer exists at the source is deleted at the destination, a path that
+//! exists is copied, and a `recursive` entry makes the whole subtree equal (including
+//! deletion of extraneous entries that the filter does not exclude). Because handlers look at
+//! the current state, replaying a batch is always safe, which is what makes retries simple.
+
+pub mod mirror;
+
+use std::path::PathBuf;
+
+/// A rename observed inside the source tree, in source-relative paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rename {
+    pub from: PathBuf,
+    pub to: PathBuf,
+}
+
+/// One path to bring up to date. `rel` is relative to the source root; the root is ``.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Entry {
+    pub rel: PathBuf,
+    /// Sync the whole subtree below `rel` too (new or moved-in directory, rescan, initial sync).
+    pub recursive: bool,
+}
+
+/// The unit of work handed to a handler: one handler run (one rsync call) per batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// Renames inside the tree, in the order they happened. A handler that can replay them
+    /// cheaply (mirror) does so first; the others treat `from` as deleted and `to` as a
+    /// recursive entry (both are also listed in `entries`).
+    pub renames: Vec<Rename>,
+    /// Sorted, without duplicates.
+    pub entries: Vec<Entry>,
+}
+
+impl Batch {
+    /// A batch that makes the whole destination equal to the source.
+    pub fn full() -> Batch {
+        Batch {
+            renames: Vec::new(),
+            entries: vec![Entry {
+                rel: PathBuf::new(),
+                recursive: true,
+            }],
+        }
+    }
+
+    /// True when this batch syncs the whole tree.
+    pub fn is_full(&self) -> bool {
+        self.entries
+            .iter()
+            .any(|e| e.recursive && e.rel.as_os_str().is_empty())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.renames.is_empty()
+    }
+
+    /// Number of paths in the batch (for logs and status).
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// Why a handler run failed. Every failure is retried by the job with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} exited with status {code}{}", stderr_tail(.stderr))]
+    Exit {
+        program: String,
+        code: i32,
+        stderr: String,
+    },
+    #[error("{program} was killed by signal {signal}")]
+    Signaled { program: String, signal: i32 },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+fn stderr_tail(stderr: &str) -> String {
+    let s = stderr.trim();
+    if s.is_empty() {
+        String::new()
+    } else {
+        let tail: Vec<&str> = s.lines().rev().take(3).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        format!(": {}", tail.join(" | "))
+    }
+}
+
+/// What a handler reports on success, for logs and counters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Non-fatal problems (e.g. rsync's "some files vanished"): logged, not retried.
+    pub warnings: Vec<String>,
+}
+
+/// A sync handler. Implementations must be safe to call from several worker threads at once
+/// on batches whose paths are disjoint (the job guarantees disjointness).
+pub trait Handler: Send + Sync {
+    /// Brings every path of `batch` at the destination up to date with the source.
+    fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError>;
+}

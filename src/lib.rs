@@ -1,0 +1,11 @@
+//! clsync: a live file-sync daemon.
+//!
+//! The library holds everything the `clsync` binary runs, so that the pieces can be tested
+//! on their own: configuration loading ([`config`]), path filtering ([`rules`]), the
+//! filesystem monitor ([`monitor`]), change coalescing ([`queue`]), the sync handlers
+//! ([`handler`]), a job's lifecycle ([`job`]) and the daemon that owns the jobs
+//! ([`supervisor`]).
+
+pub mod handler;
+pub mod relpath;
+pub mod rules;
