@@ -1,3 +1,8 @@
 pub mod harness;
 
+mod check;
+mod filters;
+mod jobs;
 mod live;
+mod names;
+mod stress;
