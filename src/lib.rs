@@ -6,6 +6,7 @@
 //! ([`handler`]), a job's lifecycle ([`job`]) and the daemon that owns the jobs
 //! ([`supervisor`]).
 
+pub mod config;
 pub mod handler;
 pub mod relpath;
 pub mod rules;
