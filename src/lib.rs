@@ -8,5 +8,6 @@
 
 pub mod config;
 pub mod handler;
+pub mod monitor;
 pub mod relpath;
 pub mod rules;
