@@ -9,5 +9,6 @@
 pub mod config;
 pub mod handler;
 pub mod monitor;
+pub mod queue;
 pub mod relpath;
 pub mod rules;
