@@ -6,6 +6,9 @@
 //! ([`handler`]), a job's lifecycle ([`job`]) and the daemon that owns the jobs
 //! ([`supervisor`]).
 
+pub mod config;
 pub mod handler;
+pub mod monitor;
+pub mod queue;
 pub mod relpath;
 pub mod rules;

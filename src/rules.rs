@@ -33,3 +33,49 @@ impl Filter {
         true
     }
 }
+
+/// One parsed clsync rule line (stub).
+#[derive(Debug, Clone)]
+pub struct Rule {}
+
+/// A rule line that could not be parsed (stub).
+#[derive(Debug, Clone)]
+pub struct RuleError {
+    /// 1-based line (rules files only; 0 for inline rules).
+    pub line: usize,
+    /// 1-based column within the rule line.
+    pub column: usize,
+    pub message: String,
+}
+
+impl Rule {
+    pub fn parse(_line: &str) -> Result<Option<Rule>, RuleError> {
+        Ok(Some(Rule {}))
+    }
+}
+
+pub fn parse_rules_file(_text: &[u8]) -> Result<Vec<Rule>, Vec<RuleError>> {
+    Ok(Vec::new())
+}
+
+/// A bad exclude pattern (stub).
+#[derive(Debug, Clone)]
+pub struct FilterError {
+    pub index: usize,
+    pub message: String,
+}
+
+impl Filter {
+    pub fn new(_excludes: &[String], _rules: Vec<Rule>) -> Result<Filter, FilterError> {
+        Ok(Filter {})
+    }
+    pub fn has_rules(&self) -> bool {
+        false
+    }
+    pub fn excludes(&self) -> &[String] {
+        &[]
+    }
+    pub fn allows_path(&self, _rel: &Path, _kind: Kind) -> bool {
+        true
+    }
+}

@@ -1,0 +1,859 @@
+//! Loading and validating a configuration directory.
+//!
+//! `DIR/clsync.toml` (optional) holds `[daemon]` settings and `[defaults]` that every job
+//! inherits key by key; `DIR/jobs.d/*.toml` holds one job per file, named after the file stem.
+//! Loading never stops at the first problem: every error of every file is collected as a
+//! [`Diagnostic`] so that `clsync check` and a reload can show them all at once.
+
+pub mod diag;
+mod raw;
+pub mod units;
+
+use std::ffi::OsStr;
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+pub use diag::{Diagnostic, Severity, SourceFile};
+use raw::{RawDaemon, RawJob, RawMain};
+use toml::Spanned;
+
+use crate::rules::{self, Filter};
+
+/// Where the daemon looks for its configuration when neither `--config-dir` nor
+/// `CLSYNC_CONFIG_DIR` says otherwise.
+pub const DEFAULT_CONFIG_DIR: &str = "/etc/clsync";
+
+/// The default collection delay: short enough to "keep up within seconds", long enough to
+/// fold an editor's save or a `tar x` into one batch.
+pub const DEFAULT_DELAY: Duration = Duration::from_secs(1);
+
+/// How a job turns batches into a destination that matches the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// One `rsync` per batch (local or remote destination).
+    Rsync,
+    /// The native handler: local destinations only, renames stay renames.
+    Mirror,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Rsync => "rsync",
+            Mode::Mirror => "mirror",
+        }
+    }
+}
+
+/// A job's destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// A local directory (absolute).
+    Local(PathBuf),
+    /// Anything rsync reaches by itself: `host:path`, `user@host:path`, `rsync://…`.
+    Remote(String),
+}
+
+impl std::fmt::Display for Destination {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Destination::Local(p) => write!(f, "{}", p.display()),
+            Destination::Remote(s) => f.write_str(s),
+        }
+    }
+}
+
+/// `[big_file]`: big files wait longer, so a growing image is not re-sent every second.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BigFile {
+    pub threshold: u64,
+    pub delay: Duration,
+}
+
+/// `[rsync]` options.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RsyncOptions {
+    pub path: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// A job's effective configuration: the job file over `[defaults]` over built-in defaults.
+/// Two equal `JobConfig`s describe the same running job (reload compares them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobConfig {
+    pub name: String,
+    pub file: PathBuf,
+    pub enabled: bool,
+    pub source: PathBuf,
+    pub destination: Destination,
+    pub mode: Mode,
+    pub delay: Duration,
+    pub exclude: Vec<String>,
+    pub rules: Vec<String>,
+    pub rules_file: Option<PathBuf>,
+    /// The rules file's content as read at load time (a change in it is a config change).
+    pub rules_file_text: Option<Vec<u8>>,
+    pub initial_sync: bool,
+    pub big_file: Option<BigFile>,
+    pub workers: usize,
+    pub rsync: RsyncOptions,
+}
+
+impl JobConfig {
+    /// Compiles the job's excludes and rules. Validation already compiled them once, so this
+    /// only fails if a rules file changed in between.
+    pub fn filter(&self) -> Result<Filter, String> {
+        let mut rules = Vec::new();
+        for line in &self.rules {
+            if let Some(r) = rules::Rule::parse(line).map_err(|e| e.message)? {
+                rules.push(r);
+            }
+        }
+        if let Some(text) = &self.rules_file_text {
+            rules.extend(rules::parse_rules_file(text).map_err(|errs| {
+                errs.into_iter()
+                    .map(|e| e.message)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })?);
+        }
+        Filter::new(&self.exclude, rules).map_err(|e| e.message)
+    }
+}
+
+/// Daemon-wide settings from `[daemon]`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// A tracing filter directive such as `info` or `clsync=debug`.
+    pub log_level: Option<String>,
+}
+
+/// The result of loading a configuration directory.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    pub dir: PathBuf,
+    pub daemon: DaemonConfig,
+    /// Valid jobs (disabled ones included, with `enabled = false`).
+    pub jobs: Vec<JobConfig>,
+    /// Every error and warning, in file order.
+    pub diagnostics: Vec<Diagnostic>,
+    /// False when `clsync.toml` itself is invalid: then no job can be trusted.
+    pub main_ok: bool,
+}
+
+impl Loaded {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
+    }
+
+    pub fn has_errors(&self) -> bool {
+        self.errors().next().is_some()
+    }
+}
+
+/// The defaults that apply to every job file: parsed `clsync.toml` or nothing.
+struct Defaults {
+    file: SourceFile,
+    raw: RawJob,
+}
+
+/// Loads `dir/clsync.toml` and every `dir/jobs.d/*.toml`.
+pub fn load_dir(dir: &Path) -> Loaded {
+    let mut out = Loaded {
+        dir: dir.to_path_buf(),
+        main_ok: true,
+        ..Loaded::default()
+    };
+    if !dir.is_dir() {
+        out.diagnostics.push(diag::file_error(
+            dir,
+            "configuration directory does not exist or is not a directory",
+        ));
+        out.main_ok = false;
+        return out;
+    }
+    let defaults = load_main(dir, &mut out);
+    let jobs_dir = dir.join("jobs.d");
+    let files = match job_files(&jobs_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            if jobs_dir.exists() {
+                out.diagnostics
+                    .push(diag::file_error(&jobs_dir, format!("cannot list: {e}")));
+            }
+            Vec::new()
+        }
+    };
+    for file in files {
+        if let Some(job) = load_job_file(dir, &file, defaults.as_ref(), &mut out.diagnostics) {
+            out.jobs.push(job);
+        }
+    }
+    out
+}
+
+/// Loads one job file against `dir`'s defaults (used by `clsync check FILE`).
+pub fn load_single(dir: &Path, file: &Path) -> Loaded {
+    let mut out = Loaded {
+        dir: dir.to_path_buf(),
+        main_ok: true,
+        ..Loaded::default()
+    };
+    let defaults = if dir.is_dir() {
+        load_main(dir, &mut out)
+    } else {
+        None
+    };
+    if let Some(job) = load_job_file(dir, file, defaults.as_ref(), &mut out.diagnostics) {
+        out.jobs.push(job);
+    }
+    out
+}
+
+/// The job files of a `jobs.d` directory, sorted: regular files (or links to them) named
+/// `*.toml` that are not hidden (editor lock files such as `.#web.toml` are hidden).
+fn job_files(jobs_dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(jobs_dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let bytes = name.as_bytes();
+        if bytes.starts_with(b".") || !bytes.ends_with(b".toml") || bytes.len() == 5 {
+            continue;
+        }
+        let path = entry.path();
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn read_text(path: &Path, diags: &mut Vec<Diagnostic>) -> Option<SourceFile> {
+    match fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(SourceFile::new(path, text)),
+            Err(e) => {
+                let valid = e.utf8_error().valid_up_to();
+                let text = String::from_utf8_lossy(e.as_bytes()).into_owned();
+                let f = SourceFile::new(path, text);
+                diags.push(f.error(valid..valid, "file is not valid UTF-8 (TOML must be UTF-8)"));
+                None
+            }
+        },
+        Err(e) => {
+            diags.push(diag::file_error(path, format!("cannot read: {e}")));
+            None
+        }
+    }
+}
+
+fn toml_error(file: &SourceFile, e: &toml::de::Error) -> Diagnostic {
+    let start = e.span().map_or(0, |s| s.start);
+    file.error(start..start, e.message().trim().to_string())
+}
+
+fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
+    let path = dir.join("clsync.toml");
+    if !path.exists() {
+        return None;
+    }
+    let before = out.diagnostics.len();
+    let file = read_text(&path, &mut out.diagnostics)?;
+    let raw: RawMain = match toml::from_str(&file.text) {
+        Ok(r) => r,
+        Err(e) => {
+            out.diagnostics.push(toml_error(&file, &e));
+            out.main_ok = false;
+            return None;
+        }
+    };
+    if let Some(d) = &raw.daemon {
+        out.daemon = daemon_config(d);
+    }
+    let defaults = raw.defaults.unwrap_or_default();
+    for (field, span) in [
+        ("source", defaults.source.as_ref().map(|s| s.span())),
+        (
+            "destination",
+            defaults.destination.as_ref().map(|s| s.span()),
+        ),
+    ] {
+        if let Some(span) = span {
+            out.diagnostics.push(file.error(
+                span,
+                format!("`{field}` cannot be a default: set it in each job file"),
+            ));
+        }
+    }
+    if out.diagnostics[before..]
+        .iter()
+        .any(|d| d.severity == Severity::Error)
+    {
+        out.main_ok = false;
+    }
+    Some(Defaults {
+        file,
+        raw: defaults,
+    })
+}
+
+fn daemon_config(d: &RawDaemon) -> DaemonConfig {
+    DaemonConfig {
+        log_level: d.log_level.as_ref().map(|s| s.get_ref().clone()),
+    }
+}
+
+/// A value together with the file it was written in (the job file or `clsync.toml`).
+struct At<'a, T> {
+    v: &'a Spanned<T>,
+    file: &'a SourceFile,
+}
+
+impl<'a, T> At<'a, T> {
+    fn get(&self) -> &'a T {
+        self.v.get_ref()
+    }
+    fn err(&self, msg: impl Into<String>) -> Diagnostic {
+        self.file.error(self.v.span(), msg)
+    }
+}
+
+/// Picks the job's value, else the default's, remembering where it came from.
+fn pick<'a, T>(
+    job: Option<&'a Spanned<T>>,
+    jf: &'a SourceFile,
+    def: Option<&'a Spanned<T>>,
+    df: Option<&'a SourceFile>,
+) -> Option<At<'a, T>> {
+    match (job, def, df) {
+        (Some(v), _, _) => Some(At { v, file: jf }),
+        (None, Some(v), Some(f)) => Some(At { v, file: f }),
+        _ => None,
+    }
+}
+
+fn job_name(file: &Path) -> Result<String, String> {
+    let stem = file
+        .file_name()
+        .map(|n| n.as_bytes())
+        .and_then(|n| n.strip_suffix(b".toml"))
+        .unwrap_or_default();
+    let ok = !stem.is_empty()
+        && stem
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b));
+    if ok {
+        Ok(String::from_utf8_lossy(stem).into_owned())
+    } else {
+        Err(format!(
+            "job file name {:?} must be NAME.toml with NAME made of letters, digits, '-', '_', '.', '@'",
+            file.file_name().unwrap_or(OsStr::new(""))
+        ))
+    }
+}
+
+/// Resolves a configured path against the config dir, and lexically cleans `.` and `..`.
+fn resolve(dir: &Path, p: &str) -> PathBuf {
+    let joined = if Path::new(p).is_absolute() {
+        PathBuf::from(p)
+    } else {
+        let base = if dir.is_absolute() {
+            dir.to_path_buf()
+        } else {
+            std::env::current_dir().unwrap_or_default().join(dir)
+        };
+        base.join(p)
+    };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The real path of `p`, even when its last components do not exist yet.
+fn real_path(p: &Path) -> PathBuf {
+    let mut existing = p.to_path_buf();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(real) = existing.canonicalize() {
+            let mut out = real;
+            for c in rest.iter().rev() {
+                out.push(c);
+            }
+            return out;
+        }
+        match (
+            existing.file_name().map(|n| n.to_os_string()),
+            existing.parent(),
+        ) {
+            (Some(name), Some(parent)) => {
+                rest.push(name);
+                existing = parent.to_path_buf();
+            }
+            _ => return p.to_path_buf(),
+        }
+    }
+}
+
+/// rsync's rule: a `:` before any `/` means a remote host (`host:path`, `user@host:path`).
+fn is_remote(dest: &str) -> bool {
+    if dest.starts_with("rsync://") {
+        return true;
+    }
+    match (dest.find(':'), dest.find('/')) {
+        (Some(c), Some(s)) => c < s && c > 0,
+        (Some(c), None) => c > 0,
+        _ => false,
+    }
+}
+
+fn duration_value(at: &At<'_, toml::Value>, diags: &mut Vec<Diagnostic>) -> Option<Duration> {
+    match at.get() {
+        toml::Value::String(s) => match units::parse_duration(s) {
+            Ok(d) => Some(d),
+            Err(e) => {
+                diags.push(at.err(e));
+                None
+            }
+        },
+        other => {
+            diags.push(at.err(format!(
+                "expected a duration string such as \"2s\" or \"200ms\", found {}",
+                other.type_str()
+            )));
+            None
+        }
+    }
+}
+
+fn size_value(at: &At<'_, toml::Value>, diags: &mut Vec<Diagnostic>) -> Option<u64> {
+    let r = match at.get() {
+        toml::Value::String(s) => units::parse_size(s),
+        toml::Value::Integer(i) if *i >= 0 => Ok(*i as u64),
+        other => Err(format!(
+            "expected a size such as \"128MiB\" or a number of bytes, found {}",
+            other.type_str()
+        )),
+    };
+    r.map_err(|e| diags.push(at.err(e))).ok()
+}
+
+/// Parses and checks one job file; pushes diagnostics; returns the job when it has no error.
+fn load_job_file(
+    dir: &Path,
+    path: &Path,
+    defaults: Option<&Defaults>,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<JobConfig> {
+    let before = diags.len();
+    let file = read_text(path, diags)?;
+    let name = match job_name(path) {
+        Ok(n) => n,
+        Err(e) => {
+            diags.push(diag::file_error(path, e));
+            return None;
+        }
+    };
+    let raw: RawJob = match toml::from_str(&file.text) {
+        Ok(r) => r,
+        Err(e) => {
+            diags.push(toml_error(&file, &e));
+            return None;
+        }
+    };
+    let empty = RawJob::default();
+    let (d, df) = match defaults {
+        Some(d) => (&d.raw, Some(&d.file)),
+        None => (&empty, None),
+    };
+    let f = &file;
+    let eof = file.text.len();
+
+    let enabled = pick(raw.enabled.as_ref(), f, d.enabled.as_ref(), df).is_none_or(|a| *a.get());
+
+    let mode = match pick(raw.mode.as_ref(), f, d.mode.as_ref(), df) {
+        None => Some(Mode::Rsync),
+        Some(a) => match a.get().as_str() {
+            "rsync" => Some(Mode::Rsync),
+            "mirror" => Some(Mode::Mirror),
+            other => {
+                diags.push(a.err(format!(
+                    "unknown mode {other:?}: expected \"rsync\" or \"mirror\""
+                )));
+                None
+            }
+        },
+    };
+
+    let source = match raw.source.as_ref() {
+        None => {
+            diags.push(f.error(eof..eof, "missing required key `source`"));
+            None
+        }
+        Some(s) if s.get_ref().is_empty() => {
+            diags.push(f.error(s.span(), "`source` is empty"));
+            None
+        }
+        Some(s) => {
+            let p = resolve(dir, s.get_ref());
+            match fs::metadata(&p) {
+                Ok(m) if !m.is_dir() => {
+                    diags.push(f.error(
+                        s.span(),
+                        format!("source {} is not a directory", p.display()),
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    diags.push(f.warning(
+                        s.span(),
+                        format!(
+                            "source {} does not exist (yet): the job will wait for it",
+                            p.display()
+                        ),
+                    ));
+                }
+                Err(e) => {
+                    diags.push(f.warning(s.span(), format!("source {}: {e}", p.display())));
+                }
+            }
+            Some((p, s))
+        }
+    };
+
+    let destination = match raw.destination.as_ref() {
+        None => {
+            diags.push(f.error(eof..eof, "missing required key `destination`"));
+            None
+        }
+        Some(s) if s.get_ref().is_empty() => {
+            diags.push(f.error(s.span(), "`destination` is empty"));
+            None
+        }
+        Some(s) if is_remote(s.get_ref()) => {
+            if mode == Some(Mode::Mirror) {
+                diags.push(f.error(
+                    s.span(),
+                    "mode \"mirror\" needs a local destination; use mode \"rsync\" for remote ones",
+                ));
+            }
+            Some(Destination::Remote(s.get_ref().clone()))
+        }
+        Some(s) => {
+            let p = resolve(dir, s.get_ref());
+            if let Some((src, _)) = &source {
+                let (rs, rd) = (real_path(src), real_path(&p));
+                if rd.starts_with(&rs) {
+                    diags.push(f.error(
+                        s.span(),
+                        format!(
+                            "destination {} is inside the source {}: it would copy itself forever",
+                            p.display(),
+                            src.display()
+                        ),
+                    ));
+                } else if rs.starts_with(&rd) {
+                    diags.push(f.error(
+                        s.span(),
+                        format!(
+                            "destination {} contains the source {}: syncing with deletion would destroy the source",
+                            p.display(),
+                            src.display()
+                        ),
+                    ));
+                }
+            }
+            if p == Path::new("/") {
+                diags.push(f.error(s.span(), "destination cannot be `/`"));
+            }
+            Some(Destination::Local(p))
+        }
+    };
+
+    let delay = match pick(raw.delay.as_ref(), f, d.delay.as_ref(), df) {
+        None => Some(DEFAULT_DELAY),
+        Some(a) => duration_value(&a, diags),
+    };
+
+    let exclude: Vec<String> = pick(raw.exclude.as_ref(), f, d.exclude.as_ref(), df)
+        .map(|a| {
+            a.get()
+                .iter()
+                .map(|s| s.get_ref().clone())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+
+    // Compile the rules now so that a bad regex is reported at its line and column.
+    let mut compiled = Vec::new();
+    let mut rules = Vec::new();
+    if let Some(a) = pick(raw.rules.as_ref(), f, d.rules.as_ref(), df) {
+        for line in a.get() {
+            match rules::Rule::parse(line.get_ref()) {
+                Ok(Some(r)) => compiled.push(r),
+                Ok(None) => {}
+                Err(e) => {
+                    // +1 skips the opening quote of the TOML string.
+                    let at = line.span().start + 1 + e.column.saturating_sub(1);
+                    diags.push(
+                        a.file
+                            .error(at..at, format!("rule {:?}: {}", line.get_ref(), e.message)),
+                    );
+                }
+            }
+            rules.push(line.get_ref().clone());
+        }
+    }
+    let mut rules_file = None;
+    let mut rules_file_text = None;
+    if let Some(a) = pick(raw.rules_file.as_ref(), f, d.rules_file.as_ref(), df) {
+        let p = resolve(dir, a.get());
+        match fs::read(&p) {
+            Ok(bytes) => {
+                match rules::parse_rules_file(&bytes) {
+                    Ok(r) => compiled.extend(r),
+                    Err(errs) => {
+                        for e in errs {
+                            diags.push(Diagnostic {
+                                severity: Severity::Error,
+                                file: p.clone(),
+                                line: e.line.max(1),
+                                column: e.column.max(1),
+                                message: e.message,
+                            });
+                        }
+                    }
+                }
+                rules_file_text = Some(bytes);
+            }
+            Err(e) => diags.push(a.err(format!("cannot read rules file {}: {e}", p.display()))),
+        }
+        rules_file = Some(p);
+    }
+    if let Err(e) = Filter::new(&exclude, compiled) {
+        let a = pick(raw.exclude.as_ref(), f, d.exclude.as_ref(), df);
+        match a
+            .as_ref()
+            .and_then(|a| a.get().get(e.index).map(|s| (s, a.file)))
+        {
+            Some((s, file)) => diags.push(file.error(
+                s.span(),
+                format!("exclude {:?}: {}", s.get_ref(), e.message),
+            )),
+            None => diags.push(f.error(0..0, e.message)),
+        }
+    }
+
+    let initial_sync =
+        pick(raw.initial_sync.as_ref(), f, d.initial_sync.as_ref(), df).is_none_or(|a| *a.get());
+
+    let workers = match pick(raw.workers.as_ref(), f, d.workers.as_ref(), df) {
+        None => Some(2),
+        Some(a) => match *a.get() {
+            n @ 1..=64 => Some(n as usize),
+            n => {
+                diags.push(a.err(format!("workers must be between 1 and 64, not {n}")));
+                None
+            }
+        },
+    };
+
+    let (jb, db) = (raw.big_file.as_ref(), d.big_file.as_ref());
+    let threshold = pick(
+        jb.and_then(|b| b.threshold.as_ref()),
+        f,
+        db.and_then(|b| b.threshold.as_ref()),
+        df,
+    );
+    let big_delay = pick(
+        jb.and_then(|b| b.delay.as_ref()),
+        f,
+        db.and_then(|b| b.delay.as_ref()),
+        df,
+    );
+    let big_file = match (threshold, big_delay) {
+        (None, None) => Some(None),
+        (Some(t), dl) => {
+            let t = size_value(&t, diags);
+            let dl = match dl {
+                Some(a) => duration_value(&a, diags),
+                None => Some(Duration::from_secs(30 * 60)),
+            };
+            match (t, dl) {
+                (Some(0), _) => Some(None),
+                (Some(threshold), Some(delay)) => Some(Some(BigFile { threshold, delay })),
+                _ => None,
+            }
+        }
+        (None, Some(a)) => {
+            diags.push(a.err("big_file.delay needs big_file.threshold"));
+            None
+        }
+    };
+
+    let (jr, dr) = (raw.rsync.as_ref(), d.rsync.as_ref());
+    let rsync_path = pick(
+        jr.and_then(|r| r.path.as_ref()),
+        f,
+        dr.and_then(|r| r.path.as_ref()),
+        df,
+    )
+    .map_or_else(
+        || PathBuf::from("rsync"),
+        |a| {
+            let p = a.get();
+            if p.contains('/') {
+                resolve(dir, p)
+            } else {
+                PathBuf::from(p)
+            }
+        },
+    );
+    let rsync_args = pick(
+        jr.and_then(|r| r.args.as_ref()),
+        f,
+        dr.and_then(|r| r.args.as_ref()),
+        df,
+    )
+    .map(|a| a.get().iter().map(|s| s.get_ref().clone()).collect())
+    .unwrap_or_default();
+
+    if diags[before..]
+        .iter()
+        .any(|d| d.severity == Severity::Error)
+    {
+        return None;
+    }
+    Some(JobConfig {
+        name,
+        file: path.to_path_buf(),
+        enabled,
+        source: source?.0,
+        destination: destination?,
+        mode: mode?,
+        delay: delay?,
+        exclude,
+        rules,
+        rules_file,
+        rules_file_text,
+        initial_sync,
+        big_file: big_file?,
+        workers: workers?,
+        rsync: RsyncOptions {
+            path: rsync_path,
+            args: rsync_args,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, rel: &str, text: &str) {
+        let p = dir.join(rel);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    #[test]
+    fn defaults_are_inherited_and_overridden() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        write(
+            t.path(),
+            "clsync.toml",
+            "[defaults]\ndelay = \"5s\"\nexclude = [\"*.tmp\"]\n[defaults.rsync]\nargs = [\"-z\"]\n",
+        );
+        write(
+            t.path(),
+            "jobs.d/a.toml",
+            "source = \"src\"\ndestination = \"dst\"\n",
+        );
+        write(
+            t.path(),
+            "jobs.d/b.toml",
+            "source = \"src\"\ndestination = \"dst2\"\ndelay = \"0s\"\n[rsync]\npath = \"/usr/bin/rsync\"\n",
+        );
+        write(t.path(), "jobs.d/README", "not a job");
+        write(t.path(), "jobs.d/c.toml.dpkg-old", "garbage = [");
+        let l = load_dir(t.path());
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        assert_eq!(l.jobs.len(), 2);
+        let (a, b) = (&l.jobs[0], &l.jobs[1]);
+        assert_eq!(a.name, "a");
+        assert_eq!(a.delay, Duration::from_secs(5));
+        assert_eq!(a.exclude, vec!["*.tmp".to_string()]);
+        assert_eq!(a.rsync.args, vec!["-z".to_string()]);
+        assert_eq!(a.source, t.path().join("src"));
+        assert_eq!(b.delay, Duration::ZERO);
+        assert_eq!(b.rsync.args, vec!["-z".to_string()]);
+        assert_eq!(b.rsync.path, PathBuf::from("/usr/bin/rsync"));
+    }
+
+    #[test]
+    fn errors_have_file_line_column() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        write(
+            t.path(),
+            "jobs.d/a.toml",
+            "source = \"src\"\ndestination = \"dst\"\ndealy = \"5s\"\n",
+        );
+        write(
+            t.path(),
+            "jobs.d/b.toml",
+            "source = \"src\"\ndestination = \"src/inner\"\ndelay = \"5 parsecs\"\nmode = \"rsyncc\"\n",
+        );
+        let l = load_dir(t.path());
+        let msgs: Vec<String> = l.errors().map(|d| d.to_string()).collect();
+        let a = t.path().join("jobs.d/a.toml");
+        let b = t.path().join("jobs.d/b.toml");
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with(&format!("{}:3:1: ", a.display())) && m.contains("dealy")),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with(&format!("{}:2:15: ", b.display()))
+                    && m.contains("inside the source")),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with(&format!("{}:3:9: ", b.display())) && m.contains("parsecs")),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.starts_with(&format!("{}:4:8: ", b.display()))
+                    && m.contains("unknown mode")),
+            "{msgs:#?}"
+        );
+        assert!(l.jobs.is_empty());
+    }
+
+    #[test]
+    fn remote_destinations_are_recognised() {
+        assert!(is_remote("host:/srv"));
+        assert!(is_remote("user@host:backup"));
+        assert!(is_remote("rsync://host/module"));
+        assert!(!is_remote("/srv/a:b"));
+        assert!(!is_remote("dst"));
+        assert!(!is_remote(":x"));
+    }
+}

@@ -1,0 +1,395 @@
+//! The Linux monitor: raw inotify with our own watch tree.
+//!
+//! Three rules keep it from losing changes:
+//! - a new directory is watched *before* it is listed, and the whole new subtree is reported
+//!   as one [`Change::Tree`], so files created in between are seen by one or the other;
+//! - moves are paired by cookie: a rename inside the tree re-parents one node (no watch is
+//!   touched), a move out removes the subtree's watches, a move in watches the new subtree;
+//! - anything uncertain (queue overflow) becomes a rescan of the whole tree.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use inotify::{EventMask, Inotify, WatchMask};
+use tracing::{debug, error, trace, warn};
+
+use super::Change;
+use super::tree::{NodeId, ROOT, Tree};
+use crate::relpath;
+use crate::rules::{Filter, Kind};
+
+/// How long a `MOVED_FROM` waits for its `MOVED_TO` before it counts as a move out. The
+/// kernel queues both in one rename, so this only covers a read that split the pair.
+const MOVE_GRACE: Duration = Duration::from_millis(20);
+
+/// Reads per call before returning to the job loop, so that a storm cannot starve flushes.
+const MAX_READS_PER_CALL: usize = 64;
+
+fn mask() -> WatchMask {
+    WatchMask::CREATE
+        | WatchMask::CLOSE_WRITE
+        | WatchMask::MODIFY
+        | WatchMask::ATTRIB
+        | WatchMask::DELETE
+        | WatchMask::MOVED_FROM
+        | WatchMask::MOVED_TO
+        | WatchMask::DELETE_SELF
+        | WatchMask::MOVE_SELF
+        | WatchMask::ONLYDIR
+        | WatchMask::DONT_FOLLOW
+        | WatchMask::EXCL_UNLINK
+}
+
+struct PendingMove {
+    at: Instant,
+    parent: NodeId,
+    name: Vec<u8>,
+    rel: PathBuf,
+    is_dir: bool,
+}
+
+/// A recursive inotify watcher for one job's source tree.
+pub struct InotifyMonitor {
+    ino: Inotify,
+    root: PathBuf,
+    filter: Arc<Filter>,
+    tree: Tree,
+    moves: HashMap<u32, PendingMove>,
+    buf: Vec<u8>,
+    /// Set when a watch could not be added for lack of resources; reported once per walk.
+    watch_limit_hit: bool,
+}
+
+impl InotifyMonitor {
+    /// Watches `root` and every directory below it that the filter lets through.
+    pub fn new(root: &Path, filter: Arc<Filter>) -> io::Result<InotifyMonitor> {
+        let ino = Inotify::init()?;
+        let mut m = InotifyMonitor {
+            ino,
+            root: root.to_path_buf(),
+            filter,
+            tree: Tree::new(-1),
+            moves: HashMap::new(),
+            buf: vec![0; 256 * 1024],
+            watch_limit_hit: false,
+        };
+        m.tree = m.build_tree()?;
+        Ok(m)
+    }
+
+    /// The descriptor to poll for readability.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.ino.as_fd()
+    }
+
+    /// Number of watched directories.
+    pub fn watched(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// When [`expire`](Self::expire) must run next (an unpaired move is waiting), if ever.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.moves.values().map(|m| m.at + MOVE_GRACE).min()
+    }
+
+    fn add_watch(&mut self, path: &Path) -> io::Result<i32> {
+        match self.ino.watches().add(path, mask()) {
+            Ok(wd) => Ok(wd.get_watch_descriptor_id()),
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::ENOSPC) && !self.watch_limit_hit {
+                    self.watch_limit_hit = true;
+                    let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
+                        .unwrap_or_default();
+                    error!(
+                        "inotify watch limit reached (fs.inotify.max_user_watches = {}): changes below {} are not seen; raise the limit (sysctl fs.inotify.max_user_watches=N) and restart the job",
+                        limit.trim(),
+                        path.display()
+                    );
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn rm_watch(&self, wd: i32) {
+        // SAFETY: plain syscall on our own inotify fd; a stale wd only yields EINVAL.
+        unsafe {
+            libc::inotify_rm_watch(self.ino.as_raw_fd(), wd);
+        }
+    }
+
+    /// Builds a tree of the whole source by walking it from the root.
+    fn build_tree(&mut self) -> io::Result<Tree> {
+        self.watch_limit_hit = false;
+        let root = self.root.clone();
+        let root_wd = self.add_watch(&root)?;
+        let mut tree = Tree::new(root_wd);
+        self.walk(&mut tree, ROOT, PathBuf::new());
+        Ok(tree)
+    }
+
+    /// Watches, then lists, every allowed directory below node `start` (whose relative path is
+    /// `start_rel`), adding nodes to `tree`.
+    fn walk(&mut self, tree: &mut Tree, start: NodeId, start_rel: PathBuf) {
+        let mut stack = vec![(start, start_rel)];
+        while let Some((node, rel)) = stack.pop() {
+            let dir = relpath::join(&self.root, &rel);
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::NotFound {
+                        warn!("cannot list {}: {e}", dir.display());
+                    }
+                    continue;
+                }
+            };
+            for entry in entries.flatten() {
+                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+                if !is_dir {
+                    continue;
+                }
+                let name = entry.file_name();
+                let child_rel = if rel.as_os_str().is_empty() {
+                    PathBuf::from(&name)
+                } else {
+                    rel.join(&name)
+                };
+                if !self.filter.allows_dir_walk(&child_rel)
+                    || !self.filter.allows(&child_rel, Kind::Dir)
+                {
+                    continue;
+                }
+                match self.add_watch(&entry.path()) {
+                    Ok(wd) => {
+                        let (id, dropped) = tree.insert(node, name.as_bytes(), wd);
+                        for wd in dropped {
+                            self.rm_watch(wd);
+                        }
+                        stack.push((id, child_rel));
+                    }
+                    Err(e) => match e.raw_os_error() {
+                        Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
+                        Some(libc::ENOSPC) => {}
+                        _ => warn!("cannot watch {}: {e}", entry.path().display()),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Watches a directory that appeared under `parent` (created or moved in) and its subtree.
+    fn watch_new(&mut self, parent: NodeId, name: &[u8], rel: &Path) {
+        let path = relpath::join(&self.root, rel);
+        match self.add_watch(&path) {
+            Ok(wd) => {
+                let mut tree = std::mem::replace(&mut self.tree, Tree::new(-1));
+                let (id, dropped) = tree.insert(parent, name, wd);
+                for wd in dropped {
+                    self.rm_watch(wd);
+                }
+                self.walk(&mut tree, id, rel.to_path_buf());
+                self.tree = tree;
+            }
+            Err(e) => match e.raw_os_error() {
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENOSPC) => {}
+                _ => warn!("cannot watch {}: {e}", path.display()),
+            },
+        }
+    }
+
+    fn drop_subtree(&mut self, id: NodeId) {
+        for wd in self.tree.remove(id) {
+            self.rm_watch(wd);
+        }
+    }
+
+    /// Re-walks the whole source: watches what is missing, drops what is gone, and asks for
+    /// a full comparison. Used after a queue overflow.
+    pub fn rescan(&mut self, out: &mut impl FnMut(Change)) -> io::Result<()> {
+        let started = Instant::now();
+        self.moves.clear();
+        let old: HashSet<i32> = self.tree.wds().collect();
+        let tree = self.build_tree()?;
+        for wd in old {
+            if tree.by_wd(wd).is_none() {
+                self.rm_watch(wd);
+            }
+        }
+        self.tree = tree;
+        debug!(
+            "rescan watched {} directories in {:?}",
+            self.tree.len(),
+            started.elapsed()
+        );
+        out(Change::Rescan);
+        Ok(())
+    }
+
+    /// Resolves moves whose partner did not come in time: a move out of the tree.
+    pub fn expire(&mut self, now: Instant, out: &mut impl FnMut(Change)) {
+        let due: Vec<u32> = self
+            .moves
+            .iter()
+            .filter(|(_, m)| now >= m.at + MOVE_GRACE)
+            .map(|(c, _)| *c)
+            .collect();
+        for cookie in due {
+            if let Some(m) = self.moves.remove(&cookie) {
+                self.moved_out(m, out);
+            }
+        }
+    }
+
+    fn moved_out(&mut self, m: PendingMove, out: &mut impl FnMut(Change)) {
+        if m.is_dir
+            && let Some(id) = self.tree.child(m.parent, &m.name)
+        {
+            self.drop_subtree(id);
+        }
+        out(Change::Path(m.rel));
+    }
+
+    /// Reads every available event (up to a bound) and reports changes through `out`.
+    pub fn read(&mut self, out: &mut impl FnMut(Change)) -> io::Result<()> {
+        let mut buf = std::mem::take(&mut self.buf);
+        let result = self.read_into(&mut buf, out);
+        self.buf = buf;
+        result
+    }
+
+    fn read_into(&mut self, buf: &mut [u8], out: &mut impl FnMut(Change)) -> io::Result<()> {
+        for _ in 0..MAX_READS_PER_CALL {
+            let events = match self.ino.read_events(buf) {
+                Ok(ev) => ev,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            // Copy out what we need: handling an event may add watches, which borrows `ino`.
+            let batch: Vec<(i32, EventMask, u32, Option<Vec<u8>>)> = events
+                .map(|e| {
+                    (
+                        e.wd.get_watch_descriptor_id(),
+                        e.mask,
+                        e.cookie,
+                        e.name.map(|n| n.as_bytes().to_vec()),
+                    )
+                })
+                .collect();
+            if batch.is_empty() {
+                return Ok(());
+            }
+            for (wd, mask, cookie, name) in batch {
+                self.handle(wd, mask, cookie, name.as_deref(), out)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        wd: i32,
+        mask: EventMask,
+        cookie: u32,
+        name: Option<&[u8]>,
+        out: &mut impl FnMut(Change),
+    ) -> io::Result<()> {
+        trace!(wd, ?mask, cookie, name = ?name.map(OsStr::from_bytes), "inotify");
+        if mask.contains(EventMask::Q_OVERFLOW) {
+            warn!("inotify queue overflowed: rescanning the whole source");
+            return self.rescan(out);
+        }
+        let Some(node) = self.tree.by_wd(wd) else {
+            return Ok(()); // a watch we already dropped
+        };
+        if mask.intersects(EventMask::IGNORED | EventMask::UNMOUNT) {
+            if node == ROOT {
+                out(Change::RootGone);
+            } else {
+                self.drop_subtree(node);
+            }
+            return Ok(());
+        }
+        let Some(name) = name else {
+            // An event about a watched directory itself; its parent reports it with a name,
+            // except for the root.
+            if node == ROOT {
+                if mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
+                    out(Change::RootGone);
+                } else if mask.contains(EventMask::ATTRIB) {
+                    out(Change::Path(PathBuf::new()));
+                }
+            }
+            return Ok(());
+        };
+        let rel = self.tree.child_path(node, name);
+        let is_dir = mask.contains(EventMask::ISDIR);
+        let kind = if is_dir { Kind::Dir } else { Kind::File };
+        let allowed =
+            self.filter.allows(&rel, kind) && (!is_dir || self.filter.allows_dir_walk(&rel));
+        if !allowed {
+            return Ok(());
+        }
+        if mask.contains(EventMask::MOVED_FROM) {
+            self.moves.insert(
+                cookie,
+                PendingMove {
+                    at: Instant::now(),
+                    parent: node,
+                    name: name.to_vec(),
+                    rel,
+                    is_dir,
+                },
+            );
+        } else if mask.contains(EventMask::MOVED_TO) {
+            match self.moves.remove(&cookie) {
+                Some(m) => {
+                    if m.is_dir {
+                        match self.tree.child(m.parent, &m.name) {
+                            Some(id) => {
+                                for wd in self.tree.rename(id, node, name) {
+                                    self.rm_watch(wd);
+                                }
+                            }
+                            None => self.watch_new(node, name, &rel),
+                        }
+                    } else if let Some(id) = self.tree.child(node, name) {
+                        // A file renamed over a directory we watched (only possible for an
+                        // empty one, via another tool's replace): drop the stale watch.
+                        self.drop_subtree(id);
+                    }
+                    out(Change::Rename {
+                        from: m.rel,
+                        to: rel,
+                    });
+                }
+                None => {
+                    if is_dir {
+                        self.watch_new(node, name, &rel);
+                        out(Change::Tree(rel));
+                    } else {
+                        out(Change::Path(rel));
+                    }
+                }
+            }
+        } else if is_dir && mask.contains(EventMask::CREATE) {
+            self.watch_new(node, name, &rel);
+            out(Change::Tree(rel));
+        } else {
+            if is_dir
+                && mask.contains(EventMask::DELETE)
+                && let Some(id) = self.tree.child(node, name)
+            {
+                self.drop_subtree(id);
+            }
+            out(Change::Path(rel));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,34 @@
+//! Filesystem monitors: turn kernel notifications into source-relative changes.
+//!
+//! A monitor never decides *when* to sync; it only reports what changed, as [`Change`]s, to
+//! the job's queue. When it cannot be sure what changed (queue overflow, a watch that could not
+//! be added) it reports [`Change::Rescan`], never nothing.
+
+pub mod tree;
+
+#[cfg(target_os = "linux")]
+pub mod inotify;
+#[cfg(target_os = "linux")]
+pub use self::inotify::InotifyMonitor as PlatformMonitor;
+
+#[cfg(not(target_os = "linux"))]
+pub mod notify_backend;
+#[cfg(not(target_os = "linux"))]
+pub use self::notify_backend::NotifyMonitor as PlatformMonitor;
+
+use std::path::PathBuf;
+
+/// What a monitor reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// This path changed in some way (created, written, attributes, deleted).
+    Path(PathBuf),
+    /// This directory and everything below it must be synced (a new or moved-in directory).
+    Tree(PathBuf),
+    /// A rename inside the tree.
+    Rename { from: PathBuf, to: PathBuf },
+    /// The monitor lost track (overflow, errors): the whole tree must be compared.
+    Rescan,
+    /// The source root itself was removed, moved away or unmounted.
+    RootGone,
+}

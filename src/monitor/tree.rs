@@ -1,0 +1,326 @@
+//! The watch tree: one node per watched directory (parent, name, watch descriptor).
+//!
+//! An inotify watch follows the inode, so a directory renamed inside the tree keeps its
+//! watch descriptor and everything below it: a rename is a re-parent of one node, and the
+//! path of any event is rebuilt from the node chain when needed. Nodes store one name
+//! component each, which keeps memory small on trees of millions of directories.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+
+/// Index of a node; the root is always [`ROOT`].
+pub type NodeId = u32;
+pub const ROOT: NodeId = 0;
+const NONE: u32 = u32::MAX;
+
+#[derive(Debug)]
+struct Node {
+    parent: u32,
+    first_child: u32,
+    next: u32,
+    prev: u32,
+    wd: i32,
+    name: Box<[u8]>,
+}
+
+/// Watched directories of one job, by node id and by watch descriptor.
+#[derive(Debug)]
+pub struct Tree {
+    nodes: Vec<Option<Node>>,
+    free: Vec<u32>,
+    by_wd: HashMap<i32, NodeId>,
+}
+
+impl Tree {
+    /// A tree holding only the root, watched as `wd`.
+    pub fn new(root_wd: i32) -> Tree {
+        let mut by_wd = HashMap::new();
+        by_wd.insert(root_wd, ROOT);
+        Tree {
+            nodes: vec![Some(Node {
+                parent: NONE,
+                first_child: NONE,
+                next: NONE,
+                prev: NONE,
+                wd: root_wd,
+                name: Box::new([]),
+            })],
+            free: Vec::new(),
+            by_wd,
+        }
+    }
+
+    fn node(&self, id: NodeId) -> &Node {
+        self.nodes[id as usize].as_ref().expect("live node")
+    }
+
+    fn node_mut(&mut self, id: NodeId) -> &mut Node {
+        self.nodes[id as usize].as_mut().expect("live node")
+    }
+
+    /// Number of watched directories.
+    pub fn len(&self) -> usize {
+        self.by_wd.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_wd.is_empty()
+    }
+
+    pub fn by_wd(&self, wd: i32) -> Option<NodeId> {
+        self.by_wd.get(&wd).copied()
+    }
+
+    pub fn wd(&self, id: NodeId) -> i32 {
+        self.node(id).wd
+    }
+
+    /// The child directory of `parent` called `name`, if watched.
+    pub fn child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
+        let mut c = self.node(parent).first_child;
+        while c != NONE {
+            let n = self.node(c);
+            if &*n.name == name {
+                return Some(c);
+            }
+            c = n.next;
+        }
+        None
+    }
+
+    /// The path of a node relative to the root (the root is the empty path).
+    pub fn path(&self, id: NodeId) -> PathBuf {
+        let mut parts: Vec<&[u8]> = Vec::new();
+        let mut cur = id;
+        while cur != ROOT && cur != NONE {
+            let n = self.node(cur);
+            parts.push(&n.name);
+            cur = n.parent;
+        }
+        let mut out: Vec<u8> = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+        for p in parts.iter().rev() {
+            if !out.is_empty() {
+                out.push(b'/');
+            }
+            out.extend_from_slice(p);
+        }
+        PathBuf::from(OsStr::from_bytes(&out))
+    }
+
+    /// The path of `name` inside directory node `parent`.
+    pub fn child_path(&self, parent: NodeId, name: &[u8]) -> PathBuf {
+        let mut p = self.path(parent).into_os_string().into_vec();
+        if !p.is_empty() {
+            p.push(b'/');
+        }
+        p.extend_from_slice(name);
+        PathBuf::from(std::ffi::OsString::from_vec(p))
+    }
+
+    fn link(&mut self, id: NodeId, parent: NodeId) {
+        let first = self.node(parent).first_child;
+        {
+            let n = self.node_mut(id);
+            n.parent = parent;
+            n.prev = NONE;
+            n.next = first;
+        }
+        if first != NONE {
+            self.node_mut(first).prev = id;
+        }
+        self.node_mut(parent).first_child = id;
+    }
+
+    fn unlink(&mut self, id: NodeId) {
+        let (parent, prev, next) = {
+            let n = self.node(id);
+            (n.parent, n.prev, n.next)
+        };
+        if prev != NONE {
+            self.node_mut(prev).next = next;
+        } else if parent != NONE {
+            self.node_mut(parent).first_child = next;
+        }
+        if next != NONE {
+            self.node_mut(next).prev = prev;
+        }
+        let n = self.node_mut(id);
+        n.prev = NONE;
+        n.next = NONE;
+        n.parent = NONE;
+    }
+
+    /// Adds directory `name` under `parent` with watch `wd`. A node already there under that
+    /// name (a directory replaced before we saw its removal) is dropped with its subtree; the
+    /// watch descriptors of dropped nodes are returned so the caller can remove the watches.
+    pub fn insert(&mut self, parent: NodeId, name: &[u8], wd: i32) -> (NodeId, Vec<i32>) {
+        let mut dropped = Vec::new();
+        if let Some(&existing) = self.by_wd.get(&wd) {
+            // The same inode is already watched (seen again by a rescan or a late event):
+            // move it where it now is.
+            if existing == ROOT {
+                return (ROOT, dropped);
+            }
+            if self.node(existing).parent == parent && &*self.node(existing).name == name {
+                return (existing, dropped);
+            }
+            dropped = self.rename(existing, parent, name);
+            return (existing, dropped);
+        }
+        if let Some(old) = self.child(parent, name) {
+            dropped = self.remove(old);
+        }
+        let node = Node {
+            parent: NONE,
+            first_child: NONE,
+            next: NONE,
+            prev: NONE,
+            wd,
+            name: name.into(),
+        };
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.nodes[id as usize] = Some(node);
+                id
+            }
+            None => {
+                self.nodes.push(Some(node));
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.link(id, parent);
+        self.by_wd.insert(wd, id);
+        (id, dropped)
+    }
+
+    /// Moves node `id` to `name` under `new_parent`, replacing any node already there.
+    /// Returns the watch descriptors of replaced nodes.
+    pub fn rename(&mut self, id: NodeId, new_parent: NodeId, name: &[u8]) -> Vec<i32> {
+        let mut dropped = Vec::new();
+        if let Some(old) = self.child(new_parent, name)
+            && old != id
+        {
+            dropped = self.remove(old);
+        }
+        // A directory cannot be moved below itself; if our view says so it is stale.
+        if self.is_ancestor(id, new_parent) {
+            dropped.extend(self.remove(id));
+            return dropped;
+        }
+        self.unlink(id);
+        self.node_mut(id).name = name.into();
+        self.link(id, new_parent);
+        dropped
+    }
+
+    fn is_ancestor(&self, anc: NodeId, mut id: NodeId) -> bool {
+        while id != NONE {
+            if id == anc {
+                return true;
+            }
+            id = self.node(id).parent;
+        }
+        false
+    }
+
+    /// Removes `id` and its subtree; returns their watch descriptors. Removing the root only
+    /// clears its children.
+    pub fn remove(&mut self, id: NodeId) -> Vec<i32> {
+        let mut wds = Vec::new();
+        if id != ROOT {
+            self.unlink(id);
+        }
+        let mut stack = vec![id];
+        while let Some(cur) = stack.pop() {
+            let mut c = self.node(cur).first_child;
+            while c != NONE {
+                stack.push(c);
+                c = self.node(c).next;
+            }
+            if cur == ROOT {
+                self.node_mut(ROOT).first_child = NONE;
+                continue;
+            }
+            let n = self.nodes[cur as usize].take().expect("live node");
+            if self.by_wd.get(&n.wd) == Some(&cur) {
+                self.by_wd.remove(&n.wd);
+            }
+            wds.push(n.wd);
+            self.free.push(cur);
+        }
+        wds
+    }
+
+    /// Every watch descriptor in the tree.
+    pub fn wds(&self) -> impl Iterator<Item = i32> + '_ {
+        self.by_wd.keys().copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn paths_follow_renames() {
+        let mut t = Tree::new(1);
+        let (a, _) = t.insert(ROOT, b"a", 2);
+        let (b, _) = t.insert(a, b"b", 3);
+        let (c, _) = t.insert(b, b"c", 4);
+        assert_eq!(t.path(c), Path::new("a/b/c"));
+        assert!(t.rename(b, ROOT, b"B").is_empty());
+        assert_eq!(t.path(c), Path::new("B/c"));
+        assert_eq!(t.child(ROOT, b"B"), Some(b));
+        assert_eq!(t.child(a, b"b"), None);
+        assert_eq!(t.by_wd(4), Some(c));
+        assert_eq!(t.child_path(c, b"f"), Path::new("B/c/f"));
+    }
+
+    #[test]
+    fn removal_drops_the_subtree_and_reuses_slots() {
+        let mut t = Tree::new(1);
+        let (a, _) = t.insert(ROOT, b"a", 2);
+        let (b, _) = t.insert(a, b"b", 3);
+        t.insert(b, b"c", 4);
+        let (x, _) = t.insert(ROOT, b"x", 5);
+        let mut wds = t.remove(a);
+        wds.sort();
+        assert_eq!(wds, vec![2, 3, 4]);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.by_wd(3), None);
+        let (y, _) = t.insert(x, b"y", 6);
+        assert_eq!(t.path(y), Path::new("x/y"));
+        assert_eq!(t.nodes.len(), 5, "freed slots are reused");
+    }
+
+    #[test]
+    fn replacing_a_name_drops_the_old_node() {
+        let mut t = Tree::new(1);
+        let (a, _) = t.insert(ROOT, b"a", 2);
+        t.insert(a, b"in", 3);
+        let (_, dropped) = t.insert(ROOT, b"a", 9);
+        assert_eq!(dropped.len(), 2);
+        let (b, _) = t.insert(ROOT, b"b", 10);
+        let (_, d2) = t.insert(ROOT, b"c", 11);
+        assert!(d2.is_empty());
+        let dropped = t.rename(b, ROOT, b"c");
+        assert_eq!(dropped, vec![11]);
+        assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn same_wd_seen_elsewhere_is_moved() {
+        let mut t = Tree::new(1);
+        let (a, _) = t.insert(ROOT, b"a", 2);
+        let (b, _) = t.insert(ROOT, b"b", 3);
+        let (moved, _) = t.insert(b, b"a2", 2);
+        assert_eq!(moved, a);
+        assert_eq!(t.path(a), Path::new("b/a2"));
+        // Never below itself.
+        let dropped = t.rename(b, a, b"loop");
+        assert!(!dropped.is_empty());
+    }
+}

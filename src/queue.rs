@@ -1,0 +1,258 @@
+//! Pending changes of a job, coalesced per path until the next flush.
+//!
+//! A path is listed once however many events it had: handlers look at the current state of
+//! the source, so "changed" is all a path needs to say. Renames are kept in order, and
+//! pending paths under a renamed directory are moved with it, so that a change made before
+//! a rename is synced under the name the file has now.
+
+use std::collections::HashMap;
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::handler::{Batch, Entry, Rename};
+use crate::monitor::Change;
+use crate::relpath;
+
+/// Past this many pending paths the queue collapses into one full sync: a full rsync is
+/// cheaper than a list of millions, and memory stays bounded.
+pub const MAX_PENDING: usize = 1_000_000;
+
+/// The changes collected since the last flush.
+#[derive(Debug, Default)]
+pub struct Queue {
+    /// Path → recursive.
+    entries: HashMap<PathBuf, bool>,
+    renames: Vec<Rename>,
+    full: bool,
+}
+
+impl Queue {
+    pub fn is_empty(&self) -> bool {
+        !self.full && self.entries.is_empty() && self.renames.is_empty()
+    }
+
+    /// Number of pending paths (a full sync counts as one).
+    pub fn len(&self) -> usize {
+        if self.full { 1 } else { self.entries.len() }
+    }
+
+    pub fn is_full(&self) -> bool {
+        self.full
+    }
+
+    fn mark(&mut self, rel: PathBuf, recursive: bool) {
+        if self.full {
+            return;
+        }
+        let e = self.entries.entry(rel).or_insert(false);
+        *e |= recursive;
+        if self.entries.len() > MAX_PENDING {
+            self.set_full();
+        }
+    }
+
+    /// Records one change from the monitor.
+    pub fn push(&mut self, change: Change) {
+        match change {
+            Change::Path(rel) => self.mark(rel, false),
+            Change::Tree(rel) => self.mark(rel, true),
+            Change::Rename { from, to } => self.rename(from, to),
+            Change::Rescan => self.set_full(),
+            Change::RootGone => {}
+        }
+    }
+
+    /// Everything must be compared: individual paths and renames are subsumed.
+    pub fn set_full(&mut self) {
+        self.full = true;
+        self.entries = HashMap::new();
+        self.renames.clear();
+    }
+
+    fn rename(&mut self, from: PathBuf, to: PathBuf) {
+        if self.full {
+            return;
+        }
+        // Pending changes under `from` now live under `to`.
+        let moved: Vec<PathBuf> = self
+            .entries
+            .keys()
+            .filter(|k| relpath::is_self_or_ancestor(&from, k) && !from.as_os_str().is_empty())
+            .cloned()
+            .collect();
+        for k in moved {
+            if let Some(rec) = self.entries.remove(&k)
+                && let Some(nk) = relpath::rebase(&k, &from, &to)
+            {
+                self.mark(nk, rec);
+            }
+        }
+        self.mark(from.clone(), false);
+        self.mark(to.clone(), true);
+        self.renames.push(Rename { from, to });
+    }
+
+    /// Takes everything pending as one batch, in path order, leaving the queue empty.
+    /// Paths covered by a recursive ancestor in the same batch are left out.
+    pub fn take(&mut self) -> Batch {
+        if std::mem::take(&mut self.full) {
+            self.entries = HashMap::new();
+            self.renames.clear();
+            return Batch::full();
+        }
+        let entries = std::mem::take(&mut self.entries);
+        let recursive: HashSet<&Path> = entries
+            .iter()
+            .filter(|(_, r)| **r)
+            .map(|(p, _)| p.as_path())
+            .collect();
+        let mut out: Vec<Entry> = entries
+            .iter()
+            .filter(|(p, _)| !relpath::ancestors(p).any(|a| recursive.contains(a)))
+            .map(|(p, r)| Entry {
+                rel: p.clone(),
+                recursive: *r,
+            })
+            .collect();
+        out.sort();
+        Batch {
+            renames: std::mem::take(&mut self.renames),
+            entries: out,
+        }
+    }
+
+    /// Puts a batch back (its handler run failed), to be retried with whatever came since.
+    /// Renames are not replayed: their targets are listed recursively instead.
+    pub fn restore(&mut self, batch: Batch) {
+        if batch.is_full() {
+            self.set_full();
+            return;
+        }
+        for r in batch.renames {
+            self.mark(r.from, false);
+            self.mark(r.to, true);
+        }
+        for e in batch.entries {
+            self.mark(e.rel, e.recursive);
+        }
+    }
+
+    /// Moves the entries for which `keep_here` is false into `other` (big files into the
+    /// big-file queue). Renames stay.
+    pub fn split_off(&mut self, other: &mut Queue, mut keep_here: impl FnMut(&Path, bool) -> bool) {
+        if self.full {
+            return;
+        }
+        let moving: Vec<PathBuf> = self
+            .entries
+            .iter()
+            .filter(|(p, r)| !keep_here(p, **r))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in moving {
+            if let Some(r) = self.entries.remove(&p) {
+                other.mark(p, r);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> PathBuf {
+        PathBuf::from(s)
+    }
+
+    fn entries(b: &Batch) -> Vec<(String, bool)> {
+        b.entries
+            .iter()
+            .map(|e| (e.rel.display().to_string(), e.recursive))
+            .collect()
+    }
+
+    #[test]
+    fn coalesces_per_path() {
+        let mut q = Queue::default();
+        for _ in 0..3 {
+            q.push(Change::Path(p("a")));
+        }
+        q.push(Change::Path(p("b")));
+        let b = q.take();
+        assert_eq!(entries(&b), [("a".into(), false), ("b".into(), false)]);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn recursive_entries_cover_their_subtree() {
+        let mut q = Queue::default();
+        q.push(Change::Path(p("d/x")));
+        q.push(Change::Tree(p("d")));
+        q.push(Change::Path(p("d/e/f")));
+        q.push(Change::Path(p("dd")));
+        q.push(Change::Path(p("d")));
+        let b = q.take();
+        assert_eq!(entries(&b), [("d".into(), true), ("dd".into(), false)]);
+    }
+
+    #[test]
+    fn renames_move_pending_changes() {
+        let mut q = Queue::default();
+        q.push(Change::Path(p("a/f")));
+        q.push(Change::Path(p("ab")));
+        q.push(Change::Rename {
+            from: p("a"),
+            to: p("b"),
+        });
+        let b = q.take();
+        assert_eq!(b.renames.len(), 1);
+        assert_eq!(
+            entries(&b),
+            [
+                ("a".into(), false),
+                ("ab".into(), false),
+                ("b".into(), true)
+            ]
+        );
+    }
+
+    #[test]
+    fn overflow_makes_a_full_sync() {
+        let mut q = Queue::default();
+        q.push(Change::Path(p("a")));
+        q.push(Change::Rescan);
+        q.push(Change::Path(p("b")));
+        assert!(q.take().is_full());
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn restore_replays_renames_as_trees() {
+        let mut q = Queue::default();
+        q.push(Change::Rename {
+            from: p("x"),
+            to: p("y"),
+        });
+        let b = q.take();
+        q.restore(b);
+        q.push(Change::Path(p("z")));
+        let b = q.take();
+        assert!(b.renames.is_empty());
+        assert_eq!(
+            entries(&b),
+            [("x".into(), false), ("y".into(), true), ("z".into(), false)]
+        );
+    }
+
+    #[test]
+    fn split_moves_selected_paths() {
+        let mut q = Queue::default();
+        let mut big = Queue::default();
+        q.push(Change::Path(p("small")));
+        q.push(Change::Path(p("huge.img")));
+        q.split_off(&mut big, |p, _| !p.ends_with("huge.img"));
+        assert_eq!(entries(&q.take()), [("small".into(), false)]);
+        assert_eq!(entries(&big.take()), [("huge.img".into(), false)]);
+    }
+}
