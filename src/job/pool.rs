@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Sender, unbounded};
 use tracing::Span;
 
 use crate::handler::{Batch, Handler, HandlerError, Outcome};
@@ -32,7 +32,7 @@ impl Pool {
         notify: Arc<dyn Fn() + Send + Sync>,
         span: Span,
     ) -> std::io::Result<Pool> {
-        let (tx, rx): (Sender<(u64, Batch)>, Receiver<(u64, Batch)>) = unbounded();
+        let (tx, rx) = unbounded::<(u64, Batch)>();
         let mut threads = Vec::with_capacity(n);
         for i in 0..n {
             let (rx, handler, done, notify, span) = (
