@@ -8,7 +8,10 @@
 
 pub mod config;
 pub mod handler;
+pub mod job;
 pub mod monitor;
 pub mod queue;
 pub mod relpath;
 pub mod rules;
+pub mod supervisor;
+pub mod waker;

@@ -157,6 +157,25 @@ impl Queue {
     }
 }
 
+impl Queue {
+    /// Undoes a [`take`](Queue::take) made just before, renames included (the batch could not
+    /// be dispatched yet). Anything queued meanwhile is kept.
+    pub fn untake(&mut self, batch: Batch) {
+        if !self.is_empty() {
+            self.restore(batch);
+            return;
+        }
+        if batch.is_full() {
+            self.set_full();
+            return;
+        }
+        for e in batch.entries {
+            self.entries.insert(e.rel, e.recursive);
+        }
+        self.renames = batch.renames;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,3 +79,20 @@ impl Filter {
         true
     }
 }
+
+impl Filter {
+    pub fn rsync_anchored(rel: &Path, is_dir: bool) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = vec![b'/'];
+        for &b in rel.as_os_str().as_bytes() {
+            if matches!(b, b'*' | b'?' | b'[' | b']' | b'\\') {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        if is_dir {
+            out.push(b'/');
+        }
+        out
+    }
+}

@@ -9,6 +9,7 @@
 //! the current state, replaying a batch is always safe, which is what makes retries simple.
 
 pub mod mirror;
+pub mod rsync;
 
 use std::path::PathBuf;
 

@@ -1,0 +1,535 @@
+//! One sync job: a thread that watches the source and batches changes, and a worker pool
+//! that runs the handler.
+//!
+//! The job thread sleeps in `poll` on the monitor's descriptor and a [`Waker`]; its only
+//! timers are the deadlines of work it has (a batch window, a retry, an unpaired move), so
+//! an idle job costs nothing. Failures never lose changes: a failed batch is put back in the
+//! queue and retried with capped exponential backoff, together with whatever came since.
+
+mod inflight;
+mod pool;
+pub mod status;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime};
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use tracing::{debug, error, info, info_span, warn};
+
+use crate::config::{JobConfig, Mode};
+use crate::handler::mirror::MirrorHandler;
+use crate::handler::rsync::RsyncHandler;
+use crate::handler::{Batch, Handler};
+use crate::monitor::{Change, PlatformMonitor};
+use crate::queue::Queue;
+use crate::relpath;
+use crate::rules::Filter;
+use crate::waker::Waker;
+use inflight::InFlight;
+use pool::{Done, Pool};
+pub use status::{SharedStatus, State, Status};
+
+/// Retry delays grow from this…
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// …up to this.
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A missing source is checked again at most this far apart.
+const SOURCE_WAIT_MAX: Duration = Duration::from_secs(30);
+
+fn backoff(failures: u32, max: Duration) -> Duration {
+    let exp = failures.saturating_sub(1).min(16);
+    (BACKOFF_MIN * (1u32 << exp)).min(max)
+}
+
+fn is_big(source: &Path, rel: &Path, threshold: u64) -> bool {
+    std::fs::symlink_metadata(relpath::join(source, rel))
+        .is_ok_and(|m| m.is_file() && m.len() >= threshold)
+}
+
+enum Msg {
+    Stop,
+}
+
+/// A running job, as the supervisor holds it.
+pub struct Job {
+    config: Arc<JobConfig>,
+    status: SharedStatus,
+    msgs: Sender<Msg>,
+    waker: Arc<Waker>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Job {
+    /// Starts the job's thread. Fails only when the job cannot be set up at all (bad filter,
+    /// no threads); a missing source is waited for by the running job.
+    pub fn start(config: JobConfig) -> anyhow::Result<Job> {
+        let config = Arc::new(config);
+        let filter = Arc::new(config.filter().map_err(anyhow::Error::msg)?);
+        let handler: Arc<dyn Handler> =
+            match (config.mode, &config.destination) {
+                (Mode::Mirror, crate::config::Destination::Local(dst)) => Arc::new(
+                    MirrorHandler::new(config.source.clone(), dst.clone(), filter.clone()),
+                ),
+                (Mode::Mirror, crate::config::Destination::Remote(_)) => {
+                    anyhow::bail!("mode \"mirror\" needs a local destination")
+                }
+                (Mode::Rsync, dst) => Arc::new(RsyncHandler::new(
+                    config.source.clone(),
+                    dst.clone(),
+                    config.rsync.clone(),
+                    filter.clone(),
+                )),
+            };
+        let status = SharedStatus::default();
+        let waker = Arc::new(Waker::new()?);
+        let (tx, rx) = unbounded();
+        let span = info_span!("job", name = %config.name);
+        let (done_tx, done_rx) = unbounded();
+        let wake = waker.clone();
+        let pool = Pool::new(
+            config.workers,
+            handler,
+            done_tx,
+            Arc::new(move || wake.wake()),
+            span.clone(),
+        )?;
+        let runner = Runner {
+            cfg: config.clone(),
+            filter,
+            status: status.clone(),
+            msgs: rx,
+            waker: waker.clone(),
+            done: done_rx,
+            pool,
+            normal: Queue::default(),
+            normal_due: None,
+            big: Queue::default(),
+            big_due: None,
+            inflight: InFlight::default(),
+            next_id: 0,
+            failures: 0,
+            retry_at: None,
+            blocked: false,
+            announce: false,
+            stopping: false,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("clsync-job-{}", config.name))
+            .spawn(move || {
+                let _g = span.enter();
+                runner.run();
+            })?;
+        Ok(Job {
+            config,
+            status,
+            msgs: tx,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn config(&self) -> &JobConfig {
+        &self.config
+    }
+
+    pub fn status(&self) -> Status {
+        self.status.snapshot()
+    }
+
+    /// Asks the job to stop: it finishes the runs in flight, syncs what is pending once
+    /// more, and ends. Returns at once; [`join`](Self::join) waits.
+    pub fn stop(&self) {
+        let _ = self.msgs.send(Msg::Stop);
+        self.waker.wake();
+    }
+
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if let Some(t) = self.thread.take() {
+            self.stop();
+            let _ = t.join();
+        }
+    }
+}
+
+enum Exit {
+    Stop,
+    RootGone,
+}
+
+struct Runner {
+    cfg: Arc<JobConfig>,
+    filter: Arc<Filter>,
+    status: SharedStatus,
+    msgs: Receiver<Msg>,
+    waker: Arc<Waker>,
+    done: Receiver<Done>,
+    pool: Pool,
+    normal: Queue,
+    normal_due: Option<Instant>,
+    big: Queue,
+    big_due: Option<Instant>,
+    inflight: InFlight,
+    next_id: u64,
+    /// Consecutive failed runs.
+    failures: u32,
+    retry_at: Option<Instant>,
+    /// The pending batch overlaps one in flight: wait for a run to finish.
+    blocked: bool,
+    /// Say "watching" once the current full sync succeeds.
+    announce: bool,
+    stopping: bool,
+}
+
+impl Runner {
+    fn run(mut self) {
+        let mut first = true;
+        let mut source_failures = 0u32;
+        let mut last_error = String::new();
+        while !self.stopping {
+            let mon = match PlatformMonitor::new(&self.cfg.source, self.filter.clone()) {
+                Ok(m) => m,
+                Err(e) => {
+                    source_failures += 1;
+                    let wait = backoff(source_failures, SOURCE_WAIT_MAX);
+                    let msg = format!("cannot watch source {}: {e}", self.cfg.source.display());
+                    if msg != last_error {
+                        error!("{msg}; retrying (every {:?} at most)", SOURCE_WAIT_MAX);
+                    } else {
+                        debug!("{msg}; retrying in {wait:?}");
+                    }
+                    self.record_error(&msg, State::Failed);
+                    last_error = msg;
+                    self.sleep(wait);
+                    continue;
+                }
+            };
+            source_failures = 0;
+            last_error.clear();
+            self.status.lock().watched_dirs = mon.watched();
+            if first && !self.cfg.initial_sync {
+                info!(
+                    "watching {} directories (initial sync skipped)",
+                    mon.watched()
+                );
+                self.status.set_state(State::Watching);
+            } else {
+                // Start, or a source that came back: only a full comparison is right.
+                debug!(
+                    "watching {} directories; starting the initial sync",
+                    mon.watched()
+                );
+                self.normal.set_full();
+                self.big = Queue::default();
+                self.normal_due = Some(Instant::now());
+                self.big_due = None;
+                self.announce = true;
+                self.status.set_state(State::InitialSync);
+            }
+            first = false;
+            match self.watch(mon) {
+                Exit::Stop => break,
+                Exit::RootGone => {
+                    let msg = format!("source {} disappeared", self.cfg.source.display());
+                    error!("{msg}: waiting for it to come back");
+                    self.wait_idle();
+                    self.normal = Queue::default();
+                    self.big = Queue::default();
+                    self.normal_due = None;
+                    self.big_due = None;
+                    self.record_error(&msg, State::Failed);
+                    last_error = msg;
+                }
+            }
+        }
+        self.shutdown();
+    }
+
+    fn record_error(&self, msg: &str, state: State) {
+        let mut s = self.status.lock();
+        s.last_error = Some((SystemTime::now(), msg.to_string()));
+        s.state = state;
+    }
+
+    /// Sleeps up to `d`, or until asked to stop; finished runs are handled meanwhile.
+    fn sleep(&mut self, d: Duration) {
+        let until = Instant::now() + d;
+        while !self.stopping {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            self.wait(None, Some(until - now));
+        }
+    }
+
+    /// Waits until no run is in flight.
+    fn wait_idle(&mut self) {
+        while self.pool.busy() > 0 {
+            self.wait(None, None);
+        }
+    }
+
+    /// Polls the waker (and the monitor's descriptor, if any) for at most `timeout`.
+    /// Returns true when the monitor is readable.
+    fn wait(&mut self, mon: Option<&PlatformMonitor>, timeout: Option<Duration>) -> bool {
+        let timeout = match timeout {
+            None => PollTimeout::NONE,
+            // Round up so that a deadline a fraction of a millisecond away does not spin.
+            Some(d) => {
+                PollTimeout::try_from(d + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = vec![PollFd::new(self.waker.fd(), PollFlags::POLLIN)];
+        if let Some(m) = mon {
+            fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
+        }
+        let _ = poll(&mut fds, timeout);
+        let woke = fds[0].any().unwrap_or(false);
+        let readable = fds.get(1).and_then(|f| f.any()).unwrap_or(false);
+        drop(fds);
+        if woke {
+            self.waker.drain();
+            while let Ok(msg) = self.msgs.try_recv() {
+                match msg {
+                    Msg::Stop => self.stopping = true,
+                }
+            }
+            while let Ok(done) = self.done.try_recv() {
+                self.finished(done);
+            }
+        }
+        readable
+    }
+
+    fn watch(&mut self, mut mon: PlatformMonitor) -> Exit {
+        let mut changes = Vec::new();
+        loop {
+            let now = Instant::now();
+            mon.expire(now, &mut |c| changes.push(c));
+            if self.apply(&mut changes, now) {
+                return Exit::RootGone;
+            }
+            self.dispatch(now);
+            {
+                let mut s = self.status.lock();
+                s.queued = self.normal.len() + self.big.len();
+                s.watched_dirs = mon.watched();
+            }
+            let timeout = self.next_timeout(&mon, now);
+            let readable = self.wait(Some(&mon), timeout);
+            if self.stopping {
+                return Exit::Stop;
+            }
+            if readable && let Err(e) = mon.read(&mut |c| changes.push(c)) {
+                error!("reading events failed: {e}; rescanning");
+                if let Err(e) = mon.rescan(&mut |c| changes.push(c)) {
+                    error!("rescan failed: {e}");
+                    return Exit::RootGone;
+                }
+            }
+        }
+    }
+
+    /// Queues changes; true when the source root is gone.
+    fn apply(&mut self, changes: &mut Vec<Change>, now: Instant) -> bool {
+        let mut gone = false;
+        for c in changes.drain(..) {
+            if c == Change::RootGone {
+                gone = true;
+                continue;
+            }
+            if c == Change::Rescan {
+                self.big = Queue::default();
+                self.big_due = None;
+            }
+            self.normal.push(c);
+            if self.normal_due.is_none() {
+                self.normal_due = Some(now + self.cfg.delay);
+            }
+        }
+        gone
+    }
+
+    fn next_timeout(&self, mon: &PlatformMonitor, now: Instant) -> Option<Duration> {
+        let mut next = mon.next_deadline();
+        if !self.blocked && self.pool.idle() > 0 {
+            for (q, due) in [(&self.normal, self.normal_due), (&self.big, self.big_due)] {
+                if let Some(due) = due.filter(|_| !q.is_empty()) {
+                    let due = self.retry_at.map_or(due, |r| r.max(due));
+                    next = Some(next.map_or(due, |n: Instant| n.min(due)));
+                }
+            }
+        }
+        next.map(|t| t.saturating_duration_since(now))
+    }
+
+    fn dispatch(&mut self, now: Instant) {
+        if self.retry_at.is_some_and(|r| r > now) {
+            return;
+        }
+        for big in [false, true] {
+            if self.blocked || self.pool.idle() == 0 {
+                return;
+            }
+            let due = if big { self.big_due } else { self.normal_due };
+            if due.is_none_or(|d| d > now) {
+                continue;
+            }
+            if !big && let Some(bf) = self.cfg.big_file.clone() {
+                let mut moved = Queue::default();
+                let source = &self.cfg.source;
+                self.normal
+                    .split_off(&mut moved, |p, rec| rec || !is_big(source, p, bf.threshold));
+                if !moved.is_empty() {
+                    self.big.restore(moved.take());
+                    self.big_due.get_or_insert(now + bf.delay);
+                }
+            }
+            let queue = if big { &mut self.big } else { &mut self.normal };
+            let batch = queue.take();
+            if big {
+                self.big_due = None;
+            } else {
+                self.normal_due = None;
+            }
+            if batch.is_empty() {
+                continue;
+            }
+            if batch.is_full() {
+                // A full sync covers the big files too.
+                let pending = self.big.take();
+                if !pending.is_empty() {
+                    debug!("big-file changes folded into the full sync");
+                }
+                self.big_due = None;
+            }
+            if self.inflight.conflicts(&batch) {
+                let queue = if big { &mut self.big } else { &mut self.normal };
+                queue.untake(batch);
+                if big {
+                    self.big_due = Some(now);
+                } else {
+                    self.normal_due = Some(now);
+                }
+                self.blocked = true;
+                return;
+            }
+            self.submit(batch);
+        }
+    }
+
+    fn submit(&mut self, batch: Batch) {
+        self.next_id += 1;
+        let id = self.next_id;
+        debug!(
+            id,
+            paths = batch.len(),
+            full = batch.is_full(),
+            "sync started"
+        );
+        self.inflight.add(id, &batch);
+        self.pool.submit(id, batch);
+        let mut s = self.status.lock();
+        if s.state != State::InitialSync {
+            s.state = State::Syncing;
+        }
+    }
+
+    fn finished(&mut self, done: Done) {
+        self.pool.finished();
+        self.inflight.remove(done.id);
+        self.blocked = false;
+        let now = Instant::now();
+        match done.result {
+            Ok(outcome) => {
+                for w in outcome.warnings {
+                    warn!("{w}");
+                }
+                if self.failures > 0 {
+                    info!("sync recovered after {} failed attempts", self.failures);
+                }
+                self.failures = 0;
+                self.retry_at = None;
+                let full = done.batch.is_full();
+                let mut s = self.status.lock();
+                s.syncs += 1;
+                s.last_success = Some(SystemTime::now());
+                if full && self.announce {
+                    self.announce = false;
+                    s.initial_syncs += 1;
+                    info!(
+                        "initial sync done in {:.3}s; watching {} directories",
+                        done.took.as_secs_f64(),
+                        s.watched_dirs
+                    );
+                } else {
+                    debug!(
+                        id = done.id,
+                        paths = done.batch.len(),
+                        "synced in {:.3}s",
+                        done.took.as_secs_f64()
+                    );
+                }
+                if self.pool.busy() == 0 && s.state != State::Failed {
+                    s.state = if self.announce {
+                        State::InitialSync
+                    } else {
+                        State::Watching
+                    };
+                }
+            }
+            Err(e) => {
+                self.failures += 1;
+                let wait = backoff(self.failures, BACKOFF_MAX);
+                warn!(
+                    "sync of {} paths failed (attempt {}): {e}; retrying in {wait:?}",
+                    done.batch.len(),
+                    self.failures
+                );
+                self.retry_at = Some(now + wait);
+                {
+                    let mut s = self.status.lock();
+                    s.failures += 1;
+                    s.last_error = Some((SystemTime::now(), e.to_string()));
+                    s.state = State::Retrying;
+                }
+                self.normal.restore(done.batch);
+                self.normal_due.get_or_insert(now);
+            }
+        }
+    }
+
+    /// The graceful end: let runs in flight finish, sync what is pending once more.
+    fn shutdown(&mut self) {
+        self.wait_idle();
+        let big = self.big.take();
+        self.normal.restore(big);
+        if !self.normal.is_empty() {
+            let batch = self.normal.take();
+            info!("syncing {} pending paths before stopping", batch.len());
+            self.retry_at = None;
+            self.submit(batch);
+            self.wait_idle();
+            if !self.normal.is_empty() {
+                warn!("the last sync failed; the next start's initial sync will repair it");
+            }
+        }
+        self.status.set_state(State::Stopped);
+        debug!("stopped");
+    }
+}

@@ -1,0 +1,109 @@
+//! A job's worker pool: threads that run the handler on batches and report back.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Sender, unbounded};
+use tracing::Span;
+
+use crate::handler::{Batch, Handler, HandlerError, Outcome};
+
+/// A finished handler run.
+pub struct Done {
+    pub id: u64,
+    pub batch: Batch,
+    pub result: Result<Outcome, HandlerError>,
+    pub took: Duration,
+}
+
+pub struct Pool {
+    work: Option<Sender<(u64, Batch)>>,
+    threads: Vec<JoinHandle<()>>,
+    busy: usize,
+}
+
+impl Pool {
+    /// Starts `n` workers; each finished run is sent on `done` and announced by `notify`.
+    pub fn new(
+        n: usize,
+        handler: Arc<dyn Handler>,
+        done: Sender<Done>,
+        notify: Arc<dyn Fn() + Send + Sync>,
+        span: Span,
+    ) -> std::io::Result<Pool> {
+        let (tx, rx) = unbounded::<(u64, Batch)>();
+        let mut threads = Vec::with_capacity(n);
+        for i in 0..n {
+            let (rx, handler, done, notify, span) = (
+                rx.clone(),
+                handler.clone(),
+                done.clone(),
+                notify.clone(),
+                span.clone(),
+            );
+            let t = std::thread::Builder::new()
+                .name(format!("clsync-worker-{i}"))
+                .spawn(move || {
+                    let _g = span.enter();
+                    for (id, batch) in rx {
+                        let start = Instant::now();
+                        let result = handler.run(&batch);
+                        let took = start.elapsed();
+                        if done
+                            .send(Done {
+                                id,
+                                batch,
+                                result,
+                                took,
+                            })
+                            .is_err()
+                        {
+                            break;
+                        }
+                        notify();
+                    }
+                })?;
+            threads.push(t);
+        }
+        Ok(Pool {
+            work: Some(tx),
+            threads,
+            busy: 0,
+        })
+    }
+
+    pub fn size(&self) -> usize {
+        self.threads.len()
+    }
+
+    pub fn idle(&self) -> usize {
+        self.size() - self.busy
+    }
+
+    pub fn busy(&self) -> usize {
+        self.busy
+    }
+
+    pub fn submit(&mut self, id: u64, batch: Batch) {
+        if let Some(tx) = &self.work
+            && tx.send((id, batch)).is_ok()
+        {
+            self.busy += 1;
+        }
+    }
+
+    /// Called for every [`Done`] received.
+    pub fn finished(&mut self) {
+        self.busy = self.busy.saturating_sub(1);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.work = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
