@@ -248,12 +248,22 @@ fn check_reports_errors_in_several_files() {
     c.job("alpha", "dealy = \"1s\"\n");
     c.job("beta", "delay = \"1s\"\nmode = \"ftp\"\n");
     c.job("gamma", "delay = \"1s\"\n"); // valid
+    c.job("delta", "mode = \"rsync\"\n"); // inherits the bad default delay
     c.env.write_main_config("[defaults]\ndelay = \"soon\"\n");
     let out = c.check();
     expect_diag(&out, "alpha.toml", 3, &[1], &["dealy"]);
     expect_diag(&out, "beta.toml", 4, &[], &[]);
     expect_diag(&out, "clsync.toml", 2, &[], &[]);
     assert!(out.errors_in("gamma.toml").is_empty(), "valid file reported\n{}", out.describe());
+}
+
+/// A bad value in `[defaults]` is an error even when every job overrides it.
+#[test]
+fn check_bad_default_reported_even_if_overridden() {
+    let c = Conf::new();
+    c.job("web", "delay = \"1s\"\n");
+    c.env.write_main_config("[defaults]\ndelay = \"soon\"\n");
+    expect_diag(&c.check(), "clsync.toml", 2, &[], &[]);
 }
 
 #[test]
