@@ -115,7 +115,7 @@ fn missing_source(mode: Mode) {
     env.job("jobB", &sb, &db, mode, "");
     let mut d = env.start(&["jobB"]);
     d.assert_synced(&sb, &db, &[]);
-    write(&sb.join("while-a-missing"), "x");
+    write(&sb.join("b/while-a-missing"), "x");
     d.assert_synced(&sb, &db, &[]);
     d.assert_running();
 
@@ -124,9 +124,9 @@ fn missing_source(mode: Mode) {
     d.assert_synced_within(&sa, &da, &[], Duration::from_secs(60));
     // A is live now.
     d.wait_watching(&["jobA"]);
-    write(&sa.join("live-a"), "live");
+    write(&sa.join("b/live-a"), "live");
     d.assert_synced(&sa, &da, &[]);
-    write(&sb.join("still-b"), "b");
+    write(&sb.join("b/c/still-b"), "b");
     d.assert_synced(&sb, &db, &[]);
 }
 
@@ -150,12 +150,12 @@ fn failing_rsync_beside_healthy_job() {
     let mut d = env.start(&["healthy"]);
     d.assert_synced(&sb, &db, &[]);
     for i in 0..5 {
-        write(&sa.join(format!("a{i}")), "never synced");
-        write(&sb.join(format!("b{i}")), "synced");
+        write(&sa.join(format!("b/a{i}")), "never synced");
+        write(&sb.join(format!("b/c/b{i}")), "synced");
         d.assert_synced(&sb, &db, &[]);
     }
     d.assert_running();
-    assert!(!da.join("a0").exists());
+    assert!(!da.join("b/a0").exists());
     let st = d.stop();
     assert!(st.success(), "SIGTERM with a failing job must still exit 0, got {st}\n{}", d.log_tail());
 }
