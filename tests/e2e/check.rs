@@ -33,13 +33,18 @@ impl Conf {
     }
 
     fn check(&self) -> CheckOutput {
-        run_check(&self.env.root, &[OsStr::new("--config-dir"), self.env.conf.as_os_str()])
+        run_check(
+            &self.env.root,
+            &[OsStr::new("--config-dir"), self.env.conf.as_os_str()],
+        )
     }
 }
 
 /// 1-based column of `needle` in `line`.
 fn col(line: &str, needle: &str) -> u32 {
-    line.find(needle).unwrap_or_else(|| panic!("{needle:?} not in {line:?}")) as u32 + 1
+    line.find(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in {line:?}")) as u32
+        + 1
 }
 
 /// Asserts a non-zero exit and a diagnostic for `file` at `line`, with a column among `cols`
@@ -91,14 +96,28 @@ fn check_valid_config_dir_exits_0() {
         ),
     );
     // Minimal job: only the required keys.
-    c.env.write_job("minimal", &format!("source = {}\ndestination = \"rel-dst\"\n", toml_path(&c.src)));
+    c.env.write_job(
+        "minimal",
+        &format!(
+            "source = {}\ndestination = \"rel-dst\"\n",
+            toml_path(&c.src)
+        ),
+    );
     // Not jobs: must not be read.
-    fs::write(c.env.conf.join("jobs.d/web.toml.dpkg-old"), "garbage = = =\n").unwrap();
+    fs::write(
+        c.env.conf.join("jobs.d/web.toml.dpkg-old"),
+        "garbage = = =\n",
+    )
+    .unwrap();
     fs::write(c.env.conf.join("jobs.d/web.toml~"), "dealy = 1\n").unwrap();
     fs::write(c.env.conf.join("jobs.d/README"), "not toml [\n").unwrap();
     let out = c.check();
     expect_ok(&out);
-    assert!(out.errors().is_empty(), "a valid config printed diagnostics\n{}", out.describe());
+    assert!(
+        out.errors().is_empty(),
+        "a valid config printed diagnostics\n{}",
+        out.describe()
+    );
 }
 
 #[test]
@@ -122,7 +141,10 @@ fn check_unknown_key_at_line_and_column() {
     expect_diag(&c.check(), "web.toml", 3, &[1], &["dealy"]);
     // Indented, inside a table.
     let c = Conf::new();
-    c.job("web", "delay = \"1s\"\n\n[rsync]\npath = \"rsync\"\n  paht = \"x\"\n");
+    c.job(
+        "web",
+        "delay = \"1s\"\n\n[rsync]\npath = \"rsync\"\n  paht = \"x\"\n",
+    );
     expect_diag(&c.check(), "web.toml", 7, &[3], &["paht"]);
 }
 
@@ -131,11 +153,23 @@ fn check_bad_duration() {
     let c = Conf::new();
     let line = "delay = \"fast\"";
     c.job("web", &format!("{line}\n"));
-    expect_diag(&c.check(), "web.toml", 3, &[1, col(line, "\""), col(line, "fast")], &[]);
+    expect_diag(
+        &c.check(),
+        "web.toml",
+        3,
+        &[1, col(line, "\""), col(line, "fast")],
+        &[],
+    );
     let c = Conf::new();
     let line = "delay = \"5 parsecs\"";
     c.job("web", &format!("mode = \"rsync\"\n[big_file]\n{line}\n"));
-    expect_diag(&c.check(), "web.toml", 5, &[1, col(line, "\""), col(line, "5")], &[]);
+    expect_diag(
+        &c.check(),
+        "web.toml",
+        5,
+        &[1, col(line, "\""), col(line, "5")],
+        &[],
+    );
 }
 
 #[test]
@@ -143,7 +177,13 @@ fn check_bad_size() {
     let c = Conf::new();
     let line = "threshold = \"lots\"";
     c.job("web", &format!("[big_file]\n{line}\n"));
-    expect_diag(&c.check(), "web.toml", 4, &[1, col(line, "\""), col(line, "lots")], &[]);
+    expect_diag(
+        &c.check(),
+        "web.toml",
+        4,
+        &[1, col(line, "\""), col(line, "lots")],
+        &[],
+    );
 }
 
 #[test]
@@ -151,11 +191,23 @@ fn check_wrong_type() {
     let c = Conf::new();
     let line = "workers = \"two\"";
     c.job("web", &format!("{line}\n"));
-    expect_diag(&c.check(), "web.toml", 3, &[1, col(line, "\""), col(line, "two")], &[]);
+    expect_diag(
+        &c.check(),
+        "web.toml",
+        3,
+        &[1, col(line, "\""), col(line, "two")],
+        &[],
+    );
     let c = Conf::new();
     let line = "initial_sync = \"yes\"";
     c.job("web", &format!("enabled = true\n{line}\n"));
-    expect_diag(&c.check(), "web.toml", 4, &[1, col(line, "\""), col(line, "yes")], &[]);
+    expect_diag(
+        &c.check(),
+        "web.toml",
+        4,
+        &[1, col(line, "\""), col(line, "yes")],
+        &[],
+    );
 }
 
 #[test]
@@ -163,7 +215,13 @@ fn check_bad_mode() {
     let c = Conf::new();
     let line = "mode = \"ftp\"";
     c.job("web", &format!("{line}\n"));
-    expect_diag(&c.check(), "web.toml", 3, &[1, col(line, "\""), col(line, "ftp")], &[]);
+    expect_diag(
+        &c.check(),
+        "web.toml",
+        3,
+        &[1, col(line, "\""), col(line, "ftp")],
+        &[],
+    );
 }
 
 #[test]
@@ -203,7 +261,13 @@ fn check_destination_inside_source() {
         "web",
         &format!("source = {}\n{line}\ndelay = \"1s\"\n", toml_path(&c.src)),
     );
-    expect_diag(&c.check(), "web.toml", 2, &[1, col(&line, "\""), col(&line, "/")], &[]);
+    expect_diag(
+        &c.check(),
+        "web.toml",
+        2,
+        &[1, col(&line, "\""), col(&line, "/")],
+        &[],
+    );
 }
 
 #[test]
@@ -216,7 +280,13 @@ fn check_source_not_a_directory() {
         "web",
         &format!("{line}\ndestination = {}\n", toml_path(&c.dst)),
     );
-    expect_diag(&c.check(), "web.toml", 1, &[1, col(&line, "\""), col(&line, "/")], &[]);
+    expect_diag(
+        &c.check(),
+        "web.toml",
+        1,
+        &[1, col(&line, "\""), col(&line, "/")],
+        &[],
+    );
 }
 
 #[test]
@@ -236,10 +306,21 @@ fn check_missing_source_is_not_an_error() {
 #[test]
 fn check_missing_required_key() {
     let c = Conf::new();
-    c.env.write_job("web", &format!("source = {}\ndelay = \"1s\"\n", toml_path(&c.src)));
+    c.env.write_job(
+        "web",
+        &format!("source = {}\ndelay = \"1s\"\n", toml_path(&c.src)),
+    );
     let out = c.check();
-    assert!(matches!(out.code, Some(c) if c != 0), "missing destination accepted\n{}", out.describe());
-    assert!(!out.errors_in("web.toml").is_empty(), "no file:line:col diagnostic\n{}", out.describe());
+    assert!(
+        matches!(out.code, Some(c) if c != 0),
+        "missing destination accepted\n{}",
+        out.describe()
+    );
+    assert!(
+        !out.errors_in("web.toml").is_empty(),
+        "no file:line:col diagnostic\n{}",
+        out.describe()
+    );
 }
 
 #[test]
@@ -254,7 +335,11 @@ fn check_reports_errors_in_several_files() {
     expect_diag(&out, "alpha.toml", 3, &[1], &["dealy"]);
     expect_diag(&out, "beta.toml", 4, &[], &[]);
     expect_diag(&out, "clsync.toml", 2, &[], &[]);
-    assert!(out.errors_in("gamma.toml").is_empty(), "valid file reported\n{}", out.describe());
+    assert!(
+        out.errors_in("gamma.toml").is_empty(),
+        "valid file reported\n{}",
+        out.describe()
+    );
 }
 
 /// A bad value in `[defaults]` is an error even when every job overrides it.
@@ -285,7 +370,13 @@ fn check_single_file_form() {
     expect_ok(&run_check(&c.env.root, &[good.as_os_str()]));
     let bad = c.env.p("single-bad.toml");
     fs::write(&bad, c.text("delay = \"200ms\"\ndealy = \"1s\"\n")).unwrap();
-    expect_diag(&run_check(&c.env.root, &[bad.as_os_str()]), "single-bad.toml", 4, &[1], &["dealy"]);
+    expect_diag(
+        &run_check(&c.env.root, &[bad.as_os_str()]),
+        "single-bad.toml",
+        4,
+        &[1],
+        &["dealy"],
+    );
 }
 
 #[test]
@@ -295,15 +386,25 @@ fn check_file_with_config_dir() {
     let good = c.job("good", "mode = \"rsync\"\n");
     let out = run_check(
         &c.env.root,
-        &[OsStr::new("--config-dir"), c.env.conf.as_os_str(), good.as_os_str()],
+        &[
+            OsStr::new("--config-dir"),
+            c.env.conf.as_os_str(),
+            good.as_os_str(),
+        ],
     );
     expect_ok(&out);
     // Relative paths in FILE resolve against DIR: DIR/notadir is a regular file.
     fs::write(c.env.conf.join("notadir"), "x").unwrap();
-    let rel = c.env.write_job("rel", "source = \"notadir\"\ndestination = \"dst\"\n");
+    let rel = c
+        .env
+        .write_job("rel", "source = \"notadir\"\ndestination = \"dst\"\n");
     let out = run_check(
         &c.env.root,
-        &[OsStr::new("--config-dir"), c.env.conf.as_os_str(), rel.as_os_str()],
+        &[
+            OsStr::new("--config-dir"),
+            c.env.conf.as_os_str(),
+            rel.as_os_str(),
+        ],
     );
     expect_diag(&out, "rel.toml", 1, &[], &[]);
 }
@@ -311,7 +412,8 @@ fn check_file_with_config_dir() {
 #[test]
 fn check_defaults_errors_in_main_config() {
     let c = Conf::new();
-    c.env.write_main_config("[defaults]\ndelay = \"1s\"\nmode = \"carrier-pigeon\"\n");
+    c.env
+        .write_main_config("[defaults]\ndelay = \"1s\"\nmode = \"carrier-pigeon\"\n");
     c.job("web", "");
     expect_diag(&c.check(), "clsync.toml", 3, &[], &[]);
 }

@@ -30,7 +30,10 @@ fn excludes(mode: Mode) {
         ("sub/y.tmp", "y"),
         ("sub/y.tmpl", "not excluded"),
         ("cache/c.txt", "root cache is excluded"),
-        ("sub/cache/c2.txt", "nested cache is not excluded (anchored pattern)"),
+        (
+            "sub/cache/c2.txt",
+            "nested cache is not excluded (anchored pattern)",
+        ),
         ("build/b.o", "excluded"),
         ("sub/build/b2.o", "excluded"),
         ("sub2/build", "a file named build is not excluded by build/"),
@@ -52,12 +55,24 @@ fn excludes(mode: Mode) {
     env.job("ex", &src, &dst, mode, &format!("exclude = {list}"));
     let mut d = env.start(&["ex"]);
     d.assert_synced(&src, &dst, EXCLUDES);
-    assert_absent(&dst, &["sub/y.tmp", "cache/c.txt", "build/b.o", "sub/build", "stale-not-excluded.txt"]);
+    assert_absent(
+        &dst,
+        &[
+            "sub/y.tmp",
+            "cache/c.txt",
+            "build/b.o",
+            "sub/build",
+            "stale-not-excluded.txt",
+        ],
+    );
     assert_eq!(read(&dst.join("x.tmp")), "dst version of x.tmp");
     assert_eq!(read(&dst.join("old.tmp")), "dst only");
     assert_eq!(read(&dst.join("cache/keep-me")), "dst cache");
     assert_eq!(read(&dst.join("build/stale.o")), "dst build");
-    assert_eq!(read(&dst.join("sub2/build")), "a file named build is not excluded by build/");
+    assert_eq!(
+        read(&dst.join("sub2/build")),
+        "a file named build is not excluded by build/"
+    );
 
     // Live changes.
     write(&src.join("new.tmp"), "excluded");
@@ -74,7 +89,15 @@ fn excludes(mode: Mode) {
     d.barrier(&src, &dst, EXCLUDES);
     assert_absent(
         &dst,
-        &["new.tmp", "sub/deep/z.tmp", "cache/new.txt", "build/new.o", "a/b/build", "keep.tmp", "keep.txt"],
+        &[
+            "new.tmp",
+            "sub/deep/z.tmp",
+            "cache/new.txt",
+            "build/new.o",
+            "a/b/build",
+            "keep.tmp",
+            "keep.txt",
+        ],
     );
     assert_eq!(read(&dst.join("x2.txt")), "renamed later");
     assert_eq!(read(&dst.join("x.tmp")), "dst version of x.tmp");
@@ -99,7 +122,10 @@ fn rules_scenario(mode: Mode, use_file: bool) {
         ("keep.txt", "keep"),
         ("skip/a.txt", "excluded dir"),
         ("skip/deeper/b.txt", "excluded dir"),
-        ("other/skip/c.txt", "only the top-level skip dir is excluded"),
+        (
+            "other/skip/c.txt",
+            "only the top-level skip dir is excluded",
+        ),
         ("skipper/d.txt", "anchored regex: not excluded"),
         ("x.log", "excluded"),
         ("deep/er/y.log", "excluded"),
@@ -127,7 +153,10 @@ fn rules_scenario(mode: Mode, use_file: bool) {
     fs::rename(src.join("keep.txt"), src.join("keep.log")).unwrap();
     fs::rename(src.join("x.log"), src.join("x.txt")).unwrap();
     d.barrier(&src, &dst, RULES_AS_EXCLUDES);
-    assert_absent(&dst, &["skip", "new.log", "deep/z.log", "keep.log", "keep.txt"]);
+    assert_absent(
+        &dst,
+        &["skip", "new.log", "deep/z.log", "keep.log", "keep.txt"],
+    );
     assert_eq!(read(&dst.join("x.txt")), "excluded");
 }
 
@@ -178,9 +207,15 @@ fn defaults_inherited() {
     d.assert_synced(&src2, &dst2, &["*.bak"]);
     assert_absent(&dst1, &["a.tmp"]);
     assert_absent(&dst2, &["b.bak"]);
-    assert!(dst2.join("b.tmp").exists(), "the job's own exclude must replace the default");
+    assert!(
+        dst2.join("b.tmp").exists(),
+        "the job's own exclude must replace the default"
+    );
     let calls = count_lines(&counter);
-    assert!(calls >= 2, "defaults.rsync.path not used (rsync counter saw {calls} calls)");
+    assert!(
+        calls >= 2,
+        "defaults.rsync.path not used (rsync counter saw {calls} calls)"
+    );
 
     // The inherited 4 s delay: a change is not synced sooner than ~4 s.
     let t0 = Instant::now();
@@ -188,7 +223,9 @@ fn defaults_inherited() {
     write(&src1.join("late.tmp"), "late, excluded");
     d.assert_synced(&src1, &dst1, &["*.tmp"]);
     let since_write = t0.elapsed();
-    eprintln!("defaults_inherited: change synced {since_write:?} after the write (inherited delay = 4s)");
+    eprintln!(
+        "defaults_inherited: change synced {since_write:?} after the write (inherited delay = 4s)"
+    );
     assert!(
         since_write.as_millis() >= 3000,
         "synced after {since_write:?}: the inherited delay of 4s was not applied\n{}",

@@ -160,7 +160,8 @@ impl Env {
     pub fn script(&self, name: &str, body: &str) -> PathBuf {
         let p = self.p(name);
         let mut f = fs::File::create(&p).unwrap();
-        f.write_all(format!("#!/bin/sh\n{body}\n").as_bytes()).unwrap();
+        f.write_all(format!("#!/bin/sh\n{body}\n").as_bytes())
+            .unwrap();
         f.sync_all().unwrap();
         drop(f);
         fs::set_permissions(&p, fs::Permissions::from_mode(0o755)).unwrap();
@@ -180,7 +181,11 @@ impl Env {
     /// Spawns `clsync run --config-dir conf` (cwd = root).
     pub fn spawn(&self) -> Daemon {
         self.spawn_with(
-            &[OsStr::new("run"), OsStr::new("--config-dir"), self.conf.as_os_str()],
+            &[
+                OsStr::new("run"),
+                OsStr::new("--config-dir"),
+                self.conf.as_os_str(),
+            ],
             &[],
         )
     }
@@ -217,7 +222,10 @@ impl Daemon {
             .current_dir(cwd)
             .env("NO_COLOR", "1")
             .env_remove("CLSYNC_CONFIG_DIR")
-            .env("RUST_LOG", std::env::var_os("CLSYNC_TEST_LOG").unwrap_or_else(|| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var_os("CLSYNC_TEST_LOG").unwrap_or_else(|| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
@@ -260,12 +268,11 @@ impl Daemon {
 
     /// `Some(status)` once the process has exited.
     pub fn try_status(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            if let Some(child) = self.child.as_mut() {
-                if let Ok(Some(st)) = child.try_wait() {
-                    self.status = Some(st);
-                }
-            }
+        if self.status.is_none()
+            && let Some(child) = self.child.as_mut()
+            && let Ok(Some(st)) = child.try_wait()
+        {
+            self.status = Some(st);
         }
         self.status
     }
@@ -354,7 +361,10 @@ impl Daemon {
             None => {
                 self.signal(libc::SIGKILL);
                 let _ = self.wait_exit(Duration::from_secs(5));
-                panic!("clsync did not exit within 20 s of SIGTERM\n{}", self.log_tail());
+                panic!(
+                    "clsync did not exit within 20 s of SIGTERM\n{}",
+                    self.log_tail()
+                );
             }
         }
     }
@@ -634,12 +644,18 @@ impl SysctlGuard {
 impl Drop for SysctlGuard {
     fn drop(&mut self) {
         if let Err(e) = fs::write(&self.path, &self.old) {
-            eprintln!("FAILED to restore {} to {}: {e}", self.path.display(), self.old);
+            eprintln!(
+                "FAILED to restore {} to {}: {e}",
+                self.path.display(),
+                self.old
+            );
         }
     }
 }
 
 /// Number of lines in a counter file (0 if missing).
 pub fn count_lines(p: &Path) -> usize {
-    fs::read_to_string(p).map(|s| s.lines().count()).unwrap_or(0)
+    fs::read_to_string(p)
+        .map(|s| s.lines().count())
+        .unwrap_or(0)
 }

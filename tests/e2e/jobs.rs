@@ -10,7 +10,10 @@ fn initial_sync(mode: Mode) {
     let src = env.dir("src");
     populate(&src, "pre-populated");
     for i in 0..50 {
-        write(&src.join(format!("many/{}/f{i}", i % 7)), &"x".repeat(i * 100));
+        write(
+            &src.join(format!("many/{}/f{i}", i % 7)),
+            &"x".repeat(i * 100),
+        );
     }
     std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
     // The destination does not exist yet, nor its parent.
@@ -75,7 +78,13 @@ fn no_initial_sync(mode: Mode) {
         std::thread::sleep(POLL);
     }
     // But the untouched pre-existing files were not copied.
-    for rel in ["a.txt", "b/b1.txt", "b/b2.txt", "b/c/d/e/deeper.bin", "empty/.keep"] {
+    for rel in [
+        "a.txt",
+        "b/b1.txt",
+        "b/b2.txt",
+        "b/c/d/e/deeper.bin",
+        "empty/.keep",
+    ] {
         assert!(
             !dst.join(rel).exists(),
             "{rel} was copied although initial_sync = false"
@@ -91,7 +100,11 @@ fn two_jobs(mode: Mode) {
     populate(&s1, "one");
     populate(&s2, "two");
     env.job("first", &s1, &d1, mode, "");
-    let other = if mode == Mode::Rsync { Mode::Mirror } else { Mode::Rsync };
+    let other = if mode == Mode::Rsync {
+        Mode::Mirror
+    } else {
+        Mode::Rsync
+    };
     env.job("second", &s2, &d2, other, "");
     let mut d = env.start(&["first", "second"]);
     d.assert_synced(&s1, &d1, &[]);
@@ -134,7 +147,10 @@ fn missing_source(mode: Mode) {
 #[test]
 fn failing_rsync_beside_healthy_job() {
     let env = Env::new();
-    let fail = env.script("rsync-fail.sh", "echo 'rsync-fail: simulated failure' >&2\nexit 1");
+    let fail = env.script(
+        "rsync-fail.sh",
+        "echo 'rsync-fail: simulated failure' >&2\nexit 1",
+    );
     let (sa, da) = (env.dir("src-a"), env.p("dst-a"));
     let (sb, db) = (env.dir("src-b"), env.p("dst-b"));
     populate(&sa, "a");
@@ -157,7 +173,11 @@ fn failing_rsync_beside_healthy_job() {
     d.assert_running();
     assert!(!da.join("b/a0").exists());
     let st = d.stop();
-    assert!(st.success(), "SIGTERM with a failing job must still exit 0, got {st}\n{}", d.log_tail());
+    assert!(
+        st.success(),
+        "SIGTERM with a failing job must still exit 0, got {st}\n{}",
+        d.log_tail()
+    );
 }
 
 /// Only `*.toml` files in jobs.d are jobs.
@@ -182,11 +202,28 @@ fn non_toml_ignored(mode: Mode) {
     d.assert_synced(&src, &dst, &[]);
     write(&src.join("new"), "n");
     d.barrier(&src, &dst, &[]);
-    for dest in ["dst-dpkg-old", "dst-backup", "dst-bak", "dst-swp", "dst-orig"] {
-        assert!(!env.p(dest).exists(), "a non-.toml file in jobs.d was run as a job ({dest})");
+    for dest in [
+        "dst-dpkg-old",
+        "dst-backup",
+        "dst-bak",
+        "dst-swp",
+        "dst-orig",
+    ] {
+        assert!(
+            !env.p(dest).exists(),
+            "a non-.toml file in jobs.d was run as a job ({dest})"
+        );
     }
-    let out = run_check(&env.root, &[OsStr::new("--config-dir"), env.conf.as_os_str()]);
-    assert_eq!(out.code, Some(0), "check must ignore non-.toml files\n{}", out.describe());
+    let out = run_check(
+        &env.root,
+        &[OsStr::new("--config-dir"), env.conf.as_os_str()],
+    );
+    assert_eq!(
+        out.code,
+        Some(0),
+        "check must ignore non-.toml files\n{}",
+        out.describe()
+    );
 }
 
 /// Relative `source`/`destination` resolve against the config dir, not the cwd.
@@ -197,14 +234,20 @@ fn relative_paths_resolve_against_config_dir() {
     fs::create_dir(&src).unwrap();
     populate(&src, "rel");
     let dst = env.conf.join("dst");
-    env.write_job("rel", "source = \"src\"\ndestination = \"dst\"\ndelay = \"100ms\"\n");
+    env.write_job(
+        "rel",
+        "source = \"src\"\ndestination = \"dst\"\ndelay = \"100ms\"\n",
+    );
     // A decoy source relative to the daemon's cwd (root) that must not be used.
     populate(&env.dir("src"), "wrong");
     let mut d = env.start(&["rel"]);
     d.assert_synced(&src, &dst, &[]);
     write(&src.join("live"), "live");
     d.assert_synced(&src, &dst, &[]);
-    assert!(!env.p("dst").exists(), "destination resolved against the cwd");
+    assert!(
+        !env.p("dst").exists(),
+        "destination resolved against the cwd"
+    );
 }
 
 /// `CLSYNC_CONFIG_DIR` instead of `--config-dir`.
@@ -215,7 +258,10 @@ fn config_dir_from_env() {
     let dst = env.p("dst");
     populate(&src, "env");
     env.job("envjob", &src, &dst, Mode::Rsync, "");
-    let mut d = env.spawn_with(&[OsStr::new("run")], &[("CLSYNC_CONFIG_DIR", env.conf.as_os_str())]);
+    let mut d = env.spawn_with(
+        &[OsStr::new("run")],
+        &[("CLSYNC_CONFIG_DIR", env.conf.as_os_str())],
+    );
     d.wait_watching(&["envjob"]);
     d.assert_synced(&src, &dst, &[]);
     write(&src.join("x"), "x");
@@ -235,7 +281,10 @@ fn disabled(mode: Mode) {
     let mut d = env.start(&["on"]);
     write(&s2.join("x"), "x");
     d.barrier(&s1, &d1, &[]);
-    assert!(!d2.join("x").exists() && !d2.join("a.txt").exists(), "disabled job ran");
+    assert!(
+        !d2.join("x").exists() && !d2.join("a.txt").exists(),
+        "disabled job ran"
+    );
 }
 
 crate::both_modes! {

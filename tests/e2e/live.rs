@@ -48,7 +48,10 @@ fn create(mode: Mode) {
 
 fn modify(mode: Mode) {
     let mut t = One::plain(mode);
-    write(&t.src.join("a.txt"), "alpha, rewritten with a different length");
+    write(
+        &t.src.join("a.txt"),
+        "alpha, rewritten with a different length",
+    );
     write(&t.src.join("b/c/deep.txt"), "");
     t.synced();
     // Truncate and rewrite in place with the same length.
@@ -68,8 +71,7 @@ fn modify_keep_mtime(mode: Mode) {
     assert_eq!(old.len(), new.len());
     assert_ne!(old, new);
     fs::write(&p, &new).unwrap();
-    filetime::set_file_mtime(&p, filetime::FileTime::from_last_modification_time(&before))
-        .unwrap();
+    filetime::set_file_mtime(&p, filetime::FileTime::from_last_modification_time(&before)).unwrap();
     t.synced();
 }
 
@@ -116,7 +118,11 @@ fn rename_file(mode: Mode) {
     t.synced();
     // Atomic-save pattern: write temp, rename over.
     write(&t.src.join("b/.a-renamed.txt.swp"), "saved atomically");
-    fs::rename(t.src.join("b/.a-renamed.txt.swp"), t.src.join("a-renamed.txt")).unwrap();
+    fs::rename(
+        t.src.join("b/.a-renamed.txt.swp"),
+        t.src.join("a-renamed.txt"),
+    )
+    .unwrap();
     t.synced();
 }
 
@@ -126,7 +132,10 @@ fn rename_dir(mode: Mode) {
     t.synced();
     // The renamed directory and its subdirectories are still watched.
     write(&t.src.join("b-renamed/after.txt"), "written after rename");
-    write(&t.src.join("b-renamed/c/d/e/after-deep.txt"), "deep after rename");
+    write(
+        &t.src.join("b-renamed/c/d/e/after-deep.txt"),
+        "deep after rename",
+    );
     t.synced();
     // Rename twice in a row, then write at the final place.
     fs::rename(t.src.join("b-renamed"), t.src.join("b2")).unwrap();
@@ -147,7 +156,10 @@ fn move_in(mode: Mode) {
     fs::rename(t.env.p("outside"), t.src.join("moved-in")).unwrap();
     t.synced();
     // The moved-in tree is watched.
-    write(&t.src.join("moved-in/b/c/d/e/new.txt"), "new in moved-in tree");
+    write(
+        &t.src.join("moved-in/b/c/d/e/new.txt"),
+        "new in moved-in tree",
+    );
     write(&t.src.join("moved-in/new-top.txt"), "new top");
     fs::remove_file(t.src.join("moved-in/b/b1.txt")).unwrap();
     t.synced();
@@ -187,7 +199,11 @@ fn mkdir_storm(mode: Mode) {
     // Every new directory is watched.
     for i in (0..200).step_by(7) {
         fs::write(t.src.join(format!("t{i}/a/b/g")), "later").unwrap();
-        fs::write(t.src.join(format!("t{i}/a/b/c/f")), format!("tree {i} changed")).unwrap();
+        fs::write(
+            t.src.join(format!("t{i}/a/b/c/f")),
+            format!("tree {i} changed"),
+        )
+        .unwrap();
     }
     t.synced();
 }
@@ -224,17 +240,24 @@ fn sigterm_exits_zero(mode: Mode) {
     write(&t.src.join("x"), "x");
     t.synced();
     let st = t.d.stop();
-    assert!(st.success(), "SIGTERM must give exit 0, got {st}\n{}", t.d.log_tail());
+    assert!(
+        st.success(),
+        "SIGTERM must give exit 0, got {st}\n{}",
+        t.d.log_tail()
+    );
 }
 
 fn sigint_exits_zero(mode: Mode) {
     let mut t = One::plain(mode);
     t.d.signal(libc::SIGINT);
-    let st = t
-        .d
-        .wait_exit(std::time::Duration::from_secs(20))
-        .unwrap_or_else(|| panic!("no exit within 20 s of SIGINT\n{}", t.d.log_tail()));
-    assert!(st.success(), "SIGINT must give exit 0, got {st}\n{}", t.d.log_tail());
+    let st =
+        t.d.wait_exit(std::time::Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("no exit within 20 s of SIGINT\n{}", t.d.log_tail()));
+    assert!(
+        st.success(),
+        "SIGINT must give exit 0, got {st}\n{}",
+        t.d.log_tail()
+    );
 }
 
 crate::both_modes! {

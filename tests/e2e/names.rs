@@ -59,7 +59,11 @@ fn odd(mode: Mode) {
     fs::write(src.join("$(touch pwned) initial"), "x").unwrap();
     fs::write(src.join(os(b"initial-\xff")), "x").unwrap();
     let mut d = env.spawn_with(
-        &[OsStr::new("run"), OsStr::new("--config-dir"), env.conf.as_os_str()],
+        &[
+            OsStr::new("run"),
+            OsStr::new("--config-dir"),
+            env.conf.as_os_str(),
+        ],
         &[("CLSYNC_TEST_PWNED", pwned3.as_os_str())],
     );
     d.wait_watching(&["names"]);
@@ -71,7 +75,11 @@ fn odd(mode: Mode) {
         fs::write(src.join(n), format!("file {i}\n")).unwrap();
     }
     // A directory with an odd name holding odd names, and odd names in a subdirectory.
-    for dir in [OsString::from("dir with space"), OsString::from("-dir"), os(b"dir-\xff")] {
+    for dir in [
+        OsString::from("dir with space"),
+        OsString::from("-dir"),
+        os(b"dir-\xff"),
+    ] {
         fs::create_dir(src.join(&dir)).unwrap();
         for (i, n) in names.iter().enumerate().step_by(3) {
             fs::write(src.join(&dir).join(n), format!("nested {i}\n")).unwrap();
@@ -100,8 +108,14 @@ fn odd(mode: Mode) {
     // Nothing was executed by a shell.
     for name in ["pwned", "pwned2", "pwned3"] {
         let found = find_named(&env.root, OsStr::new(name));
-        assert!(found.is_empty(), "a file name was run through a shell: {found:?}");
-        assert!(!std::path::Path::new(name).exists(), "{name} created in the test's cwd");
+        assert!(
+            found.is_empty(),
+            "a file name was run through a shell: {found:?}"
+        );
+        assert!(
+            !std::path::Path::new(name).exists(),
+            "{name} created in the test's cwd"
+        );
     }
     assert!(!pwned3.exists());
     d.assert_running();

@@ -48,7 +48,10 @@ fn ten_thousand(mode: Mode) {
         ),
     }
     if mode == Mode::Rsync {
-        assert!(calls >= 1, "rsync mode synced 10,000 files without calling rsync?");
+        assert!(
+            calls >= 1,
+            "rsync mode synced 10,000 files without calling rsync?"
+        );
     }
     // Still live after the burst.
     write(&src.join("burst-007/after"), "after");
@@ -78,7 +81,11 @@ fn queue_overflow(mode: Mode) {
         };
         let mut d = Daemon::spawn(
             &env.root,
-            &[std::ffi::OsStr::new("run"), std::ffi::OsStr::new("--config-dir"), env.conf.as_os_str()],
+            &[
+                std::ffi::OsStr::new("run"),
+                std::ffi::OsStr::new("--config-dir"),
+                env.conf.as_os_str(),
+            ],
             &[],
             &env.root.join("daemon.log"),
         );
