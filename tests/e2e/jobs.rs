@@ -16,8 +16,8 @@ fn initial_sync(mode: Mode) {
         );
     }
     std::os::unix::fs::symlink("a.txt", src.join("link")).unwrap();
-    // The destination does not exist yet, nor its parent.
-    let dst = env.p("out/deep/dst");
+    // The destination does not exist yet.
+    let dst = env.p("dst");
     env.job("init", &src, &dst, mode, "");
     let mut d = env.start(&["init"]);
     // The initial sync is done when `watching` is logged: no waiting needed.
@@ -29,6 +29,17 @@ fn initial_sync(mode: Mode) {
         d.log_tail()
     );
     write(&src.join("later.txt"), "later");
+    d.assert_synced(&src, &dst, &[]);
+}
+
+/// "created if missing", parents included.
+fn destination_with_missing_parents(mode: Mode) {
+    let env = Env::new();
+    let src = env.dir("src");
+    populate(&src, "x");
+    let dst = env.p("out/deep/dst");
+    env.job("nested", &src, &dst, mode, "");
+    let mut d = env.start(&["nested"]);
     d.assert_synced(&src, &dst, &[]);
 }
 
@@ -290,6 +301,7 @@ fn disabled(mode: Mode) {
 crate::both_modes! {
     initial_sync_of_populated_tree => initial_sync;
     initial_sync_deletes_stale_destination_entries => initial_sync_replaces_stale_dst;
+    destination_created_with_missing_parents => destination_with_missing_parents;
     initial_sync_false_copies_only_later_changes => no_initial_sync;
     two_jobs_in_one_daemon => two_jobs;
     missing_source_retried_while_other_job_syncs => missing_source;

@@ -98,6 +98,20 @@ fn chmod(mode: Mode) {
     t.synced();
 }
 
+/// The source root's own attributes (mode, mtime) are part of the tree: creating a file at
+/// the root changes the root's mtime, and chmod on the root must reach the destination root.
+/// The mtime is set an hour back so that rsync's 1-second resolution always sees it.
+fn root_attrs(mode: Mode) {
+    let mut t = One::plain(mode);
+    write(&t.src.join("new-at-root.txt"), "x");
+    let old =
+        filetime::FileTime::from_unix_time(filetime::FileTime::now().unix_seconds() - 3600, 0);
+    filetime::set_file_mtime(&t.src, old).unwrap();
+    t.synced();
+    fs::set_permissions(&t.src, fs::Permissions::from_mode(0o750)).unwrap();
+    t.synced();
+}
+
 fn delete(mode: Mode) {
     let mut t = One::plain(mode);
     fs::remove_file(t.src.join("a.txt")).unwrap();
@@ -266,6 +280,7 @@ crate::both_modes! {
     modify_same_size_keep_mtime => modify_keep_mtime;
     append_to_file => append_;
     chmod_file_and_dir => chmod;
+    root_dir_attributes => root_attrs;
     delete_file_and_tree => delete;
     rename_file_inside => rename_file;
     rename_dir_inside => rename_dir;
