@@ -1037,3 +1037,519 @@ impl Filter {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    fn p(b: &[u8]) -> &Path {
+        Path::new(OsStr::from_bytes(b))
+    }
+
+    fn filter(excludes: &[&str], rules: &[&str]) -> Filter {
+        let excludes: Vec<String> = excludes.iter().map(|s| s.to_string()).collect();
+        let rules = parse_rule_list(rules).expect("rules parse");
+        Filter::new(&excludes, rules).expect("filter builds")
+    }
+
+    const F: Kind = Kind::File;
+    const D: Kind = Kind::Dir;
+    const O: Kind = Kind::Other;
+
+    #[test]
+    fn glob_self_matching_table() {
+        // (pattern, path, kind, expected match of the path itself)
+        let table: &[(&str, &[u8], Kind, bool)] = &[
+            // final-component patterns, any depth
+            ("*.swp", b"a.swp", F, true),
+            ("*.swp", b"x/y/a.swp", F, true),
+            ("*.swp", b"a.swp/b", F, false),
+            ("*.swp", b"a.swpx", F, false),
+            ("core", b"core", F, true),
+            ("core", b"src/core", D, true),
+            ("core", b"src/xcore", F, false),
+            ("core", b"core/x", F, false),
+            // anchored
+            ("/cache/", b"cache", D, true),
+            ("/cache/", b"cache", F, false),
+            ("/cache/", b"x/cache", D, false),
+            ("/cache", b"cache", F, true),
+            ("/a/b", b"a/b", F, true),
+            ("/a/b", b"x/a/b", F, false),
+            // unanchored with a slash: matched at the end, at a component boundary
+            ("foo/bar", b"foo/bar", F, true),
+            ("foo/bar", b"x/foo/bar", F, true),
+            ("foo/bar", b"xfoo/bar", F, false),
+            ("foo/bar", b"foo/bar/baz", F, false),
+            ("tmp/*.o", b"tmp/x.o", F, true),
+            ("tmp/*.o", b"a/tmp/x.o", F, true),
+            ("tmp/*.o", b"a/xtmp/x.o", F, false),
+            // dir-only
+            ("build/", b"build", D, true),
+            ("build/", b"build", F, false),
+            ("build/", b"build", O, false),
+            ("build/", b"a/build", D, true),
+            // `*` does not cross `/`, `?` is one byte
+            ("a*c", b"abc", F, true),
+            ("a*c", b"a/c", F, false),
+            ("/a*", b"a/b", F, false),
+            ("/a*", b"abc", F, true),
+            ("a?c", b"abc", F, true),
+            ("a?c", b"ac", F, false),
+            ("/a?c", b"a/c", F, false),
+            // `**`
+            ("**/tmp/*.o", b"x/tmp/y.o", F, true),
+            ("**/tmp/*.o", b"c/d/tmp/z.o", F, true),
+            ("**/tmp/*.o", b"tmp/x.o", F, false),
+            ("/a/**/c", b"a/b/c", F, true),
+            ("/a/**/c", b"a/b/b/c", F, true),
+            ("/a/**/c", b"a/c", F, false),
+            ("/a/**", b"a/b/c", F, true),
+            ("/a/**", b"a", D, false),
+            ("**c", b"c", F, true),
+            ("**c", b"a/b/c", F, true),
+            ("x**", b"x/y/z", F, true),
+            // `***`
+            ("/q/***", b"q", D, true),
+            ("/q/***", b"q/r/s", F, true),
+            ("/q/***", b"qq", D, false),
+            ("q/***", b"a/q/r", F, true),
+            // classes
+            ("[ab].txt", b"a.txt", F, true),
+            ("[ab].txt", b"c.txt", F, false),
+            ("[!ab].txt", b"c.txt", F, true),
+            ("[^ab].txt", b"a.txt", F, false),
+            ("[a-c]x", b"bx", F, true),
+            ("[a-c]x", b"dx", F, false),
+            ("[]a]", b"]", F, true),
+            ("[a-]", b"-", F, true),
+            ("[[:digit:]]*", b"9lives", F, true),
+            ("[[:digit:]]*", b"lives", F, false),
+            ("/x[!a]y", b"x/y", F, false),
+            ("/x[/]y", b"x/y", F, false),
+            // escapes (effective only in wildcard patterns, like rsync)
+            ("a\\*b", b"a*b", F, true),
+            ("a\\*b", b"axb", F, false),
+            ("\\[x]*", b"[x]1", F, true),
+            ("a\\b", b"a\\b", F, true),
+            ("a\\b", b"ab", F, false),
+            ("*\\?", b"what?", F, true),
+            ("*\\?", b"whats", F, false),
+            // literal metacharacters of the regex engine
+            ("a.b", b"a.b", F, true),
+            ("a.b", b"axb", F, false),
+            ("(x)+", b"(x)+", F, true),
+            // old-style prefixes accepted by `--exclude`
+            ("- tmp", b"tmp", D, true),
+            // non-UTF-8 names
+            ("*.swp", b"\xff\xfe.swp", F, true),
+            ("?", b"\xff", F, true),
+            ("/é*", b"\xc3\xa9t\xe9", F, true),
+            ("**", b"a/\xff/b", F, true),
+        ];
+        for &(pat, path, kind, want) in table {
+            let g = Glob::new(pat).unwrap_or_else(|e| panic!("{pat:?}: {e}"));
+            assert_eq!(
+                g.matches(p(path), kind == D),
+                want,
+                "pattern {pat:?} path {:?} kind {kind:?}",
+                String::from_utf8_lossy(path)
+            );
+        }
+    }
+
+    #[test]
+    fn glob_errors_table() {
+        let table: &[(&str, GlobError)] = &[
+            ("", GlobError::Empty),
+            ("/", GlobError::Empty),
+            ("!", GlobError::ClearList),
+            ("a[bc", GlobError::UnclosedClass { column: 2 }),
+            ("/x/[", GlobError::UnclosedClass { column: 4 }),
+            ("- é[", GlobError::UnclosedClass { column: 4 }),
+            ("*\\", GlobError::TrailingBackslash { column: 2 }),
+            ("[z-a]*", GlobError::BadRange { column: 2 }),
+            (
+                "[[:nope:]]*",
+                GlobError::UnknownClass {
+                    name: "nope".into(),
+                    column: 2,
+                },
+            ),
+        ];
+        for (pat, want) in table {
+            assert_eq!(Glob::new(pat).err().as_ref(), Some(want), "pattern {pat:?}");
+        }
+        let err = Filter::new(&["ok".into(), "bad[".into()], vec![]).unwrap_err();
+        assert_eq!(err.index, 1);
+        assert_eq!(err.pattern, "bad[");
+        assert!(err.to_string().contains("bad["), "{err}");
+    }
+
+    #[test]
+    fn ancestor_exclusion() {
+        let f = filter(&["/cache/", "*.tmp", "build/", "+ keep.o", "*.o"], &[]);
+        // (path, kind, self-only excluded, with-ancestors excluded)
+        let table: &[(&[u8], Kind, bool, bool)] = &[
+            (b"", D, false, false),
+            (b"cache", D, true, true),
+            (b"cache", F, false, false),
+            (b"cache/a/b", F, false, true),
+            (b"x/cache/a", F, false, false),
+            (b"a.tmp", D, true, true),
+            (b"a.tmp/inner", F, false, true),
+            (b"src/build/x.c", F, false, true),
+            (b"src/build", F, false, false),
+            (b"keep.o", F, false, false),
+            (b"other.o", F, true, true),
+        ];
+        for &(path, kind, self_ex, anc_ex) in table {
+            let rel = p(path);
+            assert_eq!(f.is_excluded(rel, kind), self_ex, "self {rel:?}");
+            assert_eq!(
+                f.is_excluded_with_ancestors(rel, kind),
+                anc_ex,
+                "anc {rel:?}"
+            );
+            assert_eq!(f.allows(rel, kind), !self_ex, "allows {rel:?}");
+            assert_eq!(f.allows_path(rel, kind), !anc_ex, "allows_path {rel:?}");
+        }
+        assert!(f.allows_dir_walk(p(b"")));
+        assert!(!f.allows_dir_walk(p(b"cache")));
+        assert!(!f.allows_dir_walk(p(b"a/build")));
+        assert!(f.allows_dir_walk(p(b"a")));
+        assert!(!f.has_rules());
+        assert_eq!(f.excludes().len(), 5);
+    }
+
+    #[test]
+    fn rule_parsing_table() {
+        // (line, Some((permit, type, text)) or None for skipped lines)
+        let table: &[(&str, Option<(bool, RuleType, &str)>)] = &[
+            ("", None),
+            ("   \t", None),
+            ("# comment", None),
+            ("#", None),
+            ("\r\n", None),
+            ("-*", Some((false, RuleType::Any, "-*"))),
+            ("+f\\.conf$", Some((true, RuleType::File, "+f\\.conf$"))),
+            ("-D^proc$\r", Some((false, RuleType::Dir, "-D^proc$"))),
+            ("+W^$\n", Some((true, RuleType::Walk, "+W^$"))),
+            ("+m^a$", Some((true, RuleType::Monitor, "+m^a$"))),
+            ("-S^a$\r\n", Some((false, RuleType::Sync, "-S^a$"))),
+            ("+F", Some((true, RuleType::File, "+F"))),
+        ];
+        for &(line, want) in table {
+            let got = Rule::parse(line).unwrap_or_else(|e| panic!("{line:?}: {e}"));
+            let got = got.map(|r| (r.permit(), r.rule_type(), r.text().to_owned()));
+            let want = want.map(|(a, t, s)| (a, t, s.to_owned()));
+            assert_eq!(got, want, "line {line:?}");
+        }
+        // The last character of a line without newline is kept: `-*` is a complete rule.
+        let r = Rule::parse("-f^a.c").unwrap().unwrap();
+        assert!(r.matches(p(b"a.c"), F));
+        assert!(!r.matches(p(b"a.c"), D));
+        // CR is not part of the regex.
+        let r = Rule::parse("+f^x$\r").unwrap().unwrap();
+        assert!(r.matches(p(b"x"), F));
+        // Empty regex matches everything, including the root.
+        let r = Rule::parse("-d").unwrap().unwrap();
+        assert!(r.matches(p(b""), D) && r.matches(p(b"a/b"), D));
+    }
+
+    #[test]
+    fn rule_errors_table() {
+        // (line, column, kind discriminant check)
+        let table: &[(&str, usize, fn(&RuleErrorKind) -> bool)] = &[
+            ("x*", 1, |k| matches!(k, RuleErrorKind::BadAction('x'))),
+            (" +f", 1, |k| matches!(k, RuleErrorKind::BadAction(' '))),
+            ("é*", 1, |k| matches!(k, RuleErrorKind::BadAction('é'))),
+            ("+", 2, |k| matches!(k, RuleErrorKind::MissingType)),
+            ("+x^a$", 2, |k| matches!(k, RuleErrorKind::BadType('x'))),
+            ("-é^a$", 2, |k| matches!(k, RuleErrorKind::BadType('é'))),
+            ("+f(", 3, |k| matches!(k, RuleErrorKind::BadRegex(_))),
+            ("+f[a", 3, |k| matches!(k, RuleErrorKind::BadRegex(_))),
+            ("-d*a", 3, |k| matches!(k, RuleErrorKind::BadRegex(_))),
+            ("-dabc)", 6, |k| matches!(k, RuleErrorKind::BadRegex(_))),
+            ("-déf(", 5, |k| matches!(k, RuleErrorKind::BadRegex(_))),
+        ];
+        for &(line, column, check) in table {
+            let e = Rule::parse(line)
+                .err()
+                .unwrap_or_else(|| panic!("{line:?} parsed"));
+            assert_eq!(e.column, column, "column for {line:?}: {e}");
+            assert!(check(&e.kind), "kind for {line:?}: {e:?}");
+            assert_eq!(e.line, None);
+            assert!(e.to_string().contains(&format!("column {column}")), "{e}");
+        }
+    }
+
+    #[test]
+    fn rules_file_collects_all_errors_with_lines() {
+        let text = b"# header\n+f^ok$\nxbad\n\n+q^a$\r\n-f(\n-*";
+        let errs = parse_rules_file(text).unwrap_err();
+        let got: Vec<(Option<usize>, usize)> = errs.iter().map(|e| (e.line, e.column)).collect();
+        assert_eq!(got, vec![(Some(3), 1), (Some(5), 2), (Some(6), 3)]);
+        assert!(
+            errs[1].to_string().starts_with("line 5, column 2"),
+            "{}",
+            errs[1]
+        );
+        assert!(!errs[1].text.ends_with('\r'));
+
+        // A good file; the last line has no newline and is still complete.
+        let rules = parse_rules_file(b"+f^a$\r\n# c\n\n-*").unwrap();
+        let texts: Vec<&str> = rules.iter().map(Rule::text).collect();
+        assert_eq!(texts, ["+f^a$", "-*"]);
+
+        // Inline lists number their entries the same way.
+        let errs = parse_rule_list(&["+f^a$", "?", "-z"]).unwrap_err();
+        let got: Vec<(Option<usize>, usize)> = errs.iter().map(|e| (e.line, e.column)).collect();
+        assert_eq!(got, vec![(Some(2), 1), (Some(3), 2)]);
+    }
+
+    #[test]
+    fn non_utf8_rules_and_paths() {
+        // A rules file with a raw byte in a regex matches that byte in paths.
+        let rules = parse_rules_file(b"-f^caf\xe9$\n-f^x\\\xff$\n-f^tmp/.*\n").unwrap();
+        let f = Filter::new(&[], rules).unwrap();
+        assert!(!f.allows(p(b"caf\xe9"), F));
+        assert!(f.allows(p(b"cafe"), F));
+        assert!(!f.allows(p(b"x\xff"), F));
+        // `.` matches any byte, including invalid UTF-8 and newline.
+        assert!(!f.allows(p(b"tmp/\xff\xfe"), F));
+        assert!(!f.allows(p(b"tmp/a\nb"), F));
+        // A bad regex in a non-UTF-8 line is reported at its line.
+        let errs = parse_rules_file(b"+f^ok$\n-f(\xff\n").unwrap_err();
+        assert_eq!((errs[0].line, errs[0].column), (Some(2), 3));
+        // UTF-8 regexes still work with non-ASCII classes.
+        let r = Rule::parse("-f^[éè]t$").unwrap().unwrap();
+        assert!(r.matches(p("ét".as_bytes()), F));
+    }
+
+    #[test]
+    fn first_match_wins_per_action() {
+        let f = filter(&[], &["+w^a$", "-d^a$"]);
+        let a = p(b"a");
+        assert!(f.rules_allow(a, D, &[Action::Walk]));
+        assert!(!f.rules_allow(a, D, &[Action::Sync]));
+        assert!(!f.rules_allow(a, D, &[Action::Monitor]));
+        assert!(!f.allows(a, D));
+        assert!(!f.allows_dir_walk(a));
+
+        // (rules, path, kind, walk, monitor, sync)
+        type Row = (
+            &'static [&'static str],
+            &'static [u8],
+            Kind,
+            bool,
+            bool,
+            bool,
+        );
+        let table: &[Row] = &[
+            (&["+w^a$", "-d^a$"], b"a", D, true, false, false),
+            (&["-s^a$", "+*"], b"a", D, true, true, false),
+            (&["-m", "+d"], b"a", D, true, false, true),
+            (&["-f"], b"a", D, true, true, true),
+            (&["-f"], b"a", F, false, false, false),
+            (&["-d"], b"a", O, true, true, true),
+            (&["-*"], b"a", O, false, false, false),
+            (&["+f^a", "-*"], b"ab", F, true, true, true),
+            (&["+f^a$", "-*"], b"ab", F, false, false, false),
+            (&[], b"a", D, true, true, true),
+            (&["-*"], b"", D, true, true, true),
+        ];
+        for &(rules, path, kind, walk, monitor, sync) in table {
+            let f = filter(&[], rules);
+            let rel = p(path);
+            let got = (
+                f.rules_allow(rel, kind, &[Action::Walk]),
+                f.rules_allow(rel, kind, &[Action::Monitor]),
+                f.rules_allow(rel, kind, &[Action::Sync]),
+            );
+            assert_eq!(got, (walk, monitor, sync), "{rules:?} {rel:?} {kind:?}");
+        }
+    }
+
+    #[test]
+    fn sync_only_these_files() {
+        let f = filter(
+            &[],
+            &["+f^passwd$", "+d^$", "+d^ssh$", "+f^ssh/sshd_config$", "-*"],
+        );
+        assert!(f.has_rules());
+        let table: &[(&[u8], Kind, bool)] = &[
+            (b"", D, true),
+            (b"passwd", F, true),
+            (b"passwd", D, false),
+            (b"shadow", F, false),
+            (b"ssh", D, true),
+            (b"ssh/sshd_config", F, true),
+            (b"ssh/ssh_config", F, false),
+            (b"ssh/sshd_config.d", D, false),
+            (b"ssh/sshd_config.d/x", F, false),
+            (b"sshx/sshd_config", F, false),
+            (b"passwd-", F, false),
+            (b"lnk", O, false),
+        ];
+        for &(path, kind, want) in table {
+            assert_eq!(f.allows_path(p(path), kind), want, "{:?}", p(path));
+            assert_eq!(f.explain(p(path), kind).allowed, want, "{:?}", p(path));
+        }
+        assert!(f.allows_dir_walk(p(b"ssh")));
+        assert!(!f.allows_dir_walk(p(b"etc")));
+    }
+
+    #[test]
+    fn allows_path_needs_walkable_ancestors() {
+        // `-w` on a directory: it is synced itself but nothing below it.
+        let f = filter(&[], &["-w^a$"]);
+        assert!(f.allows(p(b"a"), F));
+        assert!(!f.allows(p(b"a"), D)); // a dir needs Walk as well as Sync
+        assert!(!f.allows_path(p(b"a/x"), F));
+        assert!(f.allows(p(b"a/x"), F));
+        // `-m`: not watched, so nothing below counts either.
+        let f = filter(&[], &["-m^a$"]);
+        assert!(f.allows(p(b"a"), D));
+        assert!(!f.allows_dir_walk(p(b"a")));
+        assert!(!f.allows_path(p(b"a/x"), F));
+        assert!(f.allows_path(p(b"b/x"), F));
+    }
+
+    #[test]
+    fn explain_reports_decider() {
+        let f = filter(
+            &["*.swp", "/cache/", "+ keep.o", "*.o"],
+            &["-f\\.log$", "+d^ssh$", "-s^nosync$"],
+        );
+        // (path, kind, allowed, decided_at, reason)
+        let table: Vec<(&[u8], Kind, bool, &str, Reason)> = vec![
+            (b"", D, true, "", Reason::Root),
+            (
+                b"a.swp",
+                F,
+                false,
+                "a.swp",
+                Reason::Excluded {
+                    index: 0,
+                    pattern: "*.swp".into(),
+                },
+            ),
+            (
+                b"cache/x",
+                F,
+                false,
+                "cache",
+                Reason::Excluded {
+                    index: 1,
+                    pattern: "/cache/".into(),
+                },
+            ),
+            (
+                b"keep.o",
+                F,
+                true,
+                "keep.o",
+                Reason::Included {
+                    index: 2,
+                    pattern: "+ keep.o".into(),
+                },
+            ),
+            (
+                b"d/x.log",
+                F,
+                false,
+                "d/x.log",
+                Reason::Rule {
+                    index: 0,
+                    text: "-f\\.log$".into(),
+                    action: Action::Sync,
+                    permit: false,
+                },
+            ),
+            (
+                b"ssh",
+                D,
+                true,
+                "ssh",
+                Reason::Rule {
+                    index: 1,
+                    text: "+d^ssh$".into(),
+                    action: Action::Sync,
+                    permit: true,
+                },
+            ),
+            (
+                b"nosync/a",
+                F,
+                false,
+                "nosync",
+                Reason::Rule {
+                    index: 2,
+                    text: "-s^nosync$".into(),
+                    action: Action::Sync,
+                    permit: false,
+                },
+            ),
+            (b"plain", F, true, "plain", Reason::Default),
+        ];
+        for (path, kind, allowed, at, reason) in table {
+            let e = f.explain(p(path), kind);
+            assert_eq!(e.allowed, allowed, "{:?}", p(path));
+            assert_eq!(e.allowed, f.allows_path(p(path), kind), "{:?}", p(path));
+            assert_eq!(e.decided_at, Path::new(at), "{:?}", p(path));
+            assert_eq!(
+                e.by_ancestor,
+                at != String::from_utf8_lossy(path),
+                "{:?}",
+                p(path)
+            );
+            assert_eq!(e.reason, reason, "{:?}", p(path));
+            assert!(!e.to_string().is_empty());
+        }
+    }
+
+    #[test]
+    fn rsync_anchored_escaping() {
+        let table: &[(&[u8], bool, &[u8])] = &[
+            (b"a/b", false, b"/a/b"),
+            (b"a/b", true, b"/a/b/"),
+            (b"", true, b"/"),
+            (b"a*b", false, b"/a\\*b"),
+            (b"q?/[x]\\y", true, b"/q\\?/\\[x\\]\\\\y/"),
+            // no wildcard: rsync compares literally, so no escaping
+            (b"a\\b]", false, b"/a\\b]"),
+            (b"\xff name", false, b"/\xff name"),
+            (b"a\nb\\", false, b"/a?b\\\\"),
+        ];
+        for &(rel, dir, want) in table {
+            let got = Filter::rsync_anchored(p(rel), dir);
+            assert_eq!(got, want, "{:?}", String::from_utf8_lossy(rel));
+        }
+        // The anchored pattern, read back as a glob, matches exactly that path.
+        for &(rel, _, _) in &table[..7] {
+            if rel.is_empty() || rel.contains(&b'\n') {
+                continue;
+            }
+            let pat = Filter::rsync_anchored(p(rel), false);
+            let g = Glob::new(std::str::from_utf8(&pat).unwrap_or("/x")).unwrap();
+            if pat.is_ascii() {
+                assert!(
+                    g.matches(p(rel), false),
+                    "{:?}",
+                    String::from_utf8_lossy(&pat)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn filter_is_send_sync_and_allow_all() {
+        fn assert_send_sync<T: Send + Sync + fmt::Debug>() {}
+        assert_send_sync::<Filter>();
+        let f = Filter::allow_all();
+        assert!(f.allows(p(b"x"), F) && f.allows_dir_walk(p(b"x")) && f.allows_path(p(b"a/b"), O));
+        assert!(!f.has_rules() && f.excludes().is_empty());
+    }
+}
