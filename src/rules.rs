@@ -201,7 +201,7 @@ impl Glob {
                 Some(core) => (core, true),
                 None => (body, false),
             };
-            translate_wild(core, start, bytes, &mut re)?;
+            translate_wild(core, anchored, start, bytes, &mut re)?;
             if all_below {
                 re.push_str("(?:/.*)?");
             }
@@ -243,7 +243,13 @@ impl Glob {
 }
 
 /// Translates the wildcard body `body` (which starts at byte `base` of `full`) into `re`.
-fn translate_wild(body: &[u8], base: usize, full: &[u8], re: &mut String) -> Result<(), GlobError> {
+fn translate_wild(
+    body: &[u8],
+    anchored: bool,
+    base: usize,
+    full: &[u8],
+    re: &mut String,
+) -> Result<(), GlobError> {
     let col = |i: usize| column_at(full, base + i);
     let mut i = 0;
     while i < body.len() {
@@ -253,7 +259,14 @@ fn translate_wild(body: &[u8], base: usize, full: &[u8], re: &mut String) -> Res
                 while j < body.len() && body[j] == b'*' {
                     j += 1;
                 }
-                re.push_str(if j - i >= 2 { ".*" } else { "[^/]*" });
+                if j - i >= 2 && i == 0 && !anchored && body.get(j) == Some(&b'/') {
+                    // rsync matches an unanchored pattern as if the path had a leading `/`,
+                    // so a leading `**/` may also match nothing (top-level names).
+                    re.push_str("(?:.*/)?");
+                    j += 1;
+                } else {
+                    re.push_str(if j - i >= 2 { ".*" } else { "[^/]*" });
+                }
                 i = j;
             }
             b'?' => {
@@ -1101,7 +1114,13 @@ mod tests {
             // `**`
             ("**/tmp/*.o", b"x/tmp/y.o", F, true),
             ("**/tmp/*.o", b"c/d/tmp/z.o", F, true),
-            ("**/tmp/*.o", b"tmp/x.o", F, false),
+            ("**/tmp/*.o", b"tmp/x.o", F, true),
+            ("**/tmp/*.o", b"xtmp/x.o", F, false),
+            ("/**/tmp/*.o", b"tmp/x.o", F, false),
+            ("/**/tmp/*.o", b"a/tmp/x.o", F, true),
+            ("**/foo", b"foo", D, true),
+            ("**/foo", b"xfoo", D, false),
+            ("*/**/x.o", b"tmp/x.o", F, false),
             ("/a/**/c", b"a/b/c", F, true),
             ("/a/**/c", b"a/b/b/c", F, true),
             ("/a/**/c", b"a/c", F, false),
@@ -1551,5 +1570,247 @@ mod tests {
         let f = Filter::allow_all();
         assert!(f.allows(p(b"x"), F) && f.allows_dir_walk(p(b"x")) && f.allows_path(p(b"a/b"), O));
         assert!(!f.has_rules() && f.excludes().is_empty());
+    }
+
+    /// A tree of tricky names for the rsync agreement tests: (relative path, kind).
+    fn rsync_tree() -> Vec<(Vec<u8>, Kind)> {
+        let dirs: &[&[u8]] = &[
+            b"a",
+            b"a/b",
+            b"tmp",
+            b"x",
+            b"x/tmp",
+            b"c",
+            b"c/d",
+            b"c/d/tmp",
+            b"foo",
+            b"xfoo",
+            b"xfoo/bar",
+            b"q",
+            b"q/r",
+            b"cache",
+            b"sub",
+            b"sub/cache",
+            b"sub/build",
+            b"we\\ird",
+            b"\xff",
+            b"sp ace",
+            b"\xc3\xa9",
+            b"a.swp.d",
+        ];
+        let files: &[&[u8]] = &[
+            b"a/b/c",
+            b"tmp/x.o",
+            b"x/tmp/y.o",
+            b"c/d/tmp/z.o",
+            b"foo/bar",
+            b"xfoo/bar/f",
+            b"q/r/s",
+            b"qq",
+            b"a.swp",
+            b"sub/x.swp",
+            b"build",
+            b"sub/build/out.o",
+            b"a\\b",
+            b"a*b",
+            b"a]b",
+            b"a[b",
+            b"\xff/\xfe.swp",
+            b"9lives",
+            b"\xc3\xa9/\xc3\xa9t\xc3\xa9",
+            b"keep.o",
+            b"other.o",
+            b"cache/data",
+            b"sub/cache/data",
+            b"sub/cache2",
+            b"trail ",
+            b"nl\nx",
+            b"we\\ird/f",
+            b"a.swp.d/in",
+        ];
+        let mut out: Vec<(Vec<u8>, Kind)> = Vec::new();
+        out.extend(dirs.iter().map(|d| (d.to_vec(), Kind::Dir)));
+        out.extend(files.iter().map(|f| (f.to_vec(), Kind::File)));
+        out.push((b"lnk".to_vec(), Kind::Other));
+        out.push((b"sub/cache3".to_vec(), Kind::Other));
+        out
+    }
+
+    fn build_tree(root: &Path, tree: &[(Vec<u8>, Kind)]) {
+        for (rel, kind) in tree {
+            let path = root.join(p(rel));
+            match kind {
+                Kind::Dir => std::fs::create_dir_all(&path).unwrap(),
+                Kind::File => std::fs::write(&path, b"x").unwrap(),
+                Kind::Other => std::os::unix::fs::symlink("a", &path).unwrap(),
+            }
+        }
+    }
+
+    fn rsync_copied(
+        src: &Path,
+        dst: &Path,
+        args: &[Vec<u8>],
+        tree: &[(Vec<u8>, Kind)],
+    ) -> Vec<bool> {
+        let _ = std::fs::remove_dir_all(dst);
+        let mut src_arg = src.as_os_str().to_owned();
+        src_arg.push("/");
+        let mut dst_arg = dst.as_os_str().to_owned();
+        dst_arg.push("/");
+        let status = std::process::Command::new("rsync")
+            .arg("-a")
+            .args(args.iter().map(|a| OsStr::from_bytes(a)))
+            .arg(src_arg)
+            .arg(dst_arg)
+            .status()
+            .expect("run rsync");
+        assert!(status.success(), "rsync failed for {args:?}");
+        tree.iter()
+            .map(|(rel, _)| std::fs::symlink_metadata(dst.join(p(rel))).is_ok())
+            .collect()
+    }
+
+    fn have_rsync() -> bool {
+        std::process::Command::new("rsync")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    #[test]
+    fn globs_agree_with_real_rsync() {
+        if !have_rsync() {
+            eprintln!("rsync not installed; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+        let tree = rsync_tree();
+        std::fs::create_dir(&src).unwrap();
+        build_tree(&src, &tree);
+
+        let lists: &[&[&str]] = &[
+            &[],
+            &["*.swp"],
+            &["/cache/"],
+            &["cache/"],
+            &["cache"],
+            &["build/"],
+            &["build"],
+            &["**/tmp/*.o"],
+            &["/**/tmp/*.o"],
+            &["**/foo"],
+            &["**/a/b/c"],
+            &["**tmp/*.o"],
+            &["*/**/x.o"],
+            &["tmp/*.o"],
+            &["foo/bar"],
+            &["b/c"],
+            &["r/s"],
+            &["/a/**/c"],
+            &["a/**"],
+            &["/q/***"],
+            &["q/***"],
+            &["**c"],
+            &["[ab]*"],
+            &["[!a-z]*"],
+            &["[^a-z]?"],
+            &["[[:digit:]]*"],
+            &["a\\*b"],
+            &["a\\b"],
+            &["a]b"],
+            &["a[[]b"],
+            &["?"],
+            &["*"],
+            &["/*"],
+            &["*/"],
+            &["*/*/*"],
+            &["**"],
+            &["/sub/*/"],
+            &["- tmp"],
+            &["lnk/"],
+            &["lnk"],
+            &["cache*"],
+            &["trail "],
+            &["nl?x"],
+            &["é*"],
+            &["*.swp.d/"],
+            &["[]a]*"],
+            &["a/b/"],
+            &["/a/b/***"],
+            &["***"],
+            &["/***"],
+            &["*.swp/"],
+            &["a.swp*"],
+            &["\\*"],
+            &["?*/*"],
+            &["/sub/cache?"],
+            &["x/**/y.o"],
+            &["**/"],
+            &["+ keep.o", "*.o"],
+            &["+ sub/", "/*/"],
+            &["/tmp/", "/c/d", "x/tmp/"],
+        ];
+        for &list in lists {
+            let excludes: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+            let f = Filter::new(&excludes, vec![]).unwrap();
+            let args: Vec<Vec<u8>> = list
+                .iter()
+                .map(|s| format!("--exclude={s}").into_bytes())
+                .collect();
+            let copied = rsync_copied(&src, &dst, &args, &tree);
+            for ((rel, kind), copied) in tree.iter().zip(copied) {
+                assert_eq!(
+                    f.allows_path(p(rel), *kind),
+                    copied,
+                    "excludes {list:?}, path {:?} ({kind:?}): rsync copied={copied}",
+                    String::from_utf8_lossy(rel)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn rsync_anchored_agrees_with_real_rsync() {
+        if !have_rsync() {
+            eprintln!("rsync not installed; skipping");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+        let tree = rsync_tree();
+        std::fs::create_dir(&src).unwrap();
+        build_tree(&src, &tree);
+        let denied: &[(&[u8], bool)] = &[
+            (b"a\\b", false),
+            (b"a*b", false),
+            (b"a]b", false),
+            (b"a[b", false),
+            (b"we\\ird", true),
+            (b"\xff", true),
+            (b"trail ", false),
+            (b"nl\nx", false),
+            (b"sub/cache", true),
+            (b"\xc3\xa9/\xc3\xa9t\xc3\xa9", false),
+        ];
+        let mut list = Vec::new();
+        for &(rel, dir) in denied {
+            list.extend(Filter::rsync_anchored(p(rel), dir));
+            list.push(b'\n');
+        }
+        let list_path = tmp.path().join("exclude.list");
+        std::fs::write(&list_path, &list).unwrap();
+        let mut arg = b"--exclude-from=".to_vec();
+        arg.extend(list_path.as_os_str().as_bytes());
+        let copied = rsync_copied(&src, &dst, &[arg], &tree);
+        for ((rel, _), copied) in tree.iter().zip(copied) {
+            let gone = denied.iter().any(|&(d, _)| relpath_under(d, rel));
+            assert_eq!(copied, !gone, "{:?}", String::from_utf8_lossy(rel));
+        }
+    }
+
+    fn relpath_under(anc: &[u8], rel: &[u8]) -> bool {
+        rel == anc || (rel.starts_with(anc) && rel.get(anc.len()) == Some(&b'/'))
     }
 }
