@@ -330,19 +330,20 @@ fn translate_class(
             break;
         }
         first = false;
-        if b == b'[' && body.get(i + 1) == Some(&b':') {
-            if let Some(len) = body[i + 2..].windows(2).position(|w| w == b":]") {
-                let name = String::from_utf8_lossy(&body[i + 2..i + 2 + len]).into_owned();
-                if !POSIX_CLASSES.contains(&name.as_str()) {
-                    return Err(GlobError::UnknownClass {
-                        name,
-                        column: col(i),
-                    });
-                }
-                items.push_str(&format!("[:{name}:]"));
-                i += len + 4;
-                continue;
+        if b == b'['
+            && body.get(i + 1) == Some(&b':')
+            && let Some(len) = body[i + 2..].windows(2).position(|w| w == b":]")
+        {
+            let name = String::from_utf8_lossy(&body[i + 2..i + 2 + len]).into_owned();
+            if !POSIX_CLASSES.contains(&name.as_str()) {
+                return Err(GlobError::UnknownClass {
+                    name,
+                    column: col(i),
+                });
             }
+            items.push_str(&format!("[:{name}:]"));
+            i += len + 4;
+            continue;
         }
         let (lo, next) = class_char(body, i, col)?;
         if body.get(next) == Some(&b'-') && body.get(next + 1).is_some_and(|&c| c != b']') {
@@ -524,8 +525,11 @@ fn regex_error_position(msg: &str) -> (Option<usize>, String) {
     let lines: Vec<&str> = msg.lines().collect();
     let pos = lines.iter().find_map(|l| {
         let t = l.trim_start_matches(' ');
-        (!t.is_empty() && t.chars().all(|c| c == '^') && l.len() >= 4)
-            .then(|| l.chars().take_while(|&c| c == ' ').count() - 4)
+        if t.is_empty() || !t.chars().all(|c| c == '^') {
+            return None;
+        }
+        // The engine indents the pattern and its caret line by 4 spaces.
+        (l.len() - t.len()).checked_sub(4)
     });
     let text = lines
         .iter()
@@ -707,7 +711,8 @@ fn collect_rules<'a>(
 pub struct Filter {
     raw: Vec<String>,
     globs: Vec<Glob>,
-    /// All glob regexes, for a single pass per query; `None` when there are no globs.
+    /// All glob regexes, for a single pass per query; `None` when there are no globs (or
+    /// too many to combine).
     set: Option<RegexSet>,
     rules: Vec<Rule>,
 }
@@ -795,16 +800,12 @@ impl Filter {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        // One pass over all globs per query; if the combined set is too big for the engine,
+        // fall back to trying the globs one by one.
         let set = if globs.is_empty() {
             None
         } else {
-            let set =
-                RegexSet::new(globs.iter().map(|g| g.regex.as_str())).map_err(|e| FilterError {
-                    index: 0,
-                    pattern: excludes[0].clone(),
-                    source: GlobError::Regex(e.to_string()),
-                })?;
-            Some(set)
+            RegexSet::new(globs.iter().map(|g| g.regex.as_str())).ok()
         };
         Ok(Filter {
             raw: excludes.to_vec(),
@@ -834,13 +835,14 @@ impl Filter {
         if rel.is_empty() {
             return None;
         }
-        let set = self.set.as_ref()?;
-        if !set.is_match(rel) {
-            return None;
+        let applies = |i: &usize| is_dir || !self.globs[*i].dir_only;
+        match &self.set {
+            Some(set) if !set.is_match(rel) => None,
+            Some(set) => set.matches(rel).iter().find(applies),
+            None => (0..self.globs.len())
+                .filter(applies)
+                .find(|&i| self.globs[i].regex.is_match(rel)),
         }
-        set.matches(rel)
-            .iter()
-            .find(|&i| is_dir || !self.globs[i].dir_only)
     }
 
     fn excluded_bytes(&self, rel: &[u8], is_dir: bool) -> bool {
@@ -1001,13 +1003,13 @@ impl Filter {
 
     /// Why `rel` of `kind` fails the checks for `wanted` actions, if it does.
     fn denial(&self, rel: &[u8], kind: Kind, wanted: u8) -> Option<Reason> {
-        if let Some(index) = self.glob_decider(rel, kind == Kind::Dir) {
-            if !self.globs[index].include {
-                return Some(Reason::Excluded {
-                    index,
-                    pattern: self.raw[index].clone(),
-                });
-            }
+        if let Some(index) = self.glob_decider(rel, kind == Kind::Dir)
+            && !self.globs[index].include
+        {
+            return Some(Reason::Excluded {
+                index,
+                pattern: self.raw[index].clone(),
+            });
         }
         let decisions = self.decide(rel, kind, wanted);
         Action::ALL
@@ -1234,6 +1236,13 @@ mod tests {
             assert_eq!(f.allows(rel, kind), !self_ex, "allows {rel:?}");
             assert_eq!(f.allows_path(rel, kind), !anc_ex, "allows_path {rel:?}");
         }
+        // The one-by-one fallback (used when the combined set cannot be built) agrees.
+        let mut single = filter(&["/cache/", "*.tmp", "build/", "+ keep.o", "*.o"], &[]);
+        single.set = None;
+        for &(path, kind, self_ex, anc_ex) in table {
+            assert_eq!(single.is_excluded(p(path), kind), self_ex, "{:?}", p(path));
+            assert_eq!(single.is_excluded_with_ancestors(p(path), kind), anc_ex);
+        }
         assert!(f.allows_dir_walk(p(b"")));
         assert!(!f.allows_dir_walk(p(b"cache")));
         assert!(!f.allows_dir_walk(p(b"a/build")));
@@ -1245,7 +1254,8 @@ mod tests {
     #[test]
     fn rule_parsing_table() {
         // (line, Some((permit, type, text)) or None for skipped lines)
-        let table: &[(&str, Option<(bool, RuleType, &str)>)] = &[
+        type Row = (&'static str, Option<(bool, RuleType, &'static str)>);
+        let table: &[Row] = &[
             ("", None),
             ("   \t", None),
             ("# comment", None),
@@ -1280,7 +1290,8 @@ mod tests {
     #[test]
     fn rule_errors_table() {
         // (line, column, kind discriminant check)
-        let table: &[(&str, usize, fn(&RuleErrorKind) -> bool)] = &[
+        type Row = (&'static str, usize, fn(&RuleErrorKind) -> bool);
+        let table: &[Row] = &[
             ("x*", 1, |k| matches!(k, RuleErrorKind::BadAction('x'))),
             (" +f", 1, |k| matches!(k, RuleErrorKind::BadAction(' '))),
             ("é*", 1, |k| matches!(k, RuleErrorKind::BadAction('é'))),
@@ -1301,6 +1312,7 @@ mod tests {
             assert!(check(&e.kind), "kind for {line:?}: {e:?}");
             assert_eq!(e.line, None);
             assert!(e.to_string().contains(&format!("column {column}")), "{e}");
+            assert!(!e.to_string().contains('\n'), "one-line message: {e}");
         }
     }
 
