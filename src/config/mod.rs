@@ -107,19 +107,19 @@ impl JobConfig {
     pub fn filter(&self) -> Result<Filter, String> {
         let mut rules = Vec::new();
         for line in &self.rules {
-            if let Some(r) = rules::Rule::parse(line).map_err(|e| e.message)? {
+            if let Some(r) = rules::Rule::parse(line).map_err(|e| e.to_string())? {
                 rules.push(r);
             }
         }
         if let Some(text) = &self.rules_file_text {
             rules.extend(rules::parse_rules_file(text).map_err(|errs| {
                 errs.into_iter()
-                    .map(|e| e.message)
+                    .map(|e| e.to_string())
                     .collect::<Vec<_>>()
                     .join("; ")
             })?);
         }
-        Filter::new(&self.exclude, rules).map_err(|e| e.message)
+        Filter::new(&self.exclude, rules).map_err(|e| e.to_string())
     }
 }
 
@@ -610,7 +610,7 @@ fn load_job_file(
                     let at = line.span().start + 1 + e.column.saturating_sub(1);
                     diags.push(
                         a.file
-                            .error(at..at, format!("rule {:?}: {}", line.get_ref(), e.message)),
+                            .error(at..at, format!("rule {:?}: {}", line.get_ref(), e.kind)),
                     );
                 }
             }
@@ -630,9 +630,9 @@ fn load_job_file(
                             diags.push(Diagnostic {
                                 severity: Severity::Error,
                                 file: p.clone(),
-                                line: e.line.max(1),
+                                line: e.line.unwrap_or(1).max(1),
                                 column: e.column.max(1),
-                                message: e.message,
+                                message: format!("rule {:?}: {}", e.text, e.kind),
                             });
                         }
                     }
@@ -649,11 +649,10 @@ fn load_job_file(
             .as_ref()
             .and_then(|a| a.get().get(e.index).map(|s| (s, a.file)))
         {
-            Some((s, file)) => diags.push(file.error(
-                s.span(),
-                format!("exclude {:?}: {}", s.get_ref(), e.message),
-            )),
-            None => diags.push(f.error(0..0, e.message)),
+            Some((s, file)) => {
+                diags.push(file.error(s.span(), format!("exclude {:?}: {}", s.get_ref(), e.source)))
+            }
+            None => diags.push(f.error(0..0, e.to_string())),
         }
     }
 
