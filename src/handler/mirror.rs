@@ -131,6 +131,7 @@ impl Handler for MirrorHandler {
             h: self,
             verified: BTreeSet::new(),
             touched: BTreeSet::new(),
+            pending: Vec::new(),
             first_error: None,
             warnings: Vec::new(),
         };
@@ -200,6 +201,8 @@ struct Run<'a> {
     verified: BTreeSet<PathBuf>,
     /// Destination directories to receive mode, owner and times from the source at the end.
     touched: BTreeSet<PathBuf>,
+    /// Directories synced by a recursive entry whose content is still to be walked.
+    pending: Vec<PathBuf>,
     first_error: Option<HandlerError>,
     warnings: Vec<String>,
 }
@@ -347,8 +350,9 @@ impl Run<'_> {
     }
 
     /// Removes the destination object `rel` (whose lstat is `meta`) without following
-    /// symlinks. Directories are removed recursively, except for entries the filter
-    /// excludes; returns false when something had to be left (the directory stays then).
+    /// symlinks. Directories are removed recursively (with an explicit stack: trees may be
+    /// nested thousands of levels deep), except for entries the filter excludes; returns
+    /// false when something had to be left (the directories holding it stay then).
     fn remove_tree(&mut self, rel: &Path, meta: &Metadata) -> Result<bool, Fail> {
         let dp = self.h.dst(rel);
         if !meta.is_dir() {
@@ -360,44 +364,82 @@ impl Run<'_> {
             self.touch_parent(rel);
             return Ok(true);
         }
-        self.make_writable(rel, meta)?;
         self.forget_verified(rel);
-        let mut complete = true;
-        for name in list_dir(&dp, true).map_err(io_err(&dp))? {
-            let child = join_rel(rel, &name);
-            let cp = self.h.dst(&child);
-            let cm = match fs::symlink_metadata(&cp) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    self.note(Fail::Io(cp, e));
-                    complete = false;
+        let mut stack = vec![self.open_for_removal(rel, meta)?];
+        loop {
+            let top = stack.last_mut().expect("non-empty removal stack");
+            if let Some(name) = top.names.pop() {
+                let child = join_rel(&top.rel, &name);
+                let cp = self.h.dst(&child);
+                let cm = match fs::symlink_metadata(&cp) {
+                    Ok(m) => m,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        top.complete = false;
+                        self.note(Fail::Io(cp, e));
+                        continue;
+                    }
+                };
+                if !self.h.deletable(&child, kind_of(&cm)) {
+                    top.complete = false;
                     continue;
                 }
-            };
-            if !self.h.deletable(&child, kind_of(&cm)) {
-                complete = false;
+                if cm.is_dir() {
+                    match self.open_for_removal(&child, &cm) {
+                        Ok(frame) => stack.push(frame),
+                        Err(f) => {
+                            top.complete = false;
+                            self.note(f);
+                        }
+                    }
+                } else {
+                    match fs::remove_file(&cp) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            top.complete = false;
+                            self.note(Fail::Io(cp, e));
+                        }
+                    }
+                }
                 continue;
             }
-            match self.remove_tree(&child, &cm) {
-                Ok(c) => complete &= c,
-                Err(f) => {
-                    self.note(f);
-                    complete = false;
+            let done = stack.pop().expect("non-empty removal stack");
+            let dp = self.h.dst(&done.rel);
+            let mut removed = done.complete;
+            if removed {
+                match fs::remove_dir(&dp) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) if stack.is_empty() => return Err(Fail::Io(dp, e)),
+                    Err(e) => {
+                        removed = false;
+                        self.note(Fail::Io(dp, e));
+                    }
                 }
             }
-        }
-        if complete {
-            match fs::remove_dir(&dp) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Fail::Io(dp, e)),
+            if removed {
+                self.touch_parent(&done.rel);
+            } else {
+                // Kept (holds excluded entries): its mode and times are restored at the end.
+                self.touched.insert(done.rel);
             }
-            self.touch_parent(rel);
-        } else {
-            self.touched.insert(rel.to_path_buf());
+            match stack.last_mut() {
+                Some(parent) => parent.complete &= removed,
+                None => return Ok(removed),
+            }
         }
-        Ok(complete)
+    }
+
+    fn open_for_removal(&mut self, rel: &Path, meta: &Metadata) -> Result<RemovalFrame, Fail> {
+        self.make_writable(rel, meta)?;
+        let dp = self.h.dst(rel);
+        let names = list_dir(&dp, true).map_err(io_err(&dp))?;
+        Ok(RemovalFrame {
+            rel: rel.to_path_buf(),
+            names,
+            complete: true,
+        })
     }
 
     /// Removes a destination directory that is in the way of a non-directory.
@@ -495,6 +537,26 @@ impl Run<'_> {
         if let Err(f) = self.sync_path(rel, recursive, true) {
             self.note(f);
         }
+        while let Some(dir) = self.pending.pop() {
+            match self.walk(&dir) {
+                Ok(()) => {}
+                Err(Fail::Changed) => {
+                    // The source directory vanished or was replaced while we got to it:
+                    // sync whatever is there now; if it is a directory again, its content
+                    // was not walked, so fail the batch (it is retried).
+                    let res = self.sync_path(&dir, false, false);
+                    if let Err(f) = res {
+                        self.note(f);
+                    } else if fs::symlink_metadata(self.h.src(&dir)).is_ok_and(|m| m.is_dir()) {
+                        self.note(Fail::Io(
+                            self.h.src(&dir),
+                            io::Error::other("directory replaced while being synced"),
+                        ));
+                    }
+                }
+                Err(f) => self.note(f),
+            }
+        }
     }
 
     /// Makes destination `rel` equal to source `rel` (the subtree too with `recursive`).
@@ -583,7 +645,8 @@ impl Run<'_> {
         }
         self.touched.insert(rel.to_path_buf());
         if recursive && (rel.as_os_str().is_empty() || self.h.filter.allows_dir_walk(rel)) {
-            self.walk(rel)?;
+            // Walked by `entry` with an explicit stack (trees may be very deep).
+            self.pending.push(rel.to_path_buf());
         }
         Ok(())
     }
@@ -830,6 +893,15 @@ impl Run<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// A destination directory being emptied by [`Run::remove_tree`].
+struct RemovalFrame {
+    rel: PathBuf,
+    /// Entries not looked at yet.
+    names: Vec<OsString>,
+    /// Everything looked at so far could be removed.
+    complete: bool,
 }
 
 /// Removes its temporary path when dropped, unless disarmed.
@@ -1332,6 +1404,37 @@ mod tests {
         f.run(entries(&[("ro", false)]));
         f.check();
         assert!(!f.d("ro").exists());
+    }
+
+    /// Directory nesting close to PATH_MAX must not overflow a worker thread's stack, neither
+    /// when copying nor when deleting. (Too deep for rsync to compare.)
+    #[test]
+    fn deep_tree() {
+        let f = Fixture::new();
+        let longest = f
+            .src
+            .path()
+            .as_os_str()
+            .len()
+            .max(f.dst.path().as_os_str().len());
+        let rel = vec!["a"; (4000 - longest) / 2].join("/");
+        fs::create_dir_all(f.s(&rel)).unwrap();
+        fs::write(f.s(&format!("{rel}/leaf")), b"deep").unwrap();
+        let run_small_stack = |batch: Batch| {
+            std::thread::scope(|s| {
+                std::thread::Builder::new()
+                    .stack_size(512 << 10)
+                    .spawn_scoped(s, || f.h.run(&batch).unwrap())
+                    .unwrap()
+                    .join()
+                    .unwrap()
+            })
+        };
+        run_small_stack(Batch::full());
+        assert_eq!(fs::read(f.d(&format!("{rel}/leaf"))).unwrap(), b"deep");
+        fs::rename(f.s("a"), f.s("b")).unwrap();
+        run_small_stack(entries(&[("a", false)]));
+        assert!(!f.d("a").exists());
     }
 
     #[test]
