@@ -56,7 +56,6 @@ use crate::rules::{Filter, Kind};
 const MAX_ATTEMPTS: usize = 4;
 
 /// The native handler for local destinations. See the module documentation.
-#[derive(Debug)]
 pub struct MirrorHandler {
     source: PathBuf,
     destination: PathBuf,
@@ -65,6 +64,15 @@ pub struct MirrorHandler {
     is_root: bool,
     /// Makes temporary names unique within this process.
     tmp_counter: AtomicU64,
+}
+
+impl std::fmt::Debug for MirrorHandler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MirrorHandler")
+            .field("source", &self.source)
+            .field("destination", &self.destination)
+            .finish_non_exhaustive()
+    }
 }
 
 impl MirrorHandler {
