@@ -52,6 +52,10 @@ use super::{Batch, Handler, HandlerError, Outcome, Rename};
 use crate::relpath;
 use crate::rules::{Filter, Kind};
 
+/// `S_IFMT` is a u16 on the BSDs and a u32 on Linux.
+#[allow(clippy::unnecessary_cast)]
+const S_IFMT: u32 = libc::S_IFMT as u32;
+
 /// How often one path is re-examined when the source keeps changing type under us.
 const MAX_ATTEMPTS: usize = 4;
 
@@ -800,9 +804,9 @@ impl Run<'_> {
         let parent = parent_of(rel);
         self.verify_chain(parent, true)?;
         let dmeta = lstat_opt(&dp)?;
-        let fmt = meta.mode() & libc::S_IFMT;
+        let fmt = meta.mode() & S_IFMT;
         if let Some(d) = &dmeta
-            && d.mode() & libc::S_IFMT == fmt
+            && d.mode() & S_IFMT == fmt
             && (!is_dev || d.rdev() == meta.rdev())
         {
             return self.fix_attrs(&dp, d, meta, true);
@@ -810,7 +814,7 @@ impl Run<'_> {
         let (tmp, ()) = self.temp(parent, &dp, |p| {
             nix::sys::stat::mknod(
                 p,
-                SFlag::from_bits_truncate(fmt),
+                SFlag::from_bits_truncate(fmt as _),
                 Mode::from_bits_truncate(0o600),
                 meta.rdev(),
             )
