@@ -107,19 +107,19 @@ impl JobConfig {
     pub fn filter(&self) -> Result<Filter, String> {
         let mut rules = Vec::new();
         for line in &self.rules {
-            if let Some(r) = rules::Rule::parse(line).map_err(|e| e.message)? {
+            if let Some(r) = rules::Rule::parse(line).map_err(|e| e.to_string())? {
                 rules.push(r);
             }
         }
         if let Some(text) = &self.rules_file_text {
             rules.extend(rules::parse_rules_file(text).map_err(|errs| {
                 errs.into_iter()
-                    .map(|e| e.message)
+                    .map(|e| e.to_string())
                     .collect::<Vec<_>>()
                     .join("; ")
             })?);
         }
-        Filter::new(&self.exclude, rules).map_err(|e| e.message)
+        Filter::new(&self.exclude, rules).map_err(|e| e.to_string())
     }
 }
 
@@ -610,7 +610,7 @@ fn load_job_file(
                     let at = line.span().start + 1 + e.column.saturating_sub(1);
                     diags.push(
                         a.file
-                            .error(at..at, format!("rule {:?}: {}", line.get_ref(), e.message)),
+                            .error(at..at, format!("rule {:?}: {}", line.get_ref(), e.kind)),
                     );
                 }
             }
@@ -630,9 +630,9 @@ fn load_job_file(
                             diags.push(Diagnostic {
                                 severity: Severity::Error,
                                 file: p.clone(),
-                                line: e.line.max(1),
+                                line: e.line.unwrap_or(1).max(1),
                                 column: e.column.max(1),
-                                message: e.message,
+                                message: format!("rule {:?}: {}", e.text, e.kind),
                             });
                         }
                     }
@@ -649,11 +649,10 @@ fn load_job_file(
             .as_ref()
             .and_then(|a| a.get().get(e.index).map(|s| (s, a.file)))
         {
-            Some((s, file)) => diags.push(file.error(
-                s.span(),
-                format!("exclude {:?}: {}", s.get_ref(), e.message),
-            )),
-            None => diags.push(f.error(0..0, e.message)),
+            Some((s, file)) => {
+                diags.push(file.error(s.span(), format!("exclude {:?}: {}", s.get_ref(), e.source)))
+            }
+            None => diags.push(f.error(0..0, e.to_string())),
         }
     }
 
@@ -855,5 +854,86 @@ mod tests {
         assert!(!is_remote("/srv/a:b"));
         assert!(!is_remote("dst"));
         assert!(!is_remote(":x"));
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    //! The checked-in JSON Schema must describe exactly the keys the parser accepts.
+
+    use super::*;
+
+    fn example(schema: &serde_json::Value) -> String {
+        let mut top = String::new();
+        let mut tables = String::new();
+        let props = schema["properties"].as_object().unwrap();
+        for (key, spec) in props {
+            if let Some(sub) = spec.get("properties").and_then(|p| p.as_object()) {
+                tables.push_str(&format!("[{key}]\n"));
+                for (k, s) in sub {
+                    tables.push_str(&format!("{k} = {}\n", value_for(k, s)));
+                }
+            } else {
+                top.push_str(&format!("{key} = {}\n", value_for(key, spec)));
+            }
+        }
+        top + &tables
+    }
+
+    fn value_for(key: &str, spec: &serde_json::Value) -> &'static str {
+        match key {
+            "source" => "\"src\"",
+            "destination" => "\"dst\"",
+            "mode" => "\"mirror\"",
+            "delay" => "\"2s\"",
+            "threshold" => "\"1MiB\"",
+            "rules" => "[\"-d^x$\"]",
+            "rules_file" => "\"r.rules\"",
+            "path" => "\"rsync\"",
+            _ => match spec["type"].as_str() {
+                Some("boolean") => "true",
+                Some("integer") => "1",
+                Some("array") => "[]",
+                _ => panic!("no example value for {key}"),
+            },
+        }
+    }
+
+    #[test]
+    fn schema_matches_the_parser() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/job.schema.json"),
+        )
+        .unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        fs::write(t.path().join("r.rules"), "+*\n").unwrap();
+        fs::create_dir(t.path().join("jobs.d")).unwrap();
+        let job = example(&schema);
+        fs::write(t.path().join("jobs.d/all.toml"), &job).unwrap();
+        let l = load_dir(t.path());
+        assert!(!l.has_errors(), "{job}\n{:#?}", l.diagnostics);
+        // A key the schema does not list is rejected, and the parser's own list of keys
+        // (from its "expected one of" message) is the schema's.
+        fs::write(t.path().join("jobs.d/all.toml"), "surprise = 1\n").unwrap();
+        let l = load_dir(t.path());
+        let msg = &l.errors().next().expect("unknown key rejected").message;
+        let mut parser_keys: Vec<&str> = msg
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the fields")
+            .split(", ")
+            .map(|k| k.trim_matches('`'))
+            .collect();
+        parser_keys.sort();
+        let mut schema_keys: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        schema_keys.sort();
+        assert_eq!(parser_keys, schema_keys);
     }
 }

@@ -127,8 +127,10 @@ impl Handler for RsyncHandler {
         } else {
             cmd.args(["-r", "--delete-missing-args", "--files-from=-", "--from0"]);
             for e in &batch.entries {
-                let b = e.rel.as_os_str().as_bytes();
-                list.extend_from_slice(if b.is_empty() { b"." } else { b });
+                // "./" makes rsync send the root as an implied directory too, so the
+                // root's mtime follows entries created or deleted in it.
+                list.extend_from_slice(b"./");
+                list.extend_from_slice(e.rel.as_os_str().as_bytes());
                 list.push(0);
                 if self.filter.has_rules()
                     && fs::symlink_metadata(relpath::join(&self.source, &e.rel))
