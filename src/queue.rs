@@ -17,11 +17,18 @@ use crate::relpath;
 /// cheaper than a list of millions, and memory stays bounded.
 pub const MAX_PENDING: usize = 1_000_000;
 
+/// What is known about one pending path.
+#[derive(Debug, Default, Clone, Copy)]
+struct Mark {
+    recursive: bool,
+    /// Its content changed (not only its attributes).
+    content: bool,
+}
+
 /// The changes collected since the last flush.
 #[derive(Debug, Default)]
 pub struct Queue {
-    /// Path → recursive.
-    entries: HashMap<PathBuf, bool>,
+    entries: HashMap<PathBuf, Mark>,
     renames: Vec<Rename>,
     full: bool,
 }
@@ -40,12 +47,13 @@ impl Queue {
         self.full
     }
 
-    fn mark(&mut self, rel: PathBuf, recursive: bool) {
+    fn mark(&mut self, rel: PathBuf, recursive: bool, content: bool) {
         if self.full {
             return;
         }
-        let e = self.entries.entry(rel).or_insert(false);
-        *e |= recursive;
+        let e = self.entries.entry(rel).or_default();
+        e.recursive |= recursive;
+        e.content |= content;
         if self.entries.len() > MAX_PENDING {
             self.set_full();
         }
@@ -54,8 +62,9 @@ impl Queue {
     /// Records one change from the monitor.
     pub fn push(&mut self, change: Change) {
         match change {
-            Change::Path(rel) => self.mark(rel, false),
-            Change::Tree(rel) => self.mark(rel, true),
+            Change::Path(rel) => self.mark(rel, false, true),
+            Change::Attrib(rel) => self.mark(rel, false, false),
+            Change::Tree(rel) => self.mark(rel, true, true),
             Change::Rename { from, to } => self.rename(from, to),
             Change::Rescan => self.set_full(),
             Change::RootGone => {}
@@ -81,14 +90,14 @@ impl Queue {
             .cloned()
             .collect();
         for k in moved {
-            if let Some(rec) = self.entries.remove(&k)
+            if let Some(m) = self.entries.remove(&k)
                 && let Some(nk) = relpath::rebase(&k, &from, &to)
             {
-                self.mark(nk, rec);
+                self.mark(nk, m.recursive, m.content);
             }
         }
-        self.mark(from.clone(), false);
-        self.mark(to.clone(), true);
+        self.mark(from.clone(), false, true);
+        self.mark(to.clone(), true, true);
         self.renames.push(Rename { from, to });
     }
 
@@ -103,15 +112,16 @@ impl Queue {
         let entries = std::mem::take(&mut self.entries);
         let recursive: HashSet<&Path> = entries
             .iter()
-            .filter(|(_, r)| **r)
+            .filter(|(_, m)| m.recursive)
             .map(|(p, _)| p.as_path())
             .collect();
         let mut out: Vec<Entry> = entries
             .iter()
             .filter(|(p, _)| !relpath::ancestors(p).any(|a| recursive.contains(a)))
-            .map(|(p, r)| Entry {
+            .map(|(p, m)| Entry {
                 rel: p.clone(),
-                recursive: *r,
+                recursive: m.recursive,
+                attrs_only: !m.content && !m.recursive,
             })
             .collect();
         out.sort();
@@ -129,11 +139,11 @@ impl Queue {
             return;
         }
         for r in batch.renames {
-            self.mark(r.from, false);
-            self.mark(r.to, true);
+            self.mark(r.from, false, true);
+            self.mark(r.to, true, true);
         }
         for e in batch.entries {
-            self.mark(e.rel, e.recursive);
+            self.mark(e.rel, e.recursive, !e.attrs_only);
         }
     }
 
@@ -146,12 +156,12 @@ impl Queue {
         let moving: Vec<PathBuf> = self
             .entries
             .iter()
-            .filter(|(p, r)| !keep_here(p, **r))
+            .filter(|(p, m)| !keep_here(p, m.recursive))
             .map(|(p, _)| p.clone())
             .collect();
         for p in moving {
-            if let Some(r) = self.entries.remove(&p) {
-                other.mark(p, r);
+            if let Some(m) = self.entries.remove(&p) {
+                other.mark(p, m.recursive, m.content);
             }
         }
     }
@@ -170,7 +180,11 @@ impl Queue {
             return;
         }
         for e in batch.entries {
-            self.entries.insert(e.rel, e.recursive);
+            let m = Mark {
+                recursive: e.recursive,
+                content: !e.attrs_only,
+            };
+            self.entries.insert(e.rel, m);
         }
         self.renames = batch.renames;
     }
@@ -234,6 +248,20 @@ mod tests {
                 ("b".into(), true)
             ]
         );
+    }
+
+    #[test]
+    fn attribute_changes_stay_attribute_only_until_content_changes() {
+        let mut q = Queue::default();
+        q.push(Change::Attrib(p("a")));
+        q.push(Change::Attrib(p("b")));
+        q.push(Change::Path(p("b")));
+        let b = q.take();
+        let flags: Vec<bool> = b.entries.iter().map(|e| e.attrs_only).collect();
+        assert_eq!(flags, [true, false]);
+        q.restore(b);
+        let flags: Vec<bool> = q.take().entries.iter().map(|e| e.attrs_only).collect();
+        assert_eq!(flags, [true, false]);
     }
 
     #[test]

@@ -146,12 +146,16 @@ impl Handler for MirrorHandler {
             pending: Vec::new(),
             first_error: None,
             warnings: Vec::new(),
+            force_copy: false,
         };
         run.prepare_root()?;
 
-        let mut entries: BTreeMap<PathBuf, bool> = BTreeMap::new();
+        // Path -> (recursive, content changed).
+        let mut entries: BTreeMap<PathBuf, (bool, bool)> = BTreeMap::new();
         for e in &batch.entries {
-            *entries.entry(e.rel.clone()).or_default() |= e.recursive;
+            let v = entries.entry(e.rel.clone()).or_default();
+            v.0 |= e.recursive;
+            v.1 |= !e.attrs_only;
         }
         for r in &batch.renames {
             let renamed = run.rename(r);
@@ -159,18 +163,20 @@ impl Handler for MirrorHandler {
             // Whether or not the rename could be replayed, both sides are synced from the
             // current source state: `from` is normally gone (a cheap no-op delete), and `to`
             // gets a quick-check walk (or the full copy when the rename fell back).
-            entries.insert(r.from.clone(), true);
-            entries.insert(r.to.clone(), true);
+            entries.insert(r.from.clone(), (true, false));
+            entries.insert(r.to.clone(), (true, false));
         }
 
         // Sorted by components, so a recursive entry's descendants follow it directly and
         // are covered by it.
         let mut cover: Option<&Path> = None;
-        for (rel, &recursive) in &entries {
+        for (rel, &(recursive, content)) in &entries {
             if cover.is_some_and(|c| relpath::is_self_or_ancestor(c, rel)) {
                 continue;
             }
+            run.force_copy = content && !recursive;
             run.entry(rel, recursive);
+            run.force_copy = false;
             if recursive {
                 cover = Some(rel);
             }
@@ -217,6 +223,9 @@ struct Run<'a> {
     pending: Vec<PathBuf>,
     first_error: Option<HandlerError>,
     warnings: Vec<String>,
+    /// The current batch entry's content is known to have changed: copy it even when size
+    /// and mtime match.
+    force_copy: bool,
 }
 
 impl Run<'_> {
@@ -594,7 +603,9 @@ impl Run<'_> {
             let res = if ft.is_dir() {
                 self.sync_dir(rel, recursive)
             } else if ft.is_file() {
-                self.sync_file(rel, &meta)
+                // An event-driven entry says the content changed, even if a rewrite kept the
+                // size and put the mtime back; only walks use the quick check.
+                self.sync_file(rel, &meta, top && self.force_copy)
             } else if ft.is_symlink() {
                 self.sync_symlink(rel, &meta)
             } else {
@@ -705,12 +716,13 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn sync_file(&mut self, rel: &Path, meta: &Metadata) -> Result<(), Fail> {
+    fn sync_file(&mut self, rel: &Path, meta: &Metadata, force: bool) -> Result<(), Fail> {
         let parent = parent_of(rel);
         self.verify_chain(parent, true)?;
         let dp = self.h.dst(rel);
         let dmeta = lstat_opt(&dp)?;
-        if let Some(d) = &dmeta
+        if !force
+            && let Some(d) = &dmeta
             && d.is_file()
             && d.len() == meta.len()
             && same_mtime(d, meta)
@@ -1150,6 +1162,7 @@ mod tests {
             .map(|&(rel, recursive)| Entry {
                 rel: PathBuf::from(rel),
                 recursive,
+                attrs_only: false,
             })
             .collect();
         entries.sort();
@@ -1330,12 +1343,25 @@ mod tests {
         f.run(entries(&[("a/b/f", false)]));
         f.check();
 
-        // Chmod only: no copy.
+        // Chmod only (an attributes-only entry): no copy.
         let old = ino(&f.d("a/b/f"));
         set_mode(&f.s("a/b/f"), 0o640);
-        f.run(entries(&[("a/b/f", false)]));
+        let mut b = entries(&[("a/b/f", false)]);
+        b.entries[0].attrs_only = true;
+        f.run(b);
         f.check();
         assert_eq!(old, ino(&f.d("a/b/f")));
+
+        // Rewritten with the same size and the old mtime put back: still copied, because
+        // the entry says the content changed.
+        let m = fs::metadata(f.s("a/b/f")).unwrap();
+        let before = filetime::FileTime::from_last_modification_time(&m);
+        let len = m.len() as usize;
+        fs::write(f.s("a/b/f"), vec![b'Z'; len]).unwrap();
+        filetime::set_file_mtime(f.s("a/b/f"), before).unwrap();
+        f.run(entries(&[("a/b/f", false)]));
+        f.check();
+        assert_eq!(fs::read(f.d("a/b/f")).unwrap(), vec![b'Z'; len]);
 
         // Delete a file.
         fs::remove_file(f.s("a/new")).unwrap();

@@ -21,11 +21,15 @@ pub struct Rename {
 }
 
 /// One path to bring up to date. `rel` is relative to the source root; the root is ``.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Entry {
     pub rel: PathBuf,
     /// Sync the whole subtree below `rel` too (new or moved-in directory, rescan, initial sync).
     pub recursive: bool,
+    /// Only attributes changed (chmod, chown, touch): a handler may trust a size and mtime
+    /// match instead of copying the content again. When false, the content is known to have
+    /// changed even if a rewrite kept the size and put the old mtime back.
+    pub attrs_only: bool,
 }
 
 /// The unit of work handed to a handler: one handler run (one rsync call) per batch.
@@ -47,6 +51,7 @@ impl Batch {
             entries: vec![Entry {
                 rel: PathBuf::new(),
                 recursive: true,
+                attrs_only: false,
             }],
         }
     }

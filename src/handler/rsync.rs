@@ -117,6 +117,13 @@ impl RsyncHandler {
 
 impl Handler for RsyncHandler {
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
+        // rsync creates only the last component of a destination.
+        if let Destination::Local(dst) = &self.destination {
+            fs::create_dir_all(dst).map_err(|e| HandlerError::Io {
+                path: dst.clone(),
+                source: e,
+            })?;
+        }
         let mut cmd = self.command();
         let full = batch.is_full();
         // Directories rsync will recurse into, for the regex-rules exclude list.
@@ -125,7 +132,12 @@ impl Handler for RsyncHandler {
         if full {
             recursed.push(PathBuf::new());
         } else {
+            // --ignore-times: an event says the content changed, even when a rewrite kept
+            // the size and put the mtime back (tar x, cp -p, touch -r).
             cmd.args(["-r", "--delete-missing-args", "--files-from=-", "--from0"]);
+            if batch.entries.iter().any(|e| !e.attrs_only && !e.recursive) {
+                cmd.arg("--ignore-times");
+            }
             for e in &batch.entries {
                 // "./" makes rsync send the root as an implied directory too, so the
                 // root's mtime follows entries created or deleted in it.
@@ -156,12 +168,13 @@ impl Handler for RsyncHandler {
                     path: f.path().to_path_buf(),
                     source: e,
                 })?;
-                let mut arg = OsString::from("--exclude-from=");
-                arg.push(f.path());
-                cmd.arg(arg);
+                // rsync reads the file while parsing options: --from0 must come first.
                 if full {
                     cmd.arg("--from0");
                 }
+                let mut arg = OsString::from("--exclude-from=");
+                arg.push(f.path());
+                cmd.arg(arg);
                 _excl_file = Some(f);
             }
         }

@@ -66,7 +66,7 @@ mod tests {
                 .iter()
                 .map(|p| Entry {
                     rel: PathBuf::from(p),
-                    recursive: false,
+                    ..Entry::default()
                 })
                 .collect(),
         }

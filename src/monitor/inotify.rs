@@ -323,7 +323,7 @@ impl InotifyMonitor {
                 if mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF) {
                     out(Change::RootGone);
                 } else if mask.contains(EventMask::ATTRIB) {
-                    out(Change::Path(PathBuf::new()));
+                    out(Change::Attrib(PathBuf::new()));
                 }
             }
             return Ok(());
@@ -388,7 +388,13 @@ impl InotifyMonitor {
             {
                 self.drop_subtree(id);
             }
-            out(Change::Path(rel));
+            if mask.contains(EventMask::ATTRIB)
+                && !mask.intersects(EventMask::MODIFY | EventMask::CLOSE_WRITE | EventMask::CREATE)
+            {
+                out(Change::Attrib(rel));
+            } else {
+                out(Change::Path(rel));
+            }
         }
         Ok(())
     }

@@ -21,8 +21,10 @@ use std::path::PathBuf;
 /// What a monitor reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// This path changed in some way (created, written, attributes, deleted).
+    /// This path changed in some way (created, written, deleted).
     Path(PathBuf),
+    /// Only this path's attributes changed (mode, owner, times).
+    Attrib(PathBuf),
     /// This directory and everything below it must be synced (a new or moved-in directory).
     Tree(PathBuf),
     /// A rename inside the tree.
