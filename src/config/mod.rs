@@ -16,7 +16,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 pub use diag::{Diagnostic, Severity, SourceFile};
-use raw::{RawDaemon, RawJob, RawMain};
+use raw::{RawDaemon, RawJob};
 use toml::Spanned;
 
 use crate::rules::{self, Filter};
@@ -193,7 +193,14 @@ pub fn load_dir(dir: &Path) -> Loaded {
             out.jobs.push(job);
         }
     }
+    dedup(&mut out.diagnostics);
     out
+}
+
+/// A bad default is found again by every job that inherits it: say it once.
+fn dedup(diags: &mut Vec<Diagnostic>) {
+    let mut seen = std::collections::HashSet::new();
+    diags.retain(|d| seen.insert(d.to_string()));
 }
 
 /// Loads one job file against `dir`'s defaults (used by `clsync check FILE`).
@@ -211,6 +218,7 @@ pub fn load_single(dir: &Path, file: &Path) -> Loaded {
     if let Some(job) = load_job_file(dir, file, defaults.as_ref(), &mut out.diagnostics) {
         out.jobs.push(job);
     }
+    dedup(&mut out.diagnostics);
     out
 }
 
@@ -253,25 +261,19 @@ fn read_text(path: &Path, diags: &mut Vec<Diagnostic>) -> Option<SourceFile> {
     }
 }
 
-fn toml_error(file: &SourceFile, e: &toml::de::Error) -> Diagnostic {
-    let start = e.span().map_or(0, |s| s.start);
-    file.error(start..start, e.message().trim().to_string())
-}
-
 fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
     let path = dir.join("clsync.toml");
     if !path.exists() {
         return None;
     }
     let before = out.diagnostics.len();
-    let file = read_text(&path, &mut out.diagnostics)?;
-    let raw: RawMain = match toml::from_str(&file.text) {
-        Ok(r) => r,
-        Err(e) => {
-            out.diagnostics.push(toml_error(&file, &e));
-            out.main_ok = false;
-            return None;
-        }
+    let Some(file) = read_text(&path, &mut out.diagnostics) else {
+        out.main_ok = false;
+        return None;
+    };
+    let Some(raw) = raw::read_main(&file, &mut out.diagnostics) else {
+        out.main_ok = false;
+        return None;
     };
     if let Some(d) = &raw.daemon {
         out.daemon = daemon_config(d);
@@ -291,16 +293,18 @@ fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
             ));
         }
     }
+    let defaults = Defaults {
+        file,
+        raw: defaults,
+    };
+    check_defaults(dir, &defaults, &mut out.diagnostics);
     if out.diagnostics[before..]
         .iter()
         .any(|d| d.severity == Severity::Error)
     {
         out.main_ok = false;
     }
-    Some(Defaults {
-        file,
-        raw: defaults,
-    })
+    Some(defaults)
 }
 
 fn daemon_config(d: &RawDaemon) -> DaemonConfig {
@@ -467,19 +471,52 @@ fn load_job_file(
             return None;
         }
     };
-    let raw: RawJob = match toml::from_str(&file.text) {
-        Ok(r) => r,
-        Err(e) => {
-            diags.push(toml_error(&file, &e));
-            return None;
-        }
-    };
+    let raw = raw::read_job(&file, diags)?;
+    let job = resolve_job(dir, name, path, &raw, &file, defaults, true, diags);
+    if diags[before..]
+        .iter()
+        .any(|d| d.severity == Severity::Error)
+    {
+        return None;
+    }
+    job
+}
+
+/// Checks the values of `[defaults]` on their own, so that a bad default is reported even
+/// when every job overrides it.
+fn check_defaults(dir: &Path, d: &Defaults, diags: &mut Vec<Diagnostic>) {
+    resolve_job(
+        dir,
+        String::new(),
+        &d.file.path,
+        &d.raw,
+        &d.file,
+        None,
+        false,
+        diags,
+    );
+}
+
+/// Applies defaults to a job's raw values and checks them. `job_file`: this is a job file
+/// (source and destination are required and checked), not `[defaults]`.
+#[allow(clippy::too_many_arguments)]
+fn resolve_job(
+    dir: &Path,
+    name: String,
+    path: &Path,
+    raw: &RawJob,
+    file: &SourceFile,
+    defaults: Option<&Defaults>,
+    job_file: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<JobConfig> {
+    let before = diags.len();
     let empty = RawJob::default();
     let (d, df) = match defaults {
         Some(d) => (&d.raw, Some(&d.file)),
         None => (&empty, None),
     };
-    let f = &file;
+    let f = file;
     let eof = file.text.len();
 
     let enabled = pick(raw.enabled.as_ref(), f, d.enabled.as_ref(), df).is_none_or(|a| *a.get());
@@ -499,6 +536,7 @@ fn load_job_file(
     };
 
     let source = match raw.source.as_ref() {
+        None if !job_file => None,
         None => {
             diags.push(f.error(eof..eof, "missing required key `source`"));
             None
@@ -535,6 +573,7 @@ fn load_job_file(
     };
 
     let destination = match raw.destination.as_ref() {
+        None if !job_file => None,
         None => {
             diags.push(f.error(eof..eof, "missing required key `destination`"));
             None

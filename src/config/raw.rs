@@ -1,14 +1,18 @@
 //! The configuration files as written, before defaults are applied and values are checked.
 //!
-//! Every field is optional here so that `[defaults]` and job files share one shape, and values
-//! that are checked after parsing keep their span for `file:line:column` diagnostics.
+//! Every field is optional here so that `[defaults]` and job files share one shape, and every
+//! value keeps its span for `file:line:column` diagnostics. Files are read key by key from
+//! toml's spanned document tree rather than with one `Deserialize` call, so that one bad key
+//! does not hide the others: every unknown key and every mistyped value is reported.
 
-use serde::Deserialize;
+use serde::de::{DeserializeOwned, IntoDeserializer};
 use toml::Spanned;
+use toml::de::{DeTable, DeValue};
+
+use super::diag::{Diagnostic, SourceFile};
 
 /// A job file (`jobs.d/NAME.toml`), and the `[defaults]` table of `clsync.toml`.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct RawJob {
     pub source: Option<Spanned<String>>,
     pub destination: Option<Spanned<String>>,
@@ -25,32 +29,247 @@ pub struct RawJob {
 }
 
 /// `[big_file]`: files at or above `threshold` wait `delay` instead of the job's delay.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct RawBigFile {
     pub threshold: Option<Spanned<toml::Value>>,
     pub delay: Option<Spanned<toml::Value>>,
 }
 
 /// `[rsync]`: which rsync to run and extra arguments for it.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct RawRsync {
     pub path: Option<Spanned<String>>,
     pub args: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `clsync.toml`.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct RawMain {
     pub daemon: Option<RawDaemon>,
     pub defaults: Option<RawJob>,
 }
 
 /// `[daemon]` in `clsync.toml`: settings of the daemon itself, not of any job.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Default, Clone)]
 pub struct RawDaemon {
     pub log_level: Option<Spanned<String>>,
+}
+
+/// The keys of a job file, in the order the documentation lists them.
+pub const JOB_KEYS: &[&str] = &[
+    "source",
+    "destination",
+    "mode",
+    "enabled",
+    "delay",
+    "exclude",
+    "rules",
+    "rules_file",
+    "initial_sync",
+    "workers",
+    "big_file",
+    "rsync",
+];
+const BIG_FILE_KEYS: &[&str] = &["threshold", "delay"];
+const RSYNC_KEYS: &[&str] = &["path", "args"];
+const MAIN_KEYS: &[&str] = &["daemon", "defaults"];
+const DAEMON_KEYS: &[&str] = &["log_level"];
+
+/// Reads one file's tables and values, pushing a diagnostic for every problem.
+struct Reader<'a> {
+    file: &'a SourceFile,
+    diags: &'a mut Vec<Diagnostic>,
+}
+
+type Entry<'i> = (
+    &'i Spanned<std::borrow::Cow<'i, str>>,
+    &'i Spanned<DeValue<'i>>,
+);
+
+impl Reader<'_> {
+    fn value<T: DeserializeOwned>(&mut self, v: &Spanned<DeValue<'_>>) -> Option<T> {
+        match T::deserialize(v.clone().into_deserializer()) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let at = e.span().unwrap_or(v.span());
+                self.diags
+                    .push(self.file.error(at, e.message().trim().to_string()));
+                None
+            }
+        }
+    }
+
+    fn table<'v, 'i>(&mut self, name: &str, v: &'v Spanned<DeValue<'i>>) -> Option<Vec<Entry<'v>>> {
+        match v.get_ref() {
+            DeValue::Table(t) => Some(t.iter().collect()),
+            other => {
+                self.diags.push(self.file.error(
+                    v.span(),
+                    format!("`{name}` must be a table, found {}", other.type_str()),
+                ));
+                None
+            }
+        }
+    }
+
+    fn unknown(&mut self, key: &Spanned<std::borrow::Cow<'_, str>>, known: &[&str]) {
+        let list: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+        let hint = known
+            .iter()
+            .filter(|k| edit_distance(k, key.get_ref()) <= 2)
+            .map(|k| format!(" (did you mean `{k}`?)"))
+            .next()
+            .unwrap_or_default();
+        self.diags.push(self.file.error(
+            key.span(),
+            format!(
+                "unknown field `{}`, expected one of {}{hint}",
+                key.get_ref(),
+                list.join(", ")
+            ),
+        ));
+    }
+
+    fn job(&mut self, entries: Vec<Entry<'_>>) -> RawJob {
+        let mut r = RawJob::default();
+        for (k, v) in entries {
+            match k.get_ref().as_ref() {
+                "source" => r.source = self.value(v),
+                "destination" => r.destination = self.value(v),
+                "mode" => r.mode = self.value(v),
+                "enabled" => r.enabled = self.value(v),
+                "delay" => r.delay = self.value(v),
+                "exclude" => r.exclude = self.value(v),
+                "rules" => r.rules = self.value(v),
+                "rules_file" => r.rules_file = self.value(v),
+                "initial_sync" => r.initial_sync = self.value(v),
+                "workers" => r.workers = self.value(v),
+                "big_file" => {
+                    if let Some(t) = self.table("big_file", v) {
+                        let mut b = RawBigFile::default();
+                        for (k, v) in t {
+                            match k.get_ref().as_ref() {
+                                "threshold" => b.threshold = self.value(v),
+                                "delay" => b.delay = self.value(v),
+                                _ => self.unknown(k, BIG_FILE_KEYS),
+                            }
+                        }
+                        r.big_file = Some(b);
+                    }
+                }
+                "rsync" => {
+                    if let Some(t) = self.table("rsync", v) {
+                        let mut b = RawRsync::default();
+                        for (k, v) in t {
+                            match k.get_ref().as_ref() {
+                                "path" => b.path = self.value(v),
+                                "args" => b.args = self.value(v),
+                                _ => self.unknown(k, RSYNC_KEYS),
+                            }
+                        }
+                        r.rsync = Some(b);
+                    }
+                }
+                _ => self.unknown(k, JOB_KEYS),
+            }
+        }
+        r
+    }
+}
+
+fn parse_doc<'i>(file: &'i SourceFile, diags: &mut Vec<Diagnostic>) -> Option<DeTable<'i>> {
+    match DeTable::parse(&file.text) {
+        Ok(t) => Some(t.into_inner()),
+        Err(e) => {
+            let start = e.span().map_or(0, |s| s.start);
+            diags.push(file.error(start..start, e.message().trim().to_string()));
+            None
+        }
+    }
+}
+
+/// Reads a job file. `None` when it is not even valid TOML.
+pub fn read_job(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<RawJob> {
+    let doc = parse_doc(file, diags)?;
+    let mut r = Reader { file, diags };
+    Some(r.job(doc.iter().collect()))
+}
+
+/// Reads `clsync.toml`. `None` when it is not even valid TOML.
+pub fn read_main(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<RawMain> {
+    let doc = parse_doc(file, diags)?;
+    let mut r = Reader { file, diags };
+    let mut m = RawMain::default();
+    for (k, v) in doc.iter() {
+        match k.get_ref().as_ref() {
+            "daemon" => {
+                if let Some(t) = r.table("daemon", v) {
+                    let mut d = RawDaemon::default();
+                    for (k, v) in t {
+                        match k.get_ref().as_ref() {
+                            "log_level" => d.log_level = r.value(v),
+                            _ => r.unknown(k, DAEMON_KEYS),
+                        }
+                    }
+                    m.daemon = Some(d);
+                }
+            }
+            "defaults" => {
+                if let Some(t) = r.table("defaults", v) {
+                    m.defaults = Some(r.job(t));
+                }
+            }
+            _ => r.unknown(k, MAIN_KEYS),
+        }
+    }
+    Some(m)
+}
+
+/// Levenshtein distance, for "did you mean" hints on short key names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn every_bad_key_and_value_is_reported() {
+        let f = SourceFile::new(
+            Path::new("j.toml"),
+            "dealy = \"1s\"\nenabled = \"yes\"\nworkers = 2\nnope = 1\n[rsync]\npaht = \"x\"\n"
+                .into(),
+        );
+        let mut d = Vec::new();
+        let r = read_job(&f, &mut d).unwrap();
+        let msgs: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        assert_eq!(msgs.len(), 4, "{msgs:#?}");
+        assert!(
+            msgs[0].starts_with("j.toml:1:1: unknown field `dealy`")
+                && msgs[0].contains("did you mean `delay`")
+        );
+        assert!(msgs[1].starts_with("j.toml:2:11: "), "{}", msgs[1]);
+        assert!(msgs[2].starts_with("j.toml:4:1: unknown field `nope`"));
+        assert!(msgs[3].starts_with("j.toml:6:1: unknown field `paht`"));
+        assert_eq!(r.workers.map(|w| *w.get_ref()), Some(2));
+    }
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("delay", "dealy"), 2);
+        assert_eq!(edit_distance("mode", "mode"), 0);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
 }
