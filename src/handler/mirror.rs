@@ -170,6 +170,12 @@ impl Handler for MirrorHandler {
         // Sorted by components, so a recursive entry's descendants follow it directly and
         // are covered by it.
         let mut cover: Option<&Path> = None;
+        // Any entry changed its source parent's mtime (created, deleted, renamed in or out),
+        // even when the destination had nothing to do for it (a file created and renamed
+        // away before it was ever synced): every parent gets its times from the source.
+        for rel in entries.keys() {
+            run.touch_parent(rel);
+        }
         for (rel, &(recursive, content)) in &entries {
             if cover.is_some_and(|c| relpath::is_self_or_ancestor(c, rel)) {
                 continue;
