@@ -7,6 +7,7 @@
 //! ([`supervisor`]).
 
 pub mod config;
+pub mod control;
 pub mod handler;
 pub mod job;
 pub mod monitor;

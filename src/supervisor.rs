@@ -3,20 +3,28 @@
 //! A reload is a diff by job name: jobs whose effective configuration is unchanged are not
 //! touched (their watches, queues and workers keep running), changed jobs are restarted,
 //! removed ones stopped, new ones started. A configuration with any error changes nothing.
+//!
+//! The supervisor's loop sleeps on three channels: signals, control-socket calls and job
+//! state changes (which update systemd and the status file). It has no timer of its own
+//! except systemd's watchdog, when systemd asks for one.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime};
 
-use crossbeam_channel::{Receiver, unbounded};
+use crossbeam_channel::{Receiver, never, select, tick, unbounded};
+use serde_json::{Value, json};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::{self, JobConfig, Loaded};
-use crate::job::Job;
+use crate::control::{self, Call, Request};
+use crate::job::{Job, JobOptions, State, Status};
+use crate::rules::Kind;
 
 /// What a reload does, by job name.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JobsDiff {
     pub add: Vec<String>,
     pub remove: Vec<String>,
@@ -70,30 +78,104 @@ pub fn log_diagnostics(loaded: &Loaded) {
     }
 }
 
+/// RFC 3339 time, to the second, UTC.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The outcome of the last reload, shown by `clsync status`.
+#[derive(Debug, Clone)]
+struct ReloadResult {
+    time: SystemTime,
+    ok: bool,
+    errors: Vec<String>,
+    diff: JobsDiff,
+}
+
+impl ReloadResult {
+    fn to_json(&self) -> Value {
+        json!({
+            "time": timestamp(self.time),
+            "ok": self.ok,
+            "errors": self.errors,
+            "added": self.diff.add,
+            "changed": self.diff.change,
+            "removed": self.diff.remove,
+        })
+    }
+}
+
+/// A job file that did not load: shown in status as failed, with its first error.
+#[derive(Debug, Clone)]
+struct Invalid {
+    name: String,
+    error: String,
+}
+
+fn invalid_jobs(loaded: &Loaded) -> Vec<Invalid> {
+    let mut out: Vec<Invalid> = Vec::new();
+    for d in loaded.errors() {
+        let Some(name) = d
+            .file
+            .parent()
+            .filter(|p| p.file_name().is_some_and(|n| n == "jobs.d"))
+            .and(d.file.file_name())
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".toml"))
+        else {
+            continue;
+        };
+        if !out.iter().any(|i| i.name == name) {
+            out.push(Invalid {
+                name: name.to_string(),
+                error: d.to_string(),
+            });
+        }
+    }
+    out
+}
+
 pub struct Supervisor {
     dir: PathBuf,
+    daemon: config::DaemonConfig,
     jobs: BTreeMap<String, Job>,
+    /// Jobs with `enabled = false`, for status.
+    disabled: Vec<JobConfig>,
+    invalid: Vec<Invalid>,
+    started: SystemTime,
+    last_reload: Option<ReloadResult>,
+    changed_tx: crossbeam_channel::Sender<()>,
+    changed_rx: Receiver<()>,
+    ready_sent: bool,
 }
 
 impl Supervisor {
     /// Starts every valid, enabled job of `loaded`. Invalid job files are reported and
     /// skipped: one bad file does not keep the good jobs from running.
     pub fn start(loaded: &Loaded) -> anyhow::Result<Supervisor> {
+        let (changed_tx, changed_rx) = crossbeam_channel::bounded(1);
         let mut sup = Supervisor {
             dir: loaded.dir.clone(),
+            daemon: loaded.daemon.clone(),
             jobs: BTreeMap::new(),
+            disabled: loaded.jobs.iter().filter(|j| !j.enabled).cloned().collect(),
+            invalid: invalid_jobs(loaded),
+            started: SystemTime::now(),
+            last_reload: None,
+            changed_tx,
+            changed_rx,
+            ready_sent: false,
         };
         for cfg in loaded.jobs.iter().filter(|j| j.enabled) {
-            sup.start_job(cfg.clone());
+            sup.start_job(cfg.clone(), false);
         }
-        let disabled = loaded.jobs.iter().filter(|j| !j.enabled).count();
         info!(
             "started {} job(s){}",
             sup.jobs.len(),
-            if disabled > 0 {
-                format!(", {disabled} disabled")
-            } else {
+            if sup.disabled.is_empty() {
                 String::new()
+            } else {
+                format!(", {} disabled", sup.disabled.len())
             }
         );
         if sup.jobs.is_empty() {
@@ -105,9 +187,14 @@ impl Supervisor {
         Ok(sup)
     }
 
-    fn start_job(&mut self, cfg: JobConfig) {
+    fn start_job(&mut self, cfg: JobConfig, restart: bool) {
         let name = cfg.name.clone();
-        match Job::start(cfg) {
+        let opts = JobOptions {
+            force_initial_sync: restart,
+            once: false,
+            notify: Some(self.changed_tx.clone()),
+        };
+        match Job::start(cfg, opts) {
             Ok(job) => {
                 self.jobs.insert(name, job);
             }
@@ -126,34 +213,190 @@ impl Supervisor {
     }
 
     /// Applies a new configuration as a diff; with any error in it, changes nothing.
-    pub fn reload(&mut self) -> bool {
+    pub fn reload(&mut self) -> Value {
+        let _ = sd_notify::notify(&[
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::monotonic_usec_now()
+                .unwrap_or(sd_notify::NotifyState::MonotonicUsec(0)),
+        ]);
         let loaded = config::load_dir(&self.dir);
         log_diagnostics(&loaded);
-        if loaded.has_errors() {
+        let result = if loaded.has_errors() {
+            let errors: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
             error!(
                 "reload refused: {} error(s) in the configuration; every job keeps running as before",
-                loaded.errors().count()
+                errors.len()
             );
-            return false;
+            ReloadResult {
+                time: SystemTime::now(),
+                ok: false,
+                errors,
+                diff: JobsDiff::default(),
+            }
+        } else {
+            let diff = JobsDiff::new(self.jobs.values().map(|j| j.config()), loaded.jobs.iter());
+            if diff.is_empty() {
+                info!("reload: no job changed");
+            } else {
+                info!(
+                    "reload: starting {:?}, restarting {:?}, stopping {:?}",
+                    diff.add, diff.change, diff.remove
+                );
+            }
+            let mut stopping = diff.remove.clone();
+            stopping.extend(diff.change.iter().cloned());
+            self.stop_jobs(&stopping);
+            for cfg in &loaded.jobs {
+                if diff.add.contains(&cfg.name) {
+                    self.start_job(cfg.clone(), false);
+                } else if diff.change.contains(&cfg.name) {
+                    self.start_job(cfg.clone(), true);
+                }
+            }
+            if loaded.daemon != self.daemon {
+                warn!("[daemon] settings changed: they take effect at the next restart");
+            }
+            self.disabled = loaded.jobs.iter().filter(|j| !j.enabled).cloned().collect();
+            self.invalid = Vec::new();
+            ReloadResult {
+                time: SystemTime::now(),
+                ok: true,
+                errors: Vec::new(),
+                diff,
+            }
+        };
+        let answer = json!({"ok": result.ok, "reload": result.to_json()});
+        self.last_reload = Some(result);
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        self.state_changed();
+        answer
+    }
+
+    /// The daemon's status as JSON (the `clsync status --json` format).
+    pub fn status(&self) -> Value {
+        let mut jobs: Vec<Value> = Vec::new();
+        for job in self.jobs.values() {
+            jobs.push(job_json(job.config(), true, &job.status()));
         }
-        let diff = JobsDiff::new(self.jobs.values().map(|j| j.config()), loaded.jobs.iter());
-        if diff.is_empty() {
-            info!("reload: nothing changed");
-            return true;
+        for cfg in &self.disabled {
+            let s = Status {
+                state: State::Stopped,
+                ..Status::default()
+            };
+            jobs.push(job_json(cfg, false, &s));
         }
-        info!(
-            "reload: starting {:?}, restarting {:?}, stopping {:?}",
-            diff.add, diff.change, diff.remove
-        );
-        let mut stopping = diff.remove.clone();
-        stopping.extend(diff.change.iter().cloned());
-        self.stop_jobs(&stopping);
-        for cfg in loaded.jobs {
-            if diff.add.contains(&cfg.name) || diff.change.contains(&cfg.name) {
-                self.start_job(cfg);
+        for inv in &self.invalid {
+            jobs.push(json!({
+                "name": inv.name,
+                "enabled": true,
+                "state": State::Failed.as_str(),
+                "mode": null, "source": null, "destination": null,
+                "watched_dirs": 0, "queued": 0, "syncs": 0, "failures": 0,
+                "consecutive_failures": 0, "initial_syncs": 0,
+                "last_success": null,
+                "last_error": {"time": timestamp(self.started), "message": format!("invalid configuration: {}", inv.error)},
+            }));
+        }
+        jobs.sort_by(|a, b| a["name"].as_str().cmp(&b["name"].as_str()));
+        json!({
+            "ok": true,
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "config_dir": self.dir.display().to_string(),
+            "started": timestamp(self.started),
+            "ready": self.all_settled(),
+            "last_reload": self.last_reload.as_ref().map(|r| r.to_json()),
+            "jobs": jobs,
+        })
+    }
+
+    fn explain(&self, job: &str, path: &str) -> Value {
+        let Some(cfg) = self
+            .jobs
+            .get(job)
+            .map(|j| j.config())
+            .or_else(|| self.disabled.iter().find(|c| c.name == job))
+        else {
+            return json!({"ok": false, "error": format!("no job named {job:?}")});
+        };
+        let filter = match cfg.filter() {
+            Ok(f) => f,
+            Err(e) => return json!({"ok": false, "error": e}),
+        };
+        let p = Path::new(path);
+        let rel = if p.is_absolute() {
+            match p.strip_prefix(&cfg.source) {
+                Ok(r) => r.to_path_buf(),
+                Err(_) => {
+                    return json!({"ok": false, "error": format!(
+                        "{path} is not inside the source of job {job} ({})", cfg.source.display())});
+                }
+            }
+        } else {
+            p.components().collect()
+        };
+        let full = crate::relpath::join(&cfg.source, &rel);
+        let kind = match std::fs::symlink_metadata(&full) {
+            Ok(m) if m.is_dir() => Kind::Dir,
+            Ok(m) if m.is_file() => Kind::File,
+            Ok(_) => Kind::Other,
+            Err(_) if path.ends_with('/') => Kind::Dir,
+            Err(_) => Kind::File,
+        };
+        let e = filter.explain(&rel, kind);
+        json!({
+            "ok": true,
+            "job": job,
+            "path": rel.display().to_string(),
+            "kind": match kind { Kind::Dir => "directory", Kind::File => "file", Kind::Other => "other" },
+            "exists": full.symlink_metadata().is_ok(),
+            "allowed": e.allowed,
+            "explanation": e.to_string(),
+        })
+    }
+
+    fn handle(&mut self, call: Call) {
+        let answer = match &call.request {
+            Request::Status => self.status(),
+            Request::Reload => {
+                info!("reload requested on the control socket");
+                self.reload()
+            }
+            Request::Explain { job, path } => self.explain(job, path),
+        };
+        let _ = call.reply.send(answer);
+    }
+
+    /// True when no enabled job is still starting or in its initial sync.
+    fn all_settled(&self) -> bool {
+        self.jobs
+            .values()
+            .all(|j| !matches!(j.status().state, State::Starting | State::InitialSync))
+    }
+
+    fn state_changed(&mut self) {
+        if !self.ready_sent && self.all_settled() {
+            self.ready_sent = true;
+            info!("ready: every job finished its initial sync (or is retrying)");
+            let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+        }
+        let summary = self.summary();
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&summary)]);
+        if let Some(path) = &self.daemon.status_file {
+            let text = serde_json::to_vec_pretty(&self.status()).unwrap_or_default();
+            if let Err(e) = write_atomic(path, &text) {
+                warn!("cannot write status file {}: {e}", path.display());
             }
         }
-        true
+    }
+
+    fn summary(&self) -> String {
+        let mut counts: BTreeMap<&'static str, usize> = BTreeMap::new();
+        for j in self.jobs.values() {
+            *counts.entry(j.status().state.as_str()).or_default() += 1;
+        }
+        let parts: Vec<String> = counts.iter().map(|(s, n)| format!("{n} {s}")).collect();
+        format!("{} job(s): {}", self.jobs.len(), parts.join(", "))
     }
 
     /// Stops every job gracefully.
@@ -162,25 +405,127 @@ impl Supervisor {
         self.stop_jobs(&names);
     }
 
-    /// Runs until SIGTERM or SIGINT; SIGHUP reloads.
+    /// Runs until SIGTERM or SIGINT; SIGHUP reloads; the control socket answers meanwhile.
     pub fn run(mut self) -> anyhow::Result<()> {
         let signals = signal_channel()?;
-        for sig in signals.iter() {
-            match sig {
-                SIGHUP => {
-                    info!("SIGHUP: reloading {}", self.dir.display());
-                    self.reload();
-                }
-                SIGTERM | SIGINT => {
-                    info!("signal {sig}: finishing syncs in flight and stopping");
-                    break;
-                }
-                _ => {}
+        let (calls_tx, calls_rx) = unbounded::<Call>();
+        let socket = self.daemon.socket_path(&self.dir);
+        let server = match control::Server::start(&socket, calls_tx) {
+            Ok(s) => {
+                info!("control socket {}", socket.display());
+                Some(s)
             }
-        }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                self.shutdown();
+                return Err(anyhow::anyhow!(e));
+            }
+            Err(e) => {
+                warn!(
+                    "no control socket ({}: {e}): `clsync status` and `clsync reload` will not reach this daemon; SIGHUP still reloads",
+                    socket.display()
+                );
+                None
+            }
+        };
+        let _pid = match &self.daemon.pid_file {
+            Some(p) => match PidFile::create(p) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    warn!("cannot write pid file {}: {e}", p.display());
+                    None
+                }
+            },
+            None => None,
+        };
+        let watchdog = match sd_notify::watchdog_enabled() {
+            Some(d) => tick(d / 2),
+            None => never(),
+        };
+        self.state_changed();
+        let stop_signal = loop {
+            select! {
+                recv(signals) -> sig => match sig {
+                    Ok(SIGHUP) => {
+                        info!("SIGHUP: reloading {}", self.dir.display());
+                        self.reload();
+                    }
+                    Ok(sig) => break sig,
+                    Err(_) => break SIGTERM,
+                },
+                recv(calls_rx) -> call => {
+                    if let Ok(call) = call {
+                        self.handle(call);
+                    }
+                }
+                recv(self.changed_rx) -> _ => self.state_changed(),
+                recv(watchdog) -> _ => {
+                    let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+                }
+            }
+        };
+        info!("signal {stop_signal}: finishing syncs in flight and stopping");
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+        let started = Instant::now();
+        drop(server);
         self.shutdown();
+        debug!("jobs stopped in {:?}", started.elapsed());
         info!("stopped");
         Ok(())
+    }
+}
+
+fn job_json(cfg: &JobConfig, enabled: bool, s: &Status) -> Value {
+    json!({
+        "name": cfg.name,
+        "enabled": enabled,
+        "state": s.state.as_str(),
+        "mode": cfg.mode.as_str(),
+        "source": cfg.source.display().to_string(),
+        "destination": cfg.destination.to_string(),
+        "watched_dirs": s.watched_dirs,
+        "queued": s.queued,
+        "syncs": s.syncs,
+        "failures": s.failures,
+        "consecutive_failures": s.consecutive_failures,
+        "initial_syncs": s.initial_syncs,
+        "last_success": s.last_success.map(timestamp),
+        "last_error": s.last_error.as_ref().map(|(t, m)| json!({"time": timestamp(*t), "message": m})),
+    })
+}
+
+/// Writes `path` through a temporary file and a rename, so readers never see half of it.
+pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".clsync.")
+        .tempfile_in(dir)?;
+    tmp.write_all(data)?;
+    tmp.as_file().sync_all()?;
+    std::fs::set_permissions(
+        tmp.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// The pid file: written at start, removed when dropped.
+struct PidFile(PathBuf);
+
+impl PidFile {
+    fn create(path: &Path) -> std::io::Result<PidFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        write_atomic(path, format!("{}\n", std::process::id()).as_bytes())?;
+        Ok(PidFile(path.to_path_buf()))
+    }
+}
+
+impl Drop for PidFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

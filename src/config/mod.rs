@@ -128,6 +128,49 @@ impl JobConfig {
 pub struct DaemonConfig {
     /// A tracing filter directive such as `info` or `clsync=debug`.
     pub log_level: Option<String>,
+    /// The control socket; `None` means the default for the configuration directory
+    /// (see [`default_socket`]).
+    pub socket: Option<PathBuf>,
+    /// Written with the daemon's PID at start, removed at exit.
+    pub pid_file: Option<PathBuf>,
+    /// Rewritten (atomically) with the JSON status whenever a job's state changes.
+    pub status_file: Option<PathBuf>,
+}
+
+impl DaemonConfig {
+    /// The control socket of the daemon that runs configuration directory `dir`.
+    pub fn socket_path(&self, dir: &Path) -> PathBuf {
+        self.socket.clone().unwrap_or_else(|| default_socket(dir))
+    }
+}
+
+/// Where a daemon without `[daemon] socket` listens: `/run/clsync/clsync.sock` for
+/// `/etc/clsync` (root), `clsync-<hash>.sock` beside it for other configuration directories,
+/// so that daemons of different directories never collide and clients find theirs from
+/// the directory alone. Non-root daemons use `$XDG_RUNTIME_DIR/clsync` (or
+/// `/tmp/clsync-<uid>`).
+pub fn default_socket(dir: &Path) -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    let base = if uid.is_root() {
+        PathBuf::from("/run/clsync")
+    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
+        PathBuf::from(x).join("clsync")
+    } else {
+        PathBuf::from(format!("/tmp/clsync-{uid}"))
+    };
+    let canon = dir
+        .canonicalize()
+        .unwrap_or_else(|_| resolve(Path::new("/"), &dir.to_string_lossy()));
+    if canon == Path::new(DEFAULT_CONFIG_DIR) {
+        return base.join("clsync.sock");
+    }
+    // FNV-1a: stable across builds and platforms, unlike the std hasher.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canon.as_os_str().as_bytes() {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    base.join(format!("clsync-{:08x}.sock", h as u32))
 }
 
 /// The result of loading a configuration directory.
@@ -276,7 +319,7 @@ fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
         return None;
     };
     if let Some(d) = &raw.daemon {
-        out.daemon = daemon_config(d);
+        out.daemon = daemon_config(dir, d);
     }
     let defaults = raw.defaults.unwrap_or_default();
     for (field, span) in [
@@ -307,9 +350,13 @@ fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
     Some(defaults)
 }
 
-fn daemon_config(d: &RawDaemon) -> DaemonConfig {
+fn daemon_config(dir: &Path, d: &RawDaemon) -> DaemonConfig {
+    let path = |s: &Option<Spanned<String>>| s.as_ref().map(|s| resolve(dir, s.get_ref()));
     DaemonConfig {
         log_level: d.log_level.as_ref().map(|s| s.get_ref().clone()),
+        socket: path(&d.socket),
+        pid_file: path(&d.pid_file),
+        status_file: path(&d.status_file),
     }
 }
 

@@ -53,6 +53,9 @@ pub struct RawMain {
 #[derive(Debug, Default, Clone)]
 pub struct RawDaemon {
     pub log_level: Option<Spanned<String>>,
+    pub socket: Option<Spanned<String>>,
+    pub pid_file: Option<Spanned<String>>,
+    pub status_file: Option<Spanned<String>>,
 }
 
 /// The keys of a job file, in the order the documentation lists them.
@@ -73,7 +76,7 @@ pub const JOB_KEYS: &[&str] = &[
 const BIG_FILE_KEYS: &[&str] = &["threshold", "delay"];
 const RSYNC_KEYS: &[&str] = &["path", "args"];
 const MAIN_KEYS: &[&str] = &["daemon", "defaults"];
-const DAEMON_KEYS: &[&str] = &["log_level"];
+const DAEMON_KEYS: &[&str] = &["log_level", "socket", "pid_file", "status_file"];
 
 /// Reads one file's tables and values, pushing a diagnostic for every problem.
 struct Reader<'a> {
@@ -208,6 +211,9 @@ pub fn read_main(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<RawMa
                     for (k, v) in t {
                         match k.get_ref().as_ref() {
                             "log_level" => d.log_level = r.value(v),
+                            "socket" => d.socket = r.value(v),
+                            "pid_file" => d.pid_file = r.value(v),
+                            "status_file" => d.status_file = r.value(v),
                             _ => r.unknown(k, DAEMON_KEYS),
                         }
                     }

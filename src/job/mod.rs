@@ -49,8 +49,24 @@ fn is_big(source: &Path, rel: &Path, threshold: u64) -> bool {
         .is_ok_and(|m| m.is_file() && m.len() >= threshold)
 }
 
+/// A copy-while-changing run (`clsync sync JOB --once`) gives up after this many failed
+/// attempts in a row.
+const ONCE_MAX_FAILURES: u32 = 5;
+
 enum Msg {
     Stop,
+}
+
+/// How a job starts.
+#[derive(Debug, Default, Clone)]
+pub struct JobOptions {
+    /// Run the full sync even with `initial_sync = false` (a restarted job: changes made
+    /// while it was down must not be lost).
+    pub force_initial_sync: bool,
+    /// Sync, then keep syncing until no change arrives for the job's delay, then end.
+    pub once: bool,
+    /// Poked whenever the job's state changes.
+    pub notify: Option<Sender<()>>,
 }
 
 /// A running job, as the supervisor holds it.
@@ -65,7 +81,7 @@ pub struct Job {
 impl Job {
     /// Starts the job's thread. Fails only when the job cannot be set up at all (bad filter,
     /// no threads); a missing source is waited for by the running job.
-    pub fn start(config: JobConfig) -> anyhow::Result<Job> {
+    pub fn start(config: JobConfig, opts: JobOptions) -> anyhow::Result<Job> {
         let config = Arc::new(config);
         let filter = Arc::new(config.filter().map_err(anyhow::Error::msg)?);
         let handler: Arc<dyn Handler> =
@@ -83,7 +99,7 @@ impl Job {
                     filter.clone(),
                 )),
             };
-        let status = SharedStatus::default();
+        let status = SharedStatus::new(opts.notify.clone());
         let waker = Arc::new(Waker::new()?);
         let (tx, rx) = unbounded();
         let span = info_span!("job", name = %config.name);
@@ -115,6 +131,9 @@ impl Job {
             blocked: false,
             announce: false,
             stopping: false,
+            once: opts.once,
+            force_initial: opts.force_initial_sync,
+            last_activity: Instant::now(),
         };
         let thread = std::thread::Builder::new()
             .name(format!("clsync-job-{}", config.name))
@@ -155,6 +174,15 @@ impl Job {
             let _ = t.join();
         }
     }
+
+    /// Waits for a job that ends by itself (`once`), without asking it to stop, and
+    /// returns its final status.
+    pub fn wait(mut self) -> Status {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.status()
+    }
 }
 
 impl Drop for Job {
@@ -193,6 +221,10 @@ struct Runner {
     /// Say "watching" once the current full sync succeeds.
     announce: bool,
     stopping: bool,
+    once: bool,
+    force_initial: bool,
+    /// The last change read or sync finished (for `once`).
+    last_activity: Instant,
 }
 
 impl Runner {
@@ -214,6 +246,9 @@ impl Runner {
                     }
                     self.record_error(&msg, State::Failed);
                     last_error = msg;
+                    if self.once {
+                        break;
+                    }
                     self.sleep(wait);
                     continue;
                 }
@@ -221,7 +256,7 @@ impl Runner {
             source_failures = 0;
             last_error.clear();
             self.status.lock().watched_dirs = mon.watched();
-            if first && !self.cfg.initial_sync {
+            if first && !self.cfg.initial_sync && !self.force_initial {
                 info!(
                     "watching {} directories (initial sync skipped)",
                     mon.watched()
@@ -260,9 +295,12 @@ impl Runner {
     }
 
     fn record_error(&self, msg: &str, state: State) {
-        let mut s = self.status.lock();
-        s.last_error = Some((SystemTime::now(), msg.to_string()));
-        s.state = state;
+        {
+            let mut s = self.status.lock();
+            s.last_error = Some((SystemTime::now(), msg.to_string()));
+            s.state = state;
+        }
+        self.status.changed();
     }
 
     /// Sleeps up to `d`, or until asked to stop; finished runs are handled meanwhile.
@@ -330,7 +368,21 @@ impl Runner {
                 s.queued = self.normal.len() + self.big.len();
                 s.watched_dirs = mon.watched();
             }
-            let timeout = self.next_timeout(&mon, now);
+            let mut timeout = self.next_timeout(&mon, now);
+            if self.once {
+                match self.once_deadline() {
+                    Some(d) if d <= now => return Exit::Stop,
+                    Some(d) => {
+                        let left = d - now;
+                        timeout = Some(timeout.map_or(left, |t| t.min(left)));
+                    }
+                    None => {}
+                }
+                if self.failures >= ONCE_MAX_FAILURES {
+                    error!("giving up after {} failed attempts", self.failures);
+                    return Exit::Stop;
+                }
+            }
             let readable = self.wait(Some(&mon), timeout);
             if self.stopping {
                 return Exit::Stop;
@@ -345,8 +397,22 @@ impl Runner {
         }
     }
 
+    /// For `once`: when the job may end, if it is idle (initial sync done, nothing queued or
+    /// in flight, no failure waiting for a retry).
+    fn once_deadline(&self) -> Option<Instant> {
+        let idle = !self.announce
+            && self.normal.is_empty()
+            && self.big.is_empty()
+            && self.pool.busy() == 0
+            && self.failures == 0;
+        idle.then(|| self.last_activity + self.cfg.delay.max(Duration::from_millis(50)))
+    }
+
     /// Queues changes; true when the source root is gone.
     fn apply(&mut self, changes: &mut Vec<Change>, now: Instant) -> bool {
+        if !changes.is_empty() {
+            self.last_activity = now;
+        }
         let mut gone = false;
         for c in changes.drain(..) {
             if c == Change::RootGone {
@@ -390,7 +456,11 @@ impl Runner {
             if due.is_none_or(|d| d > now) {
                 continue;
             }
-            if !big && let Some(bf) = self.cfg.big_file.clone() {
+            // Copy-while-changing runs do not hold big files back.
+            if !big
+                && !self.once
+                && let Some(bf) = self.cfg.big_file.clone()
+            {
                 let mut moved = Queue::default();
                 let source = &self.cfg.source;
                 self.normal
@@ -451,10 +521,16 @@ impl Runner {
     }
 
     fn finished(&mut self, done: Done) {
+        self.finish(done);
+        self.status.changed();
+    }
+
+    fn finish(&mut self, done: Done) {
         self.pool.finished();
         self.inflight.remove(done.id);
         self.blocked = false;
         let now = Instant::now();
+        self.last_activity = now;
         match done.result {
             Ok(outcome) => {
                 for w in outcome.warnings {
@@ -468,6 +544,7 @@ impl Runner {
                 let full = done.batch.is_full();
                 let mut s = self.status.lock();
                 s.syncs += 1;
+                s.consecutive_failures = 0;
                 s.last_success = Some(SystemTime::now());
                 if full && self.announce {
                     self.announce = false;
@@ -505,6 +582,7 @@ impl Runner {
                 {
                     let mut s = self.status.lock();
                     s.failures += 1;
+                    s.consecutive_failures = self.failures;
                     s.last_error = Some((SystemTime::now(), e.to_string()));
                     s.state = State::Retrying;
                 }

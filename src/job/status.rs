@@ -3,6 +3,8 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::SystemTime;
 
+use crossbeam_channel::Sender;
+
 /// Where a job is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -38,6 +40,8 @@ pub struct Status {
     pub queued: usize,
     pub syncs: u64,
     pub failures: u64,
+    /// Failed runs since the last success (0 when healthy).
+    pub consecutive_failures: u32,
     pub initial_syncs: u64,
     pub last_success: Option<SystemTime>,
     pub last_error: Option<(SystemTime, String)>,
@@ -51,6 +55,7 @@ impl Default for Status {
             queued: 0,
             syncs: 0,
             failures: 0,
+            consecutive_failures: 0,
             initial_syncs: 0,
             last_success: None,
             last_error: None,
@@ -58,13 +63,25 @@ impl Default for Status {
     }
 }
 
-/// A job's status, readable from any thread.
+/// A job's status, readable from any thread. Changes worth telling (state, errors,
+/// syncs) are announced on an optional channel, so the supervisor can update systemd and
+/// the status file without polling.
 #[derive(Debug, Clone, Default)]
-pub struct SharedStatus(Arc<Mutex<Status>>);
+pub struct SharedStatus {
+    status: Arc<Mutex<Status>>,
+    notify: Option<Sender<()>>,
+}
 
 impl SharedStatus {
+    pub fn new(notify: Option<Sender<()>>) -> SharedStatus {
+        SharedStatus {
+            status: Arc::default(),
+            notify,
+        }
+    }
+
     pub fn lock(&self) -> MutexGuard<'_, Status> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.status.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn snapshot(&self) -> Status {
@@ -72,6 +89,19 @@ impl SharedStatus {
     }
 
     pub fn set_state(&self, state: State) {
-        self.lock().state = state;
+        let changed = {
+            let mut s = self.lock();
+            std::mem::replace(&mut s.state, state) != state
+        };
+        if changed {
+            self.changed();
+        }
+    }
+
+    /// Tells the supervisor that something it shows has changed.
+    pub fn changed(&self) {
+        if let Some(n) = &self.notify {
+            let _ = n.try_send(());
+        }
     }
 }
