@@ -6,3 +6,4 @@ mod jobs;
 mod live;
 mod names;
 mod stress;
+mod systemd;
