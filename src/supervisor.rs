@@ -569,6 +569,8 @@ mod tests {
             rsync: RsyncOptions {
                 path: "rsync".into(),
                 args: vec![],
+                timeout: None,
+                ignore_exit_codes: vec![24],
             },
         }
     }

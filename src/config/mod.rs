@@ -77,6 +77,10 @@ pub struct BigFile {
 pub struct RsyncOptions {
     pub path: PathBuf,
     pub args: Vec<String>,
+    /// Kill a handler run (its whole process group) that takes longer than this.
+    pub timeout: Option<Duration>,
+    /// Exit codes that count as success (rsync's 24, "some files vanished", by default).
+    pub ignore_exit_codes: Vec<i32>,
 }
 
 /// A job's effective configuration: the job file over `[defaults]` over built-in defaults.
@@ -756,6 +760,36 @@ fn resolve_job(
         },
     };
 
+    let timeout = match pick(raw.timeout.as_ref(), f, d.timeout.as_ref(), df) {
+        None => Some(None),
+        Some(a) => duration_value(&a, diags).map(|t| (!t.is_zero()).then_some(t)),
+    };
+    let ignore_exit_codes = match pick(
+        raw.ignore_exit_codes.as_ref(),
+        f,
+        d.ignore_exit_codes.as_ref(),
+        df,
+    ) {
+        None => Some(vec![24]),
+        Some(a) => {
+            let mut codes = Vec::new();
+            let mut ok = true;
+            for c in a.get() {
+                match i32::try_from(*c.get_ref()) {
+                    Ok(v @ 1..=255) => codes.push(v),
+                    _ => {
+                        ok = false;
+                        diags.push(a.file.error(
+                            c.span(),
+                            format!("exit codes are 1 to 255, not {}", c.get_ref()),
+                        ));
+                    }
+                }
+            }
+            ok.then_some(codes)
+        }
+    };
+
     let (jb, db) = (raw.big_file.as_ref(), d.big_file.as_ref());
     let threshold = pick(
         jb.and_then(|b| b.threshold.as_ref()),
@@ -840,6 +874,8 @@ fn resolve_job(
         rsync: RsyncOptions {
             path: rsync_path,
             args: rsync_args,
+            timeout: timeout?,
+            ignore_exit_codes: ignore_exit_codes?,
         },
     })
 }
@@ -971,7 +1007,7 @@ mod schema_tests {
             "source" => "\"src\"",
             "destination" => "\"dst\"",
             "mode" => "\"mirror\"",
-            "delay" => "\"2s\"",
+            "delay" | "timeout" => "\"2s\"",
             "threshold" => "\"1MiB\"",
             "rules" => "[\"-d^x$\"]",
             "rules_file" => "\"r.rules\"",

@@ -24,6 +24,8 @@ pub struct RawJob {
     pub rules_file: Option<Spanned<String>>,
     pub initial_sync: Option<Spanned<bool>>,
     pub workers: Option<Spanned<i64>>,
+    pub timeout: Option<Spanned<toml::Value>>,
+    pub ignore_exit_codes: Option<Spanned<Vec<Spanned<i64>>>>,
     pub big_file: Option<RawBigFile>,
     pub rsync: Option<RawRsync>,
 }
@@ -70,6 +72,8 @@ pub const JOB_KEYS: &[&str] = &[
     "rules_file",
     "initial_sync",
     "workers",
+    "timeout",
+    "ignore_exit_codes",
     "big_file",
     "rsync",
 ];
@@ -147,6 +151,8 @@ impl Reader<'_> {
                 "rules_file" => r.rules_file = self.value(v),
                 "initial_sync" => r.initial_sync = self.value(v),
                 "workers" => r.workers = self.value(v),
+                "timeout" => r.timeout = self.value(v),
+                "ignore_exit_codes" => r.ignore_exit_codes = self.value(v),
                 "big_file" => {
                     if let Some(t) = self.table("big_file", v) {
                         let mut b = RawBigFile::default();

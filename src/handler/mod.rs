@@ -10,6 +10,7 @@
 
 pub mod mirror;
 pub mod rsync;
+pub mod timeout;
 
 use std::path::PathBuf;
 
@@ -90,6 +91,11 @@ pub enum HandlerError {
     },
     #[error("{program} was killed by signal {signal}")]
     Signaled { program: String, signal: i32 },
+    #[error("{program} ran longer than the timeout of {timeout:?} and was killed")]
+    Timeout {
+        program: String,
+        timeout: std::time::Duration,
+    },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -23,10 +23,6 @@ use crate::config::{Destination, RsyncOptions};
 use crate::relpath;
 use crate::rules::{Filter, Kind};
 
-/// rsync's "some files vanished before they could be transferred": the change that removed
-/// them is queued already, so this is not a failure.
-const RSYNC_VANISHED: i32 = 24;
-
 pub struct RsyncHandler {
     source: PathBuf,
     destination: Destination,
@@ -204,6 +200,10 @@ impl Handler for RsyncHandler {
                 let _ = stdin.write_all(&list);
             })
         });
+        let watchdog = self
+            .options
+            .timeout
+            .map(|t| super::timeout::Watchdog::start(child.id() as i32, t));
         let mut stderr = String::new();
         if let Some(mut e) = child.stderr.take() {
             let mut bytes = Vec::new();
@@ -214,14 +214,26 @@ impl Handler for RsyncHandler {
             program: program.clone(),
             source: e,
         })?;
+        let timed_out = watchdog.is_some_and(|w| w.finish());
         if let Some(w) = writer {
             let _ = w.join();
         }
+        if timed_out {
+            return Err(HandlerError::Timeout {
+                program,
+                timeout: self.options.timeout.unwrap_or_default(),
+            });
+        }
         match status.code() {
             Some(0) => Ok(Outcome::default()),
-            Some(RSYNC_VANISHED) => Ok(Outcome {
+            Some(code) if self.options.ignore_exit_codes.contains(&code) => Ok(Outcome {
                 warnings: vec![format!(
-                    "{program}: some files vanished during the transfer (exit 24)"
+                    "{program} exited with status {code} (ignored by ignore_exit_codes){}",
+                    if code == 24 {
+                        ": some files vanished during the transfer"
+                    } else {
+                        ""
+                    }
                 )],
             }),
             Some(code) => Err(HandlerError::Exit {

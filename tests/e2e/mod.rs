@@ -2,6 +2,7 @@ pub mod harness;
 
 mod check;
 mod filters;
+mod handler_failures;
 mod jobs;
 mod live;
 mod names;

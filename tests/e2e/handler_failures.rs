@@ -1,0 +1,106 @@
+//! Handler runs that hang, fail transiently, or exit with codes the job ignores.
+
+use std::fs;
+
+use super::harness::*;
+
+/// A handler that hangs is killed after `timeout` (its whole process group, so rsync's
+/// children too) and the batch is retried: nothing is lost.
+#[test]
+fn hung_handler_is_killed_and_retried() {
+    let env = Env::new();
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    populate(&src, "t");
+    let calls = env.p("calls");
+    // The first call hangs (a child `sleep` keeps the process group busy), the rest work.
+    let rsync = env.script(
+        "rsync-hang-once.sh",
+        &format!(
+            "echo call >> '{c}'\nif [ \"$(wc -l < '{c}')\" -eq 1 ]; then sleep 600; fi\nexec rsync \"$@\"",
+            c = calls.display()
+        ),
+    );
+    env.job(
+        "j",
+        &src,
+        &dst,
+        Mode::Rsync,
+        &format!("timeout = \"1s\"\n[rsync]\npath = {}", toml_path(&rsync)),
+    );
+    let mut d = env.spawn();
+    d.assert_synced(&src, &dst, &[]);
+    write(&src.join("after.txt"), "after the hang");
+    d.assert_synced(&src, &dst, &[]);
+    assert!(count_lines(&calls) >= 2);
+    assert!(
+        d.log().contains("longer than the timeout"),
+        "the kill is reported\n{}",
+        d.log_tail()
+    );
+    // No `sleep 600` left behind: the process group was killed.
+    let leftover = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .any(|c| c.starts_with(b"sleep\x00600"));
+    assert!(!leftover, "the hung handler's child survived");
+    assert!(d.stop().success());
+}
+
+/// An exit code listed in `ignore_exit_codes` counts as success; others are retried until
+/// they succeed.
+#[test]
+fn ignored_exit_codes_and_transient_failures() {
+    let env = Env::new();
+    let (sa, da) = (env.dir("src-a"), env.p("dst-a"));
+    let (sb, db) = (env.dir("src-b"), env.p("dst-b"));
+    populate(&sa, "a");
+    populate(&sb, "b");
+    // Job a: rsync works but the wrapper always says 23 (partial transfer): ignored.
+    let always23 = env.script("rsync-23.sh", "rsync \"$@\"\nexit 23");
+    env.job(
+        "a",
+        &sa,
+        &da,
+        Mode::Rsync,
+        &format!(
+            "ignore_exit_codes = [23, 24]\n[rsync]\npath = {}",
+            toml_path(&always23)
+        ),
+    );
+    // Job b: the first two calls fail with 12 before doing anything, then it works.
+    let calls = env.p("calls-b");
+    let flaky = env.script(
+        "rsync-flaky.sh",
+        &format!(
+            "echo call >> '{c}'\nif [ \"$(wc -l < '{c}')\" -le 2 ]; then exit 12; fi\nexec rsync \"$@\"",
+            c = calls.display()
+        ),
+    );
+    env.job(
+        "b",
+        &sb,
+        &db,
+        Mode::Rsync,
+        &format!("[rsync]\npath = {}", toml_path(&flaky)),
+    );
+    let mut d = env.start(&["a", "b"]);
+    d.assert_synced(&sa, &da, &[]);
+    d.assert_synced(&sb, &db, &[]);
+    write(&sa.join("new-a"), "x");
+    write(&sb.join("new-b"), "y");
+    d.assert_synced(&sa, &da, &[]);
+    d.assert_synced(&sb, &db, &[]);
+    assert!(count_lines(&calls) >= 3, "b was retried");
+    let log = d.log();
+    assert!(
+        log.contains("status 12"),
+        "the failures are reported\n{log}"
+    );
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("job{name=a}") && l.contains("failed")),
+        "a's exit 23 is ignored\n{log}"
+    );
+    assert!(d.stop().success());
+}
