@@ -11,4 +11,7 @@ if ! command -v rsync >/dev/null 2>&1; then
         exit 1
     fi
 fi
-cargo test --all-targets "$@"
+# Unit tests and the end-to-end suite, then the fault-injection cases (one at a time, each
+# printing a `FAULT case: ok, consistent after ...` line).
+cargo test --lib --bins --test e2e "$@"
+cargo test --test faults "$@" -- --nocapture

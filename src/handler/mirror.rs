@@ -138,6 +138,10 @@ impl MirrorHandler {
 }
 
 impl Handler for MirrorHandler {
+    fn needs_full(&self) -> bool {
+        super::local_destination_missing(&self.destination)
+    }
+
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         let mut run = Run {
             h: self,

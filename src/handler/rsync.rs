@@ -112,6 +112,10 @@ impl RsyncHandler {
 }
 
 impl Handler for RsyncHandler {
+    fn needs_full(&self) -> bool {
+        matches!(&self.destination, Destination::Local(d) if super::local_destination_missing(d))
+    }
+
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         // rsync creates only the last component of a destination.
         if let Destination::Local(dst) = &self.destination {

@@ -23,7 +23,7 @@ use crate::config::{JobConfig, Mode};
 use crate::handler::mirror::MirrorHandler;
 use crate::handler::rsync::RsyncHandler;
 use crate::handler::{Batch, Handler};
-use crate::monitor::{Change, PlatformMonitor};
+use crate::monitor::{Change, PlatformMonitor, UNWATCHED_RESCAN};
 use crate::queue::Queue;
 use crate::relpath;
 use crate::rules::Filter;
@@ -356,9 +356,19 @@ impl Runner {
 
     fn watch(&mut self, mut mon: PlatformMonitor) -> Exit {
         let mut changes = Vec::new();
+        let mut unwatched_due: Option<Instant> = None;
         loop {
             let now = Instant::now();
             mon.expire(now, &mut |c| changes.push(c));
+            // The watch limit left part of the tree unwatched: rescan it periodically.
+            if mon.unwatched() == 0 {
+                unwatched_due = None;
+            } else if unwatched_due.is_none_or(|d| d <= now) {
+                if unwatched_due.is_some() {
+                    mon.rescan_unwatched(&mut |c| changes.push(c));
+                }
+                unwatched_due = Some(now + UNWATCHED_RESCAN);
+            }
             if self.apply(&mut changes, now) {
                 return Exit::RootGone;
             }
@@ -367,8 +377,13 @@ impl Runner {
                 let mut s = self.status.lock();
                 s.queued = self.normal.len() + self.big.len();
                 s.watched_dirs = mon.watched();
+                s.unwatched_dirs = mon.unwatched();
             }
             let mut timeout = self.next_timeout(&mon, now);
+            if let Some(d) = unwatched_due {
+                let left = d.saturating_duration_since(now);
+                timeout = Some(timeout.map_or(left, |t| t.min(left)));
+            }
             if self.once {
                 match self.once_deadline() {
                     Some(d) if d <= now => return Exit::Stop,

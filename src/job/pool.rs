@@ -46,8 +46,14 @@ impl Pool {
                 .name(format!("clsync-worker-{i}"))
                 .spawn(move || {
                     let _g = span.enter();
-                    for (id, batch) in rx {
+                    for (id, mut batch) in rx {
                         let start = Instant::now();
+                        if !batch.is_full() && handler.needs_full() {
+                            tracing::warn!(
+                                "the destination directory is gone: running a full sync"
+                            );
+                            batch = Batch::full();
+                        }
                         let result = handler.run(&batch);
                         let took = start.elapsed();
                         if done

@@ -37,6 +37,8 @@ impl State {
 pub struct Status {
     pub state: State,
     pub watched_dirs: usize,
+    /// Directories the inotify watch limit left unwatched (rescanned periodically).
+    pub unwatched_dirs: usize,
     pub queued: usize,
     pub syncs: u64,
     pub failures: u64,
@@ -52,6 +54,7 @@ impl Default for Status {
         Status {
             state: State::Starting,
             watched_dirs: 0,
+            unwatched_dirs: 0,
             queued: 0,
             syncs: 0,
             failures: 0,

@@ -7,7 +7,7 @@
 //!   touched), a move out removes the subtree's watches, a move in watches the new subtree;
 //! - anything uncertain (queue overflow) becomes a rescan of the whole tree.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
@@ -19,8 +19,8 @@ use std::time::{Duration, Instant};
 use inotify::{EventMask, Inotify, WatchMask};
 use tracing::{debug, error, trace, warn};
 
-use super::Change;
 use super::tree::{NodeId, ROOT, Tree};
+use super::{Change, UNWATCHED_RESCAN};
 use crate::relpath;
 use crate::rules::{Filter, Kind};
 
@@ -30,6 +30,12 @@ const MOVE_GRACE: Duration = Duration::from_millis(20);
 
 /// Reads per call before returning to the job loop, so that a storm cannot starve flushes.
 const MAX_READS_PER_CALL: usize = 64;
+
+/// The mask of the source root: like [`mask`], but a root given as a symlink is followed, as
+/// `rsync SRC/` follows it.
+fn root_mask() -> WatchMask {
+    mask() - WatchMask::DONT_FOLLOW
+}
 
 fn mask() -> WatchMask {
     WatchMask::CREATE
@@ -64,6 +70,9 @@ pub struct InotifyMonitor {
     buf: Vec<u8>,
     /// Set when a watch could not be added for lack of resources; reported once per walk.
     watch_limit_hit: bool,
+    /// Directories left unwatched by the watch limit (their subtrees are unwatched too):
+    /// synced by periodic rescans until watches can be added.
+    unwatched: BTreeSet<PathBuf>,
 }
 
 impl InotifyMonitor {
@@ -78,6 +87,7 @@ impl InotifyMonitor {
             moves: HashMap::new(),
             buf: vec![0; 256 * 1024],
             watch_limit_hit: false,
+            unwatched: BTreeSet::new(),
         };
         m.tree = m.build_tree()?;
         Ok(m)
@@ -99,7 +109,11 @@ impl InotifyMonitor {
     }
 
     fn add_watch(&mut self, path: &Path) -> io::Result<i32> {
-        match self.ino.watches().add(path, mask()) {
+        self.add_watch_mask(path, mask())
+    }
+
+    fn add_watch_mask(&mut self, path: &Path, mask: WatchMask) -> io::Result<i32> {
+        match self.ino.watches().add(path, mask) {
             Ok(wd) => Ok(wd.get_watch_descriptor_id()),
             Err(e) => {
                 if e.raw_os_error() == Some(libc::ENOSPC) && !self.watch_limit_hit {
@@ -107,9 +121,10 @@ impl InotifyMonitor {
                     let limit = std::fs::read_to_string("/proc/sys/fs/inotify/max_user_watches")
                         .unwrap_or_default();
                     error!(
-                        "inotify watch limit reached (fs.inotify.max_user_watches = {}): changes below {} are not seen; raise the limit (sysctl fs.inotify.max_user_watches=N) and restart the job",
+                        "inotify watch limit reached (fs.inotify.max_user_watches = {}): {} and other directories are not watched; they are rescanned every {:?} instead until the limit is raised (sysctl fs.inotify.max_user_watches=N)",
                         limit.trim(),
-                        path.display()
+                        path.display(),
+                        UNWATCHED_RESCAN
                     );
                 }
                 Err(e)
@@ -127,8 +142,9 @@ impl InotifyMonitor {
     /// Builds a tree of the whole source by walking it from the root.
     fn build_tree(&mut self) -> io::Result<Tree> {
         self.watch_limit_hit = false;
+        self.unwatched.clear();
         let root = self.root.clone();
-        let root_wd = self.add_watch(&root)?;
+        let root_wd = self.add_watch_mask(&root, root_mask())?;
         let mut tree = Tree::new(root_wd);
         self.walk(&mut tree, ROOT, PathBuf::new());
         Ok(tree)
@@ -175,7 +191,9 @@ impl InotifyMonitor {
                     }
                     Err(e) => match e.raw_os_error() {
                         Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
-                        Some(libc::ENOSPC) => {}
+                        Some(libc::ENOSPC) => {
+                            self.unwatched.insert(child_rel);
+                        }
                         _ => warn!("cannot watch {}: {e}", entry.path().display()),
                     },
                 }
@@ -197,10 +215,47 @@ impl InotifyMonitor {
                 self.tree = tree;
             }
             Err(e) => match e.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ENOSPC) => {}
+                Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
+                Some(libc::ENOSPC) => {
+                    self.unwatched.insert(rel.to_path_buf());
+                }
                 _ => warn!("cannot watch {}: {e}", path.display()),
             },
         }
+    }
+
+    /// Number of directories (subtree roots) that could not be watched.
+    pub fn unwatched(&self) -> usize {
+        self.unwatched.len()
+    }
+
+    /// Tries again to watch the directories the watch limit left out, and asks for a sync of
+    /// every one of them (watched now or not): the periodic rescan of the unwatched part.
+    pub fn rescan_unwatched(&mut self, out: &mut impl FnMut(Change)) {
+        let dirs = std::mem::take(&mut self.unwatched);
+        self.watch_limit_hit = true; // already reported
+        for rel in dirs {
+            let parent = relpath::parent(&rel).unwrap_or(Path::new(""));
+            let Some(name) = rel.file_name().map(|n| n.as_bytes().to_vec()) else {
+                continue;
+            };
+            if let Some(p) = self.node_of(parent) {
+                self.watch_new(p, &name, &rel);
+            }
+            out(Change::Tree(rel));
+        }
+        if self.unwatched.is_empty() {
+            tracing::info!("every directory is watched again");
+        }
+    }
+
+    /// The watched node of a relative directory path.
+    fn node_of(&self, rel: &Path) -> Option<NodeId> {
+        let mut node = ROOT;
+        for c in rel.components() {
+            node = self.tree.child(node, c.as_os_str().as_bytes())?;
+        }
+        Some(node)
     }
 
     fn drop_subtree(&mut self, id: NodeId) {

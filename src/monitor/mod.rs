@@ -17,6 +17,11 @@ pub mod notify_backend;
 pub use self::notify_backend::NotifyMonitor as PlatformMonitor;
 
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often directories that the watch limit left unwatched are rescanned (and watches
+/// for them tried again).
+pub const UNWATCHED_RESCAN: Duration = Duration::from_secs(30);
 
 /// What a monitor reports.
 #[derive(Debug, Clone, PartialEq, Eq)]

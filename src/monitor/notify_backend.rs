@@ -65,6 +65,12 @@ impl NotifyMonitor {
         None
     }
 
+    pub fn unwatched(&self) -> usize {
+        0
+    }
+
+    pub fn rescan_unwatched(&mut self, _out: &mut impl FnMut(Change)) {}
+
     pub fn expire(&mut self, _now: Instant, _out: &mut impl FnMut(Change)) {}
 
     pub fn rescan(&mut self, out: &mut impl FnMut(Change)) -> io::Result<()> {

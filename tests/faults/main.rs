@@ -1,0 +1,237 @@
+//! Fault injection: each case breaks something around the real daemon (its destination, its
+//! source, the kernel's inotify limits, the daemon itself) and checks that once the fault
+//! clears, the destination equals the source. Each case prints one line:
+//! `FAULT <case> [<mode>]: ok, consistent <time> after the fault cleared`.
+//!
+//! The cases run one at a time (some change global sysctls, one kills the daemon), in their
+//! own test binary, so they never overlap the e2e suite.
+
+#[path = "../e2e/harness.rs"]
+mod harness;
+
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use harness::*;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn report(case: &str, mode: Option<Mode>, took: Duration) {
+    let m = mode
+        .map(|m| format!(" [{}]", m.as_str()))
+        .unwrap_or_default();
+    eprintln!(
+        "FAULT {case}{m}: ok, consistent {:.2}s after the fault cleared",
+        took.as_secs_f64()
+    );
+}
+
+const MODES: [Mode; 2] = [Mode::Rsync, Mode::Mirror];
+
+#[test]
+fn destination_directory_removed() {
+    let _s = serial();
+    for mode in MODES {
+        let env = Env::new();
+        let (src, dst) = (env.dir("src"), env.p("dst"));
+        populate(&src, "d");
+        env.job("j", &src, &dst, mode, "");
+        let mut d = env.start(&["j"]);
+        d.assert_synced(&src, &dst, &[]);
+        fs::remove_dir_all(&dst).unwrap();
+        // A later change must bring back the whole tree, not just itself.
+        write(&src.join("after.txt"), "x");
+        let took = d.assert_synced_within(&src, &dst, &[], SYNC_DEADLINE);
+        report("destination-removed", Some(mode), took);
+        assert!(d.stop().success());
+    }
+}
+
+#[test]
+fn source_is_a_symlink() {
+    let _s = serial();
+    for mode in MODES {
+        let env = Env::new();
+        let real = env.dir("real-src");
+        populate(&real, "s");
+        let src = env.p("src-link");
+        symlink(&real, &src).unwrap();
+        let dst = env.p("dst");
+        env.job("j", &src, &dst, mode, "");
+        let mut d = env.start(&["j"]);
+        d.assert_synced(&real, &dst, &[]);
+        write(&real.join("b/live.txt"), "through the link");
+        let took = d.assert_synced_within(&real, &dst, &[], SYNC_DEADLINE);
+        report("source-is-symlink", Some(mode), took);
+        assert!(d.stop().success());
+    }
+}
+
+#[test]
+fn source_removed_and_recreated() {
+    let _s = serial();
+    for mode in MODES {
+        let env = Env::new();
+        let (src, dst) = (env.dir("src"), env.p("dst"));
+        populate(&src, "r");
+        env.job("j", &src, &dst, mode, "");
+        let mut d = env.start(&["j"]);
+        d.assert_synced(&src, &dst, &[]);
+        fs::remove_dir_all(&src).unwrap();
+        // The replica is not wiped while the source is missing.
+        let deadline = Instant::now() + Duration::from_millis(1500);
+        while Instant::now() < deadline {
+            assert!(dst.join("a.txt").exists(), "the replica was wiped");
+            std::thread::sleep(POLL);
+        }
+        fs::create_dir(&src).unwrap();
+        write(&src.join("new.txt"), "the new source");
+        let took = d.assert_synced_within(&src, &dst, &[], Duration::from_secs(60));
+        report("source-removed-and-recreated", Some(mode), took);
+        d.assert_running();
+        assert!(d.stop().success());
+    }
+}
+
+#[test]
+fn type_changes_and_symlink_loops() {
+    let _s = serial();
+    for mode in MODES {
+        let env = Env::new();
+        let (src, dst) = (env.dir("src"), env.p("dst"));
+        populate(&src, "t");
+        env.job("j", &src, &dst, mode, "");
+        let mut d = env.start(&["j"]);
+        // A file becomes a directory of the same name, and back.
+        fs::remove_file(src.join("a.txt")).unwrap();
+        fs::create_dir(src.join("a.txt")).unwrap();
+        write(&src.join("a.txt/inside"), "x");
+        d.assert_synced(&src, &dst, &[]);
+        fs::remove_dir_all(src.join("a.txt")).unwrap();
+        write(&src.join("a.txt"), "a file again");
+        // Symlink loops are data, not something to follow.
+        symlink(".", src.join("self-loop")).unwrap();
+        symlink("loop-b", src.join("loop-a")).unwrap();
+        symlink("loop-a", src.join("loop-b")).unwrap();
+        let took = d.assert_synced_within(&src, &dst, &[], SYNC_DEADLINE);
+        report("type-change-and-symlink-loop", Some(mode), took);
+        assert!(d.stop().success());
+    }
+}
+
+/// `kill -9` in the middle of a large initial sync; the next start repairs everything.
+#[test]
+fn killed_during_a_large_sync() {
+    let _s = serial();
+    for mode in MODES {
+        let env = Env::new();
+        let (src, dst) = (env.dir("src"), env.p("dst"));
+        for i in 0..200 {
+            let dir = src.join(format!("d{i:03}"));
+            fs::create_dir(&dir).unwrap();
+            for j in 0..100 {
+                fs::write(dir.join(format!("f{j}")), vec![b'x'; 512]).unwrap();
+            }
+        }
+        env.job("j", &src, &dst, mode, "");
+        let mut d = env.spawn();
+        // Kill it once part of the tree has arrived.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !dst.join("d000").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        d.signal(libc::SIGKILL);
+        d.wait_exit(Duration::from_secs(10)).expect("killed");
+        write(&src.join("d001/changed-while-down"), "y");
+        fs::remove_dir_all(src.join("d002")).unwrap();
+        let start = Instant::now();
+        let mut d = env.spawn();
+        d.assert_synced_within(&src, &dst, &[], Duration::from_secs(60));
+        report("kill-9-during-sync", Some(mode), start.elapsed());
+        assert!(d.stop().success());
+    }
+}
+
+/// Watches currently held by root, summed over every inotify instance on the machine.
+fn root_watches_in_use() -> usize {
+    let mut n = 0;
+    for p in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(st) = fs::read_to_string(p.path().join("status")) else {
+            continue;
+        };
+        if !st
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        {
+            continue;
+        }
+        let Ok(fds) = fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if let Ok(info) = fs::read_to_string(fd.path()) {
+                n += info
+                    .lines()
+                    .filter(|l| l.starts_with("inotify wd:"))
+                    .count();
+            }
+        }
+    }
+    n
+}
+
+/// The inotify watch limit is reached: the job says so, and the unwatched part of the tree
+/// is still synced by periodic rescans.
+#[test]
+fn watch_limit_reached() {
+    let _s = serial();
+    if !is_root() {
+        eprintln!("FAULT watch-limit: skipped (needs root to lower fs.inotify.max_user_watches)");
+        return;
+    }
+    let env = Env::new();
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    for i in 0..20 {
+        write(&src.join(format!("dir{i:02}/file")), "x");
+    }
+    env.job("j", &src, &dst, Mode::Rsync, "");
+    let mut d = {
+        let _w = INOTIFY_START.write().unwrap_or_else(|e| e.into_inner());
+        let limit = root_watches_in_use() + 4;
+        let guard = SysctlGuard::set("/proc/sys/fs/inotify/max_user_watches", &limit.to_string())
+            .expect("lower max_user_watches");
+        let mut d = Daemon::spawn(
+            &env.root,
+            &[
+                std::ffi::OsStr::new("run"),
+                std::ffi::OsStr::new("--config-dir"),
+                env.conf.as_os_str(),
+            ],
+            &[],
+            &env.root.join("daemon.log"),
+        );
+        d.wait_watching(&["j"]);
+        drop(guard);
+        d
+    };
+    d.assert_synced(&src, &dst, &[]);
+    assert!(
+        d.log().contains("watch limit reached"),
+        "the job says so\n{}",
+        d.log_tail()
+    );
+    // Changes in every directory arrive, watched or not (the unwatched ones by the rescan).
+    let start = Instant::now();
+    for i in 0..20 {
+        write(&src.join(format!("dir{i:02}/later")), "y");
+    }
+    d.assert_synced_within(&src, &dst, &[], Duration::from_secs(75));
+    report("watch-limit", None, start.elapsed());
+    assert!(d.stop().success());
+}
