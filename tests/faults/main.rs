@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use harness::*;
 
+mod config_fuzz;
+
 static SERIAL: Mutex<()> = Mutex::new(());
 
 fn serial() -> std::sync::MutexGuard<'static, ()> {
