@@ -138,8 +138,8 @@ impl MirrorHandler {
 }
 
 impl Handler for MirrorHandler {
-    fn needs_full(&self) -> bool {
-        super::local_destination_missing(&self.destination)
+    fn local_destination(&self) -> Option<&Path> {
+        Some(&self.destination)
     }
 
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {

@@ -130,15 +130,9 @@ pub trait Handler: Send + Sync {
     /// Brings every path of `batch` at the destination up to date with the source.
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError>;
 
-    /// True when a partial batch cannot be enough (the local destination directory itself
-    /// is gone): the next run must be a full sync.
-    fn needs_full(&self) -> bool {
-        false
+    /// The destination directory, when it is local: if it disappears (removed by hand, a
+    /// disk unmounted), only a full sync can make it whole again, and the job checks for that.
+    fn local_destination(&self) -> Option<&std::path::Path> {
+        None
     }
-}
-
-/// For local destinations: the destination directory has disappeared (removed by hand, an
-/// unmounted disk), so only a full sync can make it whole again.
-pub fn local_destination_missing(dst: &std::path::Path) -> bool {
-    matches!(std::fs::symlink_metadata(dst), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
 }

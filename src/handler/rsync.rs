@@ -112,8 +112,11 @@ impl RsyncHandler {
 }
 
 impl Handler for RsyncHandler {
-    fn needs_full(&self) -> bool {
-        matches!(&self.destination, Destination::Local(d) if super::local_destination_missing(d))
+    fn local_destination(&self) -> Option<&Path> {
+        match &self.destination {
+            Destination::Local(d) => Some(d),
+            Destination::Remote(_) => None,
+        }
     }
 
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {

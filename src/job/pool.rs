@@ -1,6 +1,7 @@
 //! A job's worker pool: threads that run the handler on batches and report back.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,12 @@ impl Pool {
     ) -> std::io::Result<Pool> {
         let (tx, rx) = unbounded::<(u64, Batch)>();
         let mut threads = Vec::with_capacity(n);
+        // Whether the local destination existed once: if it vanishes later, partial batches
+        // are not enough. (A destination that never existed is created by the first run,
+        // which with `initial_sync = false` is rightly not a full sync.)
+        let dest_seen = Arc::new(AtomicBool::new(
+            handler.local_destination().is_some_and(|d| d.exists()),
+        ));
         for i in 0..n {
             let (rx, handler, done, notify, span) = (
                 rx.clone(),
@@ -42,19 +49,27 @@ impl Pool {
                 notify.clone(),
                 span.clone(),
             );
+            let dest_seen = dest_seen.clone();
             let t = std::thread::Builder::new()
                 .name(format!("clsync-worker-{i}"))
                 .spawn(move || {
                     let _g = span.enter();
                     for (id, mut batch) in rx {
                         let start = Instant::now();
-                        if !batch.is_full() && handler.needs_full() {
+                        let dest = handler.local_destination();
+                        if !batch.is_full()
+                            && dest.is_some_and(|d| !d.exists())
+                            && dest_seen.load(Ordering::SeqCst)
+                        {
                             tracing::warn!(
                                 "the destination directory is gone: running a full sync"
                             );
                             batch = Batch::full();
                         }
                         let result = handler.run(&batch);
+                        if result.is_ok() && dest.is_some_and(|d| d.exists()) {
+                            dest_seen.store(true, Ordering::SeqCst);
+                        }
                         let took = start.elapsed();
                         if done
                             .send(Done {
