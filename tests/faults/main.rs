@@ -293,17 +293,31 @@ fn reload_storm_under_writes() {
     let job2 = env.conf.join("jobs.d/cycling.toml");
     let text2 = job_toml(&src2, &dst2, Mode::Mirror, "");
     for i in 0..1000 {
-        // Every 5th reload adds or removes the second job: 100 add/remove cycles.
+        // Every 5th reload adds or removes the second job: 100 add/remove cycles, each
+        // waited for (signals coalesce, and two toggles in one reload would cancel out).
         if i % 5 == 0 {
-            if job2.exists() {
+            let (wanted, n) = if job2.exists() {
                 fs::remove_file(&job2).unwrap();
+                ("stopping [\"cycling\"]", i / 10)
             } else {
                 fs::write(&job2, &text2).unwrap();
+                ("starting [\"cycling\"]", i / 10)
+            };
+            d.signal(libc::SIGHUP);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while d.log().matches(wanted).count() <= n {
+                assert!(
+                    Instant::now() < deadline,
+                    "reload {i} not applied\n{}",
+                    d.log_tail()
+                );
+                std::thread::sleep(Duration::from_millis(2));
             }
+        } else {
+            d.signal(libc::SIGHUP);
+            // Pace them so that most of them really happen.
+            std::thread::sleep(Duration::from_millis(3));
         }
-        d.signal(libc::SIGHUP);
-        // Signals coalesce; pace them so each reload really happens.
-        std::thread::sleep(Duration::from_millis(3));
         if i % 100 == 99 {
             d.assert_running();
         }
@@ -327,7 +341,7 @@ fn reload_storm_under_writes() {
         reloads >= 900,
         "only {reloads} of 1000 SIGHUPs led to a reload"
     );
-    assert!(cycles >= 90, "the job was added only {cycles} times");
+    assert_eq!(cycles, 100, "the job was added {cycles} times");
     d.assert_synced(&src2, &dst2, &[]);
     eprintln!(
         "FAULT reload-storm: ok, {reloads} reloads, job added {cycles} times, {written} files written, consistent {:.2}s after the writes stopped; fds {fds0}->{fds1}, threads {threads0}->{threads1}, RSS {rss0}->{rss1} KiB",
