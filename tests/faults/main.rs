@@ -281,7 +281,7 @@ fn reload_storm_under_writes() {
                 let dir = src.join(format!("w{}", i % 20));
                 let _ = fs::create_dir_all(&dir);
                 let _ = fs::write(dir.join(format!("f{i}")), i.to_string());
-                if i % 7 == 0 {
+                if i.is_multiple_of(7) {
                     let _ = fs::remove_file(dir.join(format!("f{}", i.saturating_sub(5))));
                 }
                 i += 1;
