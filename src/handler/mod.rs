@@ -8,6 +8,7 @@
 //! deletion of extraneous entries that the filter does not exclude). Because handlers look at
 //! the current state, replaying a batch is always safe, which is what makes retries simple.
 
+pub mod command;
 pub mod mirror;
 pub mod rsync;
 pub mod timeout;

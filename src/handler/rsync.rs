@@ -44,7 +44,7 @@ impl RsyncHandler {
         }
     }
 
-    pub(crate) fn dir_arg(p: &Path) -> OsString {
+    fn dir_arg(p: &Path) -> OsString {
         let mut s = p.as_os_str().to_os_string();
         if !s.as_bytes().ends_with(b"/") {
             s.push("/");
@@ -52,7 +52,7 @@ impl RsyncHandler {
         s
     }
 
-    pub(crate) fn dest_arg(&self) -> OsString {
+    fn dest_arg(&self) -> OsString {
         match &self.destination {
             Destination::Local(p) => Self::dir_arg(p),
             Destination::Remote(s) => {
