@@ -30,21 +30,79 @@ pub const DEFAULT_CONFIG_DIR: &str = "/etc/clsync";
 pub const DEFAULT_DELAY: Duration = Duration::from_secs(1);
 
 /// How a job turns batches into a destination that matches the source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// One `rsync` per batch (local or remote destination).
     Rsync,
     /// The native handler: local destinations only, renames stay renames.
     Mirror,
+    /// An external program (`[command]`), as the C clsync's other modes run it.
+    Command(CommandOptions),
 }
 
 impl Mode {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &'static str {
         match self {
             Mode::Rsync => "rsync",
             Mode::Mirror => "mirror",
+            Mode::Command(c) => c.kind.as_str(),
         }
     }
+}
+
+/// The command modes: what the external handler is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommandKind {
+    /// The batch's paths as arguments: `HANDLER PATH... DESTINATION`.
+    Direct,
+    /// A list file of `EVENT TYPE PATH` records: `HANDLER TYPE JOB LIST`.
+    Shell,
+    /// One run per path: `HANDLER EVENT /ABS/PATH`.
+    Simple,
+    /// rsync `--files-from`/`--exclude-from` lists for a script that runs rsync itself.
+    RsyncShell,
+}
+
+impl CommandKind {
+    pub const ALL: [CommandKind; 4] = [
+        CommandKind::Direct,
+        CommandKind::Shell,
+        CommandKind::Simple,
+        CommandKind::RsyncShell,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandKind::Direct => "direct",
+            CommandKind::Shell => "shell",
+            CommandKind::Simple => "simple",
+            CommandKind::RsyncShell => "rsync-shell",
+        }
+    }
+
+    /// The argument template used when `[command] args` is not set.
+    pub fn default_args(self) -> &'static [&'static str] {
+        match self {
+            CommandKind::Direct => &["%INCLUDE-LIST%", "%destination%"],
+            CommandKind::Shell => &["%TYPE%", "%job%", "%INCLUDE-LIST-PATH%"],
+            CommandKind::Simple => &["%EVENT%", "%PATH%"],
+            CommandKind::RsyncShell => &["%INCLUDE-LIST-PATH%", "%EXCLUDE-LIST-PATH%"],
+        }
+    }
+}
+
+/// `[command]` options of the command modes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandOptions {
+    pub kind: CommandKind,
+    /// The handler program; a bare name is looked up in `PATH`.
+    pub path: PathBuf,
+    /// The argument template (the mode's default when not configured).
+    pub args: Vec<String>,
+    /// Where list files are written; `None`: a private directory per job under `$TMPDIR`.
+    pub lists_dir: Option<PathBuf>,
+    /// Keep list files after each run (debugging).
+    pub keep_lists: bool,
 }
 
 /// A job's destination.
@@ -572,18 +630,27 @@ fn resolve_job(
 
     let enabled = pick(raw.enabled.as_ref(), f, d.enabled.as_ref(), df).is_none_or(|a| *a.get());
 
-    let mode = match pick(raw.mode.as_ref(), f, d.mode.as_ref(), df) {
-        None => Some(Mode::Rsync),
+    let mode_at = pick(raw.mode.as_ref(), f, d.mode.as_ref(), df);
+    // The mode's name; the command modes get their `[command]` options below.
+    let mode: Option<Result<Mode, CommandKind>> = match &mode_at {
+        None => Some(Ok(Mode::Rsync)),
         Some(a) => match a.get().as_str() {
-            "rsync" => Some(Mode::Rsync),
-            "mirror" => Some(Mode::Mirror),
-            other => {
-                diags.push(a.err(format!(
-                    "unknown mode {other:?}: expected \"rsync\" or \"mirror\""
-                )));
-                None
-            }
+            "rsync" => Some(Ok(Mode::Rsync)),
+            "mirror" => Some(Ok(Mode::Mirror)),
+            other => match CommandKind::ALL.iter().find(|k| k.as_str() == other) {
+                Some(k) => Some(Err(*k)),
+                None => {
+                    diags.push(a.err(format!(
+                        "unknown mode {other:?}: expected \"rsync\", \"mirror\", \"direct\", \"shell\", \"simple\" or \"rsync-shell\""
+                    )));
+                    None
+                }
+            },
         },
+    };
+    let command_kind = match mode {
+        Some(Err(k)) => Some(k),
+        _ => None,
     };
 
     let source = match raw.source.as_ref() {
@@ -634,7 +701,7 @@ fn resolve_job(
             None
         }
         Some(s) if is_remote(s.get_ref()) => {
-            if mode == Some(Mode::Mirror) {
+            if matches!(mode, Some(Ok(Mode::Mirror))) {
                 diags.push(f.error(
                     s.span(),
                     "mode \"mirror\" needs a local destination; use mode \"rsync\" for remote ones",
@@ -770,6 +837,8 @@ fn resolve_job(
         d.ignore_exit_codes.as_ref(),
         df,
     ) {
+        // rsync's 24 means nothing to another program.
+        None if command_kind.is_some() => Some(vec![]),
         None => Some(vec![24]),
         Some(a) => {
             let mut codes = Vec::new();
@@ -850,6 +919,22 @@ fn resolve_job(
     .map(|a| a.get().iter().map(|s| s.get_ref().clone()).collect())
     .unwrap_or_default();
 
+    let command = resolve_command(
+        dir,
+        raw,
+        f,
+        defaults,
+        command_kind,
+        mode_at.as_ref(),
+        job_file,
+        diags,
+    );
+    let mode = match mode {
+        Some(Ok(m)) => Some(m),
+        Some(Err(_)) => command.map(Mode::Command),
+        None => None,
+    };
+
     if diags[before..]
         .iter()
         .any(|d| d.severity == Severity::Error)
@@ -877,6 +962,145 @@ fn resolve_job(
             timeout: timeout?,
             ignore_exit_codes: ignore_exit_codes?,
         },
+    })
+}
+
+/// Resolves `[command]` (job file over `[defaults.command]`, key by key) for a command mode
+/// `kind`, and rejects `[command]` in the job file of an rsync or mirror job. In `[defaults]`
+/// (`job_file` false) only the values themselves are checked.
+#[allow(clippy::too_many_arguments)]
+fn resolve_command(
+    dir: &Path,
+    raw: &RawJob,
+    f: &SourceFile,
+    defaults: Option<&Defaults>,
+    kind: Option<CommandKind>,
+    mode_at: Option<&At<'_, String>>,
+    job_file: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<CommandOptions> {
+    let (jc, df) = (raw.command.as_ref(), defaults.map(|d| &d.file));
+    let dc = defaults.and_then(|d| d.raw.command.as_ref());
+    let path_at = pick(
+        jc.and_then(|c| c.path.as_ref()),
+        f,
+        dc.and_then(|c| c.path.as_ref()),
+        df,
+    );
+    let args_at = pick(
+        jc.and_then(|c| c.args.as_ref()),
+        f,
+        dc.and_then(|c| c.args.as_ref()),
+        df,
+    );
+    let lists_at = pick(
+        jc.and_then(|c| c.lists_dir.as_ref()),
+        f,
+        dc.and_then(|c| c.lists_dir.as_ref()),
+        df,
+    );
+    let keep_at = pick(
+        jc.and_then(|c| c.keep_lists.as_ref()),
+        f,
+        dc.and_then(|c| c.keep_lists.as_ref()),
+        df,
+    );
+    let mut ok = true;
+    // Whole-argument placeholders must be known, so that a typo is not passed on literally.
+    if let Some(a) = &args_at {
+        for arg in a.get() {
+            match crate::handler::command::Placeholder::parse(arg.get_ref()) {
+                None => {}
+                Some(Err(())) => {
+                    ok = false;
+                    diags.push(a.file.error(
+                        arg.span(),
+                        format!(
+                            "unknown placeholder {:?}: expected one of {}",
+                            arg.get_ref(),
+                            crate::handler::command::Placeholder::names().join(", ")
+                        ),
+                    ));
+                }
+                Some(Ok(p))
+                    if p.simple_only() && kind.is_some_and(|k| k != CommandKind::Simple) =>
+                {
+                    ok = false;
+                    diags.push(a.file.error(
+                        arg.span(),
+                        format!(
+                            "placeholder {:?} is only valid in mode \"simple\"",
+                            arg.get_ref()
+                        ),
+                    ));
+                }
+                Some(Ok(_)) => {}
+            }
+        }
+    }
+    if let Some(a) = &path_at
+        && a.get().is_empty()
+    {
+        ok = false;
+        diags.push(a.err("`command.path` is empty"));
+    }
+    if let Some(a) = &lists_at
+        && a.get().is_empty()
+    {
+        ok = false;
+        diags.push(a.err("`command.lists_dir` is empty"));
+    }
+    if !job_file {
+        return None;
+    }
+    let Some(kind) = kind else {
+        // `[command]` of the job file itself (an inherited one is for the command jobs).
+        let mode = mode_at.map_or("rsync", |m| m.get().as_str());
+        // (An unknown mode is reported already.)
+        if let Some(c) = jc
+            && (mode == "rsync" || mode == "mirror")
+        {
+            diags.push(f.error(
+                c.span.clone(),
+                format!(
+                    "`[command]` is for the command modes (direct, shell, simple, rsync-shell), not for mode {mode:?}"
+                ),
+            ));
+        }
+        return None;
+    };
+    let Some(path) = path_at else {
+        let span = match mode_at {
+            Some(m) if std::ptr::eq(m.file, f) => m.v.span(),
+            _ => f.text.len()..f.text.len(),
+        };
+        diags.push(f.error(
+            span,
+            format!(
+                "mode {:?} needs `command.path`: the handler program to run",
+                kind.as_str()
+            ),
+        ));
+        return None;
+    };
+    if !ok {
+        return None;
+    }
+    let p = path.get();
+    let path = if p.contains('/') {
+        resolve(dir, p)
+    } else {
+        PathBuf::from(p)
+    };
+    Some(CommandOptions {
+        kind,
+        path,
+        args: match args_at {
+            Some(a) => a.get().iter().map(|s| s.get_ref().clone()).collect(),
+            None => kind.default_args().iter().map(|s| s.to_string()).collect(),
+        },
+        lists_dir: lists_at.map(|a| resolve(dir, a.get())),
+        keep_lists: keep_at.is_some_and(|a| *a.get()),
     })
 }
 
@@ -969,6 +1193,114 @@ mod tests {
     }
 
     #[test]
+    fn command_modes_and_their_defaults() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        write(
+            t.path(),
+            "clsync.toml",
+            "[defaults]\nmode = \"shell\"\n[defaults.command]\npath = \"my-handler\"\nkeep_lists = true\n",
+        );
+        let job = |name: &str, extra: &str| {
+            write(
+                t.path(),
+                &format!("jobs.d/{name}.toml"),
+                &format!("source = \"src\"\ndestination = \"dst-{name}\"\n{extra}"),
+            )
+        };
+        job("a", "");
+        job(
+            "b",
+            "mode = \"direct\"\nignore_exit_codes = [24]\n[command]\npath = \"bin/h\"\nargs = [\"-v\", \"%INCLUDE-LIST%\"]\nlists_dir = \"lists\"\n",
+        );
+        job("c", "mode = \"rsync\"\n");
+        let l = load_dir(t.path());
+        assert!(!l.has_errors(), "{:#?}", l.diagnostics);
+        let Mode::Command(a) = &l.jobs[0].mode else {
+            panic!("{:?}", l.jobs[0].mode)
+        };
+        assert_eq!(a.kind, CommandKind::Shell);
+        assert_eq!(a.path, PathBuf::from("my-handler"));
+        assert_eq!(a.args, ["%TYPE%", "%job%", "%INCLUDE-LIST-PATH%"]);
+        assert!(a.keep_lists && a.lists_dir.is_none());
+        assert_eq!(l.jobs[0].mode.as_str(), "shell");
+        assert!(l.jobs[0].rsync.ignore_exit_codes.is_empty());
+        let Mode::Command(b) = &l.jobs[1].mode else {
+            panic!()
+        };
+        assert_eq!(b.kind, CommandKind::Direct);
+        assert_eq!(b.path, t.path().join("bin/h"));
+        assert_eq!(b.args, ["-v", "%INCLUDE-LIST%"]);
+        assert_eq!(b.lists_dir, Some(t.path().join("lists")));
+        assert_eq!(l.jobs[1].rsync.ignore_exit_codes, [24]);
+        // An inherited [defaults.command] does not bother an rsync job.
+        assert_eq!(l.jobs[2].mode, Mode::Rsync);
+        assert_eq!(l.jobs[2].rsync.ignore_exit_codes, [24]);
+    }
+
+    #[test]
+    fn command_errors() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        let head = "source = \"src\"\ndestination = \"dst\"\n";
+        let cases = [
+            // (job text after head, line, column, message part)
+            (
+                "mode = \"mirror\"\n[command]\npath = \"x\"\n",
+                4,
+                2,
+                "not for mode \"mirror\"",
+            ),
+            (
+                "[command]\nargs = [\"x\"]\n",
+                3,
+                2,
+                "not for mode \"rsync\"",
+            ),
+            ("mode = \"simple\"\n", 3, 8, "needs `command.path`"),
+            (
+                "mode = \"direct\"\n[command]\npath = \"h\"\nargs = [\"%INCLUDE_LIST%\", \"%job%\"]\n",
+                6,
+                9,
+                "unknown placeholder \"%INCLUDE_LIST%\"",
+            ),
+            (
+                "mode = \"shell\"\n[command]\npath = \"h\"\nargs = [\"%job%\", \"%EVENT%\"]\n",
+                6,
+                18,
+                "only valid in mode \"simple\"",
+            ),
+            ("mode = \"rsync-shel\"\n", 3, 8, "unknown mode"),
+        ];
+        for (i, (text, line, col, msg)) in cases.iter().enumerate() {
+            let dir = t.path().join(format!("c{i}"));
+            write(&dir, "jobs.d/j.toml", &format!("{head}{text}"));
+            fs::create_dir_all(dir.join("src")).unwrap();
+            let l = load_dir(&dir);
+            let errs: Vec<String> = l.errors().map(|d| d.to_string()).collect();
+            let want = format!("{}:{line}:{col}: ", dir.join("jobs.d/j.toml").display());
+            assert!(
+                errs.iter().any(|e| e.starts_with(&want) && e.contains(msg)),
+                "case {i}: want {want}{msg}\n{errs:#?}"
+            );
+            assert!(l.jobs.is_empty());
+        }
+        // A missing path with the mode from [defaults]: at the end of the job file.
+        let dir = t.path().join("d");
+        fs::create_dir_all(dir.join("src")).unwrap();
+        write(&dir, "clsync.toml", "[defaults]\nmode = \"direct\"\n");
+        write(&dir, "jobs.d/j.toml", head);
+        let l = load_dir(&dir);
+        let errs: Vec<String> = l.errors().map(|d| d.to_string()).collect();
+        let want = format!("{}:3:1: ", dir.join("jobs.d/j.toml").display());
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with(&want) && e.contains("needs `command.path`")),
+            "{errs:#?}"
+        );
+    }
+
+    #[test]
     fn remote_destinations_are_recognised() {
         assert!(is_remote("host:/srv"));
         assert!(is_remote("user@host:backup"));
@@ -1006,7 +1338,8 @@ mod schema_tests {
         match key {
             "source" => "\"src\"",
             "destination" => "\"dst\"",
-            "mode" => "\"mirror\"",
+            "mode" => "\"shell\"",
+            "lists_dir" => "\"lists\"",
             "delay" | "timeout" => "\"2s\"",
             "threshold" => "\"1MiB\"",
             "rules" => "[\"-d^x$\"]",

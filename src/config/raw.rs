@@ -28,6 +28,7 @@ pub struct RawJob {
     pub ignore_exit_codes: Option<Spanned<Vec<Spanned<i64>>>>,
     pub big_file: Option<RawBigFile>,
     pub rsync: Option<RawRsync>,
+    pub command: Option<RawCommand>,
 }
 
 /// `[big_file]`: files at or above `threshold` wait `delay` instead of the job's delay.
@@ -42,6 +43,18 @@ pub struct RawBigFile {
 pub struct RawRsync {
     pub path: Option<Spanned<String>>,
     pub args: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[command]`: the external handler of the command modes (direct, shell, simple,
+/// rsync-shell).
+#[derive(Debug, Default, Clone)]
+pub struct RawCommand {
+    /// Where the table's name is (`[command]`), for "not in this mode" errors.
+    pub span: std::ops::Range<usize>,
+    pub path: Option<Spanned<String>>,
+    pub args: Option<Spanned<Vec<Spanned<String>>>>,
+    pub lists_dir: Option<Spanned<String>>,
+    pub keep_lists: Option<Spanned<bool>>,
 }
 
 /// `clsync.toml`.
@@ -76,9 +89,11 @@ pub const JOB_KEYS: &[&str] = &[
     "ignore_exit_codes",
     "big_file",
     "rsync",
+    "command",
 ];
 const BIG_FILE_KEYS: &[&str] = &["threshold", "delay"];
 const RSYNC_KEYS: &[&str] = &["path", "args"];
+const COMMAND_KEYS: &[&str] = &["path", "args", "lists_dir", "keep_lists"];
 const MAIN_KEYS: &[&str] = &["daemon", "defaults"];
 const DAEMON_KEYS: &[&str] = &["log_level", "socket", "pid_file", "status_file"];
 
@@ -177,6 +192,24 @@ impl Reader<'_> {
                             }
                         }
                         r.rsync = Some(b);
+                    }
+                }
+                "command" => {
+                    if let Some(t) = self.table("command", v) {
+                        let mut c = RawCommand {
+                            span: k.span(),
+                            ..RawCommand::default()
+                        };
+                        for (k, v) in t {
+                            match k.get_ref().as_ref() {
+                                "path" => c.path = self.value(v),
+                                "args" => c.args = self.value(v),
+                                "lists_dir" => c.lists_dir = self.value(v),
+                                "keep_lists" => c.keep_lists = self.value(v),
+                                _ => self.unknown(k, COMMAND_KEYS),
+                            }
+                        }
+                        r.command = Some(c);
                     }
                 }
                 _ => self.unknown(k, JOB_KEYS),

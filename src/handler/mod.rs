@@ -8,11 +8,16 @@
 //! deletion of extraneous entries that the filter does not exclude). Because handlers look at
 //! the current state, replaying a batch is always safe, which is what makes retries simple.
 
+pub mod command;
 pub mod mirror;
 pub mod rsync;
 pub mod timeout;
 
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 /// A rename observed inside the source tree, in source-relative paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,5 +139,78 @@ pub trait Handler: Send + Sync {
     /// disk unmounted), only a full sync can make it whole again, and the job checks for that.
     fn local_destination(&self) -> Option<&std::path::Path> {
         None
+    }
+}
+
+/// Runs a handler process to completion: in its own process group (so that a timeout or a
+/// hard stop kills its children too), `stdin` written to it from another thread (a handler
+/// may fill its stderr pipe before it has read all of its input; `None`: no stdin), stdout
+/// discarded, stderr kept for the error message. Exit codes in `ignore` count as success,
+/// with a warning that `explain(code)` may complete.
+pub(crate) fn run_process(
+    mut cmd: Command,
+    program: &str,
+    stdin: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    ignore: &[i32],
+    explain: impl Fn(i32) -> &'static str,
+) -> Result<Outcome, HandlerError> {
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    cmd.process_group(0);
+    let program = program.to_string();
+    let mut child = cmd.spawn().map_err(|e| HandlerError::Spawn {
+        program: program.clone(),
+        source: e,
+    })?;
+    let writer = child.stdin.take().map(|mut pipe| {
+        let data = stdin.unwrap_or_default();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let watchdog = timeout.map(|t| timeout::Watchdog::start(child.id() as i32, t));
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let mut bytes = Vec::new();
+        let _ = e.read_to_end(&mut bytes);
+        stderr = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let status = child.wait().map_err(|e| HandlerError::Spawn {
+        program: program.clone(),
+        source: e,
+    })?;
+    let timed_out = watchdog.is_some_and(|w| w.finish());
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    if timed_out {
+        return Err(HandlerError::Timeout {
+            program,
+            timeout: timeout.unwrap_or_default(),
+        });
+    }
+    match status.code() {
+        Some(0) => Ok(Outcome::default()),
+        Some(code) if ignore.contains(&code) => Ok(Outcome {
+            warnings: vec![format!(
+                "{program} exited with status {code} (ignored by ignore_exit_codes){}",
+                explain(code)
+            )],
+        }),
+        Some(code) => Err(HandlerError::Exit {
+            program,
+            code,
+            stderr,
+        }),
+        None => Err(HandlerError::Signaled {
+            program,
+            signal: status.signal().unwrap_or(0),
+        }),
     }
 }

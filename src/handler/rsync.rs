@@ -7,13 +7,12 @@
 //! `--exclude=PATTERN` so that rsync and the live path agree; regex rules, which rsync does
 //! not know, are turned into an anchored exclude list by walking the directories involved.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use tracing::debug;
@@ -67,7 +66,7 @@ impl RsyncHandler {
     }
 
     /// Anchored excludes for everything the regex rules deny below the directories of `dirs`.
-    fn rule_excludes(&self, dirs: &[PathBuf]) -> Vec<u8> {
+    pub(crate) fn rule_excludes(&self, dirs: &[PathBuf]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut stack: Vec<PathBuf> = dirs.to_vec();
         while let Some(rel) = stack.pop() {
@@ -100,14 +99,87 @@ impl RsyncHandler {
         out
     }
 
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.options.path);
-        cmd.arg("-a").arg("--delete");
-        for pat in self.filter.excludes() {
-            cmd.arg(format!("--exclude={pat}"));
+    /// The NUL-separated anchored excludes for what the regex rules deny in the directories
+    /// rsync will recurse into for `batch` (empty without rules).
+    pub(crate) fn batch_rule_excludes(&self, batch: &Batch) -> Vec<u8> {
+        if !self.filter.has_rules() {
+            return Vec::new();
         }
-        cmd.args(&self.options.args);
-        cmd
+        let recursed: Vec<PathBuf> = if batch.is_full() {
+            vec![PathBuf::new()]
+        } else {
+            batch
+                .entries
+                .iter()
+                .filter(|e| {
+                    fs::symlink_metadata(relpath::join(&self.source, &e.rel))
+                        .is_ok_and(|m| m.is_dir())
+                })
+                .map(|e| e.rel.clone())
+                .collect()
+        };
+        self.rule_excludes(&recursed)
+    }
+
+    /// The NUL-separated `--files-from` list of a live batch. Each path is written as
+    /// `./PATH`: the "./" makes rsync send the root as an implied directory too, so the
+    /// root's mtime follows entries created or deleted in it. The root itself is `.`.
+    pub(crate) fn files_from_list(batch: &Batch) -> Vec<u8> {
+        let mut list = Vec::new();
+        for e in &batch.entries {
+            if e.rel.as_os_str().is_empty() {
+                list.push(b'.');
+            } else {
+                list.extend_from_slice(b"./");
+                list.extend_from_slice(e.rel.as_os_str().as_bytes());
+            }
+            list.push(0);
+        }
+        list
+    }
+
+    /// clsync's own rsync options for `batch` (everything before `-- SRC/ DST/`): `-a
+    /// --delete`, the job's excludes, `[rsync] args`, and for a live batch `-r
+    /// --delete-missing-args --files-from=FILES_FROM --from0` (the list from
+    /// [`files_from_list`](Self::files_from_list)). `exclude_from`: a NUL-separated file of
+    /// the rule excludes, when there are any.
+    pub(crate) fn args(
+        &self,
+        batch: &Batch,
+        files_from: &OsStr,
+        exclude_from: Option<&Path>,
+    ) -> Vec<OsString> {
+        let mut args: Vec<OsString> = vec!["-a".into(), "--delete".into()];
+        for pat in self.filter.excludes() {
+            args.push(format!("--exclude={pat}").into());
+        }
+        args.extend(self.options.args.iter().map(OsString::from));
+        let full = batch.is_full();
+        if !full {
+            let mut ff = OsString::from("--files-from=");
+            ff.push(files_from);
+            args.extend([
+                "-r".into(),
+                "--delete-missing-args".into(),
+                ff,
+                "--from0".into(),
+            ]);
+            // --ignore-times: an event says the content changed, even when a rewrite kept
+            // the size and put the mtime back (tar x, cp -p, touch -r).
+            if batch.entries.iter().any(|e| !e.attrs_only && !e.recursive) {
+                args.push("--ignore-times".into());
+            }
+        }
+        if let Some(x) = exclude_from {
+            // rsync reads the file while parsing options: --from0 must come first.
+            if full {
+                args.push("--from0".into());
+            }
+            let mut arg = OsString::from("--exclude-from=");
+            arg.push(x);
+            args.push(arg);
+        }
+        args
     }
 }
 
@@ -127,68 +199,38 @@ impl Handler for RsyncHandler {
                 source: e,
             })?;
         }
-        let mut cmd = self.command();
         let full = batch.is_full();
-        // Directories rsync will recurse into, for the regex-rules exclude list.
-        let mut recursed: Vec<PathBuf> = Vec::new();
-        let mut list: Vec<u8> = Vec::new();
-        if full {
-            recursed.push(PathBuf::new());
+        let list = if full {
+            Vec::new()
         } else {
-            // --ignore-times: an event says the content changed, even when a rewrite kept
-            // the size and put the mtime back (tar x, cp -p, touch -r).
-            cmd.args(["-r", "--delete-missing-args", "--files-from=-", "--from0"]);
-            if batch.entries.iter().any(|e| !e.attrs_only && !e.recursive) {
-                cmd.arg("--ignore-times");
-            }
-            for e in &batch.entries {
-                // "./" makes rsync send the root as an implied directory too, so the
-                // root's mtime follows entries created or deleted in it.
-                list.extend_from_slice(b"./");
-                list.extend_from_slice(e.rel.as_os_str().as_bytes());
-                list.push(0);
-                if self.filter.has_rules()
-                    && fs::symlink_metadata(relpath::join(&self.source, &e.rel))
-                        .is_ok_and(|m| m.is_dir())
-                {
-                    recursed.push(e.rel.clone());
-                }
-            }
-        }
+            Self::files_from_list(batch)
+        };
         // Kept alive until rsync has exited.
         let mut _excl_file = None;
-        if self.filter.has_rules() {
-            let excludes = self.rule_excludes(&recursed);
-            if !excludes.is_empty() {
-                let mut f = tempfile::Builder::new()
-                    .prefix(".clsync-exclude.")
-                    .tempfile()
-                    .map_err(|e| HandlerError::Io {
-                        path: std::env::temp_dir(),
-                        source: e,
-                    })?;
-                f.write_all(&excludes).map_err(|e| HandlerError::Io {
-                    path: f.path().to_path_buf(),
+        let excludes = self.batch_rule_excludes(batch);
+        if !excludes.is_empty() {
+            let mut f = tempfile::Builder::new()
+                .prefix(".clsync-exclude.")
+                .tempfile()
+                .map_err(|e| HandlerError::Io {
+                    path: std::env::temp_dir(),
                     source: e,
                 })?;
-                // rsync reads the file while parsing options: --from0 must come first.
-                if full {
-                    cmd.arg("--from0");
-                }
-                let mut arg = OsString::from("--exclude-from=");
-                arg.push(f.path());
-                cmd.arg(arg);
-                _excl_file = Some(f);
-            }
+            f.write_all(&excludes).map_err(|e| HandlerError::Io {
+                path: f.path().to_path_buf(),
+                source: e,
+            })?;
+            _excl_file = Some(f);
         }
+        let mut cmd = Command::new(&self.options.path);
+        cmd.args(self.args(
+            batch,
+            OsStr::new("-"),
+            _excl_file.as_ref().map(|f| f.path()),
+        ));
         cmd.arg("--");
         cmd.arg(Self::dir_arg(&self.source));
         cmd.arg(self.dest_arg());
-        cmd.stdin(if full { Stdio::null() } else { Stdio::piped() })
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        // rsync must die with its own process group when a job is stopped hard.
-        cmd.process_group(0);
         let program = self.options.path.display().to_string();
         debug!(
             paths = batch.entries.len(),
@@ -196,62 +238,19 @@ impl Handler for RsyncHandler {
             "running {program} {:?}",
             cmd.get_args().collect::<Vec<_>>()
         );
-        let mut child = cmd.spawn().map_err(|e| HandlerError::Spawn {
-            program: program.clone(),
-            source: e,
-        })?;
-        // Write the list from another thread: rsync may fill its stderr pipe before it has
-        // read all of stdin.
-        let writer = child.stdin.take().map(|mut stdin| {
-            std::thread::spawn(move || {
-                let _ = stdin.write_all(&list);
-            })
-        });
-        let watchdog = self
-            .options
-            .timeout
-            .map(|t| super::timeout::Watchdog::start(child.id() as i32, t));
-        let mut stderr = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let mut bytes = Vec::new();
-            let _ = e.read_to_end(&mut bytes);
-            stderr = String::from_utf8_lossy(&bytes).into_owned();
-        }
-        let status = child.wait().map_err(|e| HandlerError::Spawn {
-            program: program.clone(),
-            source: e,
-        })?;
-        let timed_out = watchdog.is_some_and(|w| w.finish());
-        if let Some(w) = writer {
-            let _ = w.join();
-        }
-        if timed_out {
-            return Err(HandlerError::Timeout {
-                program,
-                timeout: self.options.timeout.unwrap_or_default(),
-            });
-        }
-        match status.code() {
-            Some(0) => Ok(Outcome::default()),
-            Some(code) if self.options.ignore_exit_codes.contains(&code) => Ok(Outcome {
-                warnings: vec![format!(
-                    "{program} exited with status {code} (ignored by ignore_exit_codes){}",
-                    if code == 24 {
-                        ": some files vanished during the transfer"
-                    } else {
-                        ""
-                    }
-                )],
-            }),
-            Some(code) => Err(HandlerError::Exit {
-                program,
-                code,
-                stderr,
-            }),
-            None => Err(HandlerError::Signaled {
-                program,
-                signal: status.signal().unwrap_or(0),
-            }),
-        }
+        super::run_process(
+            cmd,
+            &program,
+            (!full).then_some(list),
+            self.options.timeout,
+            &self.options.ignore_exit_codes,
+            |code| {
+                if code == 24 {
+                    ": some files vanished during the transfer"
+                } else {
+                    ""
+                }
+            },
+        )
     }
 }

@@ -20,6 +20,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, error, info, info_span, warn};
 
 use crate::config::{JobConfig, Mode};
+use crate::handler::command::CommandHandler;
 use crate::handler::mirror::MirrorHandler;
 use crate::handler::rsync::RsyncHandler;
 use crate::handler::{Batch, Handler};
@@ -85,7 +86,7 @@ impl Job {
         let config = Arc::new(config);
         let filter = Arc::new(config.filter().map_err(anyhow::Error::msg)?);
         let handler: Arc<dyn Handler> =
-            match (config.mode, &config.destination) {
+            match (&config.mode, &config.destination) {
                 (Mode::Mirror, crate::config::Destination::Local(dst)) => Arc::new(
                     MirrorHandler::new(config.source.clone(), dst.clone(), filter.clone()),
                 ),
@@ -95,6 +96,14 @@ impl Job {
                 (Mode::Rsync, dst) => Arc::new(RsyncHandler::new(
                     config.source.clone(),
                     dst.clone(),
+                    config.rsync.clone(),
+                    filter.clone(),
+                )),
+                (Mode::Command(c), dst) => Arc::new(CommandHandler::new(
+                    config.name.clone(),
+                    config.source.clone(),
+                    dst.clone(),
+                    c.clone(),
                     config.rsync.clone(),
                     filter.clone(),
                 )),

@@ -5,6 +5,7 @@ mod filters;
 mod handler_failures;
 mod jobs;
 mod live;
+mod modes;
 mod names;
 mod stress;
 mod systemd;

@@ -1,0 +1,817 @@
+//! The command modes (`direct`, `shell`, `simple`, `rsync-shell`): an external program
+//! (`[command] path`) is run for each batch, as the C clsync's modes of the same names did.
+//!
+//! The program is executed directly with an argument vector built from `[command] args` (or
+//! the mode's default template): never through a shell, cwd = the source directory, in its
+//! own process group (the job's `timeout` kills the whole group). A template argument that is
+//! *exactly* a placeholder such as `%INCLUDE-LIST%` is replaced; placeholders inside a larger
+//! argument stay literal, so a file name can never become part of another argument, and
+//! names reach the program either as whole arguments or NUL-separated in list files.
+//!
+//! List files are written into the job's lists directory (`[command] lists_dir`, else a
+//! private `0700` directory under `$TMPDIR` removed with the handler), `0600`, one unique
+//! name per run, removed after the run unless `keep_lists`.
+
+use std::ffi::{OsStr, OsString};
+use std::fs;
+use std::io::Write;
+use std::ops::Range;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tracing::debug;
+
+use super::rsync::RsyncHandler;
+use super::{Batch, Entry, Handler, HandlerError, Outcome};
+use crate::config::{CommandKind, CommandOptions, Destination, RsyncOptions};
+use crate::relpath;
+use crate::rules::Filter;
+
+/// `direct` splits a batch into several runs above this many paths…
+pub(crate) const MAX_ARGS: usize = 100_000;
+/// …or above this many bytes of path arguments (Linux allows 2 MiB of argv and environment
+/// by default; the template and the environment need some of it).
+pub(crate) const MAX_ARG_BYTES: usize = 1 << 20;
+
+/// A whole-argument placeholder of `[command] args`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placeholder {
+    /// One argument per path of the run, relative to the source, the root as `.`.
+    IncludeList,
+    /// The path of the run's list file.
+    IncludeListPath,
+    /// The path of the run's exclude file (NUL-separated rsync exclude patterns).
+    ExcludeListPath,
+    /// The arguments clsync itself would give rsync for the run, as separate arguments.
+    RsyncArgs,
+    /// `initialsync` for a full sync, else `sync`.
+    Type,
+    /// simple mode: the path's event (`initialsync`, `tree`, `sync`, `attrib`, `delete`).
+    Event,
+    /// simple mode: the absolute path.
+    Path,
+    Source,
+    Destination,
+    Job,
+}
+
+impl Placeholder {
+    const ALL: [(&'static str, Placeholder); 10] = [
+        ("%INCLUDE-LIST%", Placeholder::IncludeList),
+        ("%INCLUDE-LIST-PATH%", Placeholder::IncludeListPath),
+        ("%EXCLUDE-LIST-PATH%", Placeholder::ExcludeListPath),
+        ("%RSYNC-ARGS%", Placeholder::RsyncArgs),
+        ("%TYPE%", Placeholder::Type),
+        ("%EVENT%", Placeholder::Event),
+        ("%PATH%", Placeholder::Path),
+        ("%source%", Placeholder::Source),
+        ("%destination%", Placeholder::Destination),
+        ("%job%", Placeholder::Job),
+    ];
+
+    /// `None` for a literal argument; `Some(Ok(_))` for a known placeholder; `Some(Err(()))`
+    /// for an argument that looks like a placeholder (`%NAME%`, letters, digits, `-`, `_`)
+    /// but is not one (a typo must not be passed on literally).
+    pub fn parse(arg: &str) -> Option<Result<Placeholder, ()>> {
+        let inner = arg.strip_prefix('%')?.strip_suffix('%')?;
+        let mut chars = inner.chars();
+        let looks = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+            && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        if !looks {
+            return None;
+        }
+        Some(
+            Self::ALL
+                .iter()
+                .find(|(n, _)| *n == arg)
+                .map(|(_, p)| *p)
+                .ok_or(()),
+        )
+    }
+
+    /// The placeholders' names, for error messages.
+    pub fn names() -> Vec<&'static str> {
+        Self::ALL.iter().map(|(n, _)| *n).collect()
+    }
+
+    /// `%EVENT%` and `%PATH%` describe one path: only mode `simple` runs once per path.
+    pub fn simple_only(self) -> bool {
+        matches!(self, Placeholder::Event | Placeholder::Path)
+    }
+}
+
+/// What a shell-mode record (and simple mode's `%EVENT%`) says happened to a path.
+pub(crate) fn event(full: bool, entry: &Entry, kind: &str) -> &'static str {
+    if full {
+        "initialsync"
+    } else if kind == "missing" {
+        "delete"
+    } else if entry.recursive {
+        "tree"
+    } else if entry.attrs_only {
+        "attrib"
+    } else {
+        "sync"
+    }
+}
+
+/// The type of `path` now (lstat): `file`, `dir`, `symlink`, `other` or `missing`.
+pub(crate) fn file_kind(path: &Path) -> &'static str {
+    match fs::symlink_metadata(path) {
+        Err(_) => "missing",
+        Ok(m) if m.file_type().is_symlink() => "symlink",
+        Ok(m) if m.is_dir() => "dir",
+        Ok(m) if m.is_file() => "file",
+        Ok(_) => "other",
+    }
+}
+
+/// A path relative to the source as an argument or list item: the root is `.`.
+pub(crate) fn rel_arg(rel: &Path) -> OsString {
+    if rel.as_os_str().is_empty() {
+        OsString::from(".")
+    } else {
+        rel.as_os_str().to_os_string()
+    }
+}
+
+/// shell mode's list: `EVENT\0TYPE\0PATH\0` per path.
+pub(crate) fn shell_records(source: &Path, entries: &[Entry], full: bool) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in entries {
+        let kind = file_kind(&relpath::join(source, &e.rel));
+        for field in [
+            event(full, e, kind).as_bytes(),
+            kind.as_bytes(),
+            rel_arg(&e.rel).as_bytes(),
+        ] {
+            out.extend_from_slice(field);
+            out.push(0);
+        }
+    }
+    out
+}
+
+/// Splits path arguments (their lengths) into consecutive runs of at most `max_count` paths
+/// and `max_bytes` bytes (each argument also costs its NUL and its pointer). A path longer
+/// than `max_bytes` gets a run of its own.
+pub(crate) fn split_runs(
+    lens: impl IntoIterator<Item = usize>,
+    max_count: usize,
+    max_bytes: usize,
+) -> Vec<Range<usize>> {
+    let mut runs = Vec::new();
+    let (mut start, mut count, mut bytes) = (0, 0, 0);
+    let mut i = 0;
+    for len in lens {
+        let cost = len + 1 + std::mem::size_of::<usize>();
+        if count > 0 && (count + 1 > max_count || bytes + cost > max_bytes) {
+            runs.push(start..i);
+            (start, count, bytes) = (i, 0, 0);
+        }
+        count += 1;
+        bytes += cost;
+        i += 1;
+    }
+    if count > 0 {
+        runs.push(start..i);
+    }
+    runs
+}
+
+/// The values placeholders stand for in one run.
+pub(crate) struct Values<'a> {
+    pub include_list: &'a [OsString],
+    pub include_list_path: Option<&'a Path>,
+    pub exclude_list_path: Option<&'a Path>,
+    pub rsync_args: &'a [OsString],
+    pub type_: &'a str,
+    pub event: &'a str,
+    pub path: &'a Path,
+    pub source: &'a Path,
+    pub destination: &'a OsStr,
+    pub job: &'a str,
+}
+
+/// Builds the argument vector: template arguments that are exactly a placeholder are
+/// replaced (the list ones by any number of arguments), all others are kept literally.
+pub(crate) fn expand(template: &[String], v: &Values<'_>) -> Vec<OsString> {
+    let path_or_empty = |p: Option<&Path>| p.map_or_else(OsString::new, |p| p.into());
+    let mut out = Vec::new();
+    for arg in template {
+        match Placeholder::parse(arg) {
+            Some(Ok(p)) => match p {
+                Placeholder::IncludeList => out.extend(v.include_list.iter().cloned()),
+                Placeholder::IncludeListPath => out.push(path_or_empty(v.include_list_path)),
+                Placeholder::ExcludeListPath => out.push(path_or_empty(v.exclude_list_path)),
+                Placeholder::RsyncArgs => out.extend(v.rsync_args.iter().cloned()),
+                Placeholder::Type => out.push(v.type_.into()),
+                Placeholder::Event => out.push(v.event.into()),
+                Placeholder::Path => out.push(v.path.into()),
+                Placeholder::Source => out.push(v.source.into()),
+                Placeholder::Destination => out.push(v.destination.into()),
+                Placeholder::Job => out.push(v.job.into()),
+            },
+            // Unknown ones are rejected when the configuration is loaded.
+            _ => out.push(arg.into()),
+        }
+    }
+    out
+}
+
+/// Runs `[command] path` per batch (per path in simple mode). See the module documentation.
+pub struct CommandHandler {
+    job: String,
+    source: PathBuf,
+    destination: Destination,
+    options: CommandOptions,
+    timeout: Option<Duration>,
+    ignore_exit_codes: Vec<i32>,
+    filter: Arc<Filter>,
+    /// Builds `%RSYNC-ARGS%`, the `--files-from` list and the rule excludes, exactly as the
+    /// rsync mode does.
+    rsync: RsyncHandler,
+    /// The default lists directory, created on first use, removed when the handler is
+    /// dropped.
+    private_dir: Mutex<Option<tempfile::TempDir>>,
+}
+
+impl CommandHandler {
+    pub fn new(
+        job: String,
+        source: PathBuf,
+        destination: Destination,
+        options: CommandOptions,
+        rsync: RsyncOptions,
+        filter: Arc<Filter>,
+    ) -> CommandHandler {
+        CommandHandler {
+            job,
+            timeout: rsync.timeout,
+            ignore_exit_codes: rsync.ignore_exit_codes.clone(),
+            rsync: RsyncHandler::new(source.clone(), destination.clone(), rsync, filter.clone()),
+            source,
+            destination,
+            options,
+            filter,
+            private_dir: Mutex::new(None),
+        }
+    }
+
+    fn uses(&self, p: Placeholder) -> bool {
+        self.options
+            .args
+            .iter()
+            .any(|a| Placeholder::parse(a) == Some(Ok(p)))
+    }
+
+    fn lists_dir(&self) -> Result<PathBuf, HandlerError> {
+        if let Some(dir) = &self.options.lists_dir {
+            if !dir.is_dir() {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(0o700)
+                    .create(dir)
+                    .map_err(|e| HandlerError::Io {
+                        path: dir.clone(),
+                        source: e,
+                    })?;
+            }
+            return Ok(dir.clone());
+        }
+        let mut guard = self.private_dir.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.is_none() {
+            let dir = tempfile::Builder::new()
+                .prefix(&format!("clsync-{}.", self.job))
+                .permissions(fs::Permissions::from_mode(0o700))
+                .tempdir()
+                .map_err(|e| HandlerError::Io {
+                    path: std::env::temp_dir(),
+                    source: e,
+                })?;
+            *guard = Some(dir);
+        }
+        Ok(guard
+            .as_ref()
+            .map(|d| d.path().to_path_buf())
+            .unwrap_or_default())
+    }
+
+    /// Writes a list file (0600, unique name) into the lists directory.
+    fn write_list(
+        &self,
+        prefix: &str,
+        data: &[u8],
+    ) -> Result<tempfile::NamedTempFile, HandlerError> {
+        let dir = self.lists_dir()?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e| HandlerError::Io { path, source: e }
+        };
+        let mut f = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(&dir)
+            .map_err(io(&dir))?;
+        f.write_all(data)
+            .and_then(|_| f.flush())
+            .map_err(io(f.path()))?;
+        Ok(f)
+    }
+
+    /// The batch's runs: one per path in simple mode; in the other modes one, unless the
+    /// paths as arguments (`%INCLUDE-LIST%`) would not fit in an argument vector.
+    fn runs(&self, batch: &Batch) -> Vec<Range<usize>> {
+        let n = batch.entries.len();
+        if self.options.kind == CommandKind::Simple {
+            (0..n).map(|i| i..i + 1).collect()
+        } else if self.uses(Placeholder::IncludeList) {
+            split_runs(
+                batch.entries.iter().map(|e| rel_arg(&e.rel).len()),
+                MAX_ARGS,
+                MAX_ARG_BYTES,
+            )
+        } else {
+            std::iter::once(0..n).collect()
+        }
+    }
+
+    fn run_one(&self, entries: &[Entry], full: bool) -> Result<Outcome, HandlerError> {
+        let kind = self.options.kind;
+        let batch = Batch {
+            renames: Vec::new(),
+            entries: entries.to_vec(),
+        };
+        let rsync_args = self.uses(Placeholder::RsyncArgs);
+        // The list: shell mode's records, else the rsync `--files-from` list.
+        let list = if kind == CommandKind::Shell
+            || kind == CommandKind::RsyncShell
+            || self.uses(Placeholder::IncludeListPath)
+            || (rsync_args && !full)
+        {
+            let data = if kind == CommandKind::Shell {
+                shell_records(&self.source, entries, full)
+            } else {
+                RsyncHandler::files_from_list(&batch)
+            };
+            Some(self.write_list(".clsync-list.", &data)?)
+        } else {
+            None
+        };
+        let rule_excludes = if kind == CommandKind::RsyncShell
+            || rsync_args
+            || self.uses(Placeholder::ExcludeListPath)
+        {
+            self.rsync.batch_rule_excludes(&batch)
+        } else {
+            Vec::new()
+        };
+        let excludes = if kind == CommandKind::RsyncShell
+            || self.uses(Placeholder::ExcludeListPath)
+            || (rsync_args && !rule_excludes.is_empty())
+        {
+            let mut data = Vec::new();
+            for pat in self.filter.excludes() {
+                data.extend_from_slice(pat.as_bytes());
+                data.push(0);
+            }
+            data.extend_from_slice(&rule_excludes);
+            Some(self.write_list(".clsync-exclude.", &data)?)
+        } else {
+            None
+        };
+        let list_path = list.as_ref().map(|f| f.path());
+        let excl_path = excludes.as_ref().map(|f| f.path());
+        let rsync_argv = if rsync_args {
+            self.rsync.args(
+                &batch,
+                list_path.map_or(OsStr::new("-"), |p| p.as_os_str()),
+                excl_path.filter(|_| !rule_excludes.is_empty()),
+            )
+        } else {
+            Vec::new()
+        };
+        let include_list: Vec<OsString> = entries.iter().map(|e| rel_arg(&e.rel)).collect();
+        let (event, path) = match entries.first() {
+            Some(e) if kind == CommandKind::Simple => {
+                let abs = relpath::join(&self.source, &e.rel);
+                (event(full, e, file_kind(&abs)), abs)
+            }
+            _ => ("", PathBuf::new()),
+        };
+        let type_ = if full { "initialsync" } else { "sync" };
+        let destination = OsString::from(self.destination.to_string());
+        let argv = expand(
+            &self.options.args,
+            &Values {
+                include_list: &include_list,
+                include_list_path: list_path,
+                exclude_list_path: excl_path,
+                rsync_args: &rsync_argv,
+                type_,
+                event,
+                path: &path,
+                source: &self.source,
+                destination: &destination,
+                job: &self.job,
+            },
+        );
+        let mut cmd = Command::new(&self.options.path);
+        cmd.args(&argv)
+            .current_dir(&self.source)
+            .env("CLSYNC_JOB", &self.job)
+            .env("CLSYNC_SOURCE", &self.source)
+            .env("CLSYNC_DESTINATION", &destination)
+            .env("CLSYNC_TYPE", type_);
+        if let Some(p) = list_path {
+            cmd.env("CLSYNC_LIST", p);
+        }
+        if let Some(p) = excl_path {
+            cmd.env("CLSYNC_EXCLUDE_LIST", p);
+        }
+        let program = self.options.path.display().to_string();
+        debug!(
+            paths = entries.len(),
+            full,
+            "running {program} {:?}",
+            argv.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>()
+        );
+        let result = super::run_process(
+            cmd,
+            &program,
+            None,
+            self.timeout,
+            &self.ignore_exit_codes,
+            |_| "",
+        );
+        if self.options.keep_lists {
+            for f in [list, excludes].into_iter().flatten() {
+                match f.keep() {
+                    Ok((_, p)) => debug!("kept list file {}", p.display()),
+                    Err(e) => debug!("cannot keep list file: {e}"),
+                }
+            }
+        }
+        result
+    }
+}
+
+impl Handler for CommandHandler {
+    fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
+        if let Destination::Local(dst) = &self.destination {
+            fs::create_dir_all(dst).map_err(|e| HandlerError::Io {
+                path: dst.clone(),
+                source: e,
+            })?;
+        }
+        let full = batch.is_full();
+        let entries: Vec<Entry> = if full {
+            Batch::full().entries
+        } else {
+            batch.entries.clone()
+        };
+        let batch = Batch {
+            renames: Vec::new(),
+            entries,
+        };
+        let mut outcome = Outcome::default();
+        for run in self.runs(&batch) {
+            let o = self.run_one(&batch.entries[run], full)?;
+            outcome.warnings.extend(o.warnings);
+        }
+        Ok(outcome)
+    }
+}
+
+/// Reads a NUL-separated list back into paths (tests, and scripts' point of view).
+#[cfg(test)]
+fn read_nul_list(data: &[u8]) -> Vec<PathBuf> {
+    data.split(|&b| b == 0)
+        .filter(|s| !s.is_empty())
+        .map(|s| PathBuf::from(OsStr::from_bytes(s)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values<'a>(list: &'a [OsString], rsync: &'a [OsString]) -> Values<'a> {
+        Values {
+            include_list: list,
+            include_list_path: Some(Path::new("/l/list")),
+            exclude_list_path: Some(Path::new("/l/excl")),
+            rsync_args: rsync,
+            type_: "sync",
+            event: "delete",
+            path: Path::new("/src/a"),
+            source: Path::new("/src"),
+            destination: OsStr::new("host:/dst"),
+            job: "www",
+        }
+    }
+
+    fn strs(v: &[OsString]) -> Vec<String> {
+        v.iter().map(|s| s.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn placeholders_are_whole_arguments_only() {
+        let list = [OsString::from("a b"), OsString::from("--rsh=evil")];
+        let rsync = [OsString::from("-a"), OsString::from("--delete")];
+        let t: Vec<String> = [
+            "%INCLUDE-LIST%",
+            "%destination%",
+            "x%job%y",
+            "%job%",
+            "--job=%job%",
+            "%TYPE%",
+            "%INCLUDE-LIST-PATH%",
+            "%EXCLUDE-LIST-PATH%",
+            "%RSYNC-ARGS%",
+            "%source%",
+            "%EVENT%",
+            "%PATH%",
+            "%",
+            "%%",
+            "100%",
+            "%d%m",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let got = expand(&t, &values(&list, &rsync));
+        assert_eq!(
+            strs(&got),
+            [
+                "a b",
+                "--rsh=evil",
+                "host:/dst",
+                "x%job%y",
+                "www",
+                "--job=%job%",
+                "sync",
+                "/l/list",
+                "/l/excl",
+                "-a",
+                "--delete",
+                "/src",
+                "delete",
+                "/src/a",
+                "%",
+                "%%",
+                "100%",
+                "%d%m",
+            ]
+        );
+        // An empty list expands to no argument at all, not to an empty one.
+        let got = expand(&["%INCLUDE-LIST%".into(), "x".into()], &values(&[], &[]));
+        assert_eq!(strs(&got), ["x"]);
+    }
+
+    #[test]
+    fn placeholder_parsing() {
+        assert_eq!(
+            Placeholder::parse("%INCLUDE-LIST%"),
+            Some(Ok(Placeholder::IncludeList))
+        );
+        assert_eq!(Placeholder::parse("%job%"), Some(Ok(Placeholder::Job)));
+        assert_eq!(Placeholder::parse("%INCLUDE_LIST%"), Some(Err(())));
+        assert_eq!(Placeholder::parse("%Job%"), Some(Err(())));
+        assert_eq!(Placeholder::parse("%label%"), Some(Err(())));
+        assert_eq!(Placeholder::parse("%%"), None);
+        assert_eq!(Placeholder::parse("%1x%"), None);
+        assert_eq!(Placeholder::parse("%a b%"), None);
+        assert_eq!(Placeholder::parse("x%job%"), None);
+        assert!(Placeholder::Event.simple_only() && !Placeholder::Job.simple_only());
+        // Every mode's default template uses known placeholders only.
+        for k in CommandKind::ALL {
+            for a in k.default_args() {
+                let p = Placeholder::parse(a).unwrap().unwrap();
+                assert!(!p.simple_only() || k == CommandKind::Simple);
+            }
+        }
+    }
+
+    #[test]
+    fn argv_splitting() {
+        assert!(split_runs([], 10, 1000).is_empty());
+        assert_eq!(split_runs([1, 1, 1], 10, 1000), vec![0..3]);
+        assert_eq!(split_runs([1; 5], 2, 1000), vec![0..2, 2..4, 4..5]);
+        // Each path costs len + NUL + pointer.
+        let cost = 1 + 1 + std::mem::size_of::<usize>();
+        assert_eq!(split_runs([1; 4], 100, 2 * cost), vec![0..2, 2..4]);
+        // A path longer than the limit still gets a run of its own.
+        assert_eq!(split_runs([5, 5000, 5], 100, 100), vec![0..1, 1..2, 2..3]);
+        // The real limits: 250,000 short paths take three runs.
+        let runs = split_runs(std::iter::repeat_n(3, 250_000), MAX_ARGS, MAX_ARG_BYTES);
+        assert_eq!(runs.len(), 3);
+        assert!(runs.iter().all(|r| r.len() <= MAX_ARGS));
+        assert_eq!(runs.last().unwrap().end, 250_000);
+    }
+
+    fn odd_names() -> Vec<PathBuf> {
+        vec![
+            PathBuf::from(OsStr::from_bytes(b"new\nline")),
+            PathBuf::from(OsStr::from_bytes(b"dir/\xff\xfe latin")),
+            PathBuf::from("$(touch pwned)"),
+            PathBuf::from("--rsh=evil"),
+            PathBuf::from(OsStr::from_bytes(b"tab\tand\\back")),
+        ]
+    }
+
+    #[test]
+    fn rsync_list_round_trips_odd_names() {
+        let mut entries: Vec<Entry> = odd_names()
+            .into_iter()
+            .map(|rel| Entry {
+                rel,
+                ..Entry::default()
+            })
+            .collect();
+        entries.push(Entry::default());
+        let batch = Batch {
+            renames: vec![],
+            entries: entries.clone(),
+        };
+        let list = RsyncHandler::files_from_list(&batch);
+        let back = read_nul_list(&list);
+        let want: Vec<PathBuf> = entries
+            .iter()
+            .map(|e| {
+                if e.rel.as_os_str().is_empty() {
+                    PathBuf::from(".")
+                } else {
+                    Path::new("./").join(&e.rel)
+                }
+            })
+            .collect();
+        assert_eq!(back, want);
+    }
+
+    #[test]
+    fn shell_records_round_trip_odd_names() {
+        let t = tempfile::tempdir().unwrap();
+        let names = odd_names();
+        fs::create_dir(t.path().join("dir")).unwrap();
+        fs::write(t.path().join(&names[0]), "x").unwrap();
+        fs::write(t.path().join(&names[1]), "x").unwrap();
+        std::os::unix::fs::symlink("nowhere", t.path().join(&names[2])).unwrap();
+        // names[3] and [4] are missing: deleted.
+        let mut entries: Vec<Entry> = names
+            .iter()
+            .map(|rel| Entry {
+                rel: rel.clone(),
+                ..Entry::default()
+            })
+            .collect();
+        entries[1].attrs_only = true;
+        entries.push(Entry {
+            rel: PathBuf::from("dir"),
+            recursive: true,
+            attrs_only: false,
+        });
+        entries.push(Entry::default());
+        let data = shell_records(t.path(), &entries, false);
+        assert_eq!(data.last(), Some(&0), "every field is NUL-terminated");
+        let fields: Vec<&[u8]> = data[..data.len() - 1].split(|&b| b == 0).collect();
+        let records: Vec<(String, String, PathBuf)> = fields
+            .chunks(3)
+            .map(|c| {
+                (
+                    String::from_utf8(c[0].to_vec()).unwrap(),
+                    String::from_utf8(c[1].to_vec()).unwrap(),
+                    PathBuf::from(OsStr::from_bytes(c[2])),
+                )
+            })
+            .collect();
+        let want = [
+            ("sync", "file", names[0].clone()),
+            ("attrib", "file", names[1].clone()),
+            ("sync", "symlink", names[2].clone()),
+            ("delete", "missing", names[3].clone()),
+            ("delete", "missing", names[4].clone()),
+            ("tree", "dir", PathBuf::from("dir")),
+            ("sync", "dir", PathBuf::from(".")),
+        ];
+        let want: Vec<(String, String, PathBuf)> = want
+            .into_iter()
+            .map(|(e, k, p)| (e.to_string(), k.to_string(), p))
+            .collect();
+        assert_eq!(records, want);
+        // A full batch is one record.
+        let full = shell_records(t.path(), &Batch::full().entries, true);
+        assert_eq!(full, b"initialsync\0dir\0.\0");
+    }
+
+    fn handler(t: &Path, kind: CommandKind, script: &str, args: &[&str]) -> CommandHandler {
+        let prog = t.join("handler.sh");
+        fs::write(&prog, format!("#!/bin/sh\n{script}\n")).unwrap();
+        fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+        fs::create_dir_all(t.join("src")).unwrap();
+        CommandHandler::new(
+            "j".into(),
+            t.join("src"),
+            Destination::Local(t.join("dst")),
+            CommandOptions {
+                kind,
+                path: prog,
+                args: args.iter().map(|s| s.to_string()).collect(),
+                lists_dir: Some(t.join("lists")),
+                keep_lists: false,
+            },
+            RsyncOptions {
+                path: "rsync".into(),
+                args: vec![],
+                timeout: None,
+                ignore_exit_codes: vec![],
+            },
+            Arc::new(Filter::new(&["*.tmp".to_string()], vec![]).unwrap()),
+        )
+    }
+
+    #[test]
+    fn runs_with_argv_env_and_list_files() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        let h = handler(
+            t.path(),
+            CommandKind::RsyncShell,
+            &format!(
+                "{{ printf '%s\\0' \"$@\" \"$PWD\" \"$CLSYNC_JOB\" \"$CLSYNC_TYPE\" \"$CLSYNC_LIST\"; cat \"$CLSYNC_LIST\"; stat -c %a \"$1\" \"$(dirname \"$1\")\"; }} > '{}'",
+                out.display()
+            ),
+            &["%INCLUDE-LIST-PATH%", "%RSYNC-ARGS%"],
+        );
+        let batch = Batch {
+            renames: vec![],
+            entries: vec![Entry {
+                rel: PathBuf::from("--rsh=evil"),
+                ..Entry::default()
+            }],
+        };
+        h.run(&batch).unwrap();
+        let got = fs::read(&out).unwrap();
+        let s = String::from_utf8_lossy(&got);
+        let parts: Vec<&str> = s.split('\0').collect();
+        let list = parts[0];
+        assert!(list.starts_with(&format!(
+            "{}/.clsync-list.",
+            t.path().join("lists").display()
+        )));
+        assert_eq!(
+            &parts[1..8],
+            [
+                "-a",
+                "--delete",
+                "--exclude=*.tmp",
+                "-r",
+                "--delete-missing-args",
+                &format!("--files-from={list}"),
+                "--from0"
+            ]
+        );
+        assert_eq!(parts[8], "--ignore-times");
+        let src = t.path().join("src");
+        assert_eq!(parts[9], src.to_str().unwrap());
+        assert_eq!(&parts[10..13], ["j", "sync", list]);
+        assert_eq!(parts[13], "./--rsh=evil");
+        assert_eq!(parts[14], "600\n700\n", "list file 0600, lists dir 0700");
+        // Removed after the run.
+        assert!(!Path::new(list).exists());
+        assert!(t.path().join("dst").is_dir());
+    }
+
+    #[test]
+    fn failures_and_private_lists_dir() {
+        let t = tempfile::tempdir().unwrap();
+        let mut h = handler(
+            t.path(),
+            CommandKind::Shell,
+            "echo oops >&2; exit 3",
+            &["%TYPE%", "%job%", "%INCLUDE-LIST-PATH%"],
+        );
+        h.options.lists_dir = None;
+        let err = h.run(&Batch::full()).unwrap_err();
+        assert!(
+            matches!(&err, HandlerError::Exit { code: 3, stderr, .. } if stderr.contains("oops")),
+            "{err}"
+        );
+        let private = h.lists_dir().unwrap();
+        assert!(private.is_dir());
+        let mode = fs::metadata(&private).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(fs::read_dir(&private).unwrap().count(), 0);
+        h.ignore_exit_codes = vec![3];
+        let ok = h.run(&Batch::full()).unwrap();
+        assert_eq!(ok.warnings.len(), 1);
+        drop(h);
+        assert!(
+            !private.exists(),
+            "the private lists dir is removed with the handler"
+        );
+    }
+}
