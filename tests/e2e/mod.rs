@@ -1,8 +1,10 @@
 pub mod harness;
 
 mod check;
+mod ctl;
 mod filters;
 mod jobs;
 mod live;
 mod names;
+mod reload;
 mod stress;
