@@ -1,6 +1,7 @@
 pub mod harness;
 
 mod check;
+mod control;
 mod ctl;
 mod filters;
 mod jobs;
