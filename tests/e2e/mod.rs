@@ -1,11 +1,14 @@
 pub mod harness;
 
 mod check;
+mod control;
+mod ctl;
 mod filters;
 mod handler_failures;
 mod jobs;
 mod live;
 mod modes;
 mod names;
+mod reload;
 mod stress;
 mod systemd;
