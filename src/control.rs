@@ -152,7 +152,7 @@ fn serve(conn: UnixStream, calls: &Sender<Call>) {
             json!({"ok": false, "error": format!("request longer than {MAX_REQUEST} bytes")})
         }
         Ok(0) => return,
-        Ok(_) => match serde_json::from_slice::<Request>(&line) {
+        Ok(_) => match parse_request(&line) {
             Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
             Ok(request) => {
                 debug!(?request, "control request");
@@ -168,6 +168,20 @@ fn serve(conn: UnixStream, calls: &Sender<Call>) {
         },
     };
     let _ = reply(&conn, &answer);
+}
+
+/// Parses a request line. Unknown fields are refused (serde ignores `deny_unknown_fields`
+/// on internally tagged enums, so they are checked here).
+fn parse_request(line: &[u8]) -> Result<Request, String> {
+    let v: Value = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    if let Some(obj) = v.as_object()
+        && let Some(k) = obj
+            .keys()
+            .find(|k| !matches!(k.as_str(), "cmd" | "job" | "path"))
+    {
+        return Err(format!("unknown field `{k}`"));
+    }
+    serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
 /// Sends one request to the daemon listening on `socket` and returns its answer.
@@ -216,6 +230,8 @@ mod tests {
             assert_eq!(serde_json::to_string(&req).unwrap(), text);
         }
         assert!(serde_json::from_str::<Request>(r#"{"cmd":"rm -rf"}"#).is_err());
+        assert!(parse_request(br#"{"cmd":"status","extra":1}"#).is_err());
+        assert!(parse_request(br#"{"cmd":"status"}"#).is_ok());
     }
 
     #[test]

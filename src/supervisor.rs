@@ -147,14 +147,55 @@ pub struct Supervisor {
     changed_tx: crossbeam_channel::Sender<()>,
     changed_rx: Receiver<()>,
     ready_sent: bool,
+    signals: Receiver<i32>,
+    calls: Receiver<Call>,
+    /// Dropped (socket removed) when the daemon stops.
+    server: Option<control::Server>,
+    _pid_file: Option<PidFile>,
 }
 
 impl Supervisor {
     /// Starts every valid, enabled job of `loaded`. Invalid job files are reported and
     /// skipped: one bad file does not keep the good jobs from running.
+    ///
+    /// Signals are caught and the control socket bound *before* any job starts, so that a
+    /// second daemon for the same configuration refuses to start without syncing anything.
     pub fn start(loaded: &Loaded) -> anyhow::Result<Supervisor> {
+        let signals = signal_channel()?;
+        let (calls_tx, calls) = unbounded::<Call>();
+        let socket = loaded.daemon.socket_path(&loaded.dir);
+        let server = match control::Server::start(&socket, calls_tx) {
+            Ok(s) => {
+                info!("control socket {}", socket.display());
+                Some(s)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                return Err(anyhow::anyhow!(e));
+            }
+            Err(e) => {
+                warn!(
+                    "no control socket ({}: {e}): `clsync status` and `clsync reload` will not reach this daemon; SIGHUP still reloads",
+                    socket.display()
+                );
+                None
+            }
+        };
+        let pid_file = match &loaded.daemon.pid_file {
+            Some(p) => match PidFile::create(p) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    warn!("cannot write pid file {}: {e}", p.display());
+                    None
+                }
+            },
+            None => None,
+        };
         let (changed_tx, changed_rx) = crossbeam_channel::bounded(1);
         let mut sup = Supervisor {
+            signals,
+            calls,
+            server,
+            _pid_file: pid_file,
             dir: loaded.dir.clone(),
             daemon: loaded.daemon.clone(),
             jobs: BTreeMap::new(),
@@ -407,36 +448,8 @@ impl Supervisor {
 
     /// Runs until SIGTERM or SIGINT; SIGHUP reloads; the control socket answers meanwhile.
     pub fn run(mut self) -> anyhow::Result<()> {
-        let signals = signal_channel()?;
-        let (calls_tx, calls_rx) = unbounded::<Call>();
-        let socket = self.daemon.socket_path(&self.dir);
-        let server = match control::Server::start(&socket, calls_tx) {
-            Ok(s) => {
-                info!("control socket {}", socket.display());
-                Some(s)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                self.shutdown();
-                return Err(anyhow::anyhow!(e));
-            }
-            Err(e) => {
-                warn!(
-                    "no control socket ({}: {e}): `clsync status` and `clsync reload` will not reach this daemon; SIGHUP still reloads",
-                    socket.display()
-                );
-                None
-            }
-        };
-        let _pid = match &self.daemon.pid_file {
-            Some(p) => match PidFile::create(p) {
-                Ok(f) => Some(f),
-                Err(e) => {
-                    warn!("cannot write pid file {}: {e}", p.display());
-                    None
-                }
-            },
-            None => None,
-        };
+        let signals = self.signals.clone();
+        let calls_rx = self.calls.clone();
         let watchdog = match sd_notify::watchdog_enabled() {
             Some(d) => tick(d / 2),
             None => never(),
@@ -466,8 +479,14 @@ impl Supervisor {
         info!("signal {stop_signal}: finishing syncs in flight and stopping");
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
         let started = Instant::now();
-        drop(server);
+        self.server = None;
+        let status_file = self.daemon.status_file.clone();
         self.shutdown();
+        // A status file saying "watching" would outlive the daemon: remove it, like the pid
+        // file and the socket.
+        if let Some(p) = status_file {
+            let _ = std::fs::remove_file(p);
+        }
         debug!("jobs stopped in {:?}", started.elapsed());
         info!("stopped");
         Ok(())

@@ -539,7 +539,8 @@ impl Runner {
         self.inflight.add(id, &batch);
         self.pool.submit(id, batch);
         let mut s = self.status.lock();
-        if s.state != State::InitialSync {
+        // A retry in flight is still "retrying" until it succeeds.
+        if s.state != State::InitialSync && self.failures == 0 {
             s.state = State::Syncing;
         }
     }

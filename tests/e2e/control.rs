@@ -359,6 +359,12 @@ fn second_daemon_on_same_socket_refused() {
         "{}",
         second.log_tail()
     );
+    // It refused before starting any job: no second sync into the same destinations.
+    assert!(
+        !second.log().contains("sync"),
+        "the second daemon synced before refusing\n{}",
+        second.log_tail()
+    );
 
     d.assert_running();
     assert!(
