@@ -96,7 +96,8 @@ impl Queue {
                 self.mark(nk, m.recursive, m.content);
             }
         }
-        self.mark(from.clone(), false, true);
+        // `from` is gone (or something new, with its own events): no content to force.
+        self.mark(from.clone(), false, false);
         self.mark(to.clone(), true, true);
         self.renames.push(Rename { from, to });
     }

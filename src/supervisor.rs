@@ -591,6 +591,7 @@ mod tests {
                 args: vec![],
                 timeout: None,
                 ignore_exit_codes: vec![24],
+                ssh: Default::default(),
             },
         }
     }

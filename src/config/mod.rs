@@ -139,6 +139,43 @@ pub struct RsyncOptions {
     pub timeout: Option<Duration>,
     /// Exit codes that count as success (rsync's 24, "some files vanished", by default).
     pub ignore_exit_codes: Vec<i32>,
+    /// How to reach a remote destination over ssh (`-e` for rsync, and the remote `mv`).
+    pub ssh: SshOptions,
+}
+
+/// `[ssh]` options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SshOptions {
+    /// The ssh program (default `ssh`).
+    pub command: Option<PathBuf>,
+    pub port: Option<u16>,
+    pub identity_file: Option<PathBuf>,
+    /// Extra ssh arguments, e.g. `["-o", "ConnectTimeout=10"]`.
+    pub options: Vec<String>,
+}
+
+impl SshOptions {
+    /// The ssh command line, program first.
+    pub fn argv(&self) -> Vec<String> {
+        let mut v = vec![
+            self.command
+                .as_ref()
+                .map_or_else(|| "ssh".to_string(), |p| p.display().to_string()),
+        ];
+        if let Some(p) = self.port {
+            v.extend(["-p".to_string(), p.to_string()]);
+        }
+        if let Some(i) = &self.identity_file {
+            v.extend(["-i".to_string(), i.display().to_string()]);
+        }
+        v.extend(self.options.iter().cloned());
+        v
+    }
+
+    /// True when nothing was configured (rsync's own default `ssh` is then used).
+    pub fn is_default(&self) -> bool {
+        *self == SshOptions::default()
+    }
 }
 
 /// A job's effective configuration: the job file over `[defaults]` over built-in defaults.
@@ -919,6 +956,52 @@ fn resolve_job(
     .map(|a| a.get().iter().map(|s| s.get_ref().clone()).collect())
     .unwrap_or_default();
 
+    let (js, ds) = (raw.ssh.as_ref(), d.ssh.as_ref());
+    let ssh_command = pick(
+        js.and_then(|s| s.command.as_ref()),
+        f,
+        ds.and_then(|s| s.command.as_ref()),
+        df,
+    )
+    .map(|a| {
+        let p = a.get();
+        if p.contains('/') {
+            resolve(dir, p)
+        } else {
+            PathBuf::from(p)
+        }
+    });
+    let ssh_port = match pick(
+        js.and_then(|s| s.port.as_ref()),
+        f,
+        ds.and_then(|s| s.port.as_ref()),
+        df,
+    ) {
+        None => Some(None),
+        Some(a) => match u16::try_from(*a.get()) {
+            Ok(p) if p > 0 => Some(Some(p)),
+            _ => {
+                diags.push(a.err(format!("ssh port must be 1 to 65535, not {}", a.get())));
+                None
+            }
+        },
+    };
+    let ssh_identity = pick(
+        js.and_then(|s| s.identity_file.as_ref()),
+        f,
+        ds.and_then(|s| s.identity_file.as_ref()),
+        df,
+    )
+    .map(|a| resolve(dir, a.get()));
+    let ssh_options: Vec<String> = pick(
+        js.and_then(|s| s.options.as_ref()),
+        f,
+        ds.and_then(|s| s.options.as_ref()),
+        df,
+    )
+    .map(|a| a.get().iter().map(|s| s.get_ref().clone()).collect())
+    .unwrap_or_default();
+
     let command = resolve_command(
         dir,
         raw,
@@ -961,6 +1044,12 @@ fn resolve_job(
             args: rsync_args,
             timeout: timeout?,
             ignore_exit_codes: ignore_exit_codes?,
+            ssh: SshOptions {
+                command: ssh_command,
+                port: ssh_port?,
+                identity_file: ssh_identity,
+                options: ssh_options,
+            },
         },
     })
 }
@@ -1346,6 +1435,7 @@ mod schema_tests {
             "rules_file" => "\"r.rules\"",
             "path" => "\"rsync\"",
             _ => match spec["type"].as_str() {
+                Some("string") => "\"x\"",
                 Some("boolean") => "true",
                 Some("integer") => "1",
                 Some("array") => "[]",

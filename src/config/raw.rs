@@ -28,6 +28,7 @@ pub struct RawJob {
     pub ignore_exit_codes: Option<Spanned<Vec<Spanned<i64>>>>,
     pub big_file: Option<RawBigFile>,
     pub rsync: Option<RawRsync>,
+    pub ssh: Option<RawSsh>,
     pub command: Option<RawCommand>,
 }
 
@@ -36,6 +37,15 @@ pub struct RawJob {
 pub struct RawBigFile {
     pub threshold: Option<Spanned<toml::Value>>,
     pub delay: Option<Spanned<toml::Value>>,
+}
+
+/// `[ssh]`: how rsync (and the remote move of renames) reach a remote destination.
+#[derive(Debug, Default, Clone)]
+pub struct RawSsh {
+    pub command: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub identity_file: Option<Spanned<String>>,
+    pub options: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// `[rsync]`: which rsync to run and extra arguments for it.
@@ -89,10 +99,12 @@ pub const JOB_KEYS: &[&str] = &[
     "ignore_exit_codes",
     "big_file",
     "rsync",
+    "ssh",
     "command",
 ];
 const BIG_FILE_KEYS: &[&str] = &["threshold", "delay"];
 const RSYNC_KEYS: &[&str] = &["path", "args"];
+const SSH_KEYS: &[&str] = &["command", "port", "identity_file", "options"];
 const COMMAND_KEYS: &[&str] = &["path", "args", "lists_dir", "keep_lists"];
 const MAIN_KEYS: &[&str] = &["daemon", "defaults"];
 const DAEMON_KEYS: &[&str] = &["log_level", "socket", "pid_file", "status_file"];
@@ -192,6 +204,21 @@ impl Reader<'_> {
                             }
                         }
                         r.rsync = Some(b);
+                    }
+                }
+                "ssh" => {
+                    if let Some(t) = self.table("ssh", v) {
+                        let mut b = RawSsh::default();
+                        for (k, v) in t {
+                            match k.get_ref().as_ref() {
+                                "command" => b.command = self.value(v),
+                                "port" => b.port = self.value(v),
+                                "identity_file" => b.identity_file = self.value(v),
+                                "options" => b.options = self.value(v),
+                                _ => self.unknown(k, SSH_KEYS),
+                            }
+                        }
+                        r.ssh = Some(b);
                     }
                 }
                 "command" => {

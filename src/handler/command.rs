@@ -728,6 +728,7 @@ mod tests {
                 args: vec![],
                 timeout: None,
                 ignore_exit_codes: vec![],
+                ssh: Default::default(),
             },
             Arc::new(Filter::new(&["*.tmp".to_string()], vec![]).unwrap()),
         )

@@ -10,6 +10,7 @@
 
 pub mod command;
 pub mod mirror;
+pub mod remote;
 pub mod rsync;
 pub mod timeout;
 

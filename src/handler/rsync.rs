@@ -150,6 +150,13 @@ impl RsyncHandler {
         exclude_from: Option<&Path>,
     ) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["-a".into(), "--delete".into()];
+        if let Destination::Remote(d) = &self.destination
+            && super::remote::split_remote(d).is_some()
+            && !self.options.ssh.is_default()
+        {
+            args.push("-e".into());
+            args.push(super::remote::rsync_e(&self.options.ssh).into());
+        }
         for pat in self.filter.excludes() {
             args.push(format!("--exclude={pat}").into());
         }
@@ -200,6 +207,29 @@ impl Handler for RsyncHandler {
             })?;
         }
         let full = batch.is_full();
+        // Renames first, at the destination itself: rsync then finds the renamed tree in
+        // place and only compares it, instead of deleting it and sending it again.
+        if !full && !batch.renames.is_empty() {
+            match &self.destination {
+                Destination::Local(dst) => {
+                    let n = super::remote::replay_local(dst, &batch.renames);
+                    debug!("replayed {n} of {} renames", batch.renames.len());
+                }
+                Destination::Remote(d) => {
+                    match super::remote::replay(
+                        &self.options.ssh,
+                        d,
+                        &batch.renames,
+                        self.options.timeout,
+                    ) {
+                        Ok(()) => debug!("replayed {} renames remotely", batch.renames.len()),
+                        Err(e) => tracing::warn!(
+                            "remote move failed ({e}); the renamed paths are transferred again"
+                        ),
+                    }
+                }
+            }
+        }
         let list = if full {
             Vec::new()
         } else {

@@ -10,5 +10,6 @@ mod live;
 mod modes;
 mod names;
 mod reload;
+mod remote;
 mod stress;
 mod systemd;

@@ -1,0 +1,220 @@
+//! Remote destinations over ssh: the `-e` command for rsync, and the remote move that turns
+//! a rename in the source into one `mv` on the remote host instead of a delete plus a new
+//! transfer (lsyncd's `rsyncssh` trick).
+//!
+//! Names reach the remote shell only inside single quotes, with every `'` escaped, so a
+//! crafted file name is data there too; anything that fails falls back to plain rsync.
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use super::{HandlerError, Rename};
+use crate::config::SshOptions;
+use crate::relpath;
+
+/// Quotes one argument for a POSIX shell: `'…'`, with `'` written as `'\''`.
+pub fn sh_quote(s: &[u8]) -> Vec<u8> {
+    let mut out = vec![b'\''];
+    for &b in s {
+        if b == b'\'' {
+            out.extend_from_slice(b"'\\''");
+        } else {
+            out.push(b);
+        }
+    }
+    out.push(b'\'');
+    out
+}
+
+/// Quotes one argument for rsync's `-e` string, which rsync splits itself: single quotes,
+/// with a doubled `'` for a literal one.
+fn rsync_e_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// The value of rsync's `-e` option for these ssh settings.
+pub fn rsync_e(ssh: &SshOptions) -> String {
+    ssh.argv()
+        .iter()
+        .map(|a| rsync_e_quote(a))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `host` and `path` of an rsync-over-ssh destination (`[user@]host:path`); `None` for
+/// `rsync://` and `host::module` daemon destinations, which have no shell.
+pub fn split_remote(dest: &str) -> Option<(&str, &str)> {
+    if dest.starts_with("rsync://") {
+        return None;
+    }
+    let (host, path) = dest.split_once(':')?;
+    if path.starts_with(':') || host.is_empty() {
+        return None;
+    }
+    Some((host, path))
+}
+
+/// The remote shell script that replays `renames` below `root`: each move is tried on its
+/// own (`mv` only when the source exists and the target is not a directory), so one that
+/// cannot be replayed is simply left to rsync.
+pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
+    let root = if root.is_empty() { "." } else { root };
+    let mut s = b"cd -- ".to_vec();
+    s.extend(sh_quote(root.as_bytes()));
+    s.extend_from_slice(b" || exit 1\n");
+    for r in renames {
+        let (f, t) = (
+            sh_quote(r.from.as_os_str().as_bytes()),
+            sh_quote(r.to.as_os_str().as_bytes()),
+        );
+        let parent = relpath::parent(&r.to)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let p = sh_quote(parent.as_os_str().as_bytes());
+        let line = [
+            b"{ [ -e ".as_slice(),
+            &f,
+            b" ] || [ -L ",
+            &f,
+            b" ]; } && [ ! -d ",
+            &t,
+            b" ] && mkdir -p -- ",
+            &p,
+            b" && mv -f -- ",
+            &f,
+            b" ",
+            &t,
+            b"\n",
+        ]
+        .concat();
+        s.extend(line);
+    }
+    s
+}
+
+/// Replays `renames` on the remote host in one ssh call. Errors are for the log only: the
+/// rsync run that follows syncs both sides of every rename anyway.
+pub fn replay(
+    ssh: &SshOptions,
+    dest: &str,
+    renames: &[Rename],
+    timeout: Option<Duration>,
+) -> Result<(), HandlerError> {
+    let Some((host, root)) = split_remote(dest) else {
+        return Ok(());
+    };
+    let argv = ssh.argv();
+    let mut cmd = Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .args(["-o", "BatchMode=yes", "--", host])
+        .arg(OsStr::from_bytes(&move_script(root, renames)));
+    super::run_process(
+        cmd,
+        &argv[0],
+        None,
+        Some(timeout.unwrap_or(Duration::from_secs(120))),
+        &[],
+        |_| "",
+    )
+    .map(|_| ())
+}
+
+/// Replays `renames` in a local destination with `rename(2)`, under the same conditions as
+/// the remote script.
+pub fn replay_local(dest: &Path, renames: &[Rename]) -> usize {
+    let mut done = 0;
+    for r in renames {
+        let (f, t) = (dest.join(&r.from), dest.join(&r.to));
+        if std::fs::symlink_metadata(&f).is_err()
+            || std::fs::symlink_metadata(&t).is_ok_and(|m| m.is_dir())
+        {
+            continue;
+        }
+        if let Some(p) = t.parent()
+            && std::fs::create_dir_all(p).is_err()
+        {
+            continue;
+        }
+        if std::fs::rename(&f, &t).is_ok() {
+            done += 1;
+        }
+    }
+    done
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote(b"a b"), b"'a b'");
+        assert_eq!(sh_quote(b"it's"), b"'it'\\''s'");
+        assert_eq!(rsync_e_quote("it's"), "'it''s'");
+        let ssh = SshOptions {
+            port: Some(2222),
+            identity_file: Some(PathBuf::from("/k ey")),
+            ..SshOptions::default()
+        };
+        assert_eq!(rsync_e(&ssh), "'ssh' '-p' '2222' '-i' '/k ey'");
+    }
+
+    #[test]
+    fn remote_destinations() {
+        assert_eq!(split_remote("u@h:/srv/x"), Some(("u@h", "/srv/x")));
+        assert_eq!(split_remote("h:rel"), Some(("h", "rel")));
+        assert_eq!(split_remote("rsync://h/m"), None);
+        assert_eq!(split_remote("h::module"), None);
+    }
+
+    /// The script, run by a real shell, moves exactly what it should, whatever the names.
+    #[test]
+    fn move_script_treats_names_as_data() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("dst root");
+        let odd = "$(touch pwned) ';`x`\n-rf";
+        std::fs::create_dir_all(root.join("dir")).unwrap();
+        std::fs::write(root.join(odd), "x").unwrap();
+        std::fs::write(root.join("dir/f"), "y").unwrap();
+        std::fs::create_dir(root.join("occupied")).unwrap();
+        std::fs::write(root.join("blocked"), "z").unwrap();
+        let renames = [
+            Rename {
+                from: PathBuf::from(odd),
+                to: PathBuf::from("new/deep/name"),
+            },
+            Rename {
+                from: PathBuf::from("dir"),
+                to: PathBuf::from("dir2"),
+            },
+            Rename {
+                from: PathBuf::from("blocked"),
+                to: PathBuf::from("occupied"),
+            },
+            Rename {
+                from: PathBuf::from("missing"),
+                to: PathBuf::from("x"),
+            },
+        ];
+        let script = move_script(root.to_str().unwrap(), &renames);
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(OsStr::from_bytes(&script))
+            .current_dir(t.path())
+            .status()
+            .unwrap();
+        let _ = st;
+        assert_eq!(std::fs::read(root.join("new/deep/name")).unwrap(), b"x");
+        assert_eq!(std::fs::read(root.join("dir2/f")).unwrap(), b"y");
+        assert!(
+            root.join("blocked").exists(),
+            "a directory target is left to rsync"
+        );
+        assert!(!root.join("x").exists());
+        assert!(!t.path().join("pwned").exists() && !root.join("pwned").exists());
+    }
+}
