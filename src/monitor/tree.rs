@@ -2,11 +2,15 @@
 //!
 //! An inotify watch follows the inode, so a directory renamed inside the tree keeps its
 //! watch descriptor and everything below it: a rename is a re-parent of one node, and the
-//! path of any event is rebuilt from the node chain when needed. Nodes store one name
-//! component each, which keeps memory small on trees of millions of directories.
+//! path of any event is rebuilt from the node chain when needed.
+//!
+//! Memory is what limits trees of millions of directories, so a node is 28 bytes in
+//! fixed-size chunks (no doubling, no copy when the tree grows), and names live in one byte
+//! arena, compacted when more than half of it belongs to removed or renamed nodes: about
+//! 50 bytes per directory with the watch-descriptor index.
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::PathBuf;
 
@@ -14,50 +18,118 @@ use std::path::PathBuf;
 pub type NodeId = u32;
 pub const ROOT: NodeId = 0;
 const NONE: u32 = u32::MAX;
+/// The `wd` of a free slot.
+const FREE: i32 = i32::MIN;
+const CHUNK: usize = 4096;
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Node {
     parent: u32,
     first_child: u32,
     next: u32,
     prev: u32,
     wd: i32,
-    name: Box<[u8]>,
+    name_off: u32,
+    /// Names are at most 255 bytes (NAME_MAX).
+    name_len: u8,
 }
+
+const EMPTY: Node = Node {
+    parent: NONE,
+    first_child: NONE,
+    next: NONE,
+    prev: NONE,
+    wd: FREE,
+    name_off: 0,
+    name_len: 0,
+};
 
 /// Watched directories of one job, by node id and by watch descriptor.
 #[derive(Debug)]
 pub struct Tree {
-    nodes: Vec<Option<Node>>,
+    chunks: Vec<Box<[Node]>>,
+    /// Slots handed out so far (live or free).
+    slots: u32,
     free: Vec<u32>,
+    names: Vec<u8>,
+    /// Arena bytes that belong to no live node.
+    names_dead: usize,
     by_wd: HashMap<i32, NodeId>,
 }
 
 impl Tree {
     /// A tree holding only the root, watched as `wd`.
     pub fn new(root_wd: i32) -> Tree {
-        let mut by_wd = HashMap::new();
-        by_wd.insert(root_wd, ROOT);
-        Tree {
-            nodes: vec![Some(Node {
-                parent: NONE,
-                first_child: NONE,
-                next: NONE,
-                prev: NONE,
-                wd: root_wd,
-                name: Box::new([]),
-            })],
+        let mut t = Tree {
+            chunks: Vec::new(),
+            slots: 0,
             free: Vec::new(),
-            by_wd,
+            names: Vec::new(),
+            names_dead: 0,
+            by_wd: HashMap::new(),
+        };
+        let root = t.alloc();
+        debug_assert_eq!(root, ROOT);
+        t.node_mut(ROOT).wd = root_wd;
+        t.by_wd.insert(root_wd, ROOT);
+        t
+    }
+
+    fn alloc(&mut self) -> NodeId {
+        if let Some(id) = self.free.pop() {
+            return id;
         }
+        if self.slots as usize % CHUNK == 0 {
+            self.chunks.push(vec![EMPTY; CHUNK].into_boxed_slice());
+        }
+        self.slots += 1;
+        self.slots - 1
     }
 
     fn node(&self, id: NodeId) -> &Node {
-        self.nodes[id as usize].as_ref().expect("live node")
+        let n = &self.chunks[id as usize / CHUNK][id as usize % CHUNK];
+        debug_assert!(n.wd != FREE, "live node");
+        n
     }
 
     fn node_mut(&mut self, id: NodeId) -> &mut Node {
-        self.nodes[id as usize].as_mut().expect("live node")
+        &mut self.chunks[id as usize / CHUNK][id as usize % CHUNK]
+    }
+
+    fn name(&self, id: NodeId) -> &[u8] {
+        let n = self.node(id);
+        &self.names[n.name_off as usize..n.name_off as usize + n.name_len as usize]
+    }
+
+    fn set_name(&mut self, id: NodeId, name: &[u8]) {
+        let len = name.len().min(u8::MAX as usize);
+        let old = self.node(id).name_len as usize;
+        self.names_dead += old;
+        let off = self.names.len() as u32;
+        self.names.extend_from_slice(&name[..len]);
+        let n = self.node_mut(id);
+        n.name_off = off;
+        n.name_len = len as u8;
+        if self.names_dead > 64 * 1024 && self.names_dead * 2 > self.names.len() {
+            self.compact_names();
+        }
+    }
+
+    /// Rewrites the name arena with the live names only.
+    fn compact_names(&mut self) {
+        let mut names = Vec::with_capacity(self.names.len() - self.names_dead);
+        for id in 0..self.slots {
+            let n = self.chunks[id as usize / CHUNK][id as usize % CHUNK];
+            if n.wd == FREE {
+                continue;
+            }
+            let (off, len) = (n.name_off as usize, n.name_len as usize);
+            let new_off = names.len() as u32;
+            names.extend_from_slice(&self.names[off..off + len]);
+            self.node_mut(id).name_off = new_off;
+        }
+        self.names = names;
+        self.names_dead = 0;
     }
 
     /// Number of watched directories.
@@ -81,11 +153,10 @@ impl Tree {
     pub fn child(&self, parent: NodeId, name: &[u8]) -> Option<NodeId> {
         let mut c = self.node(parent).first_child;
         while c != NONE {
-            let n = self.node(c);
-            if &*n.name == name {
+            if self.name(c) == name {
                 return Some(c);
             }
-            c = n.next;
+            c = self.node(c).next;
         }
         None
     }
@@ -95,9 +166,8 @@ impl Tree {
         let mut parts: Vec<&[u8]> = Vec::new();
         let mut cur = id;
         while cur != ROOT && cur != NONE {
-            let n = self.node(cur);
-            parts.push(&n.name);
-            cur = n.parent;
+            parts.push(self.name(cur));
+            cur = self.node(cur).parent;
         }
         let mut out: Vec<u8> = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
         for p in parts.iter().rev() {
@@ -116,7 +186,7 @@ impl Tree {
             p.push(b'/');
         }
         p.extend_from_slice(name);
-        PathBuf::from(std::ffi::OsString::from_vec(p))
+        PathBuf::from(OsString::from_vec(p))
     }
 
     fn link(&mut self, id: NodeId, parent: NodeId) {
@@ -163,7 +233,7 @@ impl Tree {
             if existing == ROOT {
                 return (ROOT, dropped);
             }
-            if self.node(existing).parent == parent && &*self.node(existing).name == name {
+            if self.node(existing).parent == parent && self.name(existing) == name {
                 return (existing, dropped);
             }
             dropped = self.rename(existing, parent, name);
@@ -172,24 +242,9 @@ impl Tree {
         if let Some(old) = self.child(parent, name) {
             dropped = self.remove(old);
         }
-        let node = Node {
-            parent: NONE,
-            first_child: NONE,
-            next: NONE,
-            prev: NONE,
-            wd,
-            name: name.into(),
-        };
-        let id = match self.free.pop() {
-            Some(id) => {
-                self.nodes[id as usize] = Some(node);
-                id
-            }
-            None => {
-                self.nodes.push(Some(node));
-                (self.nodes.len() - 1) as u32
-            }
-        };
+        let id = self.alloc();
+        *self.node_mut(id) = Node { wd, ..EMPTY };
+        self.set_name(id, name);
         self.link(id, parent);
         self.by_wd.insert(wd, id);
         (id, dropped)
@@ -210,7 +265,7 @@ impl Tree {
             return dropped;
         }
         self.unlink(id);
-        self.node_mut(id).name = name.into();
+        self.set_name(id, name);
         self.link(id, new_parent);
         dropped
     }
@@ -243,11 +298,13 @@ impl Tree {
                 self.node_mut(ROOT).first_child = NONE;
                 continue;
             }
-            let n = self.nodes[cur as usize].take().expect("live node");
+            let n = *self.node(cur);
             if self.by_wd.get(&n.wd) == Some(&cur) {
                 self.by_wd.remove(&n.wd);
             }
             wds.push(n.wd);
+            self.names_dead += n.name_len as usize;
+            *self.node_mut(cur) = EMPTY;
             self.free.push(cur);
         }
         wds
@@ -293,7 +350,7 @@ mod tests {
         assert_eq!(t.by_wd(3), None);
         let (y, _) = t.insert(x, b"y", 6);
         assert_eq!(t.path(y), Path::new("x/y"));
-        assert_eq!(t.nodes.len(), 5, "freed slots are reused");
+        assert_eq!(t.slots, 5, "freed slots are reused");
     }
 
     #[test]
@@ -309,6 +366,34 @@ mod tests {
         let dropped = t.rename(b, ROOT, b"c");
         assert_eq!(dropped, vec![11]);
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn names_survive_compaction() {
+        let mut t = Tree::new(1);
+        let (a, _) = t.insert(ROOT, b"keep", 2);
+        let (b, _) = t.insert(a, b"deep", 3);
+        // Churn: renames leave dead names behind until the arena is compacted.
+        let (x, _) = t.insert(ROOT, b"x", 4);
+        for i in 0..20_000 {
+            t.rename(x, ROOT, format!("name-{i:08}").as_bytes());
+        }
+        assert!(t.names.len() < 200_000, "compacted: {}", t.names.len());
+        assert_eq!(t.path(b), Path::new("keep/deep"));
+        assert_eq!(t.path(x), Path::new("name-00019999"));
+        assert_eq!(t.child(ROOT, b"name-00019999"), Some(x));
+    }
+
+    #[test]
+    fn grows_past_a_chunk() {
+        let mut t = Tree::new(1);
+        let mut last = ROOT;
+        for i in 0..(CHUNK as i32 * 2 + 10) {
+            last = t.insert(ROOT, format!("d{i}").as_bytes(), i + 2).0;
+        }
+        assert_eq!(t.len(), CHUNK * 2 + 11);
+        assert_eq!(t.path(last), Path::new(&format!("d{}", CHUNK * 2 + 9)));
+        assert_eq!(std::mem::size_of::<Node>(), 28);
     }
 
     #[test]
