@@ -79,7 +79,7 @@ impl Tree {
         if let Some(id) = self.free.pop() {
             return id;
         }
-        if self.slots as usize % CHUNK == 0 {
+        if (self.slots as usize).is_multiple_of(CHUNK) {
             self.chunks.push(vec![EMPTY; CHUNK].into_boxed_slice());
         }
         self.slots += 1;
