@@ -592,6 +592,7 @@ mod tests {
                 timeout: None,
                 ignore_exit_codes: vec![24],
                 ssh: Default::default(),
+                run_as: None,
             },
         }
     }

@@ -141,6 +141,43 @@ pub struct RsyncOptions {
     pub ignore_exit_codes: Vec<i32>,
     /// How to reach a remote destination over ssh (`-e` for rsync, and the remote `mv`).
     pub ssh: SshOptions,
+    /// Run handlers as this user and group instead of the daemon's (supplementary groups
+    /// cleared).
+    pub run_as: Option<RunAs>,
+}
+
+/// `user` / `group`: the identity handler processes run with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunAs {
+    pub user: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Looks up `user` (a name or a numeric uid) and `group` (default: the user's primary group).
+fn lookup_run_as(user: &str, group: Option<&str>) -> Result<RunAs, (bool, String)> {
+    let u = match user.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+        Err(_) => nix::unistd::User::from_name(user),
+    }
+    .map_err(|e| (true, format!("cannot look up user {user:?}: {e}")))?
+    .ok_or_else(|| (true, format!("no such user {user:?}")))?;
+    let gid = match group {
+        None => u.gid.as_raw(),
+        Some(g) => match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => nix::unistd::Group::from_name(g)
+                .map_err(|e| (false, format!("cannot look up group {g:?}: {e}")))?
+                .ok_or_else(|| (false, format!("no such group {g:?}")))?
+                .gid
+                .as_raw(),
+        },
+    };
+    Ok(RunAs {
+        user: u.name,
+        uid: u.uid.as_raw(),
+        gid,
+    })
 }
 
 /// `[ssh]` options.
@@ -956,6 +993,31 @@ fn resolve_job(
     .map(|a| a.get().iter().map(|s| s.get_ref().clone()).collect())
     .unwrap_or_default();
 
+    let user_at = pick(raw.user.as_ref(), f, d.user.as_ref(), df);
+    let group_at = pick(raw.group.as_ref(), f, d.group.as_ref(), df);
+    let run_as = match (&user_at, &group_at) {
+        (None, None) => Some(None),
+        (None, Some(g)) => {
+            diags.push(g.err("`group` needs `user`"));
+            None
+        }
+        (Some(u), g) => match lookup_run_as(u.get(), g.as_ref().map(|g| g.get().as_str())) {
+            Ok(r) => Some(Some(r)),
+            Err((on_user, msg)) => {
+                match (on_user, g) {
+                    (false, Some(g)) => diags.push(g.err(msg)),
+                    _ => diags.push(u.err(msg)),
+                }
+                None
+            }
+        },
+    };
+    if let (Some(u), Some(Ok(Mode::Mirror))) = (&user_at, &mode) {
+        diags.push(u.err(
+            "`user` needs a handler process (mode rsync or a command mode); mirror copies inside the daemon",
+        ));
+    }
+
     let (js, ds) = (raw.ssh.as_ref(), d.ssh.as_ref());
     let ssh_command = pick(
         js.and_then(|s| s.command.as_ref()),
@@ -1050,6 +1112,7 @@ fn resolve_job(
                 identity_file: ssh_identity,
                 options: ssh_options,
             },
+            run_as: run_as?,
         },
     })
 }

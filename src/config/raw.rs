@@ -25,6 +25,8 @@ pub struct RawJob {
     pub initial_sync: Option<Spanned<bool>>,
     pub workers: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<toml::Value>>,
+    pub user: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
     pub ignore_exit_codes: Option<Spanned<Vec<Spanned<i64>>>>,
     pub big_file: Option<RawBigFile>,
     pub rsync: Option<RawRsync>,
@@ -96,6 +98,8 @@ pub const JOB_KEYS: &[&str] = &[
     "initial_sync",
     "workers",
     "timeout",
+    "user",
+    "group",
     "ignore_exit_codes",
     "big_file",
     "rsync",
@@ -179,6 +183,8 @@ impl Reader<'_> {
                 "initial_sync" => r.initial_sync = self.value(v),
                 "workers" => r.workers = self.value(v),
                 "timeout" => r.timeout = self.value(v),
+                "user" => r.user = self.value(v),
+                "group" => r.group = self.value(v),
                 "ignore_exit_codes" => r.ignore_exit_codes = self.value(v),
                 "big_file" => {
                     if let Some(t) = self.table("big_file", v) {

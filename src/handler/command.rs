@@ -420,6 +420,7 @@ impl CommandHandler {
             },
         );
         let mut cmd = Command::new(&self.options.path);
+        super::run_as(&mut cmd, self.rsync.options().run_as.as_ref());
         cmd.args(&argv)
             .current_dir(&self.source)
             .env("CLSYNC_JOB", &self.job)
@@ -462,10 +463,7 @@ impl CommandHandler {
 impl Handler for CommandHandler {
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         if let Destination::Local(dst) = &self.destination {
-            fs::create_dir_all(dst).map_err(|e| HandlerError::Io {
-                path: dst.clone(),
-                source: e,
-            })?;
+            super::ensure_local_destination(dst, self.rsync.options().run_as.as_ref())?;
         }
         let full = batch.is_full();
         let entries: Vec<Entry> = if full {
@@ -729,6 +727,7 @@ mod tests {
                 timeout: None,
                 ignore_exit_codes: vec![],
                 ssh: Default::default(),
+                run_as: None,
             },
             Arc::new(Filter::new(&["*.tmp".to_string()], vec![]).unwrap()),
         )

@@ -148,6 +148,35 @@ pub trait Handler: Send + Sync {
 /// may fill its stderr pipe before it has read all of its input; `None`: no stdin), stdout
 /// discarded, stderr kept for the error message. Exit codes in `ignore` count as success,
 /// with a warning that `explain(code)` may complete.
+/// Makes `cmd` run as the job's `user`/`group`. (std clears the supplementary groups when
+/// root changes the uid.)
+pub(crate) fn run_as(cmd: &mut Command, who: Option<&crate::config::RunAs>) {
+    use std::os::unix::process::CommandExt;
+    if let Some(w) = who {
+        cmd.gid(w.gid).uid(w.uid);
+    }
+}
+
+/// Creates a local destination directory that does not exist yet (rsync would create only
+/// its last component), owned by the job's `user` when handlers run as one.
+pub(crate) fn ensure_local_destination(
+    dst: &std::path::Path,
+    who: Option<&crate::config::RunAs>,
+) -> Result<(), HandlerError> {
+    if dst.exists() {
+        return Ok(());
+    }
+    let io = |e| HandlerError::Io {
+        path: dst.to_path_buf(),
+        source: e,
+    };
+    std::fs::create_dir_all(dst).map_err(io)?;
+    if let Some(w) = who {
+        std::os::unix::fs::chown(dst, Some(w.uid), Some(w.gid)).map_err(io)?;
+    }
+    Ok(())
+}
+
 pub(crate) fn run_process(
     mut cmd: Command,
     program: &str,

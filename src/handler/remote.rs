@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::{HandlerError, Rename};
-use crate::config::SshOptions;
+use crate::config::{RsyncOptions, SshOptions};
 use crate::relpath;
 
 /// Quotes one argument for a POSIX shell: `'…'`, with `'` written as `'\''`.
@@ -97,17 +97,14 @@ pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
 
 /// Replays `renames` on the remote host in one ssh call. Errors are for the log only: the
 /// rsync run that follows syncs both sides of every rename anyway.
-pub fn replay(
-    ssh: &SshOptions,
-    dest: &str,
-    renames: &[Rename],
-    timeout: Option<Duration>,
-) -> Result<(), HandlerError> {
+pub fn replay(opts: &RsyncOptions, dest: &str, renames: &[Rename]) -> Result<(), HandlerError> {
+    let (ssh, timeout) = (&opts.ssh, opts.timeout);
     let Some((host, root)) = split_remote(dest) else {
         return Ok(());
     };
     let argv = ssh.argv();
     let mut cmd = Command::new(&argv[0]);
+    super::run_as(&mut cmd, opts.run_as.as_ref());
     cmd.args(&argv[1..])
         .args(["-o", "BatchMode=yes", "--", host])
         .arg(OsStr::from_bytes(&move_script(root, renames)));

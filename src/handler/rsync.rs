@@ -44,6 +44,11 @@ impl RsyncHandler {
         }
     }
 
+    /// The job's handler options (timeout, exit codes, ssh, identity).
+    pub(crate) fn options(&self) -> &RsyncOptions {
+        &self.options
+    }
+
     fn dir_arg(p: &Path) -> OsString {
         let mut s = p.as_os_str().to_os_string();
         if !s.as_bytes().ends_with(b"/") {
@@ -201,10 +206,7 @@ impl Handler for RsyncHandler {
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         // rsync creates only the last component of a destination.
         if let Destination::Local(dst) = &self.destination {
-            fs::create_dir_all(dst).map_err(|e| HandlerError::Io {
-                path: dst.clone(),
-                source: e,
-            })?;
+            super::ensure_local_destination(dst, self.options.run_as.as_ref())?;
         }
         let full = batch.is_full();
         // Renames first, at the destination itself: rsync then finds the renamed tree in
@@ -216,12 +218,7 @@ impl Handler for RsyncHandler {
                     debug!("replayed {n} of {} renames", batch.renames.len());
                 }
                 Destination::Remote(d) => {
-                    match super::remote::replay(
-                        &self.options.ssh,
-                        d,
-                        &batch.renames,
-                        self.options.timeout,
-                    ) {
+                    match super::remote::replay(&self.options, d, &batch.renames) {
                         Ok(()) => debug!("replayed {} renames remotely", batch.renames.len()),
                         Err(e) => tracing::warn!(
                             "remote move failed ({e}); the renamed paths are transferred again"
@@ -253,6 +250,7 @@ impl Handler for RsyncHandler {
             _excl_file = Some(f);
         }
         let mut cmd = Command::new(&self.options.path);
+        super::run_as(&mut cmd, self.options.run_as.as_ref());
         cmd.args(self.args(
             batch,
             OsStr::new("-"),

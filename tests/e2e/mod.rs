@@ -9,6 +9,7 @@ mod jobs;
 mod live;
 mod modes;
 mod names;
+mod privileges;
 mod reload;
 mod remote;
 mod stress;

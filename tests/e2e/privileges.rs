@@ -1,0 +1,93 @@
+//! `user` / `group`: handlers run with the job's identity, not the daemon's.
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use super::harness::*;
+
+#[test]
+fn handlers_run_as_the_jobs_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root to change identity");
+        return;
+    }
+    let env = Env::new();
+    // The temp root is 0700: let `nobody` through to the source.
+    fs::set_permissions(&env.root, fs::Permissions::from_mode(0o755)).unwrap();
+    let (src, dst) = (env.dir("src"), env.p("out/dst"));
+    fs::create_dir_all(env.p("out")).unwrap();
+    populate(&src, "p");
+    env.job("j", &src, &dst, Mode::Rsync, "user = \"nobody\"\n");
+    let mut d = env.start(&["j"]);
+    write(&src.join("later.txt"), "x");
+    // rsync as nobody cannot keep root's ownership: compare everything but owners.
+    let deadline = std::time::Instant::now() + SYNC_DEADLINE;
+    loop {
+        let out = std::process::Command::new("rsync")
+            .args(["-anci", "--no-owner", "--no-group", "--delete"])
+            .arg(format!("{}/", src.display()))
+            .arg(format!("{}/", dst.display()))
+            .output()
+            .unwrap();
+        if out.status.success() && out.stdout.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            d.log_tail()
+        );
+        std::thread::sleep(POLL);
+    }
+    let nobody = fs::metadata(dst.join("later.txt")).unwrap().uid();
+    assert_eq!(
+        nobody, 65534,
+        "the file was written by uid {nobody}, not nobody"
+    );
+    assert_eq!(
+        fs::metadata(&dst).unwrap().uid(),
+        65534,
+        "destination created for the user"
+    );
+    assert!(d.stop().success());
+}
+
+#[test]
+fn unknown_user_and_mirror_with_user_are_refused() {
+    let env = Env::new();
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    env.job(
+        "ghost",
+        &src,
+        &dst,
+        Mode::Rsync,
+        "user = \"no-such-user-clsync\"\n",
+    );
+    env.job(
+        "mirror",
+        &src,
+        &env.p("dst2"),
+        Mode::Mirror,
+        "user = \"root\"\n",
+    );
+    let out = run_check(
+        &env.root,
+        &[std::ffi::OsStr::new("--config-dir"), env.conf.as_os_str()],
+    );
+    assert_ne!(out.code, Some(0));
+    let ghost = out.errors_in("ghost.toml");
+    assert!(
+        ghost
+            .iter()
+            .any(|d| d.line == 5 && d.column == 8 && d.message.contains("no such user")),
+        "{}",
+        out.describe()
+    );
+    let mirror = out.errors_in("mirror.toml");
+    assert!(
+        mirror.iter().any(|d| d.message.contains("mirror")),
+        "{}",
+        out.describe()
+    );
+}
