@@ -1497,6 +1497,7 @@ mod schema_tests {
             "rules" => "[\"-d^x$\"]",
             "rules_file" => "\"r.rules\"",
             "path" => "\"rsync\"",
+            "user" | "group" => "\"root\"",
             _ => match spec["type"].as_str() {
                 Some("string") => "\"x\"",
                 Some("boolean") => "true",

@@ -193,6 +193,21 @@ pub(crate) fn run_process(
     .stdout(Stdio::null())
     .stderr(Stdio::piped());
     cmd.process_group(0);
+    // A handler must not outlive a daemon killed with SIGKILL: an orphaned rsync would keep
+    // writing into the destination while the restarted daemon syncs it. SIGTERM lets rsync
+    // remove its temporary files. (The signal fires when the worker thread that started the
+    // handler ends; workers wait for their handlers, so that is only at the daemon's death.)
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; nothing is allocated between fork and exec.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let program = program.to_string();
     let mut child = cmd.spawn().map_err(|e| HandlerError::Spawn {
         program: program.clone(),

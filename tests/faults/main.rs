@@ -148,8 +148,19 @@ fn killed_during_a_large_sync() {
         while !dst.join("d000").exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(5));
         }
+        let children = children_of(d.pid());
         d.signal(libc::SIGKILL);
         d.wait_exit(Duration::from_secs(10)).expect("killed");
+        // Its handlers die with it: an orphaned rsync would keep writing into the
+        // destination behind the restarted daemon's back.
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while children.iter().any(|&p| alive(p)) {
+            assert!(
+                Instant::now() < deadline,
+                "handlers {children:?} outlived the killed daemon"
+            );
+            std::thread::sleep(POLL);
+        }
         write(&src.join("d001/changed-while-down"), "y");
         fs::remove_dir_all(src.join("d002")).unwrap();
         let start = Instant::now();
@@ -158,6 +169,33 @@ fn killed_during_a_large_sync() {
         report("kill-9-during-sync", Some(mode), start.elapsed());
         assert!(d.stop().success());
     }
+}
+
+/// True while `pid` runs (a zombie waiting to be reaped has finished).
+fn alive(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        let after = st.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        !matches!(after.split_whitespace().next(), Some("Z" | "X"))
+    })
+}
+
+/// PIDs whose parent is `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // The ppid is the second field after the parenthesised command name.
+        let after = stat.rsplit_once(')').map(|x| x.1).unwrap_or("");
+        if after.split_whitespace().nth(1).and_then(|x| x.parse().ok()) == Some(pid) {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Watches currently held by root, summed over every inotify instance on the machine.
