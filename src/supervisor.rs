@@ -509,6 +509,7 @@ fn job_json(cfg: &JobConfig, enabled: bool, s: &Status) -> Value {
         "consecutive_failures": s.consecutive_failures,
         "initial_syncs": s.initial_syncs,
         "last_success": s.last_success.map(timestamp),
+        "last_verify": s.last_verify.map(|(t, n)| json!({"time": timestamp(t), "repaired": n})),
         "last_error": s.last_error.as_ref().map(|(t, m)| json!({"time": timestamp(*t), "message": m})),
     })
 }
@@ -586,6 +587,7 @@ mod tests {
             initial_sync: true,
             big_file: None,
             workers: 2,
+            verify_interval: None,
             rsync: RsyncOptions {
                 path: "rsync".into(),
                 args: vec![],

@@ -234,6 +234,9 @@ pub struct JobConfig {
     pub initial_sync: bool,
     pub big_file: Option<BigFile>,
     pub workers: usize,
+    /// Run a full sync this often, to repair drift the monitor could not see (changes made
+    /// at the destination, or while the daemon was stopped).
+    pub verify_interval: Option<Duration>,
     pub rsync: RsyncOptions,
 }
 
@@ -993,6 +996,16 @@ fn resolve_job(
     .map(|a| a.get().iter().map(|s| s.get_ref().clone()).collect())
     .unwrap_or_default();
 
+    let verify_interval = match pick(
+        raw.verify_interval.as_ref(),
+        f,
+        d.verify_interval.as_ref(),
+        df,
+    ) {
+        None => Some(None),
+        Some(a) => duration_value(&a, diags).map(|t| (!t.is_zero()).then_some(t)),
+    };
+
     let user_at = pick(raw.user.as_ref(), f, d.user.as_ref(), df);
     let group_at = pick(raw.group.as_ref(), f, d.group.as_ref(), df);
     let run_as = match (&user_at, &group_at) {
@@ -1101,6 +1114,7 @@ fn resolve_job(
         initial_sync,
         big_file: big_file?,
         workers: workers?,
+        verify_interval: verify_interval?,
         rsync: RsyncOptions {
             path: rsync_path,
             args: rsync_args,
@@ -1492,7 +1506,7 @@ mod schema_tests {
             "destination" => "\"dst\"",
             "mode" => "\"shell\"",
             "lists_dir" => "\"lists\"",
-            "delay" | "timeout" => "\"2s\"",
+            "delay" | "timeout" | "verify_interval" => "\"2s\"",
             "threshold" => "\"1MiB\"",
             "rules" => "[\"-d^x$\"]",
             "rules_file" => "\"r.rules\"",

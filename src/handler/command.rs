@@ -447,7 +447,9 @@ impl CommandHandler {
             self.timeout,
             &self.ignore_exit_codes,
             |_| "",
-        );
+        )
+        // What a user's command prints says nothing about what it changed.
+        .map(|o| Outcome { changed: None, ..o });
         if self.options.keep_lists {
             for f in [list, excludes].into_iter().flatten() {
                 match f.keep() {

@@ -197,6 +197,7 @@ impl Handler for MirrorHandler {
             Some(e) => Err(e),
             None => Ok(Outcome {
                 warnings: run.warnings,
+                changed: None,
             }),
         }
     }

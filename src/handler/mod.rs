@@ -128,6 +128,9 @@ fn stderr_tail(stderr: &str) -> String {
 pub struct Outcome {
     /// Non-fatal problems (e.g. rsync's "some files vanished"): logged, not retried.
     pub warnings: Vec<String>,
+    /// How many paths the run changed at the destination, when the handler can tell (rsync's
+    /// itemized full syncs): what a verification repaired.
+    pub changed: Option<u64>,
 }
 
 /// A sync handler. Implementations must be safe to call from several worker threads at once
@@ -190,7 +193,7 @@ pub(crate) fn run_process(
     } else {
         Stdio::null()
     })
-    .stdout(Stdio::null())
+    .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     cmd.process_group(0);
     // A handler must not outlive a daemon killed with SIGKILL: an orphaned rsync would keep
@@ -220,6 +223,21 @@ pub(crate) fn run_process(
         })
     });
     let watchdog = timeout.map(|t| timeout::Watchdog::start(child.id() as i32, t));
+    // stdout is only counted (rsync's itemized changes), on its own thread so that neither
+    // pipe can fill up while the other is read.
+    let counter = child.stdout.take().map(|mut out| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64 * 1024];
+            let mut lines = 0u64;
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+            }
+            lines
+        })
+    });
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let mut bytes = Vec::new();
@@ -234,6 +252,7 @@ pub(crate) fn run_process(
     if let Some(w) = writer {
         let _ = w.join();
     }
+    let changed = counter.and_then(|c| c.join().ok());
     if timed_out {
         return Err(HandlerError::Timeout {
             program,
@@ -241,12 +260,16 @@ pub(crate) fn run_process(
         });
     }
     match status.code() {
-        Some(0) => Ok(Outcome::default()),
+        Some(0) => Ok(Outcome {
+            warnings: Vec::new(),
+            changed,
+        }),
         Some(code) if ignore.contains(&code) => Ok(Outcome {
             warnings: vec![format!(
                 "{program} exited with status {code} (ignored by ignore_exit_codes){}",
                 explain(code)
             )],
+            changed,
         }),
         Some(code) => Err(HandlerError::Exit {
             program,

@@ -155,6 +155,11 @@ impl RsyncHandler {
         exclude_from: Option<&Path>,
     ) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec!["-a".into(), "--delete".into()];
+        if batch.is_full() {
+            // One line per changed path on stdout: counted, to report what a full sync
+            // (a verification) had to repair.
+            args.push("--itemize-changes".into());
+        }
         if let Destination::Remote(d) = &self.destination
             && super::remote::split_remote(d).is_some()
             && !self.options.ssh.is_default()
@@ -266,7 +271,7 @@ impl Handler for RsyncHandler {
             "running {program} {:?}",
             cmd.get_args().collect::<Vec<_>>()
         );
-        super::run_process(
+        let mut outcome = super::run_process(
             cmd,
             &program,
             (!full).then_some(list),
@@ -279,6 +284,11 @@ impl Handler for RsyncHandler {
                     ""
                 }
             },
-        )
+        )?;
+        // Only a full sync is itemized: its count is what a verification repaired.
+        if !full {
+            outcome.changed = None;
+        }
+        Ok(outcome)
     }
 }

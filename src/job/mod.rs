@@ -143,6 +143,8 @@ impl Job {
             once: opts.once,
             force_initial: opts.force_initial_sync,
             last_activity: Instant::now(),
+            verify_due: None,
+            verifying: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("clsync-job-{}", config.name))
@@ -234,6 +236,10 @@ struct Runner {
     force_initial: bool,
     /// The last change read or sync finished (for `once`).
     last_activity: Instant,
+    /// When the next periodic verification (a full sync) is due.
+    verify_due: Option<Instant>,
+    /// The full sync pending or in flight is a verification.
+    verifying: bool,
 }
 
 impl Runner {
@@ -381,6 +387,13 @@ impl Runner {
             if self.apply(&mut changes, now) {
                 return Exit::RootGone;
             }
+            if self.verify_due.is_some_and(|d| d <= now) {
+                debug!("periodic verification: full sync");
+                self.verify_due = None;
+                self.verifying = true;
+                self.normal.set_full();
+                self.normal_due.get_or_insert(now);
+            }
             self.dispatch(now);
             {
                 let mut s = self.status.lock();
@@ -389,7 +402,7 @@ impl Runner {
                 s.unwatched_dirs = mon.unwatched();
             }
             let mut timeout = self.next_timeout(&mon, now);
-            if let Some(d) = unwatched_due {
+            for d in [unwatched_due, self.verify_due].into_iter().flatten() {
                 let left = d.saturating_duration_since(now);
                 timeout = Some(timeout.map_or(left, |t| t.min(left)));
             }
@@ -567,7 +580,20 @@ impl Runner {
                 self.failures = 0;
                 self.retry_at = None;
                 let full = done.batch.is_full();
+                if full && let Some(every) = self.cfg.verify_interval {
+                    self.verify_due = Some(now + every);
+                }
                 let mut s = self.status.lock();
+                if full && std::mem::take(&mut self.verifying) && !self.announce {
+                    s.last_verify = Some((SystemTime::now(), outcome.changed));
+                    match outcome.changed {
+                        Some(0) => info!("verification: destination was in sync"),
+                        Some(n) => warn!(
+                            "verification repaired {n} path(s) that differed (changed outside the daemon's view)"
+                        ),
+                        None => info!("verification: full sync done"),
+                    }
+                }
                 s.syncs += 1;
                 s.consecutive_failures = 0;
                 s.last_success = Some(SystemTime::now());

@@ -46,6 +46,9 @@ pub struct Status {
     pub consecutive_failures: u32,
     pub initial_syncs: u64,
     pub last_success: Option<SystemTime>,
+    /// The last periodic verification: when, and how many paths it repaired (if the handler
+    /// can tell).
+    pub last_verify: Option<(SystemTime, Option<u64>)>,
     pub last_error: Option<(SystemTime, String)>,
 }
 
@@ -61,6 +64,7 @@ impl Default for Status {
             consecutive_failures: 0,
             initial_syncs: 0,
             last_success: None,
+            last_verify: None,
             last_error: None,
         }
     }

@@ -14,3 +14,4 @@ mod reload;
 mod remote;
 mod stress;
 mod systemd;
+mod verify;
