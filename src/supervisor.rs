@@ -501,6 +501,7 @@ fn job_json(cfg: &JobConfig, enabled: bool, s: &Status) -> Value {
         "mode": cfg.mode.as_str(),
         "source": cfg.source.display().to_string(),
         "destination": cfg.destination.to_string(),
+        "target_of": cfg.target_of,
         "watched_dirs": s.watched_dirs,
         "unwatched_dirs": s.unwatched_dirs,
         "queued": s.queued,
@@ -575,6 +576,8 @@ mod tests {
         JobConfig {
             name: name.into(),
             file: PathBuf::from(format!("/etc/clsync/jobs.d/{name}.toml")),
+            fan_out: vec![Destination::Local(PathBuf::from("/dst"))],
+            target_of: None,
             enabled,
             source: PathBuf::from("/src"),
             destination: Destination::Local(PathBuf::from("/dst")),

@@ -221,6 +221,11 @@ impl SshOptions {
 pub struct JobConfig {
     pub name: String,
     pub file: PathBuf,
+    /// Every destination of the job file (`destinations = [...]`); a job file with several
+    /// runs one job per destination, named `NAME@1`, `NAME@2`, …
+    pub fan_out: Vec<Destination>,
+    /// For one target of a fan-out: the job file's name.
+    pub target_of: Option<String>,
     pub enabled: bool,
     pub source: PathBuf,
     pub destination: Destination,
@@ -371,7 +376,17 @@ pub fn load_dir(dir: &Path) -> Loaded {
         }
     };
     for file in files {
-        if let Some(job) = load_job_file(dir, &file, defaults.as_ref(), &mut out.diagnostics) {
+        for job in load_job_file(dir, &file, defaults.as_ref(), &mut out.diagnostics) {
+            if out.jobs.iter().any(|j| j.name == job.name) {
+                out.diagnostics.push(diag::file_error(
+                    &job.file,
+                    format!(
+                        "job name {:?} is used twice (a fan-out target is named NAME@N)",
+                        job.name
+                    ),
+                ));
+                continue;
+            }
             out.jobs.push(job);
         }
     }
@@ -397,9 +412,12 @@ pub fn load_single(dir: &Path, file: &Path) -> Loaded {
     } else {
         None
     };
-    if let Some(job) = load_job_file(dir, file, defaults.as_ref(), &mut out.diagnostics) {
-        out.jobs.push(job);
-    }
+    out.jobs.extend(load_job_file(
+        dir,
+        file,
+        defaults.as_ref(),
+        &mut out.diagnostics,
+    ));
     dedup(&mut out.diagnostics);
     out
 }
@@ -647,6 +665,35 @@ fn load_job_file(
     path: &Path,
     defaults: Option<&Defaults>,
     diags: &mut Vec<Diagnostic>,
+) -> Vec<JobConfig> {
+    load_job_file_one(dir, path, defaults, diags)
+        .map(expand_fan_out)
+        .unwrap_or_default()
+}
+
+/// A job with several destinations becomes one job per destination, each with its own
+/// watches, queue and retry state, so that one target down holds back no other.
+fn expand_fan_out(job: JobConfig) -> Vec<JobConfig> {
+    if job.fan_out.len() < 2 {
+        return vec![job];
+    }
+    job.fan_out
+        .iter()
+        .enumerate()
+        .map(|(i, d)| JobConfig {
+            name: format!("{}@{}", job.name, i + 1),
+            destination: d.clone(),
+            target_of: Some(job.name.clone()),
+            ..job.clone()
+        })
+        .collect()
+}
+
+fn load_job_file_one(
+    dir: &Path,
+    path: &Path,
+    defaults: Option<&Defaults>,
+    diags: &mut Vec<Diagnostic>,
 ) -> Option<JobConfig> {
     let before = diags.len();
     let file = read_text(path, diags)?;
@@ -767,55 +814,88 @@ fn resolve_job(
         }
     };
 
-    let destination = match raw.destination.as_ref() {
-        None if !job_file => None,
-        None => {
-            diags.push(f.error(eof..eof, "missing required key `destination`"));
-            None
+    // One destination, or several (fan-out: one job per target, each with its own queue and
+    // retry state).
+    let check_destination = |s: &Spanned<String>, diags: &mut Vec<Diagnostic>| {
+        if s.get_ref().is_empty() {
+            diags.push(f.error(s.span(), "destination is empty"));
+            return None;
         }
-        Some(s) if s.get_ref().is_empty() => {
-            diags.push(f.error(s.span(), "`destination` is empty"));
-            None
-        }
-        Some(s) if is_remote(s.get_ref()) => {
+        if is_remote(s.get_ref()) {
             if matches!(mode, Some(Ok(Mode::Mirror))) {
                 diags.push(f.error(
                     s.span(),
                     "mode \"mirror\" needs a local destination; use mode \"rsync\" for remote ones",
                 ));
             }
-            Some(Destination::Remote(s.get_ref().clone()))
+            return Some(Destination::Remote(s.get_ref().clone()));
         }
-        Some(s) => {
-            let p = resolve(dir, s.get_ref());
-            if let Some((src, _)) = &source {
-                let (rs, rd) = (real_path(src), real_path(&p));
-                if rd.starts_with(&rs) {
-                    diags.push(f.error(
-                        s.span(),
-                        format!(
-                            "destination {} is inside the source {}: it would copy itself forever",
-                            p.display(),
-                            src.display()
-                        ),
-                    ));
-                } else if rs.starts_with(&rd) {
-                    diags.push(f.error(
-                        s.span(),
-                        format!(
-                            "destination {} contains the source {}: syncing with deletion would destroy the source",
-                            p.display(),
-                            src.display()
-                        ),
-                    ));
-                }
+        let p = resolve(dir, s.get_ref());
+        if let Some((src, _)) = &source {
+            let (rs, rd) = (real_path(src), real_path(&p));
+            if rd.starts_with(&rs) {
+                diags.push(f.error(
+                    s.span(),
+                    format!(
+                        "destination {} is inside the source {}: it would copy itself forever",
+                        p.display(),
+                        src.display()
+                    ),
+                ));
+            } else if rs.starts_with(&rd) {
+                diags.push(f.error(
+                    s.span(),
+                    format!(
+                        "destination {} contains the source {}: syncing with deletion would destroy the source",
+                        p.display(),
+                        src.display()
+                    ),
+                ));
             }
-            if p == Path::new("/") {
-                diags.push(f.error(s.span(), "destination cannot be `/`"));
-            }
-            Some(Destination::Local(p))
         }
+        if p == Path::new("/") {
+            diags.push(f.error(s.span(), "destination cannot be `/`"));
+        }
+        Some(Destination::Local(p))
     };
+    let destinations: Option<Vec<Destination>> =
+        match (raw.destination.as_ref(), raw.destinations.as_ref()) {
+            (None, None) if !job_file => None,
+            (None, None) => {
+                diags.push(f.error(
+                    eof..eof,
+                    "missing required key `destination` (or `destinations`)",
+                ));
+                None
+            }
+            (Some(_), Some(m)) => {
+                diags.push(f.error(
+                    m.span(),
+                    "set either `destination` or `destinations`, not both",
+                ));
+                None
+            }
+            (Some(s), None) => check_destination(s, diags).map(|d| vec![d]),
+            (None, Some(m)) if m.get_ref().is_empty() => {
+                diags.push(f.error(m.span(), "`destinations` is empty"));
+                None
+            }
+            (None, Some(m)) => {
+                let mut out = Vec::new();
+                let mut ok = true;
+                for s in m.get_ref() {
+                    match check_destination(s, diags) {
+                        Some(d) if out.contains(&d) => {
+                            diags.push(f.error(s.span(), "the same destination twice"));
+                            ok = false;
+                        }
+                        Some(d) => out.push(d),
+                        None => ok = false,
+                    }
+                }
+                ok.then_some(out)
+            }
+        };
 
     let delay = match pick(raw.delay.as_ref(), f, d.delay.as_ref(), df) {
         None => Some(DEFAULT_DELAY),
@@ -1104,7 +1184,9 @@ fn resolve_job(
         file: path.to_path_buf(),
         enabled,
         source: source?.0,
-        destination: destination?,
+        destination: destinations.as_ref()?[0].clone(),
+        fan_out: destinations?,
+        target_of: None,
         mode: mode?,
         delay: delay?,
         exclude,
@@ -1467,6 +1549,47 @@ mod tests {
     }
 
     #[test]
+    fn several_destinations_fan_out_into_one_job_each() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        write(
+            t.path(),
+            "jobs.d/web.toml",
+            "source = \"src\"\ndestinations = [\"a\", \"host:/b\"]\n",
+        );
+        write(
+            t.path(),
+            "jobs.d/bad.toml",
+            "source = \"src\"\ndestination = \"x\"\ndestinations = [\"y\"]\n",
+        );
+        write(
+            t.path(),
+            "jobs.d/dup.toml",
+            "source = \"src\"\ndestinations = [\"z\", \"z\"]\n",
+        );
+        let l = load_dir(t.path());
+        let names: Vec<&str> = l.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names, ["web@1", "web@2"]);
+        assert_eq!(
+            l.jobs[0].destination,
+            Destination::Local(t.path().join("a"))
+        );
+        assert_eq!(l.jobs[1].destination, Destination::Remote("host:/b".into()));
+        assert_eq!(l.jobs[1].target_of.as_deref(), Some("web"));
+        let msgs: Vec<String> = l.errors().map(|d| d.to_string()).collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("bad.toml:3:16") && m.contains("not both")),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("dup.toml:2:22") && m.contains("twice")),
+            "{msgs:#?}"
+        );
+    }
+
+    #[test]
     fn remote_destinations_are_recognised() {
         assert!(is_remote("host:/srv"));
         assert!(is_remote("user@host:backup"));
@@ -1488,6 +1611,10 @@ mod schema_tests {
         let mut tables = String::new();
         let props = schema["properties"].as_object().unwrap();
         for (key, spec) in props {
+            if key == "destinations" {
+                // Exclusive with `destination`: checked by its own test.
+                continue;
+            }
             if let Some(sub) = spec.get("properties").and_then(|p| p.as_object()) {
                 tables.push_str(&format!("[{key}]\n"));
                 for (k, s) in sub {

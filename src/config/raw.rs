@@ -16,6 +16,7 @@ use super::diag::{Diagnostic, SourceFile};
 pub struct RawJob {
     pub source: Option<Spanned<String>>,
     pub destination: Option<Spanned<String>>,
+    pub destinations: Option<Spanned<Vec<Spanned<String>>>>,
     pub mode: Option<Spanned<String>>,
     pub enabled: Option<Spanned<bool>>,
     pub delay: Option<Spanned<toml::Value>>,
@@ -90,6 +91,7 @@ pub struct RawDaemon {
 pub const JOB_KEYS: &[&str] = &[
     "source",
     "destination",
+    "destinations",
     "mode",
     "enabled",
     "delay",
@@ -176,6 +178,7 @@ impl Reader<'_> {
             match k.get_ref().as_ref() {
                 "source" => r.source = self.value(v),
                 "destination" => r.destination = self.value(v),
+                "destinations" => r.destinations = self.value(v),
                 "mode" => r.mode = self.value(v),
                 "enabled" => r.enabled = self.value(v),
                 "delay" => r.delay = self.value(v),
