@@ -591,6 +591,7 @@ mod tests {
             big_file: None,
             workers: 2,
             verify_interval: None,
+            loop_guard: false,
             rsync: RsyncOptions {
                 path: "rsync".into(),
                 args: vec![],

@@ -242,6 +242,8 @@ pub struct JobConfig {
     /// Run a full sync this often, to repair drift the monitor could not see (changes made
     /// at the destination, or while the daemon was stopped).
     pub verify_interval: Option<Duration>,
+    /// Two-way setups: drop changes that only echo what this job itself sent.
+    pub loop_guard: bool,
     pub rsync: RsyncOptions,
 }
 
@@ -1197,6 +1199,8 @@ fn resolve_job(
         big_file: big_file?,
         workers: workers?,
         verify_interval: verify_interval?,
+        loop_guard: pick(raw.loop_guard.as_ref(), f, d.loop_guard.as_ref(), df)
+            .is_some_and(|a| *a.get()),
         rsync: RsyncOptions {
             path: rsync_path,
             args: rsync_args,

@@ -7,6 +7,7 @@
 //! queue and retried with capped exponential backoff, together with whatever came since.
 
 mod inflight;
+mod loop_guard;
 mod pool;
 pub mod status;
 
@@ -145,6 +146,7 @@ impl Job {
             last_activity: Instant::now(),
             verify_due: None,
             verifying: false,
+            guard: config.loop_guard.then(loop_guard::LoopGuard::default),
         };
         let thread = std::thread::Builder::new()
             .name(format!("clsync-job-{}", config.name))
@@ -240,6 +242,8 @@ struct Runner {
     verify_due: Option<Instant>,
     /// The full sync pending or in flight is a verification.
     verifying: bool,
+    /// `loop_guard = true`: drops changes that only echo what this job sent.
+    guard: Option<loop_guard::LoopGuard>,
 }
 
 impl Runner {
@@ -460,6 +464,12 @@ impl Runner {
                 self.big = Queue::default();
                 self.big_due = None;
             }
+            if let (Some(g), Change::Path(rel) | Change::Attrib(rel)) = (&self.guard, &c)
+                && g.is_echo(&self.cfg.source, rel)
+            {
+                debug!(path = ?rel, "loop guard: unchanged since this job sent it");
+                continue;
+            }
             self.normal.push(c);
             if self.normal_due.is_none() {
                 self.normal_due = Some(now + self.cfg.delay);
@@ -550,6 +560,9 @@ impl Runner {
             "sync started"
         );
         self.inflight.add(id, &batch);
+        if let Some(g) = &mut self.guard {
+            g.dispatched(&self.cfg.source, id, &batch);
+        }
         self.pool.submit(id, batch);
         let mut s = self.status.lock();
         // A retry in flight is still "retrying" until it succeeds.
@@ -564,6 +577,9 @@ impl Runner {
     }
 
     fn finish(&mut self, done: Done) {
+        if let Some(g) = &mut self.guard {
+            g.finished(done.id, done.result.is_ok());
+        }
         self.pool.finished();
         self.inflight.remove(done.id);
         self.blocked = false;

@@ -15,4 +15,5 @@ mod reload;
 mod remote;
 mod stress;
 mod systemd;
+mod two_way;
 mod verify;
