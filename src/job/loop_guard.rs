@@ -29,11 +29,15 @@ enum Sig {
     },
 }
 
+/// `S_IFMT` is a u16 on the BSDs and a u32 on Linux.
+#[allow(clippy::unnecessary_cast)]
+const S_IFMT: u32 = libc::S_IFMT as u32;
+
 fn sig(source: &Path, rel: &Path) -> Sig {
     match std::fs::symlink_metadata(relpath::join(source, rel)) {
         Err(_) => Sig::Missing,
         Ok(m) => Sig::Present {
-            kind: m.mode() & libc::S_IFMT as u32,
+            kind: m.mode() & S_IFMT,
             size: if m.is_dir() { 0 } else { m.len() },
             mtime: m.mtime(),
             mtime_ns: m.mtime_nsec(),
