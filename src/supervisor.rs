@@ -592,6 +592,7 @@ mod tests {
             workers: 2,
             verify_interval: None,
             loop_guard: false,
+            retry: Default::default(),
             rsync: RsyncOptions {
                 path: "rsync".into(),
                 args: vec![],

@@ -244,6 +244,7 @@ pub struct JobConfig {
     pub verify_interval: Option<Duration>,
     /// Two-way setups: drop changes that only echo what this job itself sent.
     pub loop_guard: bool,
+    pub retry: RetryOptions,
     pub rsync: RsyncOptions,
 }
 
@@ -266,6 +267,28 @@ impl JobConfig {
             })?);
         }
         Filter::new(&self.exclude, rules).map_err(|e| e.to_string())
+    }
+}
+
+/// How failed handler runs are retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryOptions {
+    /// After this many consecutive failures the job is reported failed (it keeps retrying,
+    /// with its changes kept); 0 = never.
+    pub retries: u32,
+    /// The first wait; it doubles after every failure…
+    pub delay: Duration,
+    /// …up to this.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryOptions {
+    fn default() -> RetryOptions {
+        RetryOptions {
+            retries: 0,
+            delay: Duration::from_secs(1),
+            max_delay: Duration::from_secs(60),
+        }
     }
 }
 
@@ -1088,6 +1111,44 @@ fn resolve_job(
         Some(a) => duration_value(&a, diags).map(|t| (!t.is_zero()).then_some(t)),
     };
 
+    let retry = {
+        let dflt = RetryOptions::default();
+        let retries = match pick(raw.retries.as_ref(), f, d.retries.as_ref(), df) {
+            None => Some(dflt.retries),
+            Some(a) => match u32::try_from(*a.get()) {
+                Ok(n) if n <= 1_000_000 => Some(n),
+                _ => {
+                    diags.push(a.err(format!(
+                        "retries must be 0 (never give up) to 1000000, not {}",
+                        a.get()
+                    )));
+                    None
+                }
+            },
+        };
+        let delay = match pick(raw.retry_delay.as_ref(), f, d.retry_delay.as_ref(), df) {
+            None => Some(dflt.delay),
+            Some(a) => duration_value(&a, diags).map(|t| t.max(Duration::from_millis(10))),
+        };
+        let max_delay = match pick(
+            raw.retry_max_delay.as_ref(),
+            f,
+            d.retry_max_delay.as_ref(),
+            df,
+        ) {
+            None => Some(dflt.max_delay),
+            Some(a) => duration_value(&a, diags),
+        };
+        match (retries, delay, max_delay) {
+            (Some(retries), Some(delay), Some(max_delay)) => Some(RetryOptions {
+                retries,
+                delay,
+                max_delay: max_delay.max(delay),
+            }),
+            _ => None,
+        }
+    };
+
     let user_at = pick(raw.user.as_ref(), f, d.user.as_ref(), df);
     let group_at = pick(raw.group.as_ref(), f, d.group.as_ref(), df);
     let run_as = match (&user_at, &group_at) {
@@ -1199,6 +1260,7 @@ fn resolve_job(
         big_file: big_file?,
         workers: workers?,
         verify_interval: verify_interval?,
+        retry: retry?,
         loop_guard: pick(raw.loop_guard.as_ref(), f, d.loop_guard.as_ref(), df)
             .is_some_and(|a| *a.get()),
         rsync: RsyncOptions {
@@ -1637,7 +1699,7 @@ mod schema_tests {
             "destination" => "\"dst\"",
             "mode" => "\"shell\"",
             "lists_dir" => "\"lists\"",
-            "delay" | "timeout" | "verify_interval" => "\"2s\"",
+            "delay" | "timeout" | "verify_interval" | "retry_delay" | "retry_max_delay" => "\"2s\"",
             "threshold" => "\"1MiB\"",
             "rules" => "[\"-d^x$\"]",
             "rules_file" => "\"r.rules\"",

@@ -34,16 +34,13 @@ use inflight::InFlight;
 use pool::{Done, Pool};
 pub use status::{SharedStatus, State, Status};
 
-/// Retry delays grow from this…
-const BACKOFF_MIN: Duration = Duration::from_secs(1);
-/// …up to this.
-const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A missing source is checked again at most this far apart.
 const SOURCE_WAIT_MAX: Duration = Duration::from_secs(30);
 
-fn backoff(failures: u32, max: Duration) -> Duration {
-    let exp = failures.saturating_sub(1).min(16);
-    (BACKOFF_MIN * (1u32 << exp)).min(max)
+/// The wait after `failures` consecutive failures: `first`, doubling, capped at `max`.
+fn backoff(failures: u32, first: Duration, max: Duration) -> Duration {
+    let exp = failures.saturating_sub(1).min(20);
+    first.saturating_mul(1u32 << exp).min(max)
 }
 
 fn is_big(source: &Path, rel: &Path, threshold: u64) -> bool {
@@ -256,7 +253,7 @@ impl Runner {
                 Ok(m) => m,
                 Err(e) => {
                     source_failures += 1;
-                    let wait = backoff(source_failures, SOURCE_WAIT_MAX);
+                    let wait = backoff(source_failures, Duration::from_secs(1), SOURCE_WAIT_MAX);
                     let msg = format!("cannot watch source {}: {e}", self.cfg.source.display());
                     if msg != last_error {
                         error!("{msg}; retrying (every {:?} at most)", SOURCE_WAIT_MAX);
@@ -639,19 +636,36 @@ impl Runner {
             }
             Err(e) => {
                 self.failures += 1;
-                let wait = backoff(self.failures, BACKOFF_MAX);
-                warn!(
-                    "sync of {} paths failed (attempt {}): {e}; retrying in {wait:?}",
-                    done.batch.len(),
-                    self.failures
-                );
+                let r = &self.cfg.retry;
+                let wait = backoff(self.failures, r.delay, r.max_delay);
+                // Past `retries` attempts the job is reported failed, but it keeps its
+                // pending changes and keeps trying at the capped interval: nothing is lost
+                // when the target comes back.
+                let exhausted = r.retries > 0 && self.failures >= r.retries;
+                if exhausted && self.failures == r.retries {
+                    error!(
+                        "sync of {} paths failed {} times: {e}; the job is failed, still retrying every {wait:?} with its changes kept",
+                        done.batch.len(),
+                        self.failures
+                    );
+                } else {
+                    warn!(
+                        "sync of {} paths failed (attempt {}): {e}; retrying in {wait:?}",
+                        done.batch.len(),
+                        self.failures
+                    );
+                }
                 self.retry_at = Some(now + wait);
                 {
                     let mut s = self.status.lock();
                     s.failures += 1;
                     s.consecutive_failures = self.failures;
                     s.last_error = Some((SystemTime::now(), e.to_string()));
-                    s.state = State::Retrying;
+                    s.state = if exhausted {
+                        State::Failed
+                    } else {
+                        State::Retrying
+                    };
                 }
                 self.normal.restore(done.batch);
                 self.normal_due.get_or_insert(now);

@@ -104,3 +104,74 @@ fn ignored_exit_codes_and_transient_failures() {
     );
     assert!(d.stop().success());
 }
+
+/// `retries`, `retry_delay`, `retry_max_delay`: after `retries` failures the job is reported
+/// failed, keeps retrying at the capped interval with its changes, and recovers.
+#[test]
+fn retries_mark_the_job_failed_and_it_still_recovers() {
+    let env = Env::new();
+    let sock = env.p("ctl.sock");
+    env.write_main_config(&format!("[daemon]\nsocket = {}\n", toml_path(&sock)));
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    populate(&src, "r");
+    let down = env.p("target-down");
+    write(&down, "");
+    let calls = env.p("calls");
+    let rsync = env.script(
+        "rsync-down.sh",
+        &format!(
+            "date +%s.%N >> '{c}'\n[ -e '{d}' ] && exit 12\nexec rsync \"$@\"",
+            c = calls.display(),
+            d = down.display()
+        ),
+    );
+    env.job(
+        "j",
+        &src,
+        &dst,
+        Mode::Rsync,
+        &format!(
+            "retries = 3\nretry_delay = \"100ms\"\nretry_max_delay = \"400ms\"\n[rsync]\npath = {}\n",
+            toml_path(&rsync)
+        ),
+    );
+    let mut d = env.spawn();
+    let deadline = std::time::Instant::now() + SYNC_DEADLINE;
+    loop {
+        let st = super::ctl::status(&sock).unwrap_or_default();
+        if st["jobs"][0]["state"] == "failed" {
+            assert!(
+                st["jobs"][0]["consecutive_failures"].as_u64() >= Some(3),
+                "{st}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never failed: {st}\n{}",
+            d.log_tail()
+        );
+        std::thread::sleep(POLL);
+    }
+    write(&src.join("while-down.txt"), "kept");
+    // The waits grow and stop at the cap: 0.1, 0.2, 0.4, 0.4, ...
+    while count_lines(&calls) < 6 {
+        assert!(
+            std::time::Instant::now() < deadline + SYNC_DEADLINE,
+            "{}",
+            d.log_tail()
+        );
+        std::thread::sleep(POLL);
+    }
+    let times: Vec<f64> = std::fs::read_to_string(&calls)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.parse().ok())
+        .collect();
+    let gaps: Vec<f64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps[0] < gaps[2], "backoff grows: {gaps:?}");
+    assert!(gaps.iter().all(|&g| g < 2.0), "capped near 0.4 s: {gaps:?}");
+    std::fs::remove_file(&down).unwrap();
+    d.assert_synced(&src, &dst, &[]);
+    assert!(d.stop().success());
+}
