@@ -390,3 +390,12 @@ fn reload_storm_under_writes() {
     assert!(rss1 < rss0 + 8 * 1024, "RSS grew from {rss0} to {rss1} KiB");
     assert!(d.stop().success());
 }
+
+mod changing_files;
+mod dest_full;
+mod escape;
+mod handler_exits;
+mod socket_perms;
+mod sparse;
+mod unreadable;
+mod util;
