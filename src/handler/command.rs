@@ -463,6 +463,10 @@ impl CommandHandler {
 }
 
 impl Handler for CommandHandler {
+    fn source(&self) -> Option<&Path> {
+        Some(&self.source)
+    }
+
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         if let Destination::Local(dst) = &self.destination {
             super::ensure_local_destination(dst, self.rsync.options().run_as.as_ref())?;

@@ -138,6 +138,10 @@ impl MirrorHandler {
 }
 
 impl Handler for MirrorHandler {
+    fn source(&self) -> Option<&Path> {
+        Some(&self.source)
+    }
+
     fn local_destination(&self) -> Option<&Path> {
         Some(&self.destination)
     }

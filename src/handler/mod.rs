@@ -144,6 +144,11 @@ pub trait Handler: Send + Sync {
     fn local_destination(&self) -> Option<&std::path::Path> {
         None
     }
+
+    /// The source directory, so that batches can be kept inside it ([`confine`]).
+    fn source(&self) -> Option<&std::path::Path> {
+        None
+    }
 }
 
 /// Runs a handler process to completion: in its own process group (so that a timeout or a
@@ -280,5 +285,86 @@ pub(crate) fn run_process(
             program,
             signal: status.signal().unwrap_or(0),
         }),
+    }
+}
+
+/// Keeps a batch inside the source: an entry whose path goes through something that is no
+/// longer a real directory (a directory swapped for a symlink, or removed) is replaced by the
+/// highest such ancestor. Without this, rsync and the mirror would follow a symlinked parent
+/// and copy what lies outside the source (e.g. `/etc`) into the destination; with it, the
+/// ancestor itself is synced (as a symlink, or deleted).
+pub fn confine(source: &std::path::Path, batch: Batch) -> Batch {
+    use std::collections::{BTreeMap, HashMap};
+    if batch.is_full() {
+        return batch;
+    }
+    let mut real: HashMap<PathBuf, bool> = HashMap::new();
+    let mut out: BTreeMap<PathBuf, Entry> = BTreeMap::new();
+    for e in batch.entries {
+        let mut ancestors: Vec<&std::path::Path> = crate::relpath::ancestors(&e.rel).collect();
+        ancestors.pop(); // the root itself
+        let bad = ancestors.into_iter().rev().find(|a| {
+            !*real.entry(a.to_path_buf()).or_insert_with(|| {
+                std::fs::symlink_metadata(crate::relpath::join(source, a)).is_ok_and(|m| m.is_dir())
+            })
+        });
+        let e = match bad {
+            Some(a) => Entry {
+                rel: a.to_path_buf(),
+                recursive: false,
+                attrs_only: false,
+            },
+            None => e,
+        };
+        match out.get_mut(&e.rel) {
+            Some(x) => {
+                x.recursive |= e.recursive;
+                x.attrs_only &= e.attrs_only;
+            }
+            None => {
+                out.insert(e.rel.clone(), e);
+            }
+        }
+    }
+    Batch {
+        renames: batch.renames,
+        entries: out.into_values().collect(),
+    }
+}
+
+#[cfg(test)]
+mod confine_tests {
+    use super::*;
+
+    #[test]
+    fn entries_below_a_symlink_or_a_missing_dir_become_that_ancestor() {
+        let t = tempfile::tempdir().unwrap();
+        let s = t.path();
+        std::fs::create_dir_all(s.join("real/dir")).unwrap();
+        std::fs::write(s.join("real/dir/f"), "x").unwrap();
+        std::os::unix::fs::symlink("/etc", s.join("link")).unwrap();
+        let e = |p: &str| Entry {
+            rel: PathBuf::from(p),
+            ..Entry::default()
+        };
+        let b = confine(
+            s,
+            Batch {
+                renames: vec![],
+                entries: vec![
+                    e("real/dir/f"),
+                    e("link/passwd"),
+                    e("link"),
+                    e("gone/deep/x"),
+                    e("top"),
+                ],
+            },
+        );
+        let got: Vec<String> = b
+            .entries
+            .iter()
+            .map(|e| e.rel.display().to_string())
+            .collect();
+        assert_eq!(got, ["gone", "link", "real/dir/f", "top"]);
     }
 }

@@ -201,6 +201,10 @@ impl RsyncHandler {
 }
 
 impl Handler for RsyncHandler {
+    fn source(&self) -> Option<&Path> {
+        Some(&self.source)
+    }
+
     fn local_destination(&self) -> Option<&Path> {
         match &self.destination {
             Destination::Local(d) => Some(d),

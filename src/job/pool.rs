@@ -66,6 +66,10 @@ impl Pool {
                             );
                             batch = Batch::full();
                         }
+                        let batch = match handler.source() {
+                            Some(src) => crate::handler::confine(src, batch),
+                            None => batch,
+                        };
                         let result = handler.run(&batch);
                         if result.is_ok() && dest.is_some_and(|d| d.exists()) {
                             dest_seen.store(true, Ordering::SeqCst);

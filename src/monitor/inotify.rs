@@ -161,6 +161,8 @@ impl InotifyMonitor {
                 Err(e) => {
                     if e.kind() != io::ErrorKind::NotFound {
                         warn!("cannot list {}: {e}", dir.display());
+                        // Its subdirectories are unknown, so unwatched: rescan it later.
+                        self.unwatched.insert(rel.clone());
                     }
                     continue;
                 }
@@ -194,7 +196,12 @@ impl InotifyMonitor {
                         Some(libc::ENOSPC) => {
                             self.unwatched.insert(child_rel);
                         }
-                        _ => warn!("cannot watch {}: {e}", entry.path().display()),
+                        _ => {
+                            // Unreadable (EACCES) and the like: rescanned until it can be
+                            // watched, never silently left out.
+                            warn!("cannot watch {}: {e}", entry.path().display());
+                            self.unwatched.insert(child_rel);
+                        }
                     },
                 }
             }
@@ -206,6 +213,7 @@ impl InotifyMonitor {
         let path = relpath::join(&self.root, rel);
         match self.add_watch(&path) {
             Ok(wd) => {
+                self.unwatched.remove(rel);
                 let mut tree = std::mem::replace(&mut self.tree, Tree::new(-1));
                 let (id, dropped) = tree.insert(parent, name, wd);
                 for wd in dropped {
@@ -219,7 +227,10 @@ impl InotifyMonitor {
                 Some(libc::ENOSPC) => {
                     self.unwatched.insert(rel.to_path_buf());
                 }
-                _ => warn!("cannot watch {}: {e}", path.display()),
+                _ => {
+                    warn!("cannot watch {}: {e}", path.display());
+                    self.unwatched.insert(rel.to_path_buf());
+                }
             },
         }
     }
@@ -442,6 +453,18 @@ impl InotifyMonitor {
                 && let Some(id) = self.tree.child(node, name)
             {
                 self.drop_subtree(id);
+            }
+            if is_dir
+                && mask.contains(EventMask::ATTRIB)
+                && self.unwatched.contains(&rel)
+                && self.tree.child(node, name).is_none()
+            {
+                // A directory we could not watch changed its permissions: maybe now we can.
+                self.watch_new(node, name, &rel);
+                if self.tree.child(node, name).is_some() {
+                    out(Change::Tree(rel));
+                    return Ok(());
+                }
             }
             if mask.contains(EventMask::ATTRIB)
                 && !mask.intersects(EventMask::MODIFY | EventMask::CLOSE_WRITE | EventMask::CREATE)

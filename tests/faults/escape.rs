@@ -218,7 +218,6 @@ fn race(mode: Mode) {
 }
 
 #[test]
-#[ignore = "daemon bug: a path inside a directory swapped for a symlink is read through the link"]
 fn dir_swapped_for_symlink_mid_batch() {
     let _s = serial();
     // Both modes run, then the failures of either are reported together.

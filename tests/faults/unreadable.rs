@@ -138,7 +138,6 @@ fn unreadable_subdirectory() {
 /// attributes-only change), not by a rescan (only ENOSPC failures are rescanned). Changes
 /// inside it are then never seen until the daemon restarts.
 #[test]
-#[ignore = "daemon bug: a directory unwatchable on arrival (EACCES) is never watched later"]
 fn unreadable_subdirectory_watched_after_fix() {
     let _s = serial();
     if !is_root() {
