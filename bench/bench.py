@@ -847,14 +847,19 @@ def sh(cmd):
 
 def machine(ctx):
     mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
-    fs = sh(f"stat -f -c %T {ctx.tmp}")
+    fs = sh(f"stat -f -c %T {os.path.dirname(ctx.tmp)}")
     cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
     return (f"{sh('nproc')} CPUs ({cpu}), {mem} RAM, "
             f"kernel {sh('uname -r')}, temp dir {os.path.dirname(ctx.tmp)} on {fs}, "
-            f"{sh(f'{RSYNC} --version | head -1')}")
+            f"{' '.join(sh(f'{RSYNC} --version | head -1').split())}")
 
 
-def report(ctx, elapsed):
+def loadavg():
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
+
+
+def report(ctx, elapsed, desc):
     commit = sh(f"git -C {REPO} rev-parse --short HEAD") + (" (dirty)" if sh(f"git -C {REPO} status --porcelain -- src Cargo.toml Cargo.lock") else "")
     head = ["| workload | tool | metric | median | reference | ratio | target | status | runs / notes |",
             "|---|---|---|---|---|---|---|---|---|"]
@@ -863,7 +868,9 @@ def report(ctx, elapsed):
         "# clsync benchmark results", "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- commit: {commit}",
-        f"- machine: {machine(ctx)}",
+        f"- machine: {desc}",
+        f"- load average (1/5/15 min) at start: {ctx.load0}; at end: {loadavg()} "
+        "(other work on the machine shows up as spread between runs: compare within one run)",
         f"- command: `python3 bench/bench.py {' '.join(sys.argv[1:])}` (runs per figure: {ctx.args.runs}); "
         f"suite took {elapsed:.0f} s",
         "",
@@ -912,6 +919,8 @@ def main():
         print("warning: overflow/scale change /proc/sys/fs/inotify values and need root", file=sys.stderr)
     args.bin = build(args)
     ctx = Ctx(args, QUICK if args.quick else FULL)
+    ctx.load0 = loadavg()
+    desc = machine(ctx)
     t0 = now()
     failed = []
     try:
@@ -929,7 +938,7 @@ def main():
     finally:
         ctx.stop_all()
         rmtree(ctx.tmp)
-    table, text = report(ctx, now() - t0)
+    table, text = report(ctx, now() - t0, desc)
     print(table)
     print(f"\nsuite took {now() - t0:.1f} s", file=sys.stderr)
     if not (args.quick or args.no_write or args.only):
