@@ -1,0 +1,952 @@
+#!/usr/bin/env python3
+"""clsync benchmark suite.
+
+    python3 bench/bench.py [--quick] [--only NAME[,NAME]] [--runs N] [--peers]
+                           [--bin PATH] [--tmpdir DIR] [--no-write]
+
+Runs every workload against the daemon (rsync mode and mirror mode where it
+applies) and the plain-rsync reference in the same run, prints a markdown
+table and writes bench/RESULTS.md (unless --quick or --no-write).
+See bench/README.md for the method.
+"""
+
+import argparse
+import datetime
+import os
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+RSYNC = shutil.which("rsync") or "/usr/bin/rsync"
+TICK = os.sysconf("SC_CLK_TCK")
+READY_RE = re.compile(rb"initial sync done in ([0-9.]+)s; watching (\d+) directories"
+                      rb"|watching (\d+) directories \(initial sync skipped\)")
+WORKLOADS = ["initial", "latency", "burst", "rename", "overflow", "scale", "idle"]
+
+now = time.monotonic
+
+
+class BenchError(Exception):
+    pass
+
+
+# ---------------------------------------------------------------- sizes
+
+FULL = dict(
+    initial_files=50_000, initial_dirs=2_500,
+    latency_files=10_000, latency_repeats=20, latency_idle=1.0,
+    burst_base=1_000, burst_files=10_000, burst_dirs=100,
+    rename_files=10_000,
+    overflow_dirs=100, overflow_per_dir=1_000,
+    scale_dirs=100_000,
+    idle_files=10_000, idle_wait=60.0,
+    timeout=120.0,
+)
+QUICK = dict(
+    initial_files=5_000, initial_dirs=250,
+    latency_files=1_000, latency_repeats=5, latency_idle=1.0,
+    burst_base=100, burst_files=1_000, burst_dirs=10,
+    rename_files=1_000,
+    overflow_dirs=10, overflow_per_dir=1_000,
+    scale_dirs=10_000,
+    idle_files=1_000, idle_wait=5.0,
+    timeout=30.0,
+)
+
+
+# ---------------------------------------------------------------- helpers: trees
+
+def write_files(root, dirs, per_dir, rng, maxsize=4096, prefix="d"):
+    """Create `dirs` directories under root with `per_dir` files of 0..maxsize random bytes."""
+    paths = []
+    for d in range(dirs):
+        dpath = os.path.join(root, f"{prefix}{d:05d}")
+        os.makedirs(dpath, exist_ok=True)
+        for f in range(per_dir):
+            p = os.path.join(dpath, f"f{f:05d}")
+            with open(p, "wb") as fh:
+                fh.write(rng.randbytes(rng.randint(0, maxsize)))
+            paths.append(p)
+    return paths
+
+
+def make_tree(root, nfiles, ndirs, rng, prefix="d"):
+    """nfiles files spread evenly over ndirs directories (returns relative file paths)."""
+    os.makedirs(root, exist_ok=True)
+    per = max(1, nfiles // ndirs)
+    return [os.path.relpath(p, root) for p in write_files(root, ndirs, per, rng, prefix=prefix)]
+
+
+def make_dir_tree(root, ndirs, rng):
+    """ndirs leaf directories (100 top dirs × ndirs/100) with one 0..4 KiB file each."""
+    os.makedirs(root, exist_ok=True)
+    per = ndirs // 100
+    for t in range(100):
+        top = os.path.join(root, f"t{t:03d}")
+        os.mkdir(top)
+        for s in range(per):
+            d = os.path.join(top, f"s{s:05d}")
+            os.mkdir(d)
+            with open(os.path.join(d, "f"), "wb") as fh:
+                fh.write(rng.randbytes(rng.randint(0, 4096)))
+    return 100 + 100 * per
+
+
+def rmtree(path):
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def timed(cmd):
+    """Wall time of one command (which must succeed)."""
+    t0 = now()
+    r = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    dt = now() - t0
+    if r.returncode != 0:
+        raise BenchError(f"{cmd} failed ({r.returncode}): {r.stderr.decode(errors='replace')}")
+    return dt
+
+
+# ---------------------------------------------------------------- helpers: consistency
+
+def check(src, dst):
+    """One `rsync -anci --delete SRC/ DST/`: True when it prints nothing (killed at first output)."""
+    p = subprocess.Popen([RSYNC, "-anci", "--delete", src + "/", dst + "/"],
+                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    line = p.stdout.readline()
+    if line:
+        p.kill()
+        p.wait()
+        return False
+    return p.wait() == 0
+
+
+def count_diffs(src, dst):
+    r = subprocess.run([RSYNC, "-anci", "--delete", src + "/", dst + "/"],
+                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return len(r.stdout.splitlines())
+
+
+class Gate:
+    """Cheap necessary condition polled before the full check: sampled paths present in
+    DST with the source's type, size and mtime (s), and some paths absent."""
+
+    def __init__(self, src, dst, present=(), absent=(), also=None):
+        self.src, self.dst = src, dst
+        self.present, self.absent = list(present), list(absent)
+        self.also = also  # an extra necessary condition, e.g. "the daemon logged readiness"
+
+    def __call__(self):
+        if self.also is not None and not self.also():
+            return False
+        for rel in self.absent:
+            if os.path.lexists(os.path.join(self.dst, rel)):
+                return False
+        for rel in self.present:
+            try:
+                a = os.lstat(os.path.join(self.src, rel))
+                b = os.lstat(os.path.join(self.dst, rel))
+            except FileNotFoundError:
+                return False
+            if (a.st_mode != b.st_mode or a.st_size != b.st_size
+                    or int(a.st_mtime) != int(b.st_mtime)):
+                return False
+        return True
+
+
+def wait_consistent(src, dst, t0, timeout, gate=None, interval=0.02, gate_interval=None):
+    """Poll until DST matches SRC. Returns dict(t=start of the passing check - t0,
+    check=duration of that check) or dict(t=None, diffs=N) on timeout."""
+    gate_interval = interval if gate_interval is None else gate_interval
+    deadline = now() + timeout
+    while now() < deadline:
+        if gate is not None and not gate():
+            time.sleep(gate_interval)
+            continue
+        ts = now()
+        if check(src, dst):
+            return dict(t=ts - t0, check=now() - ts)
+        time.sleep(interval)
+    return dict(t=None, diffs=count_diffs(src, dst))
+
+
+def sample(rels, k, rng):
+    """k random paths plus the last ones in sorted order (rsync transfers in that order)."""
+    last = sorted(rels)[-3:]
+    return rng.sample(rels, min(k, len(rels))) + last
+
+
+# ---------------------------------------------------------------- helpers: /proc sampling
+
+def proc_cpu(pid):
+    """(own utime+stime, reaped children cutime+cstime) in seconds."""
+    with open(f"/proc/{pid}/stat") as fh:
+        rest = fh.read().rsplit(")", 1)[1].split()
+    f = lambda n: int(rest[n - 3])  # noqa: E731  (field n of proc(5))
+    return (f(14) + f(15)) / TICK, (f(16) + f(17)) / TICK
+
+
+def proc_mem(pid):
+    """(VmRSS, VmHWM) in MB."""
+    out = {}
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM"):
+                out[k] = int(v.split()[0]) / 1024
+    return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
+
+
+def proc_ctxt(pid):
+    """Context switches (voluntary + nonvoluntary) summed over every thread."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status") as fh:
+                for line in fh:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total
+
+
+class Sysctl:
+    """Set a /proc/sys value; restore() puts the old one back (idempotent)."""
+
+    def __init__(self, path, value):
+        self.path = path
+        with open(path) as fh:
+            self.old = fh.read().strip()
+        with open(path, "w") as fh:
+            fh.write(str(value))
+        self.restored = False
+
+    def restore(self):
+        if not self.restored:
+            with open(self.path, "w") as fh:
+                fh.write(self.old)
+            self.restored = True
+
+
+def read_int(path):
+    with open(path) as fh:
+        return int(fh.read().strip())
+
+
+# ---------------------------------------------------------------- helpers: daemons
+
+class Daemon:
+    """One daemon process started by us. `tool` is "rsync"/"mirror" (our clsync in that
+    mode), "lsyncd" or "clsync-c" (Debian's C clsync 0.4.5). Stopped by its PID only."""
+
+    def __init__(self, ctx, tool, src, dst, delay="0s", initial_sync=True):
+        self.ctx, self.tool, self.src, self.dst = ctx, tool, src, dst
+        self.work = tempfile.mkdtemp(prefix=f"d-{tool}-", dir=ctx.tmp)
+        self.log_path = os.path.join(self.work, "log")
+        self.calls_path = os.path.join(self.work, "rsync-calls")
+        self.wrapper = os.path.join(self.work, "rsync-wrapper.sh")
+        with open(self.wrapper, "w") as fh:
+            fh.write(f'#!/bin/sh\necho x >> "{self.calls_path}"\nexec {RSYNC} "$@"\n')
+        os.chmod(self.wrapper, 0o755)
+        open(self.calls_path, "w").close()
+        self.cmd = self._command(delay, initial_sync)
+        self.proc = None
+
+    def _command(self, delay, initial_sync):
+        if self.tool in ("rsync", "mirror"):
+            cfg = os.path.join(self.work, "cfg")
+            os.makedirs(os.path.join(cfg, "jobs.d"))
+            with open(os.path.join(cfg, "clsync.toml"), "w") as fh:
+                fh.write(f'[daemon]\nsocket = "{self.work}/ctl.sock"\n')
+            with open(os.path.join(cfg, "jobs.d", "bench.toml"), "w") as fh:
+                fh.write(f'source = "{self.src}"\ndestination = "{self.dst}"\n'
+                         f'mode = "{self.tool}"\ndelay = "{delay}"\n'
+                         f'initial_sync = {"true" if initial_sync else "false"}\n'
+                         f'[rsync]\npath = "{self.wrapper}"\n')
+            return [self.ctx.bin, "run", "--config-dir", cfg]
+        # Peers, configured as in the peer benchmark (delay 0 everywhere).
+        if self.tool == "lsyncd":
+            conf = os.path.join(self.work, "lsyncd.conf.lua")
+            with open(conf, "w") as fh:
+                fh.write('settings { nodaemon = true, }\n'
+                         'sync {\n  default.rsync,\n'
+                         f'  source = "{self.src}", target = "{self.dst}",\n'
+                         '  delay = 0, delete = true,\n'
+                         f'  rsync = {{ binary = "{self.wrapper}", archive = true,'
+                         ' protect_args = true },\n}\n')
+            return ["/usr/bin/lsyncd", conf]
+        if self.tool == "clsync-c":
+            lists = os.path.join(self.work, "clsync-lists")
+            os.mkdir(lists, 0o700)
+            return ["/usr/bin/clsync", "-H", "/NULL/", "-M", "rsyncdirect", "-W", self.src,
+                    "-D", self.dst, "-S", self.wrapper, "-L", lists, "-u", "0", "-g", "0",
+                    "-w", "0", "-t", "0", "-T", "0", "-x", "23", "-x", "24"]
+        raise ValueError(self.tool)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def start(self):
+        self.log = open(self.log_path, "wb")
+        self.t_start = now()
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL, stdout=self.log,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.ctx.live.append(self)
+        return self
+
+    def ready_seen(self):
+        """Our clsync logged readiness (peers: always True, they have no such line)."""
+        return self.tool not in ("rsync", "mirror") or bool(READY_RE.search(self.log_text()))
+
+    def log_text(self):
+        with open(self.log_path, "rb") as fh:
+            return fh.read()
+
+    def wait_ready(self, timeout):
+        """Our clsync: wait for the readiness log line (20 ms polls); returns seconds since start.
+        Peers have no such line: wait until DST is consistent instead."""
+        if self.tool not in ("rsync", "mirror"):
+            r = wait_consistent(self.src, self.dst, self.t_start, timeout)
+            if r["t"] is None:
+                raise BenchError(f"{self.tool} never became consistent ({r['diffs']} diffs)")
+            return r["t"]
+        deadline = self.t_start + timeout
+        while now() < deadline:
+            if READY_RE.search(self.log_text()):
+                return now() - self.t_start
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise BenchError(f"{self.tool} not ready (rc={self.proc.poll()}):\n"
+                         + self.log_text()[-2000:].decode(errors="replace"))
+
+    def calls(self):
+        with open(self.calls_path) as fh:
+            return len(fh.readlines())
+
+    def cpu(self):
+        return proc_cpu(self.pid)
+
+    def stop(self):
+        """SIGTERM the PID, wait, then SIGKILL it and its own process group (created by us)."""
+        if self.proc is None or self.proc.returncode is not None:
+            return
+        try:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        finally:
+            try:  # leftover helpers (rsync) in the session we created for this daemon
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            self.log.close()
+            if self in self.ctx.live:
+                self.ctx.live.remove(self)
+
+
+class Ctx:
+    def __init__(self, args, sizes):
+        self.args, self.s = args, sizes
+        self.bin = args.bin
+        self.tmp = tempfile.mkdtemp(prefix="clsync-bench-", dir=args.tmpdir)
+        self.live = []
+        self.rng = random.Random(args.seed)
+        self.rows = []      # summary rows
+        self.details = []   # (workload, text)
+        self.notes = []
+
+    def modes(self):
+        return ["rsync", "mirror"]
+
+    def peers(self):
+        return ["lsyncd", "clsync-c"] if self.args.peers else []
+
+    def fresh(self, name):
+        """A new empty per-run directory under the one temp dir."""
+        return tempfile.mkdtemp(prefix=name + "-", dir=self.tmp)
+
+    def daemon(self, tool, src, dst, **kw):
+        return Daemon(self, tool, src, dst, **kw).start()
+
+    def stop_all(self):
+        for d in list(self.live):
+            d.stop()
+
+
+# ---------------------------------------------------------------- stats / rows
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def p90(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    return xs[min(len(xs) - 1, int(round(0.9 * (len(xs) - 1))))]
+
+
+def fmt(x, unit="s", nd=3):
+    if x is None:
+        return "–"
+    if unit == "ms":
+        return f"{x * 1000:.1f} ms"
+    if unit == "s":
+        return f"{x:.{nd}f} s"
+    if unit == "MB":
+        return f"{x:.1f} MB"
+    return f"{x:g}{unit}"
+
+
+def row(ctx, workload, tool, metric, value, ref=None, target=None, met=None, runs="", unit="s"):
+    ratio = f"{value / ref:.2f}×" if value is not None and ref else "–"
+    status = "" if met is None else ("met" if met else "**MISSED**")
+    ctx.rows.append([workload, tool, metric, fmt(value, unit), fmt(ref, unit) if ref else "–",
+                     ratio, target or "", status, runs])
+
+
+def runs_str(xs, unit="s"):
+    return ", ".join("fail" if x is None else (f"{x * 1000:.1f}" if unit == "ms" else f"{x:.3f}")
+                     for x in xs)
+
+
+# ---------------------------------------------------------------- workloads
+
+def w_initial(ctx):
+    """1. Initial sync of 50k files / 2.5k dirs: daemon start to consistent DST."""
+    s = ctx.s
+    src = ctx.fresh("init-src")
+    rels = make_tree(src, s["initial_files"], s["initial_dirs"], ctx.rng)
+    tools = ["ref-rsync", "ref-cp"] + ctx.modes() + ctx.peers()
+    res = {t: [] for t in tools}
+    extra = {t: [] for t in tools}
+    for _ in range(ctx.args.runs):
+        for tool in tools:
+            dst = os.path.join(ctx.fresh("init-dst"), "d")
+            os.sync()
+            if tool == "ref-rsync":
+                res[tool].append(timed([RSYNC, "-a", src + "/", dst + "/"]))
+            elif tool == "ref-cp":
+                res[tool].append(timed(["cp", "-a", src, dst]))
+            else:
+                os.mkdir(dst)
+                d = ctx.daemon(tool, src, dst)
+                try:
+                    gate = Gate(src, dst, sample(rels, 40, ctx.rng), also=d.ready_seen)
+                    r = wait_consistent(src, dst, d.t_start, s["timeout"], gate)
+                    res[tool].append(r["t"])
+                    cpu, ccpu = d.cpu()
+                    _, hwm = proc_mem(d.pid)
+                    extra[tool].append((r.get("check"), cpu, ccpu, hwm, d.calls()))
+                finally:
+                    d.stop()
+            rmtree(os.path.dirname(dst))
+    ref = med(res["ref-rsync"])
+    lines = ["| tool | median | runs (s) | check s | daemon CPU s | rsync CPU s | daemon VmHWM MB | rsync calls |",
+             "|---|---|---|---|---|---|---|---|"]
+    for tool in tools:
+        m = med(res[tool])
+        ex = extra[tool]
+        cols = ["–"] * 5 if not ex else [
+            f"{med([e[0] for e in ex]) or 0:.2f}", f"{med([e[1] for e in ex]):.2f}",
+            f"{med([e[2] for e in ex]):.2f}", f"{med([e[3] for e in ex]):.1f}",
+            str(max(e[4] for e in ex))]
+        lines.append(f"| {tool} | {fmt(m)} | {runs_str(res[tool])} | " + " | ".join(cols) + " |")
+        if tool == "ref-rsync":
+            row(ctx, "1 initial", tool, "time", m, runs=runs_str(res[tool]))
+        elif tool == "ref-cp":
+            row(ctx, "1 initial", tool, "time", m, ref, runs=runs_str(res[tool]))
+        else:
+            lim = {"rsync": 1.05, "mirror": 0.8}.get(tool)
+            ok = None if lim is None else (None not in res[tool] and m <= lim * ref)
+            row(ctx, "1 initial", tool, "start→consistent", m, ref,
+                f"≤ {lim}× rsync" if lim else None, ok, runs_str(res[tool]))
+    ctx.details.append(("1. Initial sync", f"{s['initial_files']:,} files in {s['initial_dirs']:,} dirs, "
+                        "time from daemon start to the start of the first passing check "
+                        "(the check's own duration is in *check s*).", lines))
+    rmtree(src)
+
+
+def w_latency(ctx):
+    """2. Single-change latency with delay 0s: append 31 bytes, poll the DST file every 1 ms."""
+    s = ctx.s
+    src = ctx.fresh("lat-src")
+    rels = make_tree(src, s["latency_files"], max(1, s["latency_files"] // 20), ctx.rng)
+    tools = ctx.modes() + ctx.peers()
+    res, extra = {}, {}
+    # reference: one `rsync -a SRC/file DST/file` per change
+    dst = ctx.fresh("lat-dst")
+    subprocess.run([RSYNC, "-a", src + "/", dst + "/"], check=True)
+    ref, ref_vis = [], []
+    for _ in range(s["latency_repeats"]):
+        rel = ctx.rng.choice(rels)
+        sp, dp = os.path.join(src, rel), os.path.join(dst, rel)
+        with open(sp, "ab") as fh:
+            fh.write(ctx.rng.randbytes(31))
+        size = os.stat(sp).st_size
+        time.sleep(0.2)
+        t0 = now()
+        p = subprocess.Popen([RSYNC, "-a", sp, dp])
+        vis = None
+        while p.poll() is None:
+            if vis is None and os.stat(dp).st_size == size:
+                vis = now() - t0
+            time.sleep(0.001)
+        ref.append(now() - t0)
+        ref_vis.append(vis if vis is not None else ref[-1])
+        if p.returncode != 0:
+            raise BenchError(f"rsync of {rel} failed")
+    rmtree(dst)
+    for tool in tools:
+        dst = ctx.fresh("lat-dst")
+        d = ctx.daemon(tool, src, dst, delay="0s")
+        lat = []
+        try:
+            d.wait_ready(s["timeout"])
+            if tool == "clsync-c":
+                time.sleep(1.5)  # C clsync reads no events during its first ~1.05 s
+            c0, calls0 = d.cpu()[0], d.calls()
+            for _ in range(s["latency_repeats"]):
+                time.sleep(s["latency_idle"])
+                rel = ctx.rng.choice(rels)
+                sp, dp = os.path.join(src, rel), os.path.join(dst, rel)
+                payload = ctx.rng.randbytes(31)
+                with open(sp, "rb") as fh:
+                    want = fh.read() + payload
+                t0 = now()
+                with open(sp, "ab") as fh:
+                    fh.write(payload)
+                deadline = t0 + 10
+                got = None
+                while now() < deadline:
+                    try:
+                        if os.stat(dp).st_size == len(want):
+                            with open(dp, "rb") as fh:
+                                if fh.read() == want:
+                                    got = now() - t0
+                                    break
+                    except FileNotFoundError:
+                        pass
+                    time.sleep(0.001)
+                lat.append(got)
+            extra[tool] = (d.cpu()[0] - c0, d.calls() - calls0)
+        finally:
+            d.stop()
+        res[tool] = lat
+        rmtree(dst)
+    refm = med(ref)
+    row(ctx, "2 latency", "ref rsync 1 file", "median", refm, unit="ms",
+        runs=f"p90 {fmt(p90(ref), 'ms')}; file visible after {fmt(med(ref_vis), 'ms')}")
+    lines = ["| tool | median | p90 | min | max | misses | rsync calls | daemon CPU s |",
+             "|---|---|---|---|---|---|---|---|",
+             f"| rsync -a one file | {fmt(refm, 'ms')} | {fmt(p90(ref), 'ms')} | {fmt(min(ref), 'ms')} | "
+             f"{fmt(max(ref), 'ms')} | 0 | 1 per change | – |",
+             f"| rsync -a one file: DST file visible | {fmt(med(ref_vis), 'ms')} | {fmt(p90(ref_vis), 'ms')} | "
+             f"{fmt(min(ref_vis), 'ms')} | {fmt(max(ref_vis), 'ms')} | 0 | – | – |"]
+    for tool in tools:
+        xs = res[tool]
+        m, p = med(xs), p90(xs)
+        miss = sum(x is None for x in xs)
+        ok_xs = [x for x in xs if x is not None]
+        lines.append(f"| {tool} | {fmt(m, 'ms')} | {fmt(p, 'ms')} | {fmt(min(ok_xs) if ok_xs else None, 'ms')} | "
+                     f"{fmt(max(ok_xs) if ok_xs else None, 'ms')} | {miss} | {extra[tool][1]} | {extra[tool][0]:.2f} |")
+        if tool == "rsync":
+            row(ctx, "2 latency", tool, "median", m, refm, "≤ 1.2× ref", miss == 0 and m <= 1.2 * refm,
+                f"p90 {fmt(p, 'ms')}", unit="ms")
+        elif tool == "mirror":
+            row(ctx, "2 latency", tool, "median", m, refm, "≤ 2 ms", miss == 0 and m <= 0.002,
+                f"p90 {fmt(p, 'ms')}", unit="ms")
+        else:
+            row(ctx, "2 latency", tool, "median", m, refm, runs=f"p90 {fmt(p, 'ms')}", unit="ms")
+    ctx.details.append(("2. Single-change latency", f"delay 0s, {s['latency_files']:,}-file tree, "
+                        f"{s['latency_repeats']} appends of 31 bytes, each after {s['latency_idle']} s idle; "
+                        "time until the DST file has the new content (1 ms polls). Reference: wall time of "
+                        "`rsync -a SRC/f DST/f` until it exits (includes fork/exec), and until the DST file has the new size.", lines))
+    rmtree(src)
+
+
+def burst(root, dirs, per_dir, rng):
+    t0 = now()
+    write_files(root, dirs, per_dir, rng, prefix="new")
+    return now() - t0
+
+
+def w_burst(ctx):
+    """3. Burst of 10k files in 100 new dirs on top of 1k files, delay 100ms."""
+    s = ctx.s
+    per = s["burst_files"] // s["burst_dirs"]
+    tools = ["ref"] + ctx.modes() + ctx.peers()
+    res = {t: [] for t in tools}
+    extra = {t: [] for t in tools}
+    for _ in range(ctx.args.runs):
+        for tool in tools:
+            src, dst = ctx.fresh("burst-src"), ctx.fresh("burst-dst")
+            make_tree(src, s["burst_base"], max(1, s["burst_base"] // 100), ctx.rng)
+            os.sync()
+            if tool == "ref":
+                bt = burst(src, s["burst_dirs"], per, ctx.rng)
+                res[tool].append(timed([RSYNC, "-a", src + "/", dst + "/"]))
+                extra[tool].append((bt, None, None, 1))
+            else:
+                d = ctx.daemon(tool, src, dst, delay="100ms")
+                try:
+                    d.wait_ready(s["timeout"])
+                    time.sleep(1.5)  # idle before the action (C clsync reads no events in its first ~1.05 s)
+                    (c0, cc0), calls0 = d.cpu(), d.calls()
+                    t0 = now()
+                    bt = burst(src, s["burst_dirs"], per, ctx.rng)
+                    present = [f"new{i:05d}/f{j:05d}" for i in sample(range(s["burst_dirs"]), 20, ctx.rng)
+                               for j in (0, per - 1)]
+                    r = wait_consistent(src, dst, t0, s["timeout"], Gate(src, dst, present))
+                    time.sleep(0.1)
+                    c1, cc1 = d.cpu()
+                    res[tool].append(r["t"])
+                    extra[tool].append((bt, c1 - c0, cc1 - cc0, d.calls() - calls0, r.get("diffs")))
+                finally:
+                    d.stop()
+            rmtree(src)
+            rmtree(dst)
+    ref = med(res["ref"])
+    lines = ["| tool | consistent | median (from burst start) | runs (s) | burst took s | rsync calls | daemon CPU s | rsync CPU s |",
+             "|---|---|---|---|---|---|---|---|"]
+    for tool in tools:
+        xs, ex = res[tool], extra[tool]
+        m = med(xs)
+        calls = max(e[3] for e in ex)
+        cpu = med([e[1] for e in ex]) if tool != "ref" else None
+        lines.append(f"| {tool} | {sum(x is not None for x in xs)}/{len(xs)} | {fmt(m)} | {runs_str(xs)} | "
+                     f"{med([e[0] for e in ex]):.3f} | {calls} | {fmt(cpu, '')} | "
+                     f"{fmt(med([e[2] for e in ex]) if tool != 'ref' else None, '')} |")
+        if tool == "ref":
+            row(ctx, "3 burst", "ref rsync", "time (after burst)", m, runs=runs_str(xs))
+            continue
+        ok = None not in xs
+        if tool in ("rsync", "mirror"):
+            row(ctx, "3 burst", tool, "burst start→consistent", m, ref, "≤ 1.0 s", ok and m <= 1.0, runs_str(xs))
+            if tool == "rsync":
+                row(ctx, "3 burst", tool, "rsync calls (max)", calls, None, "≤ 4", calls <= 4, unit="")
+            row(ctx, "3 burst", tool, "daemon CPU (median)", cpu, None, "≤ 0.3 CPU-s", cpu <= 0.3,
+                runs_str([e[1] for e in ex]))
+        else:
+            row(ctx, "3 burst", tool, "burst start→consistent", m, ref, runs=runs_str(xs))
+    ctx.details.append(("3. Burst", f"{s['burst_files']:,} files in {s['burst_dirs']} new dirs on top of "
+                        f"{s['burst_base']:,} files, written by an in-process Python loop; our daemon with delay 100ms "
+                        "(peers: delay 0). Reference: one `rsync -a` of the finished tree into a fresh DST.", lines))
+
+
+def w_rename(ctx):
+    """4. Rename of a directory holding 10k files (100 subdirs × 100 files)."""
+    s = ctx.s
+    tools = ["ref"] + ctx.modes()
+    res = {t: [] for t in tools}
+    for _ in range(ctx.args.runs):
+        for tool in tools:
+            src, dst = ctx.fresh("ren-src"), ctx.fresh("ren-dst")
+            rels = make_tree(os.path.join(src, "big"), s["rename_files"], 100, ctx.rng)
+            make_tree(os.path.join(src, "other"), 100, 1, ctx.rng)
+            os.sync()
+            if tool == "ref":
+                subprocess.run([RSYNC, "-a", src + "/", dst + "/"], check=True)
+                os.rename(os.path.join(src, "big"), os.path.join(src, "big2"))
+                res[tool].append(timed([RSYNC, "-a", "--delete", src + "/", dst + "/"]))
+            else:
+                d = ctx.daemon(tool, src, dst, delay="0s")
+                try:
+                    d.wait_ready(s["timeout"])
+                    time.sleep(1.0)
+                    present = ["big2"] + ["big2/" + r for r in sample(rels, 20, ctx.rng)]
+                    gate = Gate(src, dst, present, absent=["big"])
+                    t0 = now()
+                    os.rename(os.path.join(src, "big"), os.path.join(src, "big2"))
+                    r = wait_consistent(src, dst, t0, s["timeout"], gate, gate_interval=0.002)
+                    res[tool].append(r["t"])
+                finally:
+                    d.stop()
+            rmtree(src)
+            rmtree(dst)
+    ref = med(res["ref"])
+    row(ctx, "4 rename", "ref rsync --delete", "time", ref, runs=runs_str(res["ref"]))
+    for tool in ctx.modes():
+        xs = res[tool]
+        m = med(xs)
+        if tool == "mirror":
+            row(ctx, "4 rename", tool, "rename→consistent", m, ref, "≤ 50 ms", None not in xs and m <= 0.05,
+                runs_str(xs))
+        else:
+            row(ctx, "4 rename", tool, "rename→consistent", m, ref, runs=runs_str(xs))
+    ctx.notes.append("Rename: delay 0s; the gate (new name present, old name absent, 20 sampled files) is "
+                     "polled every 2 ms, then the full check; the time is the start of the passing check.")
+
+
+def w_overflow(ctx):
+    """5. Overflow recovery: inotify queue of 256 events, then 100k new files."""
+    s = ctx.s
+    qpath = "/proc/sys/fs/inotify/max_queued_events"
+    tools = ["ref"] + ctx.modes()
+    res = {t: [] for t in tools}
+    extra = {t: [] for t in tools}
+    n = s["overflow_dirs"] * s["overflow_per_dir"]
+    for _ in range(ctx.args.runs):
+        for tool in tools:
+            src, dst = ctx.fresh("ovf-src"), ctx.fresh("ovf-dst")
+            make_tree(src, 1000, 10, ctx.rng)
+            os.sync()
+            if tool == "ref":
+                t = burst(src, s["overflow_dirs"], s["overflow_per_dir"], ctx.rng)
+                res[tool].append(timed([RSYNC, "-a", src + "/", dst + "/"]))
+                extra[tool].append((t, None, None))
+            else:
+                sc = Sysctl(qpath, 256)
+                try:
+                    d = ctx.daemon(tool, src, dst, delay="100ms")
+                    d.wait_ready(s["timeout"])
+                finally:
+                    sc.restore()
+                try:
+                    time.sleep(1.0)
+                    bt = burst(src, s["overflow_dirs"], s["overflow_per_dir"], ctx.rng)
+                    t0 = now()
+                    present = [f"new{i:05d}/f{j:05d}" for i in sample(range(s["overflow_dirs"]), 20, ctx.rng)
+                               for j in (0, s["overflow_per_dir"] - 1)]
+                    r = wait_consistent(src, dst, t0, s["timeout"], Gate(src, dst, present))
+                    res[tool].append(r["t"])
+                    overflow = b"overflow" in d.log_text().lower()
+                    extra[tool].append((bt, overflow, d.calls(), r.get("diffs")))
+                finally:
+                    d.stop()
+            rmtree(src)
+            rmtree(dst)
+    ref = med(res["ref"])
+    row(ctx, "5 overflow", "ref rsync", "time", ref, runs=runs_str(res["ref"]))
+    lines = ["| tool | consistent | median (after creation) | runs (s) | creation took s | 'overflow' logged | rsync calls |",
+             "|---|---|---|---|---|---|---|"]
+    for tool in tools:
+        xs, ex = res[tool], extra[tool]
+        if tool == "ref":
+            lines.append(f"| rsync -a | {len(xs)}/{len(xs)} | {fmt(med(xs))} | {runs_str(xs)} | "
+                         f"{med([e[0] for e in ex]):.2f} | – | 1 |")
+            continue
+        m = med(xs)
+        logged = sum(e[1] for e in ex)
+        lines.append(f"| {tool} | {sum(x is not None for x in xs)}/{len(xs)} | {fmt(m)} | {runs_str(xs)} | "
+                     f"{med([e[0] for e in ex]):.2f} | {logged}/{len(ex)} | {max(e[2] for e in ex)} |")
+        ok = None not in xs and m <= 2 * ref and logged == len(ex)
+        row(ctx, "5 overflow", tool, "created→consistent", m, ref, "≤ 2× rsync, overflow logged", ok, runs_str(xs))
+    ctx.details.append(("5. Overflow recovery", f"max_queued_events = 256 while the daemon starts (restored "
+                        f"right after readiness); then {n:,} files in {s['overflow_dirs']} new dirs; time from "
+                        "the end of the creation.", lines))
+
+
+def w_scale(ctx):
+    """6. Watch scale: 100k dirs with one file each, rsync mode initial sync."""
+    s = ctx.s
+    src = ctx.fresh("scale-src")
+    ndirs = make_dir_tree(src, s["scale_dirs"], ctx.rng)
+    wpath = "/proc/sys/fs/inotify/max_user_watches"
+    sc = None
+    if read_int(wpath) < ndirs + 20_000:  # headroom for other inotify users of this uid
+        sc = Sysctl(wpath, 2 * ndirs)
+        ctx.notes.append(f"Watch scale: max_user_watches raised from {sc.old} to {2 * ndirs} and restored.")
+    try:
+        tools = ["ref", "rsync"]
+        res = {t: [] for t in tools}
+        mem = []
+        for _ in range(ctx.args.runs):
+            for tool in tools:
+                dst = ctx.fresh("scale-dst")
+                os.sync()
+                if tool == "ref":
+                    res[tool].append(timed([RSYNC, "-a", src + "/", dst + "/"]))
+                else:
+                    d = ctx.daemon(tool, src, dst)
+                    try:
+                        r = wait_consistent(src, dst, d.t_start, s["timeout"],
+                                            Gate(src, dst, [f"t{t:03d}/s00000/f" for t in range(0, 100, 5)]
+                                                 + ["t099/" + sorted(os.listdir(src + "/t099"))[-1] + "/f"],
+                                                 also=d.ready_seen))
+                        d.wait_ready(s["timeout"])
+                        res[tool].append(r["t"])
+                        mem.append(proc_mem(d.pid) + (d.cpu()[0], r.get("check")))
+                    finally:
+                        d.stop()
+                rmtree(dst)
+    finally:
+        if sc:
+            sc.restore()
+    ref, m = med(res["ref"]), med(res["rsync"])
+    rss, hwm = med([x[0] for x in mem]), med([x[1] for x in mem])
+    row(ctx, "6 scale", "ref rsync", "time", ref, runs=runs_str(res["ref"]))
+    row(ctx, "6 scale", "rsync", "start→consistent", m, ref, "≤ 1.3× rsync",
+        None not in res["rsync"] and m <= 1.3 * ref, runs_str(res["rsync"]))
+    row(ctx, "6 scale", "rsync", "VmRSS after ready", rss, None, "≤ 10 MB", rss <= 10, f"VmHWM {hwm:.1f} MB",
+        unit="MB")
+    ctx.notes.append(f"Watch scale: {ndirs:,} dirs; daemon CPU median {med([x[2] for x in mem]):.2f} s; "
+                     f"the passing check took {med([x[3] for x in mem]) or 0:.2f} s.")
+    rmtree(src)
+
+
+def w_idle(ctx):
+    """7. Idle: CPU and context switches of a ready daemon over a quiet window."""
+    s = ctx.s
+    src = ctx.fresh("idle-src")
+    make_tree(src, s["idle_files"], max(1, s["idle_files"] // 20), ctx.rng)
+    daemons = {}
+    res = {t: [] for t in ctx.modes()}
+    try:
+        # Both modes' daemons idle side by side (each on its own DST); nothing touches either.
+        for tool in ctx.modes():
+            daemons[tool] = ctx.daemon(tool, src, ctx.fresh("idle-dst"), delay="100ms")
+        for d in daemons.values():
+            d.wait_ready(s["timeout"])
+        time.sleep(1.0)
+        for _ in range(ctx.args.runs):
+            before = {t: (d.cpu()[0], proc_ctxt(d.pid), len(os.listdir(f"/proc/{d.pid}/task")))
+                      for t, d in daemons.items()}
+            time.sleep(s["idle_wait"])
+            for t, d in daemons.items():
+                c0, x0, _ = before[t]
+                res[t].append((d.cpu()[0] - c0, proc_ctxt(d.pid) - x0, before[t][2]))
+    finally:
+        for d in daemons.values():
+            d.stop()
+    for tool, xs in res.items():
+        cpu, sw = med([x[0] for x in xs]), med([x[1] for x in xs])
+        row(ctx, "7 idle", tool, f"CPU in {s['idle_wait']:g} s", cpu, None, "≤ 0.01 CPU-s", cpu <= 0.01,
+            runs_str([x[0] for x in xs]))
+        row(ctx, "7 idle", tool, f"ctx switches in {s['idle_wait']:g} s", sw, None, "0 (no periodic wake-ups)",
+            sw == 0, f"{', '.join(str(x[1]) for x in xs)} ({xs[0][2]} threads)", unit="")
+    rmtree(src)
+
+
+FUNCS = dict(initial=w_initial, latency=w_latency, burst=w_burst, rename=w_rename,
+             overflow=w_overflow, scale=w_scale, idle=w_idle)
+
+
+# ---------------------------------------------------------------- report
+
+def sh(cmd):
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return "?"
+
+
+def machine(ctx):
+    mem = sh("awk '/MemTotal/ {printf \"%.1f GiB\", $2/1048576}' /proc/meminfo")
+    fs = sh(f"stat -f -c %T {os.path.dirname(ctx.tmp)}")
+    cpu = sh("grep -m1 'model name' /proc/cpuinfo | cut -d: -f2").strip()
+    return (f"{sh('nproc')} CPUs ({cpu}), {mem} RAM, "
+            f"kernel {sh('uname -r')}, temp dir {os.path.dirname(ctx.tmp)} on {fs}, "
+            f"{' '.join(sh(f'{RSYNC} --version | head -1').split())}")
+
+
+def loadavg():
+    with open("/proc/loadavg") as fh:
+        return " ".join(fh.read().split()[:3])
+
+
+def report(ctx, elapsed, desc):
+    commit = sh(f"git -C {REPO} rev-parse --short HEAD") + (" (dirty)" if sh(f"git -C {REPO} status --porcelain -- src Cargo.toml Cargo.lock") else "")
+    head = ["| workload | tool | metric | median | reference | ratio | target | status | runs / notes |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    table = "\n".join(head + ["| " + " | ".join(str(c) for c in r) + " |" for r in ctx.rows])
+    out = [
+        "# clsync benchmark results", "",
+        f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- commit: {commit}",
+        f"- machine: {desc}",
+        f"- load average (1/5/15 min) at start: {ctx.load0}; at end: {loadavg()} "
+        "(other work on the machine shows up as spread between runs: compare within one run)",
+        f"- command: `python3 bench/bench.py {' '.join(sys.argv[1:])}` (runs per figure: {ctx.args.runs}); "
+        f"suite took {elapsed:.0f} s",
+        "",
+        "Times are medians. *ratio* is median / reference. Consistency = `rsync -anci --delete SRC/ DST/` prints "
+        "nothing; times end at the start of the first passing check (a cheap gate is polled every "
+        "20 ms before it: sampled paths, including the last ones in rsync's order, match, and for our daemon in "
+        "workloads 1 and 6 its readiness line has been logged), the check's own cost is not subtracted from anything and is listed where it matters.",
+        "", table, ""]
+    for title, intro, lines in ctx.details:
+        out += [f"## {title}", "", intro, ""] + lines + [""]
+    if ctx.notes:
+        out += ["## Notes", ""] + [f"- {n}" for n in ctx.notes] + [""]
+    return table, "\n".join(out)
+
+
+def build(args):
+    if args.bin:
+        return os.path.abspath(args.bin)
+    target = os.environ.get("CARGO_TARGET_DIR", os.path.join(REPO, "target"))
+    print(f"building release binary (target dir {target}) ...", file=sys.stderr)
+    subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=REPO, check=True)
+    return os.path.join(target, "release", "clsync")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="1 run, small sizes (CI smoke; does not write RESULTS.md)")
+    ap.add_argument("--only", help=f"comma-separated workloads: {','.join(WORKLOADS)}")
+    ap.add_argument("--runs", type=int, help="runs per figure (default 3; --quick: 1)")
+    ap.add_argument("--peers", action="store_true", help="also run lsyncd and Debian's C clsync (workloads 1-3)")
+    ap.add_argument("--bin", help="use this clsync binary instead of building")
+    ap.add_argument("--tmpdir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(), help="parent of the one temp dir (default %(default)s)")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
+    args = ap.parse_args()
+    args.runs = args.runs or (1 if args.quick else 3)
+    only = args.only.split(",") if args.only else WORKLOADS
+    for w in only:
+        if w not in FUNCS:
+            ap.error(f"unknown workload {w!r}; choose from {','.join(WORKLOADS)}")
+    if args.peers:
+        missing = [p for p in ("/usr/bin/lsyncd", "/usr/bin/clsync") if not os.access(p, os.X_OK)]
+        if missing:
+            ap.error(f"--peers needs {' and '.join(missing)} (apt-get install -y lsyncd clsync)")
+    if os.geteuid() != 0 and any(w in only for w in ("overflow", "scale")):
+        print("warning: overflow/scale change /proc/sys/fs/inotify values and need root", file=sys.stderr)
+    args.bin = build(args)
+    ctx = Ctx(args, QUICK if args.quick else FULL)
+    ctx.load0 = loadavg()
+    desc = machine(ctx)
+    t0 = now()
+    failed = []
+    try:
+        for w in only:
+            print(f"== {w}", file=sys.stderr, flush=True)
+            tw = now()
+            try:
+                FUNCS[w](ctx)
+            except BenchError as e:
+                failed.append(w)
+                ctx.rows.append([w, "", "ERROR", str(e).splitlines()[0][:120], "", "", "", "**ERROR**", ""])
+            finally:
+                ctx.stop_all()
+            print(f"   {w} took {now() - tw:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        ctx.stop_all()
+        rmtree(ctx.tmp)
+    table, text = report(ctx, now() - t0, desc)
+    print(table)
+    print(f"\nsuite took {now() - t0:.1f} s", file=sys.stderr)
+    if not (args.quick or args.no_write or args.only):
+        with open(os.path.join(HERE, "RESULTS.md"), "w") as fh:
+            fh.write(text)
+        print(f"wrote {os.path.join(HERE, 'RESULTS.md')}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
