@@ -167,6 +167,9 @@ impl InotifyMonitor {
                     continue;
                 }
             };
+            // A directory whose node had no children yet gets only new nodes: no sibling
+            // scan per insert (quadratic in flat directories).
+            let fresh = tree.is_leaf(node);
             for entry in entries.flatten() {
                 let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
                 if !is_dir {
@@ -185,7 +188,11 @@ impl InotifyMonitor {
                 }
                 match self.add_watch(&entry.path()) {
                     Ok(wd) => {
-                        let (id, dropped) = tree.insert(node, name.as_bytes(), wd);
+                        let (id, dropped) = if fresh {
+                            tree.insert_new(node, name.as_bytes(), wd)
+                        } else {
+                            tree.insert(node, name.as_bytes(), wd)
+                        };
                         for wd in dropped {
                             self.rm_watch(wd);
                         }

@@ -222,6 +222,26 @@ impl Tree {
         n.parent = NONE;
     }
 
+    /// True when `id` has no child node yet.
+    pub fn is_leaf(&self, id: NodeId) -> bool {
+        self.node(id).first_child == NONE
+    }
+
+    /// Adds directory `name` under `parent`, known to hold no node of that name (its parent
+    /// was a leaf when the listing that found `name` began): skips the sibling scan, which
+    /// would make a directory with N subdirectories cost N² on a walk.
+    pub fn insert_new(&mut self, parent: NodeId, name: &[u8], wd: i32) -> (NodeId, Vec<i32>) {
+        if self.by_wd.contains_key(&wd) {
+            return self.insert(parent, name, wd);
+        }
+        let id = self.alloc();
+        *self.node_mut(id) = Node { wd, ..EMPTY };
+        self.set_name(id, name);
+        self.link(id, parent);
+        self.by_wd.insert(wd, id);
+        (id, Vec::new())
+    }
+
     /// Adds directory `name` under `parent` with watch `wd`. A node already there under that
     /// name (a directory replaced before we saw its removal) is dropped with its subtree; the
     /// watch descriptors of dropped nodes are returned so the caller can remove the watches.
