@@ -24,8 +24,9 @@ const EXIT_UNHEALTHY: u8 = 4;
     version,
     about = "Live file-sync daemon: keeps destinations equal to watched source trees",
     long_about = "clsync watches directory trees (inotify), batches the changes, filters them \
-through exclude patterns and rules, and hands each batch to one rsync run or to its native \
-mirror, so that every destination keeps up with its source within seconds.\n\n\
+through exclude patterns and rules, and hands each batch to one rsync run, to its native \
+mirror, or to a command of yours, so that every destination keeps up with its source within \
+seconds.\n\n\
 Jobs are TOML files in CONFIG_DIR/jobs.d/ (one job per file, named after the file); \
 CONFIG_DIR/clsync.toml holds daemon settings and [defaults] inherited by every job.",
     after_help = "Exit status: 0 success; 1 invalid configuration; 2 usage error; 3 runtime failure or daemon not reachable; 4 (status) a job is unhealthy."
@@ -89,8 +90,10 @@ enum Command {
     /// Run one job without the daemon: a full sync, then keep syncing changes until none
     /// arrives for the job's delay, then exit (copy a tree that is still being written).
     Sync {
+        /// Configuration directory (holds clsync.toml and jobs.d/).
         #[arg(long, env = "CLSYNC_CONFIG_DIR", default_value = config::DEFAULT_CONFIG_DIR)]
         config_dir: PathBuf,
+        /// Log filter, as for `run`.
         #[arg(long, env = "CLSYNC_LOG")]
         log_level: Option<String>,
         /// Exit once the source is quiet (the only mode for now; required for clarity).
@@ -131,10 +134,13 @@ impl DaemonArgs {
 }
 
 fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|e| {
-        eprintln!("clsync: invalid log level {level:?} ({e}); using \"info\"");
-        tracing_subscriber::EnvFilter::new("info")
-    });
+    let checked = config::check_log_level(level).map_err(|e| e.to_string());
+    let filter = checked
+        .and_then(|()| tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| {
+            eprintln!("clsync: {e}; logging at \"info\"");
+            tracing_subscriber::EnvFilter::new("info")
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -419,10 +419,25 @@ pub fn load_dir(dir: &Path) -> Loaded {
     out
 }
 
-/// A bad default is found again by every job that inherits it: say it once.
+/// A bad default is found again by every job that inherits it: say it once. Within a file,
+/// diagnostics come in line order.
 fn dedup(diags: &mut Vec<Diagnostic>) {
     let mut seen = std::collections::HashSet::new();
     diags.retain(|d| seen.insert(d.to_string()));
+    // Stable: files keep the order they were read in.
+    let mut order: Vec<PathBuf> = Vec::new();
+    for d in diags.iter() {
+        if !order.contains(&d.file) {
+            order.push(d.file.clone());
+        }
+    }
+    diags.sort_by_key(|d| {
+        (
+            order.iter().position(|f| *f == d.file).unwrap_or(0),
+            d.line,
+            d.column,
+        )
+    });
 }
 
 /// Loads one job file against `dir`'s defaults (used by `clsync check FILE`).
@@ -502,6 +517,11 @@ fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
     };
     if let Some(d) = &raw.daemon {
         out.daemon = daemon_config(dir, d);
+        if let Some(l) = &d.log_level
+            && let Err(e) = check_log_level(l.get_ref())
+        {
+            out.diagnostics.push(file.error(l.span(), e));
+        }
     }
     let defaults = raw.defaults.unwrap_or_default();
     for (field, span) in [
@@ -530,6 +550,25 @@ fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
         out.main_ok = false;
     }
     Some(defaults)
+}
+
+/// Checks a log filter: comma-separated levels (`error` … `trace`, `off`) or `target=level`
+/// directives. A bare word that is not a level would be taken by the tracing filter as a
+/// target name and silence every other log line, typos included.
+pub fn check_log_level(s: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    for d in s.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = d.rsplit_once('=').map_or(d, |(_, l)| l);
+        if !LEVELS.contains(&level.to_ascii_lowercase().as_str()) {
+            return Err(format!(
+                "invalid log level {d:?}: use error, warn, info, debug, trace or off, or TARGET=LEVEL (e.g. \"info,clsync::monitor=trace\")"
+            ));
+        }
+    }
+    if s.trim().is_empty() {
+        return Err("empty log level".into());
+    }
+    Ok(())
 }
 
 fn daemon_config(dir: &Path, d: &RawDaemon) -> DaemonConfig {
@@ -775,7 +814,8 @@ fn resolve_job(
         None => (&empty, None),
     };
     let f = file;
-    let eof = file.text.len();
+    // "Missing key" errors point at the file's last line, not past its final newline.
+    let eof = file.text.trim_end().len();
 
     let enabled = pick(raw.enabled.as_ref(), f, d.enabled.as_ref(), df).is_none_or(|a| *a.get());
 
@@ -1653,6 +1693,16 @@ mod tests {
                 .any(|m| m.contains("dup.toml:2:22") && m.contains("twice")),
             "{msgs:#?}"
         );
+    }
+
+    #[test]
+    fn log_levels_are_checked() {
+        for ok in ["info", "debug", "info,clsync::monitor=trace", "WARN", "off"] {
+            assert!(check_log_level(ok).is_ok(), "{ok}");
+        }
+        for bad in ["infoo", "warning", "", "info,loud", "clsync=loud"] {
+            assert!(check_log_level(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
