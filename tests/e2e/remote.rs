@@ -60,20 +60,7 @@ impl Sshd {
             ),
         )
         .unwrap();
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("sshd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not start");
-            std::thread::sleep(POLL);
-        }
-        Some(Sshd { child, port, key })
+        Some(Sshd::restart(dir, port))
     }
 
     fn job_extra(&self) -> String {
@@ -197,20 +184,26 @@ fn unreachable_host_is_retried() {
 }
 
 impl Sshd {
-    /// Starts sshd again from an existing directory, on the same port.
+    /// Starts sshd from its directory (config and keys made by `start`) on `port`, and
+    /// waits until it accepts connections.
     fn restart(dir: &Path, port: u16) -> Sshd {
-        let config = dir.join("sshd_config");
         let child = Command::new("/usr/sbin/sshd")
             .args(["-D", "-e", "-f"])
-            .arg(&config)
+            .arg(dir.join("sshd_config"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("sshd2.log")).unwrap())
+            .stderr(
+                fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(dir.join("sshd.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not restart");
+            assert!(Instant::now() < deadline, "sshd did not start");
             std::thread::sleep(POLL);
         }
         Sshd {
