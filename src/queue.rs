@@ -266,6 +266,17 @@ mod tests {
     }
 
     #[test]
+    fn too_many_pending_paths_collapse_into_a_full_sync() {
+        let mut q = Queue::default();
+        for i in 0..=MAX_PENDING {
+            q.push(Change::Path(PathBuf::from(format!("f{i}"))));
+        }
+        assert!(q.is_full(), "memory stays bounded");
+        assert_eq!(q.len(), 1);
+        assert!(q.take().is_full());
+    }
+
+    #[test]
     fn overflow_makes_a_full_sync() {
         let mut q = Queue::default();
         q.push(Change::Path(p("a")));
