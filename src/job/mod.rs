@@ -550,11 +550,14 @@ impl Runner {
     fn submit(&mut self, batch: Batch) {
         self.next_id += 1;
         let id = self.next_id;
+        // The first few paths, so that a debug log shows what is being synced.
+        let sample: Vec<_> = batch.entries.iter().take(5).map(|e| &e.rel).collect();
         debug!(
             id,
             paths = batch.len(),
             full = batch.is_full(),
-            "sync started"
+            "sync started: {sample:?}{}",
+            if batch.len() > 5 { " …" } else { "" }
         );
         self.inflight.add(id, &batch);
         if let Some(g) = &mut self.guard {
