@@ -9,7 +9,6 @@ use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// `[daemon]` settings every supervisor test uses: everything inside `conf/run/`.
@@ -36,33 +35,8 @@ pub fn status_file(env: &Env) -> PathBuf {
 
 /// Runs `clsync ARGS` (cwd = env root) and kills it after 30 s.
 pub fn cli(env: &Env, args: &[&str]) -> CheckOutput {
-    let child = Command::new(env!("CARGO_BIN_EXE_clsync"))
-        .args(args)
-        .current_dir(&env.root)
-        .env("NO_COLOR", "1")
-        .env_remove("CLSYNC_CONFIG_DIR")
-        .env_remove("CLSYNC_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn clsync");
-    let pid = child.id() as i32;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        if rx.recv_timeout(Duration::from_secs(30)).is_err() {
-            unsafe {
-                libc::kill(pid, libc::SIGKILL);
-            }
-        }
-    });
-    let out = child.wait_with_output().expect("wait clsync");
-    let _ = tx.send(());
-    CheckOutput {
-        code: out.status.code(),
-        stdout: strip_ansi(&String::from_utf8_lossy(&out.stdout)),
-        stderr: strip_ansi(&String::from_utf8_lossy(&out.stderr)),
-    }
+    let args: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+    run_clsync(&env.root, &args)
 }
 
 /// Runs `clsync SUB --config-dir conf ARGS...`.

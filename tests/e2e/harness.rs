@@ -594,17 +594,24 @@ pub struct Diag {
 
 /// Runs `clsync check ARGS` (cwd = `cwd`) with a deadline.
 pub fn run_check(cwd: &Path, args: &[&OsStr]) -> CheckOutput {
+    let mut all: Vec<&OsStr> = vec![OsStr::new("check")];
+    all.extend_from_slice(args);
+    run_clsync(cwd, &all)
+}
+
+/// Runs `clsync ARGS` (cwd = `cwd`) and kills it after 30 s.
+pub fn run_clsync(cwd: &Path, args: &[&OsStr]) -> CheckOutput {
     let child = Command::new(env!("CARGO_BIN_EXE_clsync"))
-        .arg("check")
         .args(args)
         .current_dir(cwd)
         .env("NO_COLOR", "1")
         .env_remove("CLSYNC_CONFIG_DIR")
+        .env_remove("CLSYNC_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn clsync check");
+        .expect("spawn clsync");
     let pid = child.id() as i32;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
@@ -614,7 +621,7 @@ pub fn run_check(cwd: &Path, args: &[&OsStr]) -> CheckOutput {
             }
         }
     });
-    let out = child.wait_with_output().expect("wait clsync check");
+    let out = child.wait_with_output().expect("wait clsync");
     let _ = tx.send(());
     CheckOutput {
         code: out.status.code(),
