@@ -197,6 +197,33 @@ impl Env {
         d
     }
 
+    /// Starts the daemon with the sysctl file `sysctl` set to `value` (computed while no
+    /// other daemon may start), waits until `jobs` are watching, and restores the value at
+    /// once: the kernel reads inotify limits when the daemon creates or fills its instance.
+    /// `None` (nothing changed) when the sysctl cannot be written.
+    pub fn start_with_sysctl(
+        &self,
+        sysctl: &str,
+        value: impl FnOnce() -> String,
+        jobs: &[&str],
+    ) -> Option<Daemon> {
+        let _exclusive = INOTIFY_START.write().unwrap_or_else(|e| e.into_inner());
+        let _low = SysctlGuard::set(sysctl, &value())?;
+        let mut d = Daemon::spawn(
+            &self.root,
+            &[
+                OsStr::new("run"),
+                OsStr::new("--config-dir"),
+                self.conf.as_os_str(),
+            ],
+            &[],
+            &self.root.join("daemon.log"),
+        );
+        d.wait_watching(jobs);
+        Some(d)
+        // `_low` restores the value here, then `_exclusive` lets other daemons start.
+    }
+
     /// Starts the daemon and waits until every job in `jobs` reports `watching`.
     pub fn start(&self, jobs: &[&str]) -> Daemon {
         let mut d = self.spawn();

@@ -72,26 +72,13 @@ fn queue_overflow(mode: Mode) {
     let dst = env.p("dst");
     populate(&src, "before overflow");
     env.job("overflow", &src, &dst, mode, "");
-    let mut d = {
-        // No other daemon may create its inotify instance while the limit is low.
-        let _exclusive = INOTIFY_START.write().unwrap_or_else(|e| e.into_inner());
-        let Some(_low) = SysctlGuard::set("/proc/sys/fs/inotify/max_queued_events", "64") else {
-            eprintln!("NOTE: queue_overflow skipped: cannot write max_queued_events");
-            return;
-        };
-        let mut d = Daemon::spawn(
-            &env.root,
-            &[
-                std::ffi::OsStr::new("run"),
-                std::ffi::OsStr::new("--config-dir"),
-                env.conf.as_os_str(),
-            ],
-            &[],
-            &env.root.join("daemon.log"),
-        );
-        d.wait_watching(&["overflow"]);
-        d
-        // `_low` restores the limit here, then `_exclusive` lets other daemons start.
+    let Some(mut d) = env.start_with_sysctl(
+        "/proc/sys/fs/inotify/max_queued_events",
+        || "64".into(),
+        &["overflow"],
+    ) else {
+        eprintln!("NOTE: queue_overflow skipped: cannot write max_queued_events");
+        return;
     };
     d.assert_synced(&src, &dst, &[]);
     let t0 = Instant::now();

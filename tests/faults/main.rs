@@ -241,25 +241,13 @@ fn watch_limit_reached() {
         write(&src.join(format!("dir{i:02}/file")), "x");
     }
     env.job("j", &src, &dst, Mode::Rsync, "");
-    let mut d = {
-        let _w = INOTIFY_START.write().unwrap_or_else(|e| e.into_inner());
-        let limit = root_watches_in_use() + 4;
-        let guard = SysctlGuard::set("/proc/sys/fs/inotify/max_user_watches", &limit.to_string())
-            .expect("lower max_user_watches");
-        let mut d = Daemon::spawn(
-            &env.root,
-            &[
-                std::ffi::OsStr::new("run"),
-                std::ffi::OsStr::new("--config-dir"),
-                env.conf.as_os_str(),
-            ],
-            &[],
-            &env.root.join("daemon.log"),
-        );
-        d.wait_watching(&["j"]);
-        drop(guard);
-        d
-    };
+    let mut d = env
+        .start_with_sysctl(
+            "/proc/sys/fs/inotify/max_user_watches",
+            || (root_watches_in_use() + 4).to_string(),
+            &["j"],
+        )
+        .expect("lower max_user_watches");
     d.assert_synced(&src, &dst, &[]);
     assert!(
         d.log().contains("watch limit reached"),
