@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod handler;
 pub mod job;
+pub mod longpath;
 pub mod monitor;
 pub mod queue;
 pub mod relpath;

@@ -376,7 +376,7 @@ impl Supervisor {
         } else {
             p.components().collect()
         };
-        let full = crate::relpath::join(&cfg.source, &rel);
+        let full = crate::longpath::LongPath::new(&cfg.source, &rel);
         let kind = match std::fs::symlink_metadata(&full) {
             Ok(m) if m.is_dir() => Kind::Dir,
             Ok(m) if m.is_file() => Kind::File,

@@ -143,7 +143,7 @@ pub(crate) fn rel_arg(rel: &Path) -> OsString {
 pub(crate) fn shell_records(source: &Path, entries: &[Entry], full: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for e in entries {
-        let kind = file_kind(&relpath::join(source, &e.rel));
+        let kind = file_kind(&crate::longpath::LongPath::new(source, &e.rel));
         for field in [
             event(full, e, kind).as_bytes(),
             kind.as_bytes(),
@@ -398,7 +398,10 @@ impl CommandHandler {
         let (event, path) = match entries.first() {
             Some(e) if kind == CommandKind::Simple => {
                 let abs = relpath::join(&self.source, &e.rel);
-                (event(full, e, file_kind(&abs)), abs)
+                (
+                    event(full, e, file_kind(&crate::longpath::LongPath::new(&self.source, &e.rel))),
+                    abs,
+                )
             }
             _ => ("", PathBuf::new()),
         };

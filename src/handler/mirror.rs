@@ -49,6 +49,7 @@ use nix::errno::Errno;
 use nix::sys::stat::{Mode, SFlag};
 
 use super::{Batch, Handler, HandlerError, Outcome, Rename};
+use crate::longpath::LongPath;
 use crate::relpath;
 use crate::rules::{Filter, Kind};
 
@@ -101,11 +102,11 @@ impl MirrorHandler {
         &self.destination
     }
 
-    fn src(&self, rel: &Path) -> PathBuf {
+    fn src(&self, rel: &Path) -> LongPath {
         at(&self.source, rel)
     }
 
-    fn dst(&self, rel: &Path) -> PathBuf {
+    fn dst(&self, rel: &Path) -> LongPath {
         at(&self.destination, rel)
     }
 
@@ -353,7 +354,7 @@ impl Run<'_> {
                     }
                     self.mkdir(p)?;
                 }
-                Err(e) => return Err(Fail::Io(dp, e)),
+                Err(e) => return Err(Fail::Io(dp.into_shown(), e)),
             }
         }
         Ok(true)
@@ -375,9 +376,9 @@ impl Run<'_> {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::symlink_metadata(&dp) {
                 Ok(m) if m.is_dir() => {}
-                _ => return Err(Fail::Io(dp, e)),
+                _ => return Err(Fail::Io(dp.into_shown(), e)),
             },
-            Err(e) => return Err(Fail::Io(dp, e)),
+            Err(e) => return Err(Fail::Io(dp.into_shown(), e)),
         }
         self.touch_parent(rel);
         self.touched.insert(rel.to_path_buf());
@@ -395,7 +396,7 @@ impl Run<'_> {
             match fs::remove_file(&dp) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Fail::Io(dp, e)),
+                Err(e) => return Err(Fail::Io(dp.into_shown(), e)),
             }
             self.touch_parent(rel);
             return Ok(true);
@@ -412,7 +413,7 @@ impl Run<'_> {
                     Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                     Err(e) => {
                         top.complete = false;
-                        self.note(Fail::Io(cp, e));
+                        self.note(Fail::Io(cp.into_shown(), e));
                         continue;
                     }
                 };
@@ -434,7 +435,7 @@ impl Run<'_> {
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => {
                             top.complete = false;
-                            self.note(Fail::Io(cp, e));
+                            self.note(Fail::Io(cp.into_shown(), e));
                         }
                     }
                 }
@@ -447,10 +448,10 @@ impl Run<'_> {
                 match fs::remove_dir(&dp) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) if stack.is_empty() => return Err(Fail::Io(dp, e)),
+                    Err(e) if stack.is_empty() => return Err(Fail::Io(dp.into_shown(), e)),
                     Err(e) => {
                         removed = false;
-                        self.note(Fail::Io(dp, e));
+                        self.note(Fail::Io(dp.into_shown(), e));
                     }
                 }
             }
@@ -484,7 +485,7 @@ impl Run<'_> {
             Ok(())
         } else {
             Err(Fail::Io(
-                self.h.dst(rel),
+                self.h.dst(rel).into_shown(),
                 io::Error::new(
                     io::ErrorKind::DirectoryNotEmpty,
                     "directory in the way holds excluded or undeletable entries",
@@ -504,7 +505,7 @@ impl Run<'_> {
         for _ in 0..64 {
             let p = dp.join(self.h.tmp_name());
             match make(&p) {
-                Ok(t) => return Ok((TempGuard(Some(p)), t)),
+                Ok(t) => return Ok((TempGuard(Some(p), dp), t)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Fail::Io(target.to_path_buf(), e)),
             }
@@ -585,7 +586,7 @@ impl Run<'_> {
                         self.note(f);
                     } else if fs::symlink_metadata(self.h.src(&dir)).is_ok_and(|m| m.is_dir()) {
                         self.note(Fail::Io(
-                            self.h.src(&dir),
+                            self.h.src(&dir).into_shown(),
                             io::Error::other("directory replaced while being synced"),
                         ));
                     }
@@ -603,7 +604,7 @@ impl Run<'_> {
             let meta = match fs::symlink_metadata(&spath) {
                 Ok(m) => m,
                 Err(e) if vanished(&e) => return self.delete(rel, top),
-                Err(e) => return Err(Fail::Io(spath, e)),
+                Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
             };
             let kind = kind_of(&meta);
             let allowed = if top {
@@ -632,7 +633,7 @@ impl Run<'_> {
             }
         }
         Err(Fail::Io(
-            spath,
+            spath.into_shown(),
             io::Error::other("source keeps changing while being synced"),
         ))
     }
@@ -698,7 +699,7 @@ impl Run<'_> {
             Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(Fail::Changed);
             }
-            Err(e) => return Err(Fail::Io(spath, e)),
+            Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
         };
         names.sort();
         let dpath = self.h.dst(rel);
@@ -712,7 +713,7 @@ impl Run<'_> {
                 Ok(m) => m,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => {
-                    self.note(Fail::Io(cp, e));
+                    self.note(Fail::Io(cp.into_shown(), e));
                     continue;
                 }
             };
@@ -757,7 +758,7 @@ impl Run<'_> {
             {
                 return Err(Fail::Changed);
             }
-            Err(e) => return Err(Fail::Io(spath, e)),
+            Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
         };
         // The attributes that go with the content we copy. Taken before copying, so that a
         // file modified during the copy gets an older mtime and is copied again next time.
@@ -797,7 +798,7 @@ impl Run<'_> {
             Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::EINVAL) => {
                 return Err(Fail::Changed);
             }
-            Err(e) => return Err(Fail::Io(spath, e)),
+            Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
         };
         let parent = parent_of(rel);
         self.verify_chain(parent, true)?;
@@ -921,7 +922,7 @@ impl Run<'_> {
             Ok(m) if m.is_dir() => m,
             Ok(_) => return Ok(()),
             Err(e) if vanished(&e) => return Ok(()),
-            Err(e) => return Err(Fail::Io(spath, e)),
+            Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
         };
         if !self.ancestors_are_dirs(rel) {
             return Ok(());
@@ -943,8 +944,9 @@ struct RemovalFrame {
     complete: bool,
 }
 
-/// Removes its temporary path when dropped, unless disarmed.
-struct TempGuard(Option<PathBuf>);
+/// Removes its temporary path when dropped, unless disarmed. Holds the directory's
+/// [`LongPath`]: a `/proc/self/fd/N/...` path is valid only while N is open.
+struct TempGuard(Option<PathBuf>, #[allow(dead_code)] LongPath);
 
 impl TempGuard {
     fn path(&self) -> &Path {
@@ -966,11 +968,12 @@ impl Drop for TempGuard {
 
 /// `base/rel`; the root is `base/.`, so that a root given as a symlink is followed while
 /// everything below it is handled with lstat / O_NOFOLLOW.
-fn at(base: &Path, rel: &Path) -> PathBuf {
+/// Paths too long for a system call come back in their `/proc/self/fd/N/...` form.
+fn at(base: &Path, rel: &Path) -> LongPath {
     if rel.as_os_str().is_empty() {
-        base.join(".")
+        LongPath::new(base, Path::new("."))
     } else {
-        base.join(rel)
+        LongPath::new(base, rel)
     }
 }
 

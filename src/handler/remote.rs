@@ -124,7 +124,8 @@ pub fn replay(opts: &RsyncOptions, dest: &str, renames: &[Rename]) -> Result<(),
 pub fn replay_local(dest: &Path, renames: &[Rename]) -> usize {
     let mut done = 0;
     for r in renames {
-        let (f, t) = (dest.join(&r.from), dest.join(&r.to));
+        let f = crate::longpath::LongPath::new(dest, &r.from);
+        let t = crate::longpath::LongPath::new(dest, &r.to);
         if std::fs::symlink_metadata(&f).is_err()
             || std::fs::symlink_metadata(&t).is_ok_and(|m| m.is_dir())
         {

@@ -19,7 +19,6 @@ use tracing::debug;
 
 use super::{Batch, Handler, HandlerError, Outcome};
 use crate::config::{Destination, RsyncOptions};
-use crate::relpath;
 use crate::rules::{Filter, Kind};
 
 pub struct RsyncHandler {
@@ -75,7 +74,7 @@ impl RsyncHandler {
         let mut out = Vec::new();
         let mut stack: Vec<PathBuf> = dirs.to_vec();
         while let Some(rel) = stack.pop() {
-            let Ok(rd) = fs::read_dir(relpath::join(&self.source, &rel)) else {
+            let Ok(rd) = fs::read_dir(crate::longpath::LongPath::new(&self.source, &rel)) else {
                 continue;
             };
             for entry in rd.flatten() {
@@ -117,7 +116,7 @@ impl RsyncHandler {
                 .entries
                 .iter()
                 .filter(|e| {
-                    fs::symlink_metadata(relpath::join(&self.source, &e.rel))
+                    fs::symlink_metadata(crate::longpath::LongPath::new(&self.source, &e.rel))
                         .is_ok_and(|m| m.is_dir())
                 })
                 .map(|e| e.rel.clone())

@@ -11,7 +11,6 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::handler::Batch;
-use crate::relpath;
 
 /// What identifies a path's state for the guard. The inode and ctime are left out: rsync
 /// replaces files (new inode), and any write changes the ctime.
@@ -34,7 +33,7 @@ enum Sig {
 const S_IFMT: u32 = libc::S_IFMT as u32;
 
 fn sig(source: &Path, rel: &Path) -> Sig {
-    match std::fs::symlink_metadata(relpath::join(source, rel)) {
+    match std::fs::symlink_metadata(crate::longpath::LongPath::new(source, rel)) {
         Err(_) => Sig::Missing,
         Ok(m) => Sig::Present {
             kind: m.mode() & S_IFMT,

@@ -27,7 +27,6 @@ use crate::handler::rsync::RsyncHandler;
 use crate::handler::{Batch, Handler};
 use crate::monitor::{Change, PlatformMonitor, UNWATCHED_RESCAN};
 use crate::queue::Queue;
-use crate::relpath;
 use crate::rules::Filter;
 use crate::waker::Waker;
 use inflight::InFlight;
@@ -44,7 +43,7 @@ fn backoff(failures: u32, first: Duration, max: Duration) -> Duration {
 }
 
 fn is_big(source: &Path, rel: &Path, threshold: u64) -> bool {
-    std::fs::symlink_metadata(relpath::join(source, rel))
+    std::fs::symlink_metadata(crate::longpath::LongPath::new(source, rel))
         .is_ok_and(|m| m.is_file() && m.len() >= threshold)
 }
 

@@ -21,6 +21,7 @@ use tracing::{debug, error, trace, warn};
 
 use super::tree::{NodeId, ROOT, Tree};
 use super::{Change, UNWATCHED_RESCAN};
+use crate::longpath::LongPath;
 use crate::relpath;
 use crate::rules::{Filter, Kind};
 
@@ -155,12 +156,13 @@ impl InotifyMonitor {
     fn walk(&mut self, tree: &mut Tree, start: NodeId, start_rel: PathBuf) {
         let mut stack = vec![(start, start_rel)];
         while let Some((node, rel)) = stack.pop() {
-            let dir = relpath::join(&self.root, &rel);
+            // Entry paths below are `dir`-relative: valid while `dir` lives.
+            let dir = LongPath::new(&self.root, &rel);
             let entries = match std::fs::read_dir(&dir) {
                 Ok(e) => e,
                 Err(e) => {
                     if e.kind() != io::ErrorKind::NotFound {
-                        warn!("cannot list {}: {e}", dir.display());
+                        warn!("cannot list {}: {e}", dir.shown().display());
                         // Its subdirectories are unknown, so unwatched: rescan it later.
                         self.unwatched.insert(rel.clone());
                     }
@@ -206,7 +208,7 @@ impl InotifyMonitor {
                         _ => {
                             // Unreadable (EACCES) and the like: rescanned until it can be
                             // watched, never silently left out.
-                            warn!("cannot watch {}: {e}", entry.path().display());
+                            warn!("cannot watch {}: {e}", self.root.join(&child_rel).display());
                             self.unwatched.insert(child_rel);
                         }
                     },
@@ -217,7 +219,7 @@ impl InotifyMonitor {
 
     /// Watches a directory that appeared under `parent` (created or moved in) and its subtree.
     fn watch_new(&mut self, parent: NodeId, name: &[u8], rel: &Path) {
-        let path = relpath::join(&self.root, rel);
+        let path = LongPath::new(&self.root, rel);
         match self.add_watch(&path) {
             Ok(wd) => {
                 self.unwatched.remove(rel);
@@ -235,7 +237,7 @@ impl InotifyMonitor {
                     self.unwatched.insert(rel.to_path_buf());
                 }
                 _ => {
-                    warn!("cannot watch {}: {e}", path.display());
+                    warn!("cannot watch {}: {e}", path.shown().display());
                     self.unwatched.insert(rel.to_path_buf());
                 }
             },

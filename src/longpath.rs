@@ -1,0 +1,295 @@
+//! Paths longer than the kernel's `PATH_MAX` (4,096 bytes).
+//!
+//! A tree may hold files whose full path is longer than any path-taking system call accepts
+//! (`mkdir -p` builds them one level at a time). Such a path is still reachable through a
+//! descriptor: [`LongPath::new`] opens the leading directories one by one with `openat` and
+//! names the rest relative to the last one as `/proc/self/fd/N/REST`, a short path every
+//! system call, `std::fs` function and child process (when the descriptor is inherited)
+//! accepts. Short paths are left as they are, so the common case costs nothing.
+//!
+//! The directories opened on the way are opened with `O_NOFOLLOW`: a symlink in the middle
+//! of a long path is not followed (it stops the path, like a missing directory).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Paths up to this length are used as they are. `PATH_MAX` is 4,096 bytes including the
+/// NUL; the margin lets a caller append one more component (255 bytes) to the result.
+pub const DIRECT_MAX: usize = 3800;
+
+/// Longest remainder named relative to an opened directory.
+const TAIL_MAX: usize = 3000;
+
+/// A path usable in system calls, whatever its length. Keeps the descriptor that its
+/// short form refers to open for as long as it lives.
+#[derive(Debug)]
+pub struct LongPath {
+    path: PathBuf,
+    /// The long path itself, for messages (`None`: `path` is it).
+    shown: Option<PathBuf>,
+    #[cfg(target_os = "linux")]
+    anchor: Option<std::os::fd::OwnedFd>,
+}
+
+impl LongPath {
+    /// `base/rel` (`base` itself when `rel` is empty). `base` is short and may be a symlink
+    /// (a job's root); `rel` is a normalized relative path.
+    ///
+    /// Never fails: when a leading directory of a long path cannot be opened, the result is
+    /// a path on which every system call fails the same way (`ENOENT` for a missing
+    /// directory, `ENOTDIR` for a file or a symlink, `ENAMETOOLONG` otherwise), so callers
+    /// keep handling errors where they did.
+    pub fn new(base: &Path, rel: &Path) -> LongPath {
+        let rel_b = rel.as_os_str().as_bytes();
+        let direct = || {
+            if rel_b.is_empty() {
+                base.to_path_buf()
+            } else {
+                base.join(rel)
+            }
+        };
+        if base.as_os_str().len() + 1 + rel_b.len() <= DIRECT_MAX {
+            return LongPath::plain(direct());
+        }
+        #[cfg(target_os = "linux")]
+        {
+            match linux::resolve(base, rel_b) {
+                Some(mut p) => {
+                    p.shown = Some(direct());
+                    p
+                }
+                None => LongPath::plain(direct()),
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            LongPath::plain(direct())
+        }
+    }
+
+    fn plain(path: PathBuf) -> LongPath {
+        LongPath {
+            path,
+            shown: None,
+            #[cfg(target_os = "linux")]
+            anchor: None,
+        }
+    }
+
+    pub fn as_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The path as the user knows it, for messages.
+    pub fn shown(&self) -> &Path {
+        self.shown.as_deref().unwrap_or(&self.path)
+    }
+
+    pub fn into_shown(self) -> PathBuf {
+        self.shown.unwrap_or(self.path)
+    }
+
+    /// The descriptor the path is relative to, if any: a child process that is given the
+    /// path must inherit it under the same number (see [`inherit_in_child`]).
+    #[cfg(target_os = "linux")]
+    pub fn anchor_fd(&self) -> Option<std::os::fd::RawFd> {
+        use std::os::fd::AsRawFd;
+        self.anchor.as_ref().map(|f| f.as_raw_fd())
+    }
+
+    #[cfg(not(target_os = "linux"))]
+    pub fn anchor_fd(&self) -> Option<i32> {
+        None
+    }
+
+    /// Whether this is the short form of a long path.
+    pub fn is_anchored(&self) -> bool {
+        self.anchor_fd().is_some()
+    }
+}
+
+impl std::ops::Deref for LongPath {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<Path> for LongPath {
+    fn as_ref(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl AsRef<OsStr> for LongPath {
+    fn as_ref(&self) -> &OsStr {
+        self.path.as_os_str()
+    }
+}
+
+/// Makes `fds` survive `exec` in a child, so that `/proc/self/fd/N/...` paths given to it
+/// stay valid. Call from `pre_exec` (async-signal-safe: one `fcntl` per descriptor).
+#[cfg(target_os = "linux")]
+pub fn inherit_in_child(fds: &[std::os::fd::RawFd]) -> std::io::Result<()> {
+    for &fd in fds {
+        // SAFETY: fcntl on a descriptor number; an invalid one only yields EBADF.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use super::{LongPath, TAIL_MAX};
+    use std::ffi::{CString, OsStr};
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::{Path, PathBuf};
+
+    fn open_at(dir: Option<&OwnedFd>, name: &[u8], nofollow: bool) -> Result<OwnedFd, i32> {
+        let c = CString::new(name).map_err(|_| libc::EINVAL)?;
+        let flags = libc::O_PATH
+            | libc::O_DIRECTORY
+            | libc::O_CLOEXEC
+            | if nofollow { libc::O_NOFOLLOW } else { 0 };
+        let at = dir.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+        // SAFETY: a NUL-terminated name and a directory descriptor we own (or AT_FDCWD).
+        let fd = unsafe { libc::openat(at, c.as_ptr(), flags) };
+        if fd < 0 {
+            Err(std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO))
+        } else {
+            // SAFETY: a fresh descriptor that nothing else owns.
+            Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+        }
+    }
+
+    fn proc_path(fd: &OwnedFd, tail: &[u8]) -> PathBuf {
+        let mut p = format!("/proc/self/fd/{}", fd.as_raw_fd()).into_bytes();
+        if !tail.is_empty() {
+            p.push(b'/');
+            p.extend_from_slice(tail);
+        }
+        PathBuf::from(OsStr::from_bytes(&p))
+    }
+
+    /// `None` when the base itself cannot be opened (the direct path then fails as usual).
+    pub(super) fn resolve(base: &Path, rel: &[u8]) -> Option<LongPath> {
+        let comps: Vec<&[u8]> = rel.split(|&c| c == b'/').filter(|c| !c.is_empty()).collect();
+        // Open components 0..k, so that comps[k..] joined is at most TAIL_MAX bytes.
+        let mut tail_len = rel.len();
+        let mut k = 0;
+        while tail_len > TAIL_MAX && k + 1 < comps.len() {
+            tail_len -= comps[k].len() + 1;
+            k += 1;
+        }
+        let mut fd = open_at(None, base.as_os_str().as_bytes(), false).ok()?;
+        for c in &comps[..k] {
+            match open_at(Some(&fd), c, true) {
+                Ok(next) => fd = next,
+                Err(errno) => {
+                    let path = match errno {
+                        // The missing directory and one more name: ENOENT for every call,
+                        // including the ones that create (the parent does not exist).
+                        libc::ENOENT => {
+                            let mut t = c.to_vec();
+                            t.extend_from_slice(b"/x");
+                            proc_path(&fd, &t)
+                        }
+                        // A file or a symlink where a directory should be.
+                        libc::ENOTDIR | libc::ELOOP => PathBuf::from("/dev/null/x"),
+                        // EACCES and the like: the direct path fails the same way (or with
+                        // ENAMETOOLONG, still an error that is reported).
+                        _ => return None,
+                    };
+                    return Some(LongPath {
+                        path,
+                        shown: None,
+                        anchor: Some(fd),
+                    });
+                }
+            }
+        }
+        let tail = comps[k..].join(&b'/');
+        Some(LongPath {
+            path: proc_path(&fd, &tail),
+            shown: None,
+            anchor: Some(fd),
+        })
+    }
+
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    /// Creates `depth` directories of 200-byte names below `root` (by descriptor, as no
+    /// path to the deepest one fits in a system call) and returns the relative path.
+    pub(crate) fn deep_dirs(root: &Path, depth: usize) -> PathBuf {
+        let mut rel = PathBuf::new();
+        for i in 0..depth {
+            rel.push(format!("{i:03}{}", "d".repeat(197)));
+            let p = LongPath::new(root, &rel);
+            fs::create_dir(&p).unwrap();
+        }
+        rel
+    }
+
+    #[test]
+    fn short_paths_are_untouched() {
+        let p = LongPath::new(Path::new("/tmp"), Path::new("a/b"));
+        assert_eq!(p.as_path(), Path::new("/tmp/a/b"));
+        assert!(!p.is_anchored());
+        let p = LongPath::new(Path::new("/tmp"), Path::new(""));
+        assert_eq!(p.as_path(), Path::new("/tmp"));
+    }
+
+    #[test]
+    fn long_paths_work_in_every_call() {
+        let t = tempfile::tempdir().unwrap();
+        let rel = deep_dirs(t.path(), 30); // ~6,000 bytes
+        assert!(rel.as_os_str().len() > 4096);
+        let file = rel.join("f\nname");
+        let p = LongPath::new(t.path(), &file);
+        assert!(p.is_anchored());
+        assert!(p.as_os_str().len() < 4096);
+        fs::write(&p, b"data").unwrap();
+        assert_eq!(fs::read(LongPath::new(t.path(), &file)).unwrap(), b"data");
+        assert_eq!(
+            fs::read_dir(LongPath::new(t.path(), &rel)).unwrap().count(),
+            1
+        );
+        // The plain path is refused by the kernel.
+        assert_eq!(
+            fs::metadata(t.path().join(&file)).unwrap_err().raw_os_error(),
+            Some(libc::ENAMETOOLONG)
+        );
+    }
+
+    #[test]
+    fn failures_keep_their_meaning() {
+        let t = tempfile::tempdir().unwrap();
+        let rel = deep_dirs(t.path(), 25);
+        // A missing directory in the middle: ENOENT, even for mkdir.
+        let mut missing = rel.clone();
+        let first = rel.components().next().unwrap().as_os_str().to_owned();
+        missing = PathBuf::from("nothere").join(missing.strip_prefix(&first).unwrap());
+        let p = LongPath::new(t.path(), &missing.join("leaf"));
+        assert_eq!(
+            fs::create_dir(&p).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        // A symlink in the middle is not followed.
+        std::os::unix::fs::symlink(t.path().join(&first), t.path().join("link")).unwrap();
+        let via_link = PathBuf::from("link").join(rel.strip_prefix(&first).unwrap());
+        let p = LongPath::new(t.path(), &via_link.join("leaf"));
+        assert_eq!(fs::create_dir(&p).unwrap_err().raw_os_error(), Some(libc::ENOTDIR));
+    }
+}
