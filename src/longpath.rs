@@ -180,7 +180,10 @@ mod linux {
 
     /// `None` when the base itself cannot be opened (the direct path then fails as usual).
     pub(super) fn resolve(base: &Path, rel: &[u8]) -> Option<LongPath> {
-        let comps: Vec<&[u8]> = rel.split(|&c| c == b'/').filter(|c| !c.is_empty()).collect();
+        let comps: Vec<&[u8]> = rel
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
         // Open components 0..k, so that comps[k..] joined is at most TAIL_MAX bytes.
         let mut tail_len = rel.len();
         let mut k = 0;
@@ -222,7 +225,6 @@ mod linux {
             anchor: Some(fd),
         })
     }
-
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -268,7 +270,9 @@ mod tests {
         );
         // The plain path is refused by the kernel.
         assert_eq!(
-            fs::metadata(t.path().join(&file)).unwrap_err().raw_os_error(),
+            fs::metadata(t.path().join(&file))
+                .unwrap_err()
+                .raw_os_error(),
             Some(libc::ENAMETOOLONG)
         );
     }
@@ -290,6 +294,9 @@ mod tests {
         std::os::unix::fs::symlink(t.path().join(&first), t.path().join("link")).unwrap();
         let via_link = PathBuf::from("link").join(rel.strip_prefix(&first).unwrap());
         let p = LongPath::new(t.path(), &via_link.join("leaf"));
-        assert_eq!(fs::create_dir(&p).unwrap_err().raw_os_error(), Some(libc::ENOTDIR));
+        assert_eq!(
+            fs::create_dir(&p).unwrap_err().raw_os_error(),
+            Some(libc::ENOTDIR)
+        );
     }
 }

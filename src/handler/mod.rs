@@ -305,7 +305,8 @@ pub fn confine(source: &std::path::Path, batch: Batch) -> Batch {
         ancestors.pop(); // the root itself
         let bad = ancestors.into_iter().rev().find(|a| {
             !*real.entry(a.to_path_buf()).or_insert_with(|| {
-                std::fs::symlink_metadata(crate::longpath::LongPath::new(source, a)).is_ok_and(|m| m.is_dir())
+                std::fs::symlink_metadata(crate::longpath::LongPath::new(source, a))
+                    .is_ok_and(|m| m.is_dir())
             })
         });
         let e = match bad {

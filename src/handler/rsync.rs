@@ -6,6 +6,12 @@
 //! gone from the source are deleted at the destination. Excludes go to rsync as
 //! `--exclude=PATTERN` so that rsync and the live path agree; regex rules, which rsync does
 //! not know, are turned into an anchored exclude list by walking the directories involved.
+//!
+//! rsync refuses names longer than 4,096 bytes below its transfer root ("filename overflows
+//! max-path len"), and its receiver cannot delete a directory whose contents are that deep.
+//! For a local destination, a batch that meets such a path is handed to the native mirror
+//! engine, which works below any depth and leaves what `rsync -a --delete` would; the
+//! common case costs nothing (the check is rsync's own error message).
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -17,6 +23,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
+use super::mirror::MirrorHandler;
 use super::{Batch, Handler, HandlerError, Outcome};
 use crate::config::{Destination, RsyncOptions};
 use crate::rules::{Filter, Kind};
@@ -26,6 +33,27 @@ pub struct RsyncHandler {
     destination: Destination,
     options: RsyncOptions,
     filter: Arc<Filter>,
+    /// Syncs the batches rsync cannot (paths over its 4,096-byte limit); local
+    /// destinations without `user` only (the mirror runs inside the daemon).
+    deep: Option<MirrorHandler>,
+}
+
+/// Longest `--files-from` line rsync accepts, with its `./` prefix (MAXPATHLEN, NUL
+/// included), less the room rsync needs for its temporary names.
+const RSYNC_NAME_MAX: usize = 4000;
+
+/// rsync's messages for names and deletions beyond MAXPATHLEN.
+fn too_deep_for_rsync(e: &HandlerError) -> bool {
+    match e {
+        HandlerError::Exit {
+            code: 23, stderr, ..
+        } => {
+            stderr.contains("overflows max-path len")
+                || stderr.contains("cannot delete non-empty directory")
+                || stderr.contains("File name too long")
+        }
+        _ => false,
+    }
 }
 
 impl RsyncHandler {
@@ -35,11 +63,20 @@ impl RsyncHandler {
         options: RsyncOptions,
         filter: Arc<Filter>,
     ) -> RsyncHandler {
+        let deep = match (&destination, &options.run_as) {
+            (Destination::Local(d), None) => Some(MirrorHandler::new(
+                source.clone(),
+                d.clone(),
+                filter.clone(),
+            )),
+            _ => None,
+        };
         RsyncHandler {
             source,
             destination,
             options,
             filter,
+            deep,
         }
     }
 
@@ -212,6 +249,36 @@ impl Handler for RsyncHandler {
     }
 
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
+        let too_long = batch
+            .entries
+            .iter()
+            .any(|e| e.rel.as_os_str().len() + 2 > RSYNC_NAME_MAX);
+        if let (true, Some(m)) = (too_long, &self.deep) {
+            debug!("a path of the batch is too long for rsync: synced natively");
+            return m.run(batch);
+        }
+        match self.run_rsync(batch) {
+            Err(e) if too_deep_for_rsync(&e) => match &self.deep {
+                Some(m) => {
+                    debug!("rsync met paths beyond its 4,096-byte limit: synced natively");
+                    m.run(batch)
+                }
+                None => Err(HandlerError::Other(format!(
+                    "{e}; rsync cannot transfer paths longer than 4,096 bytes below the source{}",
+                    if self.options.run_as.is_some() {
+                        " (with a local destination and no `user`, clsync syncs them natively)"
+                    } else {
+                        " to a remote destination"
+                    }
+                ))),
+            },
+            r => r,
+        }
+    }
+}
+
+impl RsyncHandler {
+    fn run_rsync(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         // rsync creates only the last component of a destination.
         if let Destination::Local(dst) = &self.destination {
             super::ensure_local_destination(dst, self.options.run_as.as_ref())?;
