@@ -12,6 +12,7 @@ pub mod command;
 pub mod mirror;
 pub mod remote;
 pub mod rsync;
+pub mod segments;
 pub mod timeout;
 
 use std::io::{Read, Write};

@@ -253,25 +253,33 @@ impl Handler for RsyncHandler {
             .entries
             .iter()
             .any(|e| e.rel.as_os_str().len() + 2 > RSYNC_NAME_MAX);
-        if let (true, Some(m)) = (too_long, &self.deep) {
-            debug!("a path of the batch is too long for rsync: synced natively");
-            return m.run(batch);
+        let remote = match &self.destination {
+            Destination::Remote(d) => super::remote::split_remote(d),
+            Destination::Local(_) => None,
+        };
+        if too_long {
+            if let Some(m) = &self.deep {
+                debug!("a path of the batch is too long for rsync: synced natively");
+                return m.run(batch);
+            }
+            if remote.is_some() {
+                return self.run_shallow(batch);
+            }
         }
         match self.run_rsync(batch) {
-            Err(e) if too_deep_for_rsync(&e) => match &self.deep {
-                Some(m) => {
+            Err(e) if too_deep_for_rsync(&e) => {
+                if let Some(m) = &self.deep {
                     debug!("rsync met paths beyond its 4,096-byte limit: synced natively");
                     m.run(batch)
+                } else if remote.is_some() {
+                    self.run_shallow(batch)
+                } else {
+                    Err(HandlerError::Other(format!(
+                        "{e}; rsync cannot transfer paths longer than 4,096 bytes below the \
+                         source to this destination (as `user`, or to an rsync daemon)"
+                    )))
                 }
-                None => Err(HandlerError::Other(format!(
-                    "{e}; rsync cannot transfer paths longer than 4,096 bytes below the source{}",
-                    if self.options.run_as.is_some() {
-                        " (with a local destination and no `user`, clsync syncs them natively)"
-                    } else {
-                        " to a remote destination"
-                    }
-                ))),
-            },
+            }
             r => r,
         }
     }
@@ -302,6 +310,19 @@ impl RsyncHandler {
                 }
             }
         }
+        let excludes = self.batch_rule_excludes(batch);
+        let mut outcome = self.transfer(batch, &excludes)?;
+        // Only a full sync is itemized: its count is what a verification repaired.
+        if !full {
+            outcome.changed = None;
+        }
+        Ok(outcome)
+    }
+
+    /// One rsync process: `batch` with the NUL-separated anchored `excludes` (besides the
+    /// job's own), from the source to the destination.
+    fn transfer(&self, batch: &Batch, excludes: &[u8]) -> Result<Outcome, HandlerError> {
+        let full = batch.is_full();
         let list = if full {
             Vec::new()
         } else {
@@ -309,7 +330,6 @@ impl RsyncHandler {
         };
         // Kept alive until rsync has exited.
         let mut _excl_file = None;
-        let excludes = self.batch_rule_excludes(batch);
         if !excludes.is_empty() {
             let mut f = tempfile::Builder::new()
                 .prefix(".clsync-exclude.")
@@ -318,7 +338,7 @@ impl RsyncHandler {
                     path: std::env::temp_dir(),
                     source: e,
                 })?;
-            f.write_all(&excludes).map_err(|e| HandlerError::Io {
+            f.write_all(excludes).map_err(|e| HandlerError::Io {
                 path: f.path().to_path_buf(),
                 source: e,
             })?;
@@ -341,7 +361,7 @@ impl RsyncHandler {
             "running {program} {:?}",
             cmd.get_args().collect::<Vec<_>>()
         );
-        let mut outcome = super::run_process(
+        super::run_process(
             cmd,
             &program,
             (!full).then_some(list),
@@ -354,10 +374,39 @@ impl RsyncHandler {
                     ""
                 }
             },
-        )?;
-        // Only a full sync is itemized: its count is what a verification repaired.
-        if !full {
-            outcome.changed = None;
+        )
+    }
+
+    /// A batch for a remote destination that holds paths beyond rsync's limit: everything
+    /// rsync can reach is synced (the shallow part of the [`segments`](super::segments)
+    /// plan, deletions included), and the directories below which it cannot are reported.
+    /// (rsync's remote side cannot work below 4,096 bytes of absolute path at all.)
+    fn run_shallow(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
+        let plan = super::segments::plan(&self.source, &self.filter, batch);
+        let Some(top) = plan
+            .segments
+            .first()
+            .filter(|s| s.anchor.as_os_str().is_empty())
+        else {
+            return Ok(Outcome::default());
+        };
+        let mut outcome = self.transfer(&top.batch, &top.excludes)?;
+        outcome.changed = None;
+        let deep: Vec<String> = plan
+            .segments
+            .iter()
+            .skip(1)
+            .filter(|s| super::segments::split(&s.anchor).0.as_os_str().is_empty())
+            .map(|s| self.source.join(&s.anchor).display().to_string())
+            .collect();
+        if let Some(first) = deep.first() {
+            outcome.warnings.push(format!(
+                "{} {} paths longer than rsync can transfer (4,096 bytes below the source), not synced to this remote destination: {}{}",
+                deep.len(),
+                if deep.len() == 1 { "directory holds" } else { "directories hold" },
+                first,
+                if deep.len() > 1 { " ..." } else { "" }
+            ));
         }
         Ok(outcome)
     }
