@@ -4,8 +4,8 @@
 //! (`mkdir -p` builds them one level at a time). Such a path is still reachable through a
 //! descriptor: [`LongPath::new`] opens the leading directories one by one with `openat` and
 //! names the rest relative to the last one as `/proc/self/fd/N/REST`, a short path every
-//! system call, `std::fs` function and child process (when the descriptor is inherited)
-//! accepts. Short paths are left as they are, so the common case costs nothing.
+//! system call and `std::fs` function accepts (in this process: the descriptor is
+//! close-on-exec). Short paths are left as they are, so the common case costs nothing.
 //!
 //! The directories opened on the way are opened with `O_NOFOLLOW`: a symlink in the middle
 //! of a long path is not followed (it stops the path, like a missing directory).
@@ -54,7 +54,7 @@ impl LongPath {
         }
         #[cfg(target_os = "linux")]
         {
-            match linux::resolve(base, rel_b, TAIL_MAX) {
+            match linux::resolve(base, rel_b) {
                 Some(mut p) => {
                     p.shown = Some(direct());
                     p
@@ -66,21 +66,6 @@ impl LongPath {
         {
             LongPath::plain(direct())
         }
-    }
-
-    /// `base/rel` always in its `/proc/self/fd/N` form (plain when `rel` is empty or on
-    /// systems without it): for a child process that builds longer paths from the one it
-    /// is given (rsync's sender opens `ARG/NAME`, and fails past 4,096 bytes).
-    pub fn anchored(base: &Path, rel: &Path) -> LongPath {
-        if rel.as_os_str().is_empty() {
-            return LongPath::plain(base.to_path_buf());
-        }
-        #[cfg(target_os = "linux")]
-        if let Some(mut p) = linux::resolve(base, rel.as_os_str().as_bytes(), 0) {
-            p.shown = Some(base.join(rel));
-            return p;
-        }
-        LongPath::plain(base.join(rel))
     }
 
     fn plain(path: PathBuf) -> LongPath {
@@ -105,8 +90,7 @@ impl LongPath {
         self.shown.unwrap_or(self.path)
     }
 
-    /// The descriptor the path is relative to, if any: a child process that is given the
-    /// path must inherit it under the same number (see [`inherit_in_child`]).
+    /// The descriptor the path is relative to, if any.
     #[cfg(target_os = "linux")]
     pub fn anchor_fd(&self) -> Option<std::os::fd::RawFd> {
         use std::os::fd::AsRawFd;
@@ -143,23 +127,9 @@ impl AsRef<OsStr> for LongPath {
     }
 }
 
-/// Makes `fds` survive `exec` in a child, so that `/proc/self/fd/N/...` paths given to it
-/// stay valid. Call from `pre_exec` (async-signal-safe: one `fcntl` per descriptor).
-#[cfg(target_os = "linux")]
-pub fn inherit_in_child(fds: &[std::os::fd::RawFd]) -> std::io::Result<()> {
-    for &fd in fds {
-        // SAFETY: fcntl on a descriptor number; an invalid one only yields EBADF.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
-        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) } < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::LongPath;
+    use super::{LongPath, TAIL_MAX};
     use std::ffi::{CString, OsStr};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
@@ -194,7 +164,7 @@ mod linux {
     }
 
     /// `None` when the base itself cannot be opened (the direct path then fails as usual).
-    pub(super) fn resolve(base: &Path, rel: &[u8], tail_max: usize) -> Option<LongPath> {
+    pub(super) fn resolve(base: &Path, rel: &[u8]) -> Option<LongPath> {
         let comps: Vec<&[u8]> = rel
             .split(|&c| c == b'/')
             .filter(|c| !c.is_empty())
@@ -202,7 +172,7 @@ mod linux {
         // Open components 0..k, so that comps[k..] joined is at most TAIL_MAX bytes.
         let mut tail_len = rel.len();
         let mut k = 0;
-        while tail_len > tail_max && k < comps.len() {
+        while tail_len > TAIL_MAX && k + 1 < comps.len() {
             tail_len = tail_len.saturating_sub(comps[k].len() + 1);
             k += 1;
         }
