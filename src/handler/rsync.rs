@@ -36,6 +36,10 @@ pub struct RsyncHandler {
     /// Syncs the batches rsync cannot (paths over its 4,096-byte limit); local
     /// destinations without `user` only (the mirror runs inside the daemon).
     deep: Option<MirrorHandler>,
+    /// A remote destination's tree has held paths beyond rsync's limit: every batch is cut
+    /// at the deep roots ([`shallow`](super::shallow)), so that what the destination holds
+    /// does not depend on how changes were batched.
+    deep_seen: std::sync::atomic::AtomicBool,
 }
 
 /// Longest `--files-from` line rsync accepts, with its `./` prefix (MAXPATHLEN, NUL
@@ -77,6 +81,7 @@ impl RsyncHandler {
             options,
             filter,
             deep,
+            deep_seen: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -257,14 +262,13 @@ impl Handler for RsyncHandler {
             Destination::Remote(d) => super::remote::split_remote(d),
             Destination::Local(_) => None,
         };
-        if too_long {
-            if let Some(m) = &self.deep {
-                debug!("a path of the batch is too long for rsync: synced natively");
-                return m.run(batch);
-            }
-            if remote.is_some() {
-                return self.run_shallow(batch);
-            }
+        let seen = || self.deep_seen.load(std::sync::atomic::Ordering::Relaxed);
+        if remote.is_some() && (too_long || seen()) {
+            return self.run_shallow(batch);
+        }
+        if let (true, Some(m)) = (too_long, &self.deep) {
+            debug!("a path of the batch is too long for rsync: synced natively");
+            return m.run(batch);
         }
         match self.run_rsync(batch) {
             Err(e) if too_deep_for_rsync(&e) => {
@@ -272,6 +276,8 @@ impl Handler for RsyncHandler {
                     debug!("rsync met paths beyond its 4,096-byte limit: synced natively");
                     m.run(batch)
                 } else if remote.is_some() {
+                    self.deep_seen
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     self.run_shallow(batch)
                 } else {
                     Err(HandlerError::Other(format!(
@@ -292,9 +298,20 @@ impl RsyncHandler {
             super::ensure_local_destination(dst, self.options.run_as.as_ref())?;
         }
         let full = batch.is_full();
+        self.replay_renames(batch);
+        let excludes = self.batch_rule_excludes(batch);
+        let mut outcome = self.transfer(batch, &excludes, &[])?;
+        // Only a full sync is itemized: its count is what a verification repaired.
+        if !full {
+            outcome.changed = None;
+        }
+        Ok(outcome)
+    }
+
+    fn replay_renames(&self, batch: &Batch) {
         // Renames first, at the destination itself: rsync then finds the renamed tree in
         // place and only compares it, instead of deleting it and sending it again.
-        if !full && !batch.renames.is_empty() {
+        if !batch.is_full() && !batch.renames.is_empty() {
             match &self.destination {
                 Destination::Local(dst) => {
                     let n = super::remote::replay_local(dst, &batch.renames);
@@ -310,18 +327,16 @@ impl RsyncHandler {
                 }
             }
         }
-        let excludes = self.batch_rule_excludes(batch);
-        let mut outcome = self.transfer(batch, &excludes)?;
-        // Only a full sync is itemized: its count is what a verification repaired.
-        if !full {
-            outcome.changed = None;
-        }
-        Ok(outcome)
     }
 
     /// One rsync process: `batch` with the NUL-separated anchored `excludes` (besides the
-    /// job's own), from the source to the destination.
-    fn transfer(&self, batch: &Batch, excludes: &[u8]) -> Result<Outcome, HandlerError> {
+    /// job's own) and `hidden` patterns (`--filter=H`), from the source to the destination.
+    fn transfer(
+        &self,
+        batch: &Batch,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+    ) -> Result<Outcome, HandlerError> {
         let full = batch.is_full();
         let list = if full {
             Vec::new()
@@ -351,6 +366,11 @@ impl RsyncHandler {
             OsStr::new("-"),
             _excl_file.as_ref().map(|f| f.path()),
         ));
+        for h in hidden {
+            let mut arg = b"--filter=H ".to_vec();
+            arg.extend_from_slice(h);
+            cmd.arg(OsStr::from_bytes(&arg));
+        }
         cmd.arg("--");
         cmd.arg(Self::dir_arg(&self.source));
         cmd.arg(self.dest_arg());
@@ -381,8 +401,9 @@ impl RsyncHandler {
     /// rsync can reach is synced ([`shallow`](super::shallow), deletions included), and the
     /// directories below which it cannot are reported.
     fn run_shallow(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
+        self.replay_renames(batch);
         let part = super::shallow::shallow(&self.source, &self.filter, batch);
-        let mut outcome = self.transfer(&part.batch, &part.excludes)?;
+        let mut outcome = self.transfer(&part.batch, &part.excludes, &part.hidden)?;
         outcome.changed = None;
         let deep: Vec<String> = part
             .deep

@@ -4,7 +4,7 @@
 //! rsync refuses names longer than 4,096 bytes below its transfer root, and its remote side
 //! cannot work below 4,096 bytes of absolute path at all. A directory whose source-relative
 //! path is longer than [`DEEP`] bytes is a *deep root*: it is transferred itself, its
-//! contents are excluded (`/DIR/*`), and it is reported. Every name rsync then sees is
+//! contents are hidden from rsync (`/DIR/*`), and it is reported. Every name rsync then sees is
 //! shorter than `DEEP` + 256 bytes. (Local destinations go to the native mirror engine
 //! instead, which has no such limit.)
 
@@ -26,9 +26,13 @@ pub(crate) const DEEP: usize = 2048;
 pub(crate) struct Shallow {
     /// The batch without what lies below the deep roots.
     pub batch: Batch,
-    /// NUL-terminated anchored rsync excludes: the contents of every deep root, and what
-    /// the filter denies in the directories walked.
+    /// NUL-terminated anchored rsync excludes: what the filter denies in the directories
+    /// walked.
     pub excludes: Vec<u8>,
+    /// Anchored patterns for the contents of every deep root, to *hide* from rsync (not
+    /// exclude: what an earlier plain rsync run put there is deleted, so the destination
+    /// holds the same whatever the batches were).
+    pub hidden: Vec<Vec<u8>>,
     /// Source-relative deep roots met.
     pub deep: BTreeSet<PathBuf>,
 }
@@ -117,11 +121,8 @@ pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow 
             }
         }
     }
+    let hidden = deep.iter().map(|d| contents_pattern(d)).collect();
     let mut excludes = Vec::new();
-    for d in &deep {
-        excludes.extend(contents_pattern(d));
-        excludes.push(0);
-    }
     for (d, is_dir) in &denied {
         excludes.extend(Filter::rsync_anchored(d, *is_dir));
         excludes.push(0);
@@ -137,6 +138,7 @@ pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow 
     Shallow {
         batch,
         excludes,
+        hidden,
         deep,
     }
 }
@@ -174,10 +176,9 @@ mod tests {
         assert_eq!(s.deep.len(), 1);
         let root = s.deep.first().unwrap();
         assert_eq!(root.as_os_str().len(), 11 * 201 - 1);
-        let pats = patterns(&s);
-        assert!(pats.contains(&contents_pattern(root).as_slice()));
-        assert!(pats.contains(&b"/top.tmp".as_slice()));
-        assert!(pats.iter().all(|p| p.len() < DEEP + 260));
+        assert_eq!(s.hidden, vec![contents_pattern(root)]);
+        assert_eq!(patterns(&s), vec![b"/top.tmp".as_slice()]);
+        assert!(s.hidden.iter().all(|p| p.len() < DEEP + 260));
     }
 
     #[test]
