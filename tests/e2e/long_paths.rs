@@ -501,7 +501,8 @@ impl Cmd {
                     rel: Path::new(&c[1])
                         .strip_prefix(src)
                         .map(Path::to_path_buf)
-                        .unwrap_or_else(|_| PathBuf::from(&c[1])),
+                        // Not absolute below the source: matches nothing expected.
+                        .unwrap_or_else(|_| Path::new("<not below the source>").join(&c[1])),
                 })
                 .collect(),
             // A `--files-from` list: `./PATH`, the root as `.`.
@@ -516,9 +517,9 @@ impl Cmd {
     }
 
     /// What the initial sync gives: the root.
-    fn is_root(self, g: &Got, src: &Path) -> bool {
+    fn is_root(self, g: &Got) -> bool {
         match self {
-            Cmd::Simple => g.rel.as_os_str().is_empty() || g.rel == src,
+            Cmd::Simple => g.rel.as_os_str().is_empty(),
             _ => g.rel == Path::new("."),
         }
     }
@@ -601,7 +602,7 @@ fn command_mode(cmd: Cmd) {
     let got = || cmd.got(&src, &rec, &lists);
     // The initial sync names the root only: the handler walks the tree itself.
     let deadline = Instant::now() + DEEP_DEADLINE;
-    while !got().iter().any(|g| cmd.is_root(g, &src)) {
+    while !got().iter().any(|g| cmd.is_root(g)) {
         d.assert_running();
         assert!(
             Instant::now() < deadline,
