@@ -54,7 +54,7 @@ impl LongPath {
         }
         #[cfg(target_os = "linux")]
         {
-            match linux::resolve(base, rel_b) {
+            match linux::resolve(base, rel_b, TAIL_MAX) {
                 Some(mut p) => {
                     p.shown = Some(direct());
                     p
@@ -66,6 +66,21 @@ impl LongPath {
         {
             LongPath::plain(direct())
         }
+    }
+
+    /// `base/rel` always in its `/proc/self/fd/N` form (plain when `rel` is empty or on
+    /// systems without it): for a child process that builds longer paths from the one it
+    /// is given (rsync's sender opens `ARG/NAME`, and fails past 4,096 bytes).
+    pub fn anchored(base: &Path, rel: &Path) -> LongPath {
+        if rel.as_os_str().is_empty() {
+            return LongPath::plain(base.to_path_buf());
+        }
+        #[cfg(target_os = "linux")]
+        if let Some(mut p) = linux::resolve(base, rel.as_os_str().as_bytes(), 0) {
+            p.shown = Some(base.join(rel));
+            return p;
+        }
+        LongPath::plain(base.join(rel))
     }
 
     fn plain(path: PathBuf) -> LongPath {
@@ -144,7 +159,7 @@ pub fn inherit_in_child(fds: &[std::os::fd::RawFd]) -> std::io::Result<()> {
 
 #[cfg(target_os = "linux")]
 mod linux {
-    use super::{LongPath, TAIL_MAX};
+    use super::LongPath;
     use std::ffi::{CString, OsStr};
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     use std::os::unix::ffi::OsStrExt;
@@ -179,13 +194,16 @@ mod linux {
     }
 
     /// `None` when the base itself cannot be opened (the direct path then fails as usual).
-    pub(super) fn resolve(base: &Path, rel: &[u8]) -> Option<LongPath> {
-        let comps: Vec<&[u8]> = rel.split(|&c| c == b'/').filter(|c| !c.is_empty()).collect();
+    pub(super) fn resolve(base: &Path, rel: &[u8], tail_max: usize) -> Option<LongPath> {
+        let comps: Vec<&[u8]> = rel
+            .split(|&c| c == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
         // Open components 0..k, so that comps[k..] joined is at most TAIL_MAX bytes.
         let mut tail_len = rel.len();
         let mut k = 0;
-        while tail_len > TAIL_MAX && k + 1 < comps.len() {
-            tail_len -= comps[k].len() + 1;
+        while tail_len > tail_max && k < comps.len() {
+            tail_len = tail_len.saturating_sub(comps[k].len() + 1);
             k += 1;
         }
         let mut fd = open_at(None, base.as_os_str().as_bytes(), false).ok()?;
@@ -222,7 +240,6 @@ mod linux {
             anchor: Some(fd),
         })
     }
-
 }
 
 #[cfg(all(test, target_os = "linux"))]
@@ -268,7 +285,9 @@ mod tests {
         );
         // The plain path is refused by the kernel.
         assert_eq!(
-            fs::metadata(t.path().join(&file)).unwrap_err().raw_os_error(),
+            fs::metadata(t.path().join(&file))
+                .unwrap_err()
+                .raw_os_error(),
             Some(libc::ENAMETOOLONG)
         );
     }
@@ -290,6 +309,9 @@ mod tests {
         std::os::unix::fs::symlink(t.path().join(&first), t.path().join("link")).unwrap();
         let via_link = PathBuf::from("link").join(rel.strip_prefix(&first).unwrap());
         let p = LongPath::new(t.path(), &via_link.join("leaf"));
-        assert_eq!(fs::create_dir(&p).unwrap_err().raw_os_error(), Some(libc::ENOTDIR));
+        assert_eq!(
+            fs::create_dir(&p).unwrap_err().raw_os_error(),
+            Some(libc::ENOTDIR)
+        );
     }
 }

@@ -399,7 +399,11 @@ impl CommandHandler {
             Some(e) if kind == CommandKind::Simple => {
                 let abs = relpath::join(&self.source, &e.rel);
                 (
-                    event(full, e, file_kind(&crate::longpath::LongPath::new(&self.source, &e.rel))),
+                    event(
+                        full,
+                        e,
+                        file_kind(&crate::longpath::LongPath::new(&self.source, &e.rel)),
+                    ),
                     abs,
                 )
             }

@@ -12,6 +12,7 @@ pub mod command;
 pub mod mirror;
 pub mod remote;
 pub mod rsync;
+pub mod segments;
 pub mod timeout;
 
 use std::io::{Read, Write};
@@ -305,7 +306,8 @@ pub fn confine(source: &std::path::Path, batch: Batch) -> Batch {
         ancestors.pop(); // the root itself
         let bad = ancestors.into_iter().rev().find(|a| {
             !*real.entry(a.to_path_buf()).or_insert_with(|| {
-                std::fs::symlink_metadata(crate::longpath::LongPath::new(source, a)).is_ok_and(|m| m.is_dir())
+                std::fs::symlink_metadata(crate::longpath::LongPath::new(source, a))
+                    .is_ok_and(|m| m.is_dir())
             })
         });
         let e = match bad {

@@ -98,21 +98,26 @@ pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
 /// Replays `renames` on the remote host in one ssh call. Errors are for the log only: the
 /// rsync run that follows syncs both sides of every rename anyway.
 pub fn replay(opts: &RsyncOptions, dest: &str, renames: &[Rename]) -> Result<(), HandlerError> {
-    let (ssh, timeout) = (&opts.ssh, opts.timeout);
     let Some((host, root)) = split_remote(dest) else {
         return Ok(());
     };
-    let argv = ssh.argv();
+    run_script(opts, host, &move_script(root, renames))
+}
+
+/// Runs a shell script on `host` in one ssh call (`BatchMode`, the job's ssh options and
+/// user, its timeout or 120 s).
+pub fn run_script(opts: &RsyncOptions, host: &str, script: &[u8]) -> Result<(), HandlerError> {
+    let argv = opts.ssh.argv();
     let mut cmd = Command::new(&argv[0]);
     super::run_as(&mut cmd, opts.run_as.as_ref());
     cmd.args(&argv[1..])
         .args(["-o", "BatchMode=yes", "--", host])
-        .arg(OsStr::from_bytes(&move_script(root, renames)));
+        .arg(OsStr::from_bytes(script));
     super::run_process(
         cmd,
         &argv[0],
         None,
-        Some(timeout.unwrap_or(Duration::from_secs(120))),
+        Some(opts.timeout.unwrap_or(Duration::from_secs(120))),
         &[],
         |_| "",
     )

@@ -6,6 +6,12 @@
 //! gone from the source are deleted at the destination. Excludes go to rsync as
 //! `--exclude=PATTERN` so that rsync and the live path agree; regex rules, which rsync does
 //! not know, are turned into an anchored exclude list by walking the directories involved.
+//!
+//! rsync refuses names longer than 4,096 bytes below its transfer root ("filename overflows
+//! max-path len"), and its receiver cannot delete a directory whose contents are that deep.
+//! For a local destination, a batch that meets such a path is handed to the native mirror
+//! engine, which works below any depth and leaves what `rsync -a --delete` would; the
+//! common case costs nothing (the check is rsync's own error message).
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
@@ -17,6 +23,7 @@ use std::sync::Arc;
 
 use tracing::debug;
 
+use super::mirror::MirrorHandler;
 use super::{Batch, Handler, HandlerError, Outcome};
 use crate::config::{Destination, RsyncOptions};
 use crate::rules::{Filter, Kind};
@@ -26,6 +33,27 @@ pub struct RsyncHandler {
     destination: Destination,
     options: RsyncOptions,
     filter: Arc<Filter>,
+    /// Syncs the batches rsync cannot (paths over its 4,096-byte limit); local
+    /// destinations without `user` only (the mirror runs inside the daemon).
+    deep: Option<MirrorHandler>,
+}
+
+/// Longest `--files-from` line rsync accepts, with its `./` prefix (MAXPATHLEN, NUL
+/// included), less the room rsync needs for its temporary names.
+const RSYNC_NAME_MAX: usize = 4000;
+
+/// rsync's messages for names and deletions beyond MAXPATHLEN.
+fn too_deep_for_rsync(e: &HandlerError) -> bool {
+    match e {
+        HandlerError::Exit {
+            code: 23, stderr, ..
+        } => {
+            stderr.contains("overflows max-path len")
+                || stderr.contains("cannot delete non-empty directory")
+                || stderr.contains("File name too long")
+        }
+        _ => false,
+    }
 }
 
 impl RsyncHandler {
@@ -35,11 +63,20 @@ impl RsyncHandler {
         options: RsyncOptions,
         filter: Arc<Filter>,
     ) -> RsyncHandler {
+        let deep = match (&destination, &options.run_as) {
+            (Destination::Local(d), None) => Some(MirrorHandler::new(
+                source.clone(),
+                d.clone(),
+                filter.clone(),
+            )),
+            _ => None,
+        };
         RsyncHandler {
             source,
             destination,
             options,
             filter,
+            deep,
         }
     }
 
@@ -212,6 +249,44 @@ impl Handler for RsyncHandler {
     }
 
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
+        let too_long = batch
+            .entries
+            .iter()
+            .any(|e| e.rel.as_os_str().len() + 2 > RSYNC_NAME_MAX);
+        let remote = match &self.destination {
+            Destination::Remote(d) => super::remote::split_remote(d),
+            Destination::Local(_) => None,
+        };
+        if too_long {
+            if let Some(m) = &self.deep {
+                debug!("a path of the batch is too long for rsync: synced natively");
+                return m.run(batch);
+            }
+            if remote.is_some() {
+                return self.run_shallow(batch);
+            }
+        }
+        match self.run_rsync(batch) {
+            Err(e) if too_deep_for_rsync(&e) => {
+                if let Some(m) = &self.deep {
+                    debug!("rsync met paths beyond its 4,096-byte limit: synced natively");
+                    m.run(batch)
+                } else if remote.is_some() {
+                    self.run_shallow(batch)
+                } else {
+                    Err(HandlerError::Other(format!(
+                        "{e}; rsync cannot transfer paths longer than 4,096 bytes below the \
+                         source to this destination (as `user`, or to an rsync daemon)"
+                    )))
+                }
+            }
+            r => r,
+        }
+    }
+}
+
+impl RsyncHandler {
+    fn run_rsync(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         // rsync creates only the last component of a destination.
         if let Destination::Local(dst) = &self.destination {
             super::ensure_local_destination(dst, self.options.run_as.as_ref())?;
@@ -235,6 +310,19 @@ impl Handler for RsyncHandler {
                 }
             }
         }
+        let excludes = self.batch_rule_excludes(batch);
+        let mut outcome = self.transfer(batch, &excludes)?;
+        // Only a full sync is itemized: its count is what a verification repaired.
+        if !full {
+            outcome.changed = None;
+        }
+        Ok(outcome)
+    }
+
+    /// One rsync process: `batch` with the NUL-separated anchored `excludes` (besides the
+    /// job's own), from the source to the destination.
+    fn transfer(&self, batch: &Batch, excludes: &[u8]) -> Result<Outcome, HandlerError> {
+        let full = batch.is_full();
         let list = if full {
             Vec::new()
         } else {
@@ -242,7 +330,6 @@ impl Handler for RsyncHandler {
         };
         // Kept alive until rsync has exited.
         let mut _excl_file = None;
-        let excludes = self.batch_rule_excludes(batch);
         if !excludes.is_empty() {
             let mut f = tempfile::Builder::new()
                 .prefix(".clsync-exclude.")
@@ -251,7 +338,7 @@ impl Handler for RsyncHandler {
                     path: std::env::temp_dir(),
                     source: e,
                 })?;
-            f.write_all(&excludes).map_err(|e| HandlerError::Io {
+            f.write_all(excludes).map_err(|e| HandlerError::Io {
                 path: f.path().to_path_buf(),
                 source: e,
             })?;
@@ -274,7 +361,7 @@ impl Handler for RsyncHandler {
             "running {program} {:?}",
             cmd.get_args().collect::<Vec<_>>()
         );
-        let mut outcome = super::run_process(
+        super::run_process(
             cmd,
             &program,
             (!full).then_some(list),
@@ -287,10 +374,39 @@ impl Handler for RsyncHandler {
                     ""
                 }
             },
-        )?;
-        // Only a full sync is itemized: its count is what a verification repaired.
-        if !full {
-            outcome.changed = None;
+        )
+    }
+
+    /// A batch for a remote destination that holds paths beyond rsync's limit: everything
+    /// rsync can reach is synced (the shallow part of the [`segments`](super::segments)
+    /// plan, deletions included), and the directories below which it cannot are reported.
+    /// (rsync's remote side cannot work below 4,096 bytes of absolute path at all.)
+    fn run_shallow(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
+        let plan = super::segments::plan(&self.source, &self.filter, batch);
+        let Some(top) = plan
+            .segments
+            .first()
+            .filter(|s| s.anchor.as_os_str().is_empty())
+        else {
+            return Ok(Outcome::default());
+        };
+        let mut outcome = self.transfer(&top.batch, &top.excludes)?;
+        outcome.changed = None;
+        let deep: Vec<String> = plan
+            .segments
+            .iter()
+            .skip(1)
+            .filter(|s| super::segments::split(&s.anchor).0.as_os_str().is_empty())
+            .map(|s| self.source.join(&s.anchor).display().to_string())
+            .collect();
+        if let Some(first) = deep.first() {
+            outcome.warnings.push(format!(
+                "{} {} paths longer than rsync can transfer (4,096 bytes below the source), not synced to this remote destination: {}{}",
+                deep.len(),
+                if deep.len() == 1 { "directory holds" } else { "directories hold" },
+                first,
+                if deep.len() > 1 { " ..." } else { "" }
+            ));
         }
         Ok(outcome)
     }
