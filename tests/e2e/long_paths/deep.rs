@@ -213,6 +213,13 @@ fn compare(src: &Path, dst: &Path, rel: &Path, out: &mut Vec<String>) -> Option<
 /// file content and mtime, and symlink target. Anything that cannot be read is a
 /// difference, never skipped: an unreadable tree does not compare equal to anything.
 pub fn diff(src: &Path, dst: &Path) -> Vec<String> {
+    diff_within(src, dst, usize::MAX)
+}
+
+/// [`diff`] for a destination that only has to hold the source's entries whose relative
+/// path is at most `reach` bytes long: deeper entries may be missing there, but one that is
+/// there must equal the source's, and nothing may be there that the source lacks.
+pub fn diff_within(src: &Path, dst: &Path, reach: usize) -> Vec<String> {
     let mut out = Vec::new();
     let root = PathBuf::new();
     if compare(src, dst, &root, &mut out) != Some(Type::Dir) {
@@ -245,6 +252,9 @@ pub fn diff(src: &Path, dst: &Path) -> Vec<String> {
         }
         for name in &s {
             let child = rel.join(name);
+            if child.as_os_str().len() > reach && !d.contains(name) {
+                continue;
+            }
             if compare(src, dst, &child, &mut out) == Some(Type::Dir) {
                 stack.push(child);
             }
