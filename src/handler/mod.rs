@@ -12,7 +12,7 @@ pub mod command;
 pub mod mirror;
 pub mod remote;
 pub mod rsync;
-pub mod segments;
+pub mod shallow;
 pub mod timeout;
 
 use std::io::{Read, Write};

@@ -378,26 +378,16 @@ impl RsyncHandler {
     }
 
     /// A batch for a remote destination that holds paths beyond rsync's limit: everything
-    /// rsync can reach is synced (the shallow part of the [`segments`](super::segments)
-    /// plan, deletions included), and the directories below which it cannot are reported.
-    /// (rsync's remote side cannot work below 4,096 bytes of absolute path at all.)
+    /// rsync can reach is synced ([`shallow`](super::shallow), deletions included), and the
+    /// directories below which it cannot are reported.
     fn run_shallow(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
-        let plan = super::segments::plan(&self.source, &self.filter, batch);
-        let Some(top) = plan
-            .segments
-            .first()
-            .filter(|s| s.anchor.as_os_str().is_empty())
-        else {
-            return Ok(Outcome::default());
-        };
-        let mut outcome = self.transfer(&top.batch, &top.excludes)?;
+        let part = super::shallow::shallow(&self.source, &self.filter, batch);
+        let mut outcome = self.transfer(&part.batch, &part.excludes)?;
         outcome.changed = None;
-        let deep: Vec<String> = plan
-            .segments
+        let deep: Vec<String> = part
+            .deep
             .iter()
-            .skip(1)
-            .filter(|s| super::segments::split(&s.anchor).0.as_os_str().is_empty())
-            .map(|s| self.source.join(&s.anchor).display().to_string())
+            .map(|d| self.source.join(d).display().to_string())
             .collect();
         if let Some(first) = deep.first() {
             outcome.warnings.push(format!(

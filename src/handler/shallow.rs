@@ -1,0 +1,211 @@
+//! The part of a batch that rsync can transfer to a remote destination when the tree holds
+//! paths longer than rsync's limit.
+//!
+//! rsync refuses names longer than 4,096 bytes below its transfer root, and its remote side
+//! cannot work below 4,096 bytes of absolute path at all. A directory whose source-relative
+//! path is longer than [`DEEP`] bytes is a *deep root*: it is transferred itself, its
+//! contents are excluded (`/DIR/*`), and it is reported. Every name rsync then sees is
+//! shorter than `DEEP` + 256 bytes. (Local destinations go to the native mirror engine
+//! instead, which has no such limit.)
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use super::{Batch, Entry};
+use crate::longpath::LongPath;
+use crate::relpath;
+use crate::rules::{Filter, Kind};
+
+/// Longest directory path whose contents rsync is given.
+pub(crate) const DEEP: usize = 2048;
+
+/// What [`shallow`] makes of a batch.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Shallow {
+    /// The batch without what lies below the deep roots.
+    pub batch: Batch,
+    /// NUL-terminated anchored rsync excludes: the contents of every deep root, and what
+    /// the filter denies in the directories walked.
+    pub excludes: Vec<u8>,
+    /// Source-relative deep roots met.
+    pub deep: BTreeSet<PathBuf>,
+}
+
+/// An anchored rsync pattern for everything inside directory `rel`: `/REL/*`, with the
+/// wildcard characters of `rel` escaped (a newline, which no pattern can hold, becomes `?`).
+fn contents_pattern(rel: &Path) -> Vec<u8> {
+    let mut out = vec![b'/'];
+    for &c in rel.as_os_str().as_bytes() {
+        match c {
+            b'\n' | b'\r' => out.push(b'?'),
+            b'*' | b'?' | b'[' | b']' | b'\\' => out.extend_from_slice(&[b'\\', c]),
+            _ => out.push(c),
+        }
+    }
+    out.extend_from_slice(b"/*");
+    out
+}
+
+/// The shallowest proper ancestor of `rel` that is a deep root.
+fn deep_ancestor(rel: &Path) -> Option<&Path> {
+    let b = rel.as_os_str().as_bytes();
+    let i = (DEEP + 1..b.len()).find(|&i| b[i] == b'/')?;
+    Some(Path::new(OsStr::from_bytes(&b[..i])))
+}
+
+/// Cuts `batch` at the deep roots (see the module documentation), walking the recursive
+/// entries to find those below them.
+pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow {
+    let mut entries: BTreeMap<PathBuf, Entry> = BTreeMap::new();
+    let mut deep = BTreeSet::new();
+    let mut denied = BTreeSet::new();
+    let mut walk = Vec::new();
+    let full = batch.is_full();
+    if full {
+        walk.push(PathBuf::new());
+    }
+    for e in batch.entries.iter().filter(|_| !full) {
+        let e = match deep_ancestor(&e.rel) {
+            // Only the deep root itself is transferred.
+            Some(root) => {
+                deep.insert(root.to_path_buf());
+                Entry {
+                    rel: root.to_path_buf(),
+                    recursive: false,
+                    attrs_only: false,
+                }
+            }
+            None => e.clone(),
+        };
+        let is_dir =
+            std::fs::symlink_metadata(LongPath::new(source, &e.rel)).is_ok_and(|m| m.is_dir());
+        if e.recursive && is_dir {
+            if e.rel.as_os_str().len() > DEEP {
+                deep.insert(e.rel.clone());
+            } else {
+                walk.push(e.rel.clone());
+            }
+        }
+        let x = entries.entry(e.rel.clone()).or_insert(Entry {
+            rel: e.rel.clone(),
+            recursive: false,
+            attrs_only: true,
+        });
+        x.recursive |= e.recursive;
+        x.attrs_only &= e.attrs_only;
+    }
+    while let Some(dir) = walk.pop() {
+        let Ok(rd) = std::fs::read_dir(LongPath::new(source, &dir)) else {
+            continue;
+        };
+        for entry in rd.flatten() {
+            let rel = relpath::join(&dir, Path::new(&entry.file_name()));
+            let kind = match entry.file_type() {
+                Ok(t) if t.is_dir() => Kind::Dir,
+                Ok(t) if t.is_file() => Kind::File,
+                _ => Kind::Other,
+            };
+            let is_dir = kind == Kind::Dir;
+            if !filter.allows(&rel, kind) || (is_dir && !filter.allows_dir_walk(&rel)) {
+                denied.insert((rel, is_dir));
+            } else if is_dir && rel.as_os_str().len() > DEEP {
+                deep.insert(rel);
+            } else if is_dir {
+                walk.push(rel);
+            }
+        }
+    }
+    let mut excludes = Vec::new();
+    for d in &deep {
+        excludes.extend(contents_pattern(d));
+        excludes.push(0);
+    }
+    for (d, is_dir) in &denied {
+        excludes.extend(Filter::rsync_anchored(d, *is_dir));
+        excludes.push(0);
+    }
+    let batch = if full {
+        Batch::full()
+    } else {
+        Batch {
+            renames: Vec::new(),
+            entries: entries.into_values().collect(),
+        }
+    };
+    Shallow {
+        batch,
+        excludes,
+        deep,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deep_dirs(root: &Path, n: usize) -> PathBuf {
+        let mut rel = PathBuf::new();
+        for i in 0..n {
+            rel.push(format!("{i:03}{}", "d".repeat(197)));
+            std::fs::create_dir(LongPath::new(root, &rel)).unwrap();
+        }
+        rel
+    }
+
+    fn patterns(s: &Shallow) -> Vec<&[u8]> {
+        s.excludes
+            .split(|&b| b == 0)
+            .filter(|p| !p.is_empty())
+            .collect()
+    }
+
+    #[test]
+    fn full_batch_stops_at_the_first_deep_root() {
+        let t = tempfile::tempdir().unwrap();
+        let rel = deep_dirs(t.path(), 30);
+        std::fs::write(LongPath::new(t.path(), &rel.join("f")), b"x").unwrap();
+        std::fs::write(t.path().join("top.tmp"), b"x").unwrap();
+        let filter = Filter::new(&["*.tmp".to_string()], Vec::new()).unwrap();
+        let s = shallow(t.path(), &filter, &Batch::full());
+        assert!(s.batch.is_full());
+        // 200-byte components: the 11th directory (2,210 bytes) is the first deep root.
+        assert_eq!(s.deep.len(), 1);
+        let root = s.deep.first().unwrap();
+        assert_eq!(root.as_os_str().len(), 11 * 201 - 1);
+        let pats = patterns(&s);
+        assert!(pats.contains(&contents_pattern(root).as_slice()));
+        assert!(pats.contains(&b"/top.tmp".as_slice()));
+        assert!(pats.iter().all(|p| p.len() < DEEP + 260));
+    }
+
+    #[test]
+    fn deep_entries_become_their_deep_root() {
+        let t = tempfile::tempdir().unwrap();
+        let rel = deep_dirs(t.path(), 25);
+        let batch = Batch {
+            renames: Vec::new(),
+            entries: vec![
+                Entry {
+                    rel: rel.join("new"),
+                    recursive: false,
+                    attrs_only: false,
+                },
+                Entry {
+                    rel: "shallow".into(),
+                    recursive: false,
+                    attrs_only: true,
+                },
+            ],
+        };
+        let filter = Filter::new(&[], Vec::new()).unwrap();
+        let s = shallow(t.path(), &filter, &batch);
+        let root = deep_ancestor(&rel.join("new")).unwrap().to_path_buf();
+        assert_eq!(s.deep, BTreeSet::from([root.clone()]));
+        let rels: Vec<&Path> = s.batch.entries.iter().map(|e| e.rel.as_path()).collect();
+        assert_eq!(rels, vec![root.as_path(), Path::new("shallow")]);
+        assert!(s.batch.entries.iter().all(|e| !e.recursive));
+        assert_eq!(deep_ancestor(Path::new("a/b")), None);
+    }
+}
