@@ -399,7 +399,7 @@ impl Drop for Sshd {
 /// How deep below the source a remote destination must be synced. rsync's remote side
 /// cannot work below 4,096 bytes of absolute path (README, "Very long paths"), so clsync
 /// syncs what rsync can reach: at least the entries up to 2,048 bytes below the source (the
-/// top segment of `src/handler/segments.rs`), deletions included.
+/// `DEEP` of `src/handler/shallow.rs`), deletions included.
 const REMOTE_REACH: usize = 2048;
 
 /// The first `n` components of `rel`.
