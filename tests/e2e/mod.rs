@@ -8,6 +8,7 @@ mod filters;
 mod handler_failures;
 mod jobs;
 mod live;
+mod long_paths;
 mod modes;
 mod names;
 mod privileges;

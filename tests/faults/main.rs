@@ -383,6 +383,7 @@ mod changing_files;
 mod dest_full;
 mod escape;
 mod handler_exits;
+mod long_paths;
 mod socket_perms;
 mod sparse;
 mod unreadable;
