@@ -249,13 +249,14 @@ impl Daemon {
             .current_dir(cwd)
             .env("NO_COLOR", "1")
             .env_remove("CLSYNC_CONFIG_DIR")
-            .env(
-                "RUST_LOG",
-                std::env::var_os("CLSYNC_TEST_LOG").unwrap_or_else(|| "info".into()),
-            )
+            .env_remove("CLSYNC_LOG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log);
+        // CLSYNC_TEST_LOG=debug: every daemon of the run logs at that level.
+        if let Some(level) = std::env::var_os("CLSYNC_TEST_LOG") {
+            cmd.env("CLSYNC_LOG", level);
+        }
         for (k, v) in envs {
             cmd.env(k, v);
         }
@@ -317,8 +318,10 @@ impl Daemon {
         let deadline = Instant::now() + READY_DEADLINE;
         loop {
             let log = self.log();
+            // Not the debug line "watching N directories; starting the initial sync".
+            let watching = |l: &&str| l.contains("watching") && !l.contains("starting the initial");
             let missing: Vec<&str> = if jobs.is_empty() {
-                if log.lines().any(|l| l.contains("watching")) {
+                if log.lines().any(|l| watching(&l)) {
                     vec![]
                 } else {
                     vec!["<any>"]
@@ -326,7 +329,7 @@ impl Daemon {
             } else {
                 jobs.iter()
                     .copied()
-                    .filter(|j| !log.lines().any(|l| l.contains("watching") && l.contains(j)))
+                    .filter(|j| !log.lines().any(|l| watching(&l) && l.contains(j)))
                     .collect()
             };
             if missing.is_empty() {

@@ -18,13 +18,13 @@ mod deep;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::net::TcpStream;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use super::harness::*;
+use super::sshd::Sshd;
 use deep::{PATH_MAX, show};
 
 /// Deadline for one "destination equals source" (a few hundred entries; normally well under
@@ -320,82 +320,6 @@ crate::both_modes! {
 // ---------------------------------------------------------------------------------------
 // rsync over ssh.
 
-/// An sshd on 127.0.0.1 accepting root with a generated key (as in `remote.rs`, whose
-/// fixture is private to it); stopped by PID on drop.
-struct Sshd {
-    child: Child,
-    port: u16,
-    key: PathBuf,
-}
-
-impl Sshd {
-    /// `None` (test skipped) without root or without sshd.
-    fn start(dir: &Path) -> Option<Sshd> {
-        let sshd = Path::new("/usr/sbin/sshd");
-        if !is_root() || !sshd.exists() {
-            eprintln!("skipped: needs root and /usr/sbin/sshd (apt-get install openssh-server)");
-            return None;
-        }
-        fs::create_dir_all(dir).unwrap();
-        let _ = fs::create_dir_all("/run/sshd");
-        for k in ["host_key", "client_key"] {
-            let st = Command::new("ssh-keygen")
-                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-                .arg(dir.join(k))
-                .stdin(Stdio::null())
-                .status()
-                .unwrap();
-            assert!(st.success());
-        }
-        fs::copy(dir.join("client_key.pub"), dir.join("authorized_keys")).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.join("sshd_config");
-        fs::write(
-            &config,
-            format!(
-                "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
-                 AuthorizedKeysFile {d}/authorized_keys\nPermitRootLogin prohibit-password\n\
-                 PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 StrictModes no\nLogLevel ERROR\n",
-                d = dir.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(sshd)
-            .args(["-D", "-e", "-f"])
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("sshd.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let s = Sshd {
-            child,
-            port,
-            key: dir.join("client_key"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "sshd did not start");
-            std::thread::sleep(POLL);
-        }
-        Some(s)
-    }
-}
-
-impl Drop for Sshd {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
-        }
-        let _ = self.child.wait();
-    }
-}
-
 /// How deep below the source a remote destination must be synced. rsync's remote side
 /// cannot work below 4,096 bytes of absolute path (README, "Very long paths"), so clsync
 /// syncs what rsync can reach: at least the entries up to 2,048 bytes below the source (the
@@ -421,11 +345,10 @@ fn deep_paths_over_ssh() {
     env.write_job(
         "remote",
         &format!(
-            "source = {}\ndestination = {}\ndelay = \"100ms\"\n[ssh]\nport = {}\nidentity_file = {}\noptions = [\"-o\", \"StrictHostKeyChecking=no\", \"-o\", \"UserKnownHostsFile=/dev/null\", \"-o\", \"LogLevel=ERROR\"]\n",
+            "source = {}\ndestination = {}\ndelay = \"100ms\"\n{}",
             toml_path(&src),
             toml_str(&format!("root@127.0.0.1:{}", dst.display())),
-            sshd.port,
-            toml_path(&sshd.key)
+            sshd.job_extra()
         ),
     );
     let mut d = start(&env, "remote");

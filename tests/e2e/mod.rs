@@ -14,6 +14,7 @@ mod names;
 mod privileges;
 mod reload;
 mod remote;
+mod sshd;
 mod stress;
 mod systemd;
 mod two_way;
