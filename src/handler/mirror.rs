@@ -1221,7 +1221,6 @@ mod tests {
     use crate::handler::Entry;
     use std::os::unix::net::UnixListener;
     use std::process::Command;
-    use std::time::Instant;
     use tempfile::TempDir;
 
     fn p(bytes: &[u8]) -> PathBuf {
@@ -1801,6 +1800,162 @@ mod tests {
             }
         });
         f.check();
+    }
+
+    /// Every object below `root` (relative path -> inode), temporary names included.
+    fn dst_objects(root: &Path) -> BTreeMap<PathBuf, u64> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            for e in fs::read_dir(root.join(&rel)).unwrap() {
+                let e = e.unwrap();
+                let child = rel.join(e.file_name());
+                let m = fs::symlink_metadata(e.path()).unwrap();
+                if m.is_dir() {
+                    stack.push(child.clone());
+                }
+                out.insert(child, m.ino());
+            }
+        }
+        out
+    }
+
+    #[track_caller]
+    fn assert_no_temporaries(objects: &BTreeMap<PathBuf, u64>) {
+        let temps: Vec<&PathBuf> = objects
+            .keys()
+            .filter(|p| p.file_name().unwrap().as_bytes().starts_with(b".clsync."))
+            .collect();
+        assert!(temps.is_empty(), "temporary files left behind: {temps:?}");
+    }
+
+    fn with_timeout(f: &Fixture, timeout: Duration) -> MirrorHandler {
+        MirrorHandler::new(
+            f.src.path().to_path_buf(),
+            f.dst.path().to_path_buf(),
+            Arc::new(Filter::allow_all()),
+        )
+        .with_timeout(Some(timeout))
+    }
+
+    /// A tiny timeout stops a full sync of many files with `Timeout`; every stopped run has
+    /// made progress, what it installed is not copied again, and the retries converge.
+    #[test]
+    fn timeout_stops_the_run_and_retries_converge() {
+        let f = Fixture::new();
+        for d in 0..10 {
+            fs::create_dir(f.s(&format!("d{d}"))).unwrap();
+            for i in 0..30 {
+                fs::write(
+                    f.s(&format!("d{d}/f{i:02}")),
+                    format!("{d}/{i}\n").repeat(500),
+                )
+                .unwrap();
+            }
+        }
+        let h = with_timeout(&f, Duration::from_millis(1));
+        let err = h.run(&Batch::full()).unwrap_err();
+        assert!(
+            matches!(err, HandlerError::Timeout { killed: false, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("stopped"), "{err}");
+        let first = dst_objects(f.dst.path());
+        assert_no_temporaries(&first);
+        assert!(!first.is_empty(), "the stopped run made progress");
+
+        let mut seen = first.len();
+        let mut runs = 1;
+        loop {
+            runs += 1;
+            assert!(runs <= 400, "no convergence after {runs} runs");
+            match h.run(&Batch::full()) {
+                Ok(_) => break,
+                Err(HandlerError::Timeout { .. }) => {
+                    let now = dst_objects(f.dst.path());
+                    assert_no_temporaries(&now);
+                    assert!(now.len() > seen, "run {runs} made no progress");
+                    seen = now.len();
+                }
+                Err(e) => panic!("run {runs}: {e}"),
+            }
+        }
+        eprintln!("mirror: full sync with a 1 ms timeout converged in {runs} runs");
+        f.check();
+        let last = dst_objects(f.dst.path());
+        for (rel, ino) in &first {
+            assert_eq!(last.get(rel), Some(ino), "{rel:?} was copied again");
+        }
+        // A run with nothing to change is never stopped, however short the timeout.
+        h.run(&Batch::full()).unwrap();
+        assert_eq!(last, dst_objects(f.dst.path()));
+    }
+
+    /// A copy checks the deadline between chunks; a timed-out copy leaves no temporary file
+    /// and nothing under the real name; a file bigger than one run can copy is still
+    /// synced (a run that has not changed anything yet is not stopped).
+    #[test]
+    fn timeout_between_copy_chunks() {
+        let f = Fixture::new();
+        let len = 2 * COPY_CHUNK as usize + 12_345;
+        let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        fs::write(f.s("big"), &content).unwrap();
+        let h = with_timeout(&f, Duration::from_nanos(1));
+
+        // The chunk loop itself: one chunk once the deadline has passed and the run has
+        // made progress; the whole file otherwise.
+        let mut run = Run::new(&h);
+        run.deadline = Some(Instant::now());
+        let out = f.dst.path().join("out");
+        let copy = |run: &mut Run| {
+            let mut to = fs::File::create(&out).unwrap();
+            let from = fs::File::open(f.s("big")).unwrap();
+            let res = run.copy_content(&from, &mut to, &out);
+            (res, fs::metadata(&out).unwrap().len())
+        };
+        let (res, copied) = copy(&mut run);
+        assert!(res.is_ok());
+        assert_eq!(copied, len as u64, "no progress yet: the whole file");
+        run.progressed = true;
+        let (res, copied) = copy(&mut run);
+        assert!(matches!(res, Err(Fail::Timeout)));
+        assert_eq!(copied, COPY_CHUNK, "stopped after the first chunk");
+        fs::remove_file(&out).unwrap();
+
+        // sync_file stopped mid-copy: the temporary file is gone, nothing is installed.
+        let mut run = Run::new(&h);
+        run.deadline = Some(Instant::now());
+        run.progressed = true;
+        let meta = fs::symlink_metadata(f.s("big")).unwrap();
+        assert!(matches!(
+            run.sync_file(Path::new("big"), &meta, false),
+            Err(Fail::Timeout)
+        ));
+        drop(run);
+        assert!(dst_objects(f.dst.path()).is_empty());
+
+        // Whole runs: the big file takes longer than the timeout, but is the run's first
+        // change, so it is copied.
+        h.run(&Batch::full()).unwrap();
+        f.check();
+        // Now a small file comes first: installed, then the run stops before the changed
+        // big file, whose old version stays in place; the next run copies it.
+        fs::write(f.s("a"), b"small").unwrap();
+        let changed: Vec<u8> = content.iter().map(|b| b.wrapping_add(1)).collect();
+        fs::write(f.s("big"), &changed).unwrap();
+        set_mtime(&f.s("big"), 1_600_000_000);
+        let err = h.run(&Batch::full()).unwrap_err();
+        assert!(matches!(err, HandlerError::Timeout { .. }), "{err}");
+        assert_eq!(fs::read(f.d("a")).unwrap(), b"small");
+        assert!(
+            fs::read(f.d("big")).unwrap() == content,
+            "old version intact"
+        );
+        assert_no_temporaries(&dst_objects(f.dst.path()));
+        let a = ino(&f.d("a"));
+        h.run(&Batch::full()).unwrap();
+        f.check();
+        assert_eq!(a, ino(&f.d("a")), "not copied again");
     }
 
     /// Timing comparison (run with `--ignored --nocapture`): full sync of 10,000 small files
