@@ -24,7 +24,7 @@
 //!
 //! Timeout: with the job's `timeout`, a run checks its deadline between operations (before
 //! every batch entry, rename replay, directory walk, directory entry synced or deleted) and
-//! between the chunks of a file copy ([`COPY_CHUNK`]). Past it, the run stops where it is
+//! between the chunks of a file copy (32 MiB, `COPY_CHUNK`). Past it, the run stops where it is
 //! and fails with [`HandlerError::Timeout`]: a file being copied is dropped with its
 //! temporary name (never installed half-written), nothing else is started, and only the
 //! directories the run changed get their attributes back (stat calls only). The job retries
