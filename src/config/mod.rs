@@ -135,7 +135,9 @@ pub struct BigFile {
 pub struct RsyncOptions {
     pub path: PathBuf,
     pub args: Vec<String>,
-    /// Kill a handler run (its whole process group) that takes longer than this.
+    /// Kill a handler run (its whole process group) that takes longer than this. The
+    /// mirror, which has no process, stops its run cooperatively instead
+    /// ([`crate::handler::mirror`]).
     pub timeout: Option<Duration>,
     /// Exit codes that count as success (rsync's 24, "some files vanished", by default).
     pub ignore_exit_codes: Vec<i32>,

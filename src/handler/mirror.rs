@@ -22,6 +22,21 @@
 //!    mode, owner and times from the source directory, deepest first, so directory mtimes
 //!    match the source like with `rsync -a`.
 //!
+//! Timeout: with the job's `timeout`, a run checks its deadline between operations (before
+//! every batch entry, rename replay, directory walk, directory entry synced or deleted) and
+//! between the chunks of a file copy (32 MiB, `COPY_CHUNK`). Past it, the run stops where it is
+//! and fails with [`HandlerError::Timeout`]: a file being copied is dropped with its
+//! temporary name (never installed half-written), nothing else is started, and only the
+//! directories the run changed get their attributes back (stat calls only). The job retries
+//! the batch with backoff, and everything finished before the timeout passes the quick check
+//! of the next run: it is not copied again. The deadline only stops a run that has changed
+//! something at the destination (created, installed, deleted or renamed an object), so every
+//! timed-out run leaves less for the next one and retries converge, even when a quick-check
+//! walk of what is done already, or the copy of one big file, takes longer than the timeout
+//! (a no-op run, e.g. a verification of a tree in sync, is never stopped). One system call
+//! stuck on a hung filesystem cannot be interrupted: the deadline is only seen once it
+//! returns.
+//!
 //! Safety: the destination is never written through a symlink. Every destination directory
 //! a path goes through is checked with `lstat` (and replaced by a real directory when
 //! something else is there), leaf objects are inspected with `lstat`, new objects are created
@@ -43,6 +58,7 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt,
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use filetime::FileTime;
 use nix::errno::Errno;
@@ -60,6 +76,11 @@ const S_IFMT: u32 = libc::S_IFMT as u32;
 /// How often one path is re-examined when the source keeps changing type under us.
 const MAX_ATTEMPTS: usize = 4;
 
+/// Bytes copied between two deadline checks: big enough that a copy costs no more system
+/// calls than it has to (one `copy_file_range` per chunk), small enough that a timeout is
+/// noticed within a fraction of a second on a local disk.
+const COPY_CHUNK: u64 = 32 << 20;
+
 /// The native handler for local destinations. See the module documentation.
 pub struct MirrorHandler {
     source: PathBuf,
@@ -69,6 +90,8 @@ pub struct MirrorHandler {
     is_root: bool,
     /// Makes temporary names unique within this process.
     tmp_counter: AtomicU64,
+    /// The job's `timeout`: a run stops at its next deadline check past it.
+    timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for MirrorHandler {
@@ -91,7 +114,16 @@ impl MirrorHandler {
             filter,
             is_root: nix::unistd::geteuid().is_root(),
             tmp_counter: AtomicU64::new(0),
+            timeout: None,
         }
+    }
+
+    /// Stops every run that takes longer than `timeout` (`None`: no limit) at its next
+    /// deadline check, failing it with [`HandlerError::Timeout`]. See the module
+    /// documentation.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> MirrorHandler {
+        self.timeout = timeout.filter(|t| !t.is_zero());
+        self
     }
 
     pub fn source(&self) -> &Path {
@@ -148,15 +180,7 @@ impl Handler for MirrorHandler {
     }
 
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
-        let mut run = Run {
-            h: self,
-            verified: BTreeSet::new(),
-            touched: BTreeSet::new(),
-            pending: Vec::new(),
-            first_error: None,
-            warnings: Vec::new(),
-            force_copy: false,
-        };
+        let mut run = Run::new(self);
         run.prepare_root()?;
 
         // Path -> (recursive, content changed).
@@ -167,6 +191,11 @@ impl Handler for MirrorHandler {
             v.1 |= !e.attrs_only;
         }
         for r in &batch.renames {
+            // Stopping between replays is safe: the retry finds the replayed ones gone at
+            // the destination (not replayed again) and their `to` side already in place.
+            if run.expired() {
+                break;
+            }
             let renamed = run.rename(r);
             tracing::debug!(from = ?r.from, to = ?r.to, renamed, "mirror: rename replay");
             // Whether or not the rename could be replayed, both sides are synced from the
@@ -186,6 +215,9 @@ impl Handler for MirrorHandler {
             run.touch_parent(rel);
         }
         for (rel, &(recursive, content)) in &entries {
+            if run.expired() {
+                break;
+            }
             if cover.is_some_and(|c| relpath::is_self_or_ancestor(c, rel)) {
                 continue;
             }
@@ -198,6 +230,13 @@ impl Handler for MirrorHandler {
         }
 
         run.fixup_dirs();
+        if run.timed_out {
+            return Err(HandlerError::Timeout {
+                program: "mirror".into(),
+                timeout: self.timeout.unwrap_or_default(),
+                killed: false,
+            });
+        }
         match run.first_error {
             Some(e) => Err(e),
             None => Ok(Outcome {
@@ -212,6 +251,8 @@ impl Handler for MirrorHandler {
 enum Fail {
     /// The source object vanished or changed type while we were looking at it: look again.
     Changed,
+    /// The run's deadline passed: stop (the run reports [`HandlerError::Timeout`]).
+    Timeout,
     Io(PathBuf, io::Error),
 }
 
@@ -220,6 +261,7 @@ impl From<Fail> for HandlerError {
         match f {
             Fail::Io(path, source) => HandlerError::Io { path, source },
             Fail::Changed => HandlerError::Other("source changed during sync".into()),
+            Fail::Timeout => HandlerError::Other("mirror: timeout".into()),
         }
     }
 }
@@ -233,8 +275,12 @@ struct Run<'a> {
     h: &'a MirrorHandler,
     /// Destination directories known (in this run) to be real directories, all the way up.
     verified: BTreeSet<PathBuf>,
-    /// Destination directories to receive mode, owner and times from the source at the end.
+    /// Destination directories to receive mode, owner and times from the source at the end:
+    /// those the run created or changed (entries added, removed, renamed; made writable).
     touched: BTreeSet<PathBuf>,
+    /// Directories synced without a change of our own (their attributes may still differ
+    /// from the source's): fixed at the end too, unless the run timed out.
+    synced: BTreeSet<PathBuf>,
     /// Directories synced by a recursive entry whose content is still to be walked.
     pending: Vec<PathBuf>,
     first_error: Option<HandlerError>,
@@ -242,14 +288,60 @@ struct Run<'a> {
     /// The current batch entry's content is known to have changed: copy it even when size
     /// and mtime match.
     force_copy: bool,
+    /// When the handler's `timeout` runs out.
+    deadline: Option<Instant>,
+    /// The run has changed something at the destination that a retry will not have to do
+    /// again (created, installed, deleted, renamed). Only then does the deadline stop it:
+    /// every timed-out run has made progress, so retries converge.
+    progressed: bool,
+    /// The deadline has passed: nothing more is started.
+    timed_out: bool,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    fn new(h: &'a MirrorHandler) -> Run<'a> {
+        Run {
+            h,
+            verified: BTreeSet::new(),
+            touched: BTreeSet::new(),
+            synced: BTreeSet::new(),
+            pending: Vec::new(),
+            first_error: None,
+            warnings: Vec::new(),
+            force_copy: false,
+            deadline: h.timeout.map(|t| Instant::now() + t),
+            progressed: false,
+            timed_out: false,
+        }
+    }
+
     fn note(&mut self, f: Fail) {
+        if let Fail::Timeout = f {
+            self.timed_out = true;
+            return;
+        }
         let e = HandlerError::from(f);
         tracing::warn!("mirror: {e}");
         if self.first_error.is_none() {
             self.first_error = Some(e);
+        }
+    }
+
+    /// True once the deadline has passed and the run has made progress (and from then on).
+    fn expired(&mut self) -> bool {
+        if !self.timed_out && self.progressed && self.deadline.is_some_and(|d| Instant::now() >= d)
+        {
+            tracing::debug!("mirror: timeout reached, stopping the run");
+            self.timed_out = true;
+        }
+        self.timed_out
+    }
+
+    fn check_deadline(&mut self) -> Result<(), Fail> {
+        if self.expired() {
+            Err(Fail::Timeout)
+        } else {
+            Ok(())
         }
     }
 
@@ -380,6 +472,7 @@ impl Run<'_> {
             },
             Err(e) => return Err(Fail::Io(dp.into_shown(), e)),
         }
+        self.progressed = true;
         self.touch_parent(rel);
         self.touched.insert(rel.to_path_buf());
         self.verified.insert(rel.to_path_buf());
@@ -394,7 +487,7 @@ impl Run<'_> {
         let dp = self.h.dst(rel);
         if !meta.is_dir() {
             match fs::remove_file(&dp) {
-                Ok(()) => {}
+                Ok(()) => self.progressed = true,
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(Fail::Io(dp.into_shown(), e)),
             }
@@ -404,6 +497,8 @@ impl Run<'_> {
         self.forget_verified(rel);
         let mut stack = vec![self.open_for_removal(rel, meta)?];
         loop {
+            // Stopping halfway leaves a partly emptied directory, which the retry removes.
+            self.check_deadline()?;
             let top = stack.last_mut().expect("non-empty removal stack");
             if let Some(name) = top.names.pop() {
                 let child = join_rel(&top.rel, &name);
@@ -431,7 +526,7 @@ impl Run<'_> {
                     }
                 } else {
                     match fs::remove_file(&cp) {
-                        Ok(()) => {}
+                        Ok(()) => self.progressed = true,
                         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                         Err(e) => {
                             top.complete = false;
@@ -446,7 +541,7 @@ impl Run<'_> {
             let mut removed = done.complete;
             if removed {
                 match fs::remove_dir(&dp) {
-                    Ok(()) => {}
+                    Ok(()) => self.progressed = true,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                     Err(e) if stack.is_empty() => return Err(Fail::Io(dp.into_shown(), e)),
                     Err(e) => {
@@ -525,6 +620,7 @@ impl Run<'_> {
         let dp = self.h.dst(rel);
         fs::rename(tmp.path(), &dp).map_err(io_err(&dp))?;
         tmp.disarm();
+        self.progressed = true;
         self.touch_parent(rel);
         Ok(())
     }
@@ -575,6 +671,10 @@ impl Run<'_> {
             self.note(f);
         }
         while let Some(dir) = self.pending.pop() {
+            if self.expired() {
+                self.pending.clear();
+                return;
+            }
             match self.walk(&dir) {
                 Ok(()) => {}
                 Err(Fail::Changed) => {
@@ -682,7 +782,7 @@ impl Run<'_> {
                 None => self.mkdir(rel)?,
             }
         }
-        self.touched.insert(rel.to_path_buf());
+        self.synced.insert(rel.to_path_buf());
         if recursive && (rel.as_os_str().is_empty() || self.h.filter.allows_dir_walk(rel)) {
             // Walked by `entry` with an explicit stack (trees may be very deep).
             self.pending.push(rel.to_path_buf());
@@ -707,6 +807,7 @@ impl Run<'_> {
 
         let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
         for name in dnames.iter().filter(|n| !present.contains(n.as_os_str())) {
+            self.check_deadline()?;
             let child = join_rel(rel, name);
             let cp = self.h.dst(&child);
             let m = match fs::symlink_metadata(&cp) {
@@ -724,6 +825,7 @@ impl Run<'_> {
             }
         }
         for name in &names {
+            self.check_deadline()?;
             let child = join_rel(rel, name);
             if let Err(f) = self.sync_path(&child, true, false) {
                 self.note(f);
@@ -747,7 +849,7 @@ impl Run<'_> {
         }
 
         let spath = self.h.src(rel);
-        let mut sfile = match OpenOptions::new()
+        let sfile = match OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&spath)
@@ -774,8 +876,7 @@ impl Run<'_> {
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(p)
         })?;
-        // std's File-to-File copy uses copy_file_range on Linux.
-        io::copy(&mut sfile, &mut tfile).map_err(io_err(&dp))?;
+        self.copy_content(&sfile, &mut tfile, &dp)?;
         if self.h.is_root {
             std::os::unix::fs::fchown(&tfile, Some(smeta.uid()), Some(smeta.gid()))
                 .map_err(io_err(&dp))?;
@@ -789,6 +890,20 @@ impl Run<'_> {
             .map_err(io_err(&dp))?;
         drop(tfile);
         self.install(tmp, rel, dmeta.as_ref())
+    }
+
+    /// Copies `from` (at its start) to `to` in chunks of [`COPY_CHUNK`] bytes, checking the
+    /// deadline between chunks. std's File-to-File copy uses `copy_file_range` on Linux (the
+    /// `Take` limit included), so a chunk is one system call that the kernel may turn into
+    /// a reflink or a server-side copy.
+    fn copy_content(&mut self, from: &fs::File, to: &mut fs::File, dp: &Path) -> Result<(), Fail> {
+        loop {
+            let n = io::copy(&mut io::Read::take(from, COPY_CHUNK), to).map_err(io_err(dp))?;
+            if n < COPY_CHUNK {
+                return Ok(());
+            }
+            self.check_deadline()?;
+        }
     }
 
     fn sync_symlink(&mut self, rel: &Path, meta: &Metadata) -> Result<(), Fail> {
@@ -898,6 +1013,7 @@ impl Run<'_> {
             tracing::debug!("mirror: rename {fp:?} -> {tp:?}: {e}");
             return Ok(false);
         }
+        self.progressed = true;
         self.forget_verified(from);
         self.forget_verified(to);
         self.touch_parent(from);
@@ -907,8 +1023,14 @@ impl Run<'_> {
 
     /// Gives every touched destination directory the mode, owner and times of its source
     /// directory, deepest first (descendants sort after their ancestors).
+    /// After a timeout only the directories the run changed are fixed (the work stays
+    /// proportional to what the run did).
     fn fixup_dirs(&mut self) {
-        let dirs = std::mem::take(&mut self.touched);
+        let mut dirs = std::mem::take(&mut self.touched);
+        let synced = std::mem::take(&mut self.synced);
+        if !self.timed_out {
+            dirs.extend(synced);
+        }
         for rel in dirs.iter().rev() {
             if let Err(f) = self.fixup_dir(rel) {
                 self.note(f);
@@ -1099,7 +1221,6 @@ mod tests {
     use crate::handler::Entry;
     use std::os::unix::net::UnixListener;
     use std::process::Command;
-    use std::time::Instant;
     use tempfile::TempDir;
 
     fn p(bytes: &[u8]) -> PathBuf {
@@ -1679,6 +1800,162 @@ mod tests {
             }
         });
         f.check();
+    }
+
+    /// Every object below `root` (relative path -> inode), temporary names included.
+    fn dst_objects(root: &Path) -> BTreeMap<PathBuf, u64> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![PathBuf::new()];
+        while let Some(rel) = stack.pop() {
+            for e in fs::read_dir(root.join(&rel)).unwrap() {
+                let e = e.unwrap();
+                let child = rel.join(e.file_name());
+                let m = fs::symlink_metadata(e.path()).unwrap();
+                if m.is_dir() {
+                    stack.push(child.clone());
+                }
+                out.insert(child, m.ino());
+            }
+        }
+        out
+    }
+
+    #[track_caller]
+    fn assert_no_temporaries(objects: &BTreeMap<PathBuf, u64>) {
+        let temps: Vec<&PathBuf> = objects
+            .keys()
+            .filter(|p| p.file_name().unwrap().as_bytes().starts_with(b".clsync."))
+            .collect();
+        assert!(temps.is_empty(), "temporary files left behind: {temps:?}");
+    }
+
+    fn with_timeout(f: &Fixture, timeout: Duration) -> MirrorHandler {
+        MirrorHandler::new(
+            f.src.path().to_path_buf(),
+            f.dst.path().to_path_buf(),
+            Arc::new(Filter::allow_all()),
+        )
+        .with_timeout(Some(timeout))
+    }
+
+    /// A tiny timeout stops a full sync of many files with `Timeout`; every stopped run has
+    /// made progress, what it installed is not copied again, and the retries converge.
+    #[test]
+    fn timeout_stops_the_run_and_retries_converge() {
+        let f = Fixture::new();
+        for d in 0..10 {
+            fs::create_dir(f.s(&format!("d{d}"))).unwrap();
+            for i in 0..30 {
+                fs::write(
+                    f.s(&format!("d{d}/f{i:02}")),
+                    format!("{d}/{i}\n").repeat(500),
+                )
+                .unwrap();
+            }
+        }
+        let h = with_timeout(&f, Duration::from_millis(1));
+        let err = h.run(&Batch::full()).unwrap_err();
+        assert!(
+            matches!(err, HandlerError::Timeout { killed: false, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("stopped"), "{err}");
+        let first = dst_objects(f.dst.path());
+        assert_no_temporaries(&first);
+        assert!(!first.is_empty(), "the stopped run made progress");
+
+        let mut seen = first.len();
+        let mut runs = 1;
+        loop {
+            runs += 1;
+            assert!(runs <= 400, "no convergence after {runs} runs");
+            match h.run(&Batch::full()) {
+                Ok(_) => break,
+                Err(HandlerError::Timeout { .. }) => {
+                    let now = dst_objects(f.dst.path());
+                    assert_no_temporaries(&now);
+                    assert!(now.len() > seen, "run {runs} made no progress");
+                    seen = now.len();
+                }
+                Err(e) => panic!("run {runs}: {e}"),
+            }
+        }
+        eprintln!("mirror: full sync with a 1 ms timeout converged in {runs} runs");
+        f.check();
+        let last = dst_objects(f.dst.path());
+        for (rel, ino) in &first {
+            assert_eq!(last.get(rel), Some(ino), "{rel:?} was copied again");
+        }
+        // A run with nothing to change is never stopped, however short the timeout.
+        h.run(&Batch::full()).unwrap();
+        assert_eq!(last, dst_objects(f.dst.path()));
+    }
+
+    /// A copy checks the deadline between chunks; a timed-out copy leaves no temporary file
+    /// and nothing under the real name; a file bigger than one run can copy is still
+    /// synced (a run that has not changed anything yet is not stopped).
+    #[test]
+    fn timeout_between_copy_chunks() {
+        let f = Fixture::new();
+        let len = 2 * COPY_CHUNK as usize + 12_345;
+        let content: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        fs::write(f.s("big"), &content).unwrap();
+        let h = with_timeout(&f, Duration::from_nanos(1));
+
+        // The chunk loop itself: one chunk once the deadline has passed and the run has
+        // made progress; the whole file otherwise.
+        let mut run = Run::new(&h);
+        run.deadline = Some(Instant::now());
+        let out = f.dst.path().join("out");
+        let copy = |run: &mut Run| {
+            let mut to = fs::File::create(&out).unwrap();
+            let from = fs::File::open(f.s("big")).unwrap();
+            let res = run.copy_content(&from, &mut to, &out);
+            (res, fs::metadata(&out).unwrap().len())
+        };
+        let (res, copied) = copy(&mut run);
+        assert!(res.is_ok());
+        assert_eq!(copied, len as u64, "no progress yet: the whole file");
+        run.progressed = true;
+        let (res, copied) = copy(&mut run);
+        assert!(matches!(res, Err(Fail::Timeout)));
+        assert_eq!(copied, COPY_CHUNK, "stopped after the first chunk");
+        fs::remove_file(&out).unwrap();
+
+        // sync_file stopped mid-copy: the temporary file is gone, nothing is installed.
+        let mut run = Run::new(&h);
+        run.deadline = Some(Instant::now());
+        run.progressed = true;
+        let meta = fs::symlink_metadata(f.s("big")).unwrap();
+        assert!(matches!(
+            run.sync_file(Path::new("big"), &meta, false),
+            Err(Fail::Timeout)
+        ));
+        drop(run);
+        assert!(dst_objects(f.dst.path()).is_empty());
+
+        // Whole runs: the big file takes longer than the timeout, but is the run's first
+        // change, so it is copied.
+        h.run(&Batch::full()).unwrap();
+        f.check();
+        // Now a small file comes first: installed, then the run stops before the changed
+        // big file, whose old version stays in place; the next run copies it.
+        fs::write(f.s("a"), b"small").unwrap();
+        let changed: Vec<u8> = content.iter().map(|b| b.wrapping_add(1)).collect();
+        fs::write(f.s("big"), &changed).unwrap();
+        set_mtime(&f.s("big"), 1_600_000_000);
+        let err = h.run(&Batch::full()).unwrap_err();
+        assert!(matches!(err, HandlerError::Timeout { .. }), "{err}");
+        assert_eq!(fs::read(f.d("a")).unwrap(), b"small");
+        assert!(
+            fs::read(f.d("big")).unwrap() == content,
+            "old version intact"
+        );
+        assert_no_temporaries(&dst_objects(f.dst.path()));
+        let a = ino(&f.d("a"));
+        h.run(&Batch::full()).unwrap();
+        f.check();
+        assert_eq!(a, ino(&f.d("a")), "not copied again");
     }
 
     /// Timing comparison (run with `--ignored --nocapture`): full sync of 10,000 small files

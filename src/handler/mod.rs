@@ -98,10 +98,16 @@ pub enum HandlerError {
     },
     #[error("{program} was killed by signal {signal}")]
     Signaled { program: String, signal: i32 },
-    #[error("{program} ran longer than the timeout of {timeout:?} and was killed")]
+    #[error(
+        "{program} ran longer than the timeout of {timeout:?} and was {}",
+        if *.killed { "killed" } else { "stopped" }
+    )]
     Timeout {
         program: String,
         timeout: std::time::Duration,
+        /// A handler process killed by the watchdog; false for the mirror, which stops
+        /// cooperatively between operations.
+        killed: bool,
     },
     #[error("{path}: {source}")]
     Io {
@@ -263,6 +269,7 @@ pub(crate) fn run_process(
         return Err(HandlerError::Timeout {
             program,
             timeout: timeout.unwrap_or_default(),
+            killed: true,
         });
     }
     match status.code() {

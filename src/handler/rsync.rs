@@ -34,7 +34,8 @@ pub struct RsyncHandler {
     options: RsyncOptions,
     filter: Arc<Filter>,
     /// Syncs the batches rsync cannot (paths over its 4,096-byte limit); local
-    /// destinations without `user` only (the mirror runs inside the daemon).
+    /// destinations without `user` only (the mirror runs inside the daemon, and stops
+    /// itself past the job's `timeout`).
     deep: Option<MirrorHandler>,
     /// A remote destination's tree has held paths beyond rsync's limit: every batch is cut
     /// at the deep roots ([`shallow`](super::shallow)), so that what the destination holds
@@ -68,11 +69,10 @@ impl RsyncHandler {
         filter: Arc<Filter>,
     ) -> RsyncHandler {
         let deep = match (&destination, &options.run_as) {
-            (Destination::Local(d), None) => Some(MirrorHandler::new(
-                source.clone(),
-                d.clone(),
-                filter.clone(),
-            )),
+            (Destination::Local(d), None) => Some(
+                MirrorHandler::new(source.clone(), d.clone(), filter.clone())
+                    .with_timeout(options.timeout),
+            ),
             _ => None,
         };
         RsyncHandler {

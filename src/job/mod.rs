@@ -82,29 +82,29 @@ impl Job {
     pub fn start(config: JobConfig, opts: JobOptions) -> anyhow::Result<Job> {
         let config = Arc::new(config);
         let filter = Arc::new(config.filter().map_err(anyhow::Error::msg)?);
-        let handler: Arc<dyn Handler> =
-            match (&config.mode, &config.destination) {
-                (Mode::Mirror, crate::config::Destination::Local(dst)) => Arc::new(
-                    MirrorHandler::new(config.source.clone(), dst.clone(), filter.clone()),
-                ),
-                (Mode::Mirror, crate::config::Destination::Remote(_)) => {
-                    anyhow::bail!("mode \"mirror\" needs a local destination")
-                }
-                (Mode::Rsync, dst) => Arc::new(RsyncHandler::new(
-                    config.source.clone(),
-                    dst.clone(),
-                    config.rsync.clone(),
-                    filter.clone(),
-                )),
-                (Mode::Command(c), dst) => Arc::new(CommandHandler::new(
-                    config.name.clone(),
-                    config.source.clone(),
-                    dst.clone(),
-                    c.clone(),
-                    config.rsync.clone(),
-                    filter.clone(),
-                )),
-            };
+        let handler: Arc<dyn Handler> = match (&config.mode, &config.destination) {
+            (Mode::Mirror, crate::config::Destination::Local(dst)) => Arc::new(
+                MirrorHandler::new(config.source.clone(), dst.clone(), filter.clone())
+                    .with_timeout(config.rsync.timeout),
+            ),
+            (Mode::Mirror, crate::config::Destination::Remote(_)) => {
+                anyhow::bail!("mode \"mirror\" needs a local destination")
+            }
+            (Mode::Rsync, dst) => Arc::new(RsyncHandler::new(
+                config.source.clone(),
+                dst.clone(),
+                config.rsync.clone(),
+                filter.clone(),
+            )),
+            (Mode::Command(c), dst) => Arc::new(CommandHandler::new(
+                config.name.clone(),
+                config.source.clone(),
+                dst.clone(),
+                c.clone(),
+                config.rsync.clone(),
+                filter.clone(),
+            )),
+        };
         let status = SharedStatus::new(opts.notify.clone());
         let waker = Arc::new(Waker::new()?);
         let (tx, rx) = unbounded();
