@@ -40,7 +40,7 @@ fn files(root: &Path) -> (BTreeMap<PathBuf, u64>, Vec<PathBuf>) {
     (out, temps)
 }
 
-/// A mirror job with a 50 ms timeout and an initial tree that takes several times longer to
+/// A mirror job with a 10 ms timeout and an initial tree that takes several times longer to
 /// copy (600 small files, four 64 MiB files copied in chunks): the first runs are
 /// stopped and retried (status shows the failures and the timeout as the last error), files
 /// installed by a stopped run keep their inode (not copied again), no temporary file is
@@ -70,7 +70,7 @@ fn short_timeout_initial_sync_converges() {
         &src,
         &dst,
         Mode::Mirror,
-        "timeout = \"50ms\"\nretry_delay = \"20ms\"\nretry_max_delay = \"100ms\"",
+        "timeout = \"10ms\"\nretry_delay = \"20ms\"\nretry_max_delay = \"100ms\"",
     );
     let mut d = env.spawn();
 
@@ -81,12 +81,12 @@ fn short_timeout_initial_sync_converges() {
     let j = job(&v, "mt").unwrap();
     assert!(
         j["failures"].as_u64() >= Some(1),
-        "the whole initial sync fit in the 50 ms timeout (a faster machine than this test \
+        "the whole initial sync fit in the 10 ms timeout (a faster machine than this test \
          assumes?): {v:#}"
     );
     let msg = j["last_error"]["message"].as_str().unwrap_or_default();
     assert!(
-        msg.contains("longer than the timeout of 50ms and was stopped"),
+        msg.contains("longer than the timeout of 10ms and was stopped"),
         "{v:#}"
     );
     let (early, _) = files(&dst);
