@@ -314,4 +314,127 @@ mod tests {
         assert_eq!(entries(&q.take()), [("small".into(), false)]);
         assert_eq!(entries(&big.take()), [("huge.img".into(), false)]);
     }
+
+    /// Micro benchmark of the queue's hot paths. Run it with
+    /// `cargo test --release --lib queue::tests::bench -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "benchmark: run in release with --ignored --nocapture"]
+    fn bench_queue() {
+        use std::time::{Duration, Instant};
+
+        // A path like a source tree's: `src/m17/sub3/file_00042.rs`.
+        fn path(i: usize) -> PathBuf {
+            PathBuf::from(format!("src/m{}/sub{}/file_{i:05}.rs", i % 97, i % 7))
+        }
+        fn best<T>(runs: usize, mut f: impl FnMut() -> (Duration, T)) -> Duration {
+            (0..runs).map(|_| f().0).min().unwrap()
+        }
+        fn timed<T>(f: impl FnOnce() -> T) -> (Duration, T) {
+            let t = Instant::now();
+            let out = f();
+            (t.elapsed(), std::hint::black_box(out))
+        }
+        fn filled(n: usize) -> Queue {
+            let mut q = Queue::default();
+            for i in 0..n {
+                q.push(Change::Path(path(i)));
+            }
+            q
+        }
+        const RUNS: usize = 5;
+
+        // 100k pending paths, then 10k renames of single files.
+        let renames: Vec<Change> = (0..10_000)
+            .map(|i| Change::Rename {
+                from: path(i * 10),
+                to: PathBuf::from(format!("src/m{}/sub{}/moved_{i:05}.rs", i % 97, i % 7)),
+            })
+            .collect();
+        let d = best(RUNS, || {
+            let mut q = filled(100_000);
+            let changes = renames.clone();
+            timed(move || {
+                for c in changes {
+                    q.push(c);
+                }
+                q
+            })
+        });
+        println!("bench 10k file renames over 100k pending: {d:?}");
+
+        // 100k pending paths, then the 97 top directories renamed one by one (~1k paths each).
+        let dir_renames: Vec<Change> = (0..97)
+            .map(|i| Change::Rename {
+                from: PathBuf::from(format!("src/m{i}")),
+                to: PathBuf::from(format!("lib/m{i}")),
+            })
+            .collect();
+        let d = best(RUNS, || {
+            let mut q = filled(100_000);
+            let changes = dir_renames.clone();
+            timed(move || {
+                for c in changes {
+                    q.push(c);
+                }
+                q
+            })
+        });
+        println!("bench 97 dir renames moving 100k pending: {d:?}");
+
+        // 1M coalescing inserts: 10k distinct paths, each changed 100 times, interleaved.
+        let hot: Vec<Change> = (0..1_000_000)
+            .map(|i| Change::Path(path(i % 10_000)))
+            .collect();
+        let d = best(RUNS, || {
+            let changes = hot.clone();
+            timed(move || {
+                let mut q = Queue::default();
+                for c in changes {
+                    q.push(c);
+                }
+                q
+            })
+        });
+        println!("bench 1M coalescing inserts over 10k paths: {d:?}");
+
+        // 1M coalescing inserts over a large set: 200k distinct paths, 5 times each.
+        let wide: Vec<Change> = (0..1_000_000)
+            .map(|i| Change::Path(path(i % 200_000)))
+            .collect();
+        let d = best(RUNS, || {
+            let changes = wide.clone();
+            timed(move || {
+                let mut q = Queue::default();
+                for c in changes {
+                    q.push(c);
+                }
+                q
+            })
+        });
+        println!("bench 1M coalescing inserts over 200k paths: {d:?}");
+
+        // 500k inserts of distinct paths.
+        let fresh: Vec<Change> = (0..500_000).map(|i| Change::Path(path(i))).collect();
+        let d = best(RUNS, || {
+            let changes = fresh.clone();
+            timed(move || {
+                let mut q = Queue::default();
+                for c in changes {
+                    q.push(c);
+                }
+                q
+            })
+        });
+        println!("bench 500k distinct inserts: {d:?}");
+
+        // take() of 100k pending paths, some of them recursive.
+        let d = best(RUNS, || {
+            let mut q = filled(100_000);
+            for i in 0..97 {
+                q.push(Change::Tree(PathBuf::from(format!("src/m{i}/sub0"))));
+            }
+            timed(move || q.take())
+        });
+        println!("bench take of 100k pending: {d:?}");
+    }
 }
