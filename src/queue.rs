@@ -427,6 +427,40 @@ mod tests {
         });
         println!("bench 500k distinct inserts: {d:?}");
 
+        // One directory rename over 100k pending paths (a batch with a single rename).
+        let d = best(RUNS, || {
+            let mut q = filled(100_000);
+            let c = Change::Rename {
+                from: PathBuf::from("src/m5/sub3"),
+                to: PathBuf::from("src/m5/sub9"),
+            };
+            timed(move || {
+                q.push(c);
+                q
+            })
+        });
+        println!("bench 1 dir rename over 100k pending: {d:?}");
+
+        // 500k distinct inserts after 100 renames in the same batch (the queue has built its
+        // index by then, and keeps it up to date).
+        let d = best(RUNS, || {
+            let mut q = Queue::default();
+            for i in 0..100 {
+                q.push(Change::Rename {
+                    from: PathBuf::from(format!("x{i}")),
+                    to: PathBuf::from(format!("y{i}")),
+                });
+            }
+            let changes = fresh.clone();
+            timed(move || {
+                for c in changes {
+                    q.push(c);
+                }
+                q
+            })
+        });
+        println!("bench 500k distinct inserts after 100 renames: {d:?}");
+
         // take() of 100k pending paths, some of them recursive.
         let d = best(RUNS, || {
             let mut q = filled(100_000);
