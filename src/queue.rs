@@ -193,6 +193,10 @@ impl Queue {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+    use std::ffi::OsString;
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
     use super::*;
 
     fn p(s: &str) -> PathBuf {
@@ -313,6 +317,169 @@ mod tests {
         q.split_off(&mut big, |p, _| !p.ends_with("huge.img"));
         assert_eq!(entries(&q.take()), [("small".into(), false)]);
         assert_eq!(entries(&big.take()), [("huge.img".into(), false)]);
+    }
+
+    fn b(bytes: &[u8]) -> PathBuf {
+        PathBuf::from(OsString::from_vec(bytes.to_vec()))
+    }
+
+    fn rename(q: &mut Queue, from: &[u8], to: &[u8]) {
+        q.push(Change::Rename {
+            from: b(from),
+            to: b(to),
+        });
+    }
+
+    /// The pending paths with their (recursive, content) flags.
+    fn pending(q: &Queue) -> BTreeMap<Vec<u8>, (bool, bool)> {
+        q.entries
+            .iter()
+            .map(|(k, m)| (k.as_os_str().as_bytes().to_vec(), (m.recursive, m.content)))
+            .collect()
+    }
+
+    /// The queues each rename test runs on.
+    fn queues() -> [Queue; 1] {
+        [Queue::default()]
+    }
+
+    fn expect(list: &[(&[u8], (bool, bool))]) -> BTreeMap<Vec<u8>, (bool, bool)> {
+        list.iter().map(|(k, f)| (k.to_vec(), *f)).collect()
+    }
+
+    const CHANGED: (bool, bool) = (false, true);
+    const ATTRS: (bool, bool) = (false, false);
+    const TREE: (bool, bool) = (true, true);
+
+    #[test]
+    fn rename_moves_exactly_the_renamed_subtree() {
+        for mut q in queues() {
+            let changed: &[&[u8]] = &[
+                b"a",
+                b"a-b",
+                b"a-b/x",
+                b"a0",
+                b"ab",
+                b"a/\xff",
+                b"a/x\ny",
+                b"a\xff",
+                b"a\xff/y",
+                b"a\xff\xff",
+                b"b0",
+                b"\xff/a",
+            ];
+            for p in changed {
+                q.push(Change::Path(b(p)));
+            }
+            q.push(Change::Attrib(p("a/b")));
+            q.push(Change::Tree(p("a/b/c")));
+            rename(&mut q, b"a", b"z");
+            rename(&mut q, b"a\xff", b"q\n");
+            assert_eq!(
+                pending(&q),
+                expect(&[
+                    (b"a", ATTRS),
+                    (b"a-b", CHANGED),
+                    (b"a-b/x", CHANGED),
+                    (b"a0", CHANGED),
+                    (b"ab", CHANGED),
+                    (b"a\xff", ATTRS),
+                    (b"a\xff\xff", CHANGED),
+                    (b"b0", CHANGED),
+                    (b"q\n", TREE),
+                    (b"q\n/y", CHANGED),
+                    (b"z", TREE),
+                    (b"z/b", ATTRS),
+                    (b"z/b/c", TREE),
+                    (b"z/x\ny", CHANGED),
+                    (b"z/\xff", CHANGED),
+                    (b"\xff/a", CHANGED),
+                ])
+            );
+            let batch = q.take();
+            assert_eq!(
+                batch.renames,
+                [
+                    Rename {
+                        from: p("a"),
+                        to: p("z")
+                    },
+                    Rename {
+                        from: b(b"a\xff"),
+                        to: b(b"q\n")
+                    }
+                ]
+            );
+            // The moved paths are covered by their recursive new parents.
+            let rels: Vec<PathBuf> = batch.entries.iter().map(|e| e.rel.clone()).collect();
+            assert!(rels.contains(&p("z")) && !rels.contains(&p("z/b")));
+            assert!(rels.contains(&b(b"q\n")) && !rels.contains(&b(b"q\n/y")));
+        }
+    }
+
+    #[test]
+    fn rename_onto_a_path_with_pending_changes_merges_them() {
+        for mut q in queues() {
+            q.push(Change::Path(p("src/f")));
+            q.push(Change::Attrib(p("src/g")));
+            q.push(Change::Attrib(p("dst")));
+            q.push(Change::Path(p("dst/old")));
+            q.push(Change::Attrib(p("dst/f")));
+            q.push(Change::Tree(p("dst/g")));
+            q.push(Change::Path(p("tmp")));
+            q.push(Change::Attrib(p("file")));
+            rename(&mut q, b"src", b"dst");
+            rename(&mut q, b"tmp", b"file");
+            assert_eq!(
+                pending(&q),
+                expect(&[
+                    (b"dst", TREE),
+                    // Attributes only until the content moved onto it.
+                    (b"dst/f", CHANGED),
+                    (b"dst/g", TREE),
+                    (b"dst/old", CHANGED),
+                    (b"file", TREE),
+                    (b"src", ATTRS),
+                    (b"tmp", ATTRS),
+                ])
+            );
+        }
+    }
+
+    #[test]
+    fn chained_renames_carry_pending_changes_to_the_last_name() {
+        for mut q in queues() {
+            q.push(Change::Path(p("a/x")));
+            q.push(Change::Attrib(p("a/y/z")));
+            q.push(Change::Path(p("b-sib")));
+            q.push(Change::Path(p("b0")));
+            rename(&mut q, b"a", b"b");
+            rename(&mut q, b"b", b"c");
+            assert_eq!(
+                pending(&q),
+                expect(&[
+                    (b"a", ATTRS),
+                    (b"b", ATTRS),
+                    (b"b-sib", CHANGED),
+                    (b"b0", CHANGED),
+                    (b"c", TREE),
+                    (b"c/x", CHANGED),
+                    (b"c/y/z", ATTRS),
+                ])
+            );
+            let batch = q.take();
+            assert_eq!(batch.renames.len(), 2);
+            assert_eq!(
+                entries(&batch),
+                [
+                    ("a".into(), false),
+                    ("b".into(), false),
+                    ("b-sib".into(), false),
+                    ("b0".into(), false),
+                    ("c".into(), true)
+                ]
+            );
+        }
     }
 
     /// Micro benchmark of the queue's hot paths. Run it with
