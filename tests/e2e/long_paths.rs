@@ -741,3 +741,39 @@ fn deep_diff_sees_differences_past_path_max() {
     // A missing destination is a difference, not an empty tree.
     assert!(!deep::diff(&a, &env.p("nothing")).is_empty());
 }
+
+/// Review: once deep paths were seen, a batch holding a directory entry that is not
+/// recursive (an attribute change: chmod) is still sent to rsync with `-r`, so rsync
+/// recurses into the whole chain below it, meets the names over its limit and fails; the
+/// batch is retried forever and later changes are stuck behind it.
+#[test]
+fn review_chmod_of_shallow_ancestor_over_ssh() {
+    let env = Env::new();
+    let Some(sshd) = Sshd::start(&env.p("sshd")) else {
+        return;
+    };
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    let bottom = build(&src);
+    env.write_job(
+        "remote",
+        &format!(
+            "source = {}\ndestination = {}\ndelay = \"100ms\"\n{}",
+            toml_path(&src),
+            toml_str(&format!("root@127.0.0.1:{}", dst.display())),
+            sshd.job_extra()
+        ),
+    );
+    let mut d = start(&env, "remote");
+    assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
+    // Only the attributes of a shallow directory holding the whole chain change.
+    deep::chmod(&src, &prefix(&bottom, 2), 0o750);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !d.log().lines().any(|l| l.contains("failed (attempt")),
+        "{}",
+        d.log_tail()
+    );
+    deep::write(&src, Path::new("after-chmod"), b"x");
+    assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
+    assert!(d.stop().success());
+}
