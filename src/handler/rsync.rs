@@ -366,10 +366,35 @@ impl RsyncHandler {
             OsStr::new("-"),
             _excl_file.as_ref().map(|f| f.path()),
         ));
-        for h in hidden {
-            let mut arg = b"--filter=H ".to_vec();
-            arg.extend_from_slice(h);
-            cmd.arg(OsStr::from_bytes(&arg));
+        // In a merge file, not on the command line: there may be thousands of deep roots,
+        // each pattern over 2,048 bytes, far more than ARG_MAX allows. NUL-terminated rules,
+        // read with --from0 (which must come before the merge rule).
+        let mut _hide_file = None;
+        if !hidden.is_empty() {
+            let mut rules = Vec::new();
+            for h in hidden {
+                rules.extend_from_slice(b"H ");
+                rules.extend_from_slice(h);
+                rules.push(0);
+            }
+            let mut f = tempfile::Builder::new()
+                .prefix(".clsync-hide.")
+                .tempfile()
+                .map_err(|e| HandlerError::Io {
+                    path: std::env::temp_dir(),
+                    source: e,
+                })?;
+            f.write_all(&rules).map_err(|e| HandlerError::Io {
+                path: f.path().to_path_buf(),
+                source: e,
+            })?;
+            if full && _excl_file.is_none() {
+                cmd.arg("--from0");
+            }
+            let mut arg = OsString::from("--filter=merge ");
+            arg.push(f.path());
+            cmd.arg(arg);
+            _hide_file = Some(f);
         }
         cmd.arg("--");
         cmd.arg(Self::dir_arg(&self.source));
