@@ -182,13 +182,11 @@ mod linux {
                 Ok(next) => fd = next,
                 Err(errno) => {
                     let path = match errno {
-                        // The missing directory and one more name: ENOENT for every call,
-                        // including the ones that create (the parent does not exist).
-                        libc::ENOENT => {
-                            let mut t = c.to_vec();
-                            t.extend_from_slice(b"/x");
-                            proc_path(&fd, &t)
-                        }
+                        // ENOENT for every call, including the ones that create (the
+                        // parent does not exist), and for good: not "the missing directory
+                        // and one more name", which names a real place (`DIR/x`) as soon as
+                        // the directory is created, and whose `parent()` can be created.
+                        libc::ENOENT => PathBuf::from("/proc/self/fd/-1/x"),
                         // A file or a symlink where a directory should be.
                         libc::ENOTDIR | libc::ELOOP => PathBuf::from("/dev/null/x"),
                         // EACCES and the like: the direct path fails the same way (or with
@@ -271,6 +269,14 @@ mod tests {
         let first = rel.components().next().unwrap().as_os_str().to_owned();
         missing = PathBuf::from("nothere").join(missing.strip_prefix(&first).unwrap());
         let p = LongPath::new(t.path(), &missing.join("leaf"));
+        assert_eq!(
+            fs::create_dir(&p).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        // ... and stays so: it does not name a real place once the directory exists, nor
+        // can its parent be created.
+        assert!(fs::create_dir_all(p.parent().unwrap()).is_err());
+        fs::create_dir(t.path().join("nothere")).unwrap();
         assert_eq!(
             fs::create_dir(&p).unwrap_err().kind(),
             std::io::ErrorKind::NotFound

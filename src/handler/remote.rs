@@ -153,6 +153,32 @@ mod tests {
     use super::*;
     use std::path::PathBuf;
 
+    /// Review: the target's leading directory is missing at the destination (drift), and
+    /// the target is long enough for LongPath to open it: the rename must not be replayed
+    /// (before: `LongPath` names the missing directory `new` and "x" below it, its
+    /// `parent()` is created, and the whole tree lands at `dest/new/x`).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn replay_local_never_moves_to_a_missing_long_parent() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("old")).unwrap();
+        std::fs::write(t.path().join("old/file"), b"x").unwrap();
+        let mut to = PathBuf::from("new");
+        for i in 0..19 {
+            to.push(format!("{i:03}{}", "d".repeat(197)));
+        }
+        to.push("old");
+        let renames = [Rename {
+            from: "old".into(),
+            to: to.clone(),
+        }];
+        replay_local(t.path(), &renames);
+        assert!(
+            !t.path().join("new/x").exists(),
+            "the renamed tree was moved to dest/new/x"
+        );
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(sh_quote(b"a b"), b"'a b'");

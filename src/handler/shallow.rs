@@ -85,7 +85,9 @@ pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow 
         };
         let is_dir =
             std::fs::symlink_metadata(LongPath::new(source, &e.rel)).is_ok_and(|m| m.is_dir());
-        if e.recursive && is_dir {
+        // rsync is run with `-r` on every entry: a directory entry recurses whether or not
+        // it is marked recursive (an attribute change), so its deep roots must be found too.
+        if is_dir {
             if e.rel.as_os_str().len() > DEEP {
                 deep.insert(e.rel.clone());
             } else {
@@ -208,5 +210,26 @@ mod tests {
         assert_eq!(rels, vec![root.as_path(), Path::new("shallow")]);
         assert!(s.batch.entries.iter().all(|e| !e.recursive));
         assert_eq!(deep_ancestor(Path::new("a/b")), None);
+    }
+
+    /// rsync gets `-r` for every entry: a directory entry that is not marked recursive (a
+    /// chmod) still makes rsync recurse, so its deep roots must be hidden too.
+    #[test]
+    fn non_recursive_directory_entries_hide_their_deep_roots() {
+        let t = tempfile::tempdir().unwrap();
+        let rel = deep_dirs(t.path(), 25);
+        let top = PathBuf::from(rel.components().next().unwrap().as_os_str());
+        let batch = Batch {
+            renames: Vec::new(),
+            entries: vec![Entry {
+                rel: top,
+                recursive: false,
+                attrs_only: true,
+            }],
+        };
+        let filter = Filter::new(&[], Vec::new()).unwrap();
+        let s = shallow(t.path(), &filter, &batch);
+        assert_eq!(s.deep.len(), 1, "{:?}", s.deep);
+        assert_eq!(s.hidden.len(), 1);
     }
 }

@@ -741,3 +741,71 @@ fn deep_diff_sees_differences_past_path_max() {
     // A missing destination is a difference, not an empty tree.
     assert!(!deep::diff(&a, &env.p("nothing")).is_empty());
 }
+
+/// Review: once deep paths were seen, a batch holding a directory entry that is not
+/// recursive (an attribute change: chmod) is still sent to rsync with `-r`, so rsync
+/// recurses into the whole chain below it, meets the names over its limit and fails; the
+/// batch is retried forever and later changes are stuck behind it.
+#[test]
+fn review_chmod_of_shallow_ancestor_over_ssh() {
+    let env = Env::new();
+    let Some(sshd) = Sshd::start(&env.p("sshd")) else {
+        return;
+    };
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    let bottom = build(&src);
+    env.write_job(
+        "remote",
+        &format!(
+            "source = {}\ndestination = {}\ndelay = \"100ms\"\n{}",
+            toml_path(&src),
+            toml_str(&format!("root@127.0.0.1:{}", dst.display())),
+            sshd.job_extra()
+        ),
+    );
+    let mut d = start(&env, "remote");
+    assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
+    // Only the attributes of a shallow directory holding the whole chain change.
+    deep::chmod(&src, &prefix(&bottom, 2), 0o750);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        !d.log().lines().any(|l| l.contains("failed (attempt")),
+        "{}",
+        d.log_tail()
+    );
+    deep::write(&src, Path::new("after-chmod"), b"x");
+    assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
+    assert!(d.stop().success());
+}
+
+/// Review: every deep root becomes one `--filter=H /ROOT/*` argument of more than 2,048
+/// bytes on rsync's command line. A tree with about a thousand deep roots (siblings below
+/// one deep directory) exceeds ARG_MAX (2 MiB with the default 8 MiB stack): rsync cannot
+/// even be started, and nothing reaches the remote destination any more.
+#[test]
+fn review_many_deep_roots_over_ssh() {
+    let env = Env::new();
+    let Some(sshd) = Sshd::start(&env.p("sshd")) else {
+        return;
+    };
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    fs::write(src.join("top.txt"), "at the root").unwrap();
+    let base = deep::mkdir_chain(&src, Path::new(""), &deep::chain("a", 10)); // 2,009 bytes
+    for i in 0..1100 {
+        deep::mkdir(&src, &base.join(deep::component("s", i)));
+    }
+    // One path past rsync's limit, so that the remote handler cuts batches.
+    deep::mkdir_chain(&src, &base.join(deep::component("s", 0)), &deep::chain("b", 12));
+    env.write_job(
+        "remote",
+        &format!(
+            "source = {}\ndestination = {}\ndelay = \"100ms\"\n{}",
+            toml_path(&src),
+            toml_str(&format!("root@127.0.0.1:{}", dst.display())),
+            sshd.job_extra()
+        ),
+    );
+    let mut d = start(&env, "remote");
+    assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
+    assert!(d.stop().success());
+}
