@@ -82,9 +82,10 @@ fn too_deep_for_rsync(e: &HandlerError) -> bool {
         HandlerError::Exit {
             code: 23, stderr, ..
         } => {
+            // rsync's own messages are not translated; for errno texts, its "(N)" is not.
             stderr.contains("overflows max-path len")
                 || stderr.contains("cannot delete non-empty directory")
-                || stderr.contains("File name too long")
+                || stderr.contains(&format!(" ({})", libc::ENAMETOOLONG))
         }
         _ => false,
     }
@@ -370,6 +371,26 @@ impl RsyncHandler {
         }
     }
 
+    /// A private temporary file holding `bytes` for rsync to read (owned by the job's
+    /// `user` when rsync runs as one).
+    fn list_file(
+        &self,
+        prefix: &str,
+        bytes: &[u8],
+    ) -> Result<tempfile::NamedTempFile, HandlerError> {
+        let io = |path: PathBuf| move |e| HandlerError::Io { path, source: e };
+        let mut f = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile()
+            .map_err(io(std::env::temp_dir()))?;
+        f.write_all(bytes).map_err(io(f.path().to_path_buf()))?;
+        if let Some(w) = &self.options.run_as {
+            std::os::unix::fs::fchown(f.as_file(), Some(w.uid), Some(w.gid))
+                .map_err(io(f.path().to_path_buf()))?;
+        }
+        Ok(f)
+    }
+
     /// One rsync process: `batch` with the NUL-separated anchored `excludes` (besides the
     /// job's own) and `hidden` patterns (`--filter=H`), from the source to the destination.
     fn transfer(
@@ -385,28 +406,13 @@ impl RsyncHandler {
             Self::files_from_list(batch)
         };
         // Kept alive until rsync has exited.
-        let mut _excl_file = None;
-        if !excludes.is_empty() {
-            let mut f = tempfile::Builder::new()
-                .prefix(".clsync-exclude.")
-                .tempfile()
-                .map_err(|e| HandlerError::Io {
-                    path: std::env::temp_dir(),
-                    source: e,
-                })?;
-            f.write_all(excludes).map_err(|e| HandlerError::Io {
-                path: f.path().to_path_buf(),
-                source: e,
-            })?;
-            _excl_file = Some(f);
-        }
+        let _excl_file = if excludes.is_empty() {
+            None
+        } else {
+            Some(self.list_file(".clsync-exclude.", excludes)?)
+        };
         let mut cmd = Command::new(&self.options.path);
         super::run_as(&mut cmd, self.options.run_as.as_ref());
-        cmd.args(self.args(
-            batch,
-            OsStr::new("-"),
-            _excl_file.as_ref().map(|f| f.path()),
-        ));
         // In a merge file, not on the command line: there may be thousands of deep roots,
         // each pattern over 2,048 bytes, far more than ARG_MAX allows. NUL-terminated rules,
         // read with --from0 (which must come before the merge rule).
@@ -418,25 +424,19 @@ impl RsyncHandler {
                 rules.extend_from_slice(h);
                 rules.push(0);
             }
-            let mut f = tempfile::Builder::new()
-                .prefix(".clsync-hide.")
-                .tempfile()
-                .map_err(|e| HandlerError::Io {
-                    path: std::env::temp_dir(),
-                    source: e,
-                })?;
-            f.write_all(&rules).map_err(|e| HandlerError::Io {
-                path: f.path().to_path_buf(),
-                source: e,
-            })?;
-            if full && _excl_file.is_none() {
-                cmd.arg("--from0");
-            }
+            let f = self.list_file(".clsync-hide.", &rules)?;
+            // First: a user's `--include` must not let rsync into the deep roots.
+            cmd.arg("--from0");
             let mut arg = OsString::from("--filter=merge ");
             arg.push(f.path());
             cmd.arg(arg);
             _hide_file = Some(f);
         }
+        cmd.args(self.args(
+            batch,
+            OsStr::new("-"),
+            _excl_file.as_ref().map(|f| f.path()),
+        ));
         cmd.arg("--");
         cmd.arg(Self::dir_arg(&self.source));
         cmd.arg(self.dest_arg());
@@ -595,6 +595,9 @@ mod tests {
         };
         let res = h.run(&batch);
         let synced = fs::read(LongPath::new(&dst, &file)).is_ok();
-        assert!(res.is_err() || synced, "reported synced, not at the destination");
+        assert!(
+            res.is_err() || synced,
+            "reported synced, not at the destination"
+        );
     }
 }

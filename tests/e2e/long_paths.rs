@@ -795,7 +795,11 @@ fn review_many_deep_roots_over_ssh() {
         deep::mkdir(&src, &base.join(deep::component("s", i)));
     }
     // One path past rsync's limit, so that the remote handler cuts batches.
-    deep::mkdir_chain(&src, &base.join(deep::component("s", 0)), &deep::chain("b", 12));
+    deep::mkdir_chain(
+        &src,
+        &base.join(deep::component("s", 0)),
+        &deep::chain("b", 12),
+    );
     env.write_job(
         "remote",
         &format!(

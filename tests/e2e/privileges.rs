@@ -53,6 +53,44 @@ fn handlers_run_as_the_jobs_user() {
     assert!(d.stop().success());
 }
 
+/// The list files clsync writes for rsync (rule excludes) are readable by the job's user:
+/// with `rules`, rsync run as `nobody` still syncs, and leaves out what the rules deny.
+#[test]
+fn rule_excludes_reach_rsync_run_as_the_user() {
+    if !is_root() {
+        eprintln!("skipped: needs root to change identity");
+        return;
+    }
+    let env = Env::new();
+    fs::set_permissions(&env.root, fs::Permissions::from_mode(0o755)).unwrap();
+    let (src, dst) = (env.dir("src"), env.p("out/dst"));
+    fs::create_dir_all(env.p("out")).unwrap();
+    write(&src.join("keep.txt"), "k");
+    write(&src.join("x.secret"), "s");
+    env.job(
+        "j",
+        &src,
+        &dst,
+        Mode::Rsync,
+        &format!(
+            "user = \"nobody\"\nrules = {}\n",
+            toml_list(&["-f\\.secret$", "+*"])
+        ),
+    );
+    let mut d = env.start(&["j"]);
+    write(&src.join("sub/later.txt"), "l");
+    write(&src.join("sub/y.secret"), "s");
+    let deadline = std::time::Instant::now() + SYNC_DEADLINE;
+    while !(dst.join("keep.txt").exists() && dst.join("sub/later.txt").exists()) {
+        assert!(std::time::Instant::now() < deadline, "{}", d.log_tail());
+        std::thread::sleep(POLL);
+    }
+    assert!(!dst.join("x.secret").exists(), "denied by the rules");
+    assert!(!dst.join("sub/y.secret").exists(), "denied by the rules");
+    assert!(!d.log().contains("failed (attempt"), "{}", d.log_tail());
+    assert!(d.stop().success());
+}
+
 #[test]
 fn unknown_user_and_mirror_with_user_are_refused() {
     let env = Env::new();
