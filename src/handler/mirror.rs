@@ -266,8 +266,31 @@ impl From<Fail> for HandlerError {
     }
 }
 
-fn io_err(path: &Path) -> impl FnOnce(io::Error) -> Fail + '_ {
-    move |e| Fail::Io(path.to_path_buf(), e)
+/// A path as messages show it: a [`LongPath`] as the user knows it, not `/proc/self/fd/N/…`.
+trait Shown {
+    fn shown(&self) -> &Path;
+}
+
+impl Shown for Path {
+    fn shown(&self) -> &Path {
+        self
+    }
+}
+
+impl Shown for PathBuf {
+    fn shown(&self) -> &Path {
+        self
+    }
+}
+
+impl Shown for LongPath {
+    fn shown(&self) -> &Path {
+        LongPath::shown(self)
+    }
+}
+
+fn io_err<P: Shown + ?Sized>(path: &P) -> impl FnOnce(io::Error) -> Fail + '_ {
+    move |e| Fail::Io(path.shown().to_path_buf(), e)
 }
 
 /// State of one `run` call.
@@ -936,16 +959,17 @@ impl<'a> Run<'a> {
     fn sync_special(&mut self, rel: &Path, meta: &Metadata) -> Result<(), Fail> {
         let ft = meta.file_type();
         let is_dev = ft.is_block_device() || ft.is_char_device();
-        let dp = self.h.dst(rel);
         if is_dev && !self.h.is_root {
             self.warnings.push(format!(
                 "{}: not creating a device file (not running as root)",
-                dp.display()
+                self.h.destination.join(rel).display()
             ));
             return Ok(());
         }
         let parent = parent_of(rel);
         self.verify_chain(parent, true)?;
+        // After the parents exist: a long path is resolved through them.
+        let dp = self.h.dst(rel);
         let dmeta = lstat_opt(&dp)?;
         let fmt = meta.mode() & S_IFMT;
         if let Some(d) = &dmeta
@@ -1179,11 +1203,11 @@ fn list_dir(path: &Path, nofollow: bool) -> io::Result<Vec<OsString>> {
     }
 }
 
-fn lstat_opt(path: &Path) -> Result<Option<Metadata>, Fail> {
+fn lstat_opt<P: Shown + AsRef<Path> + ?Sized>(path: &P) -> Result<Option<Metadata>, Fail> {
     match fs::symlink_metadata(path) {
         Ok(m) => Ok(Some(m)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Fail::Io(path.to_path_buf(), e)),
+        Err(e) => Err(Fail::Io(path.shown().to_path_buf(), e)),
     }
 }
 
