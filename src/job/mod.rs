@@ -133,6 +133,7 @@ impl Job {
             inflight: InFlight::default(),
             next_id: 0,
             failures: 0,
+            stalled: 0,
             retry_at: None,
             blocked: false,
             announce: false,
@@ -224,6 +225,9 @@ struct Runner {
     next_id: u64,
     /// Consecutive failed runs.
     failures: u32,
+    /// Consecutive failed runs that made no progress (all but a mirror run stopped by its
+    /// timeout, which always changed something first): what `once` gives up on.
+    stalled: u32,
     retry_at: Option<Instant>,
     /// The pending batch overlaps one in flight: wait for a run to finish.
     blocked: bool,
@@ -415,7 +419,7 @@ impl Runner {
                     }
                     None => {}
                 }
-                if self.failures >= ONCE_MAX_FAILURES {
+                if self.stalled >= ONCE_MAX_FAILURES {
                     error!("giving up after {} failed attempts", self.failures);
                     return Exit::Stop;
                 }
@@ -593,6 +597,7 @@ impl Runner {
                     info!("sync recovered after {} failed attempts", self.failures);
                 }
                 self.failures = 0;
+                self.stalled = 0;
                 self.retry_at = None;
                 let full = done.batch.is_full();
                 if full && let Some(every) = self.cfg.verify_interval {
@@ -638,6 +643,12 @@ impl Runner {
             }
             Err(e) => {
                 self.failures += 1;
+                if !matches!(
+                    e,
+                    crate::handler::HandlerError::Timeout { killed: false, .. }
+                ) {
+                    self.stalled += 1;
+                }
                 let r = &self.cfg.retry;
                 let wait = backoff(self.failures, r.delay, r.max_delay);
                 // Past `retries` attempts the job is reported failed, but it keeps its

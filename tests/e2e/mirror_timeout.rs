@@ -142,3 +142,49 @@ fn short_timeout_initial_sync_converges() {
     d.assert_synced(&src, &dst, &[]);
     assert!(d.stop().success(), "{}", d.log_tail());
 }
+
+/// `clsync sync --once` of a mirror job whose timeout stops every run several times: the
+/// stopped runs made progress, so they do not count towards giving up, and the copy ends
+/// complete with exit 0.
+#[test]
+fn once_mode_is_not_given_up_by_progressing_timeouts() {
+    let env = sup_env("");
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    for i in 0..400 {
+        fs::write(src.join(format!("f{i:03}")), format!("{i}\n").repeat(4096)).unwrap();
+    }
+    env.job(
+        "mt",
+        &src,
+        &dst,
+        Mode::Mirror,
+        "timeout = \"2ms\"\nretry_delay = \"10ms\"\nretry_max_delay = \"20ms\"",
+    );
+    let out = run_clsync(
+        &env.root,
+        &[
+            std::ffi::OsStr::new("sync"),
+            std::ffi::OsStr::new("--once"),
+            std::ffi::OsStr::new("--config-dir"),
+            env.conf.as_os_str(),
+            std::ffi::OsStr::new("mt"),
+        ],
+    );
+    let stopped = out.stderr.matches("and was stopped").count();
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+    assert!(
+        stopped > 5,
+        "only {stopped} stopped runs: the test needs more than the give-up limit\n{}",
+        out.stderr
+    );
+    for i in 0..400 {
+        let name = format!("f{i:03}");
+        assert_eq!(
+            fs::read(src.join(&name)).unwrap(),
+            fs::read(dst.join(&name)).unwrap_or_default(),
+            "{name}"
+        );
+    }
+    assert!(files(&dst).1.is_empty(), "temporary files left");
+    eprintln!("sync --once converged after {stopped} stopped runs");
+}
