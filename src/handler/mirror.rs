@@ -207,6 +207,7 @@ impl Handler for MirrorHandler {
             entries.insert(r.from.clone(), (true, false));
             entries.insert(r.to.clone(), (true, false));
         }
+        run.track_fresh = true;
 
         // Sorted by components, so a recursive entry's descendants follow it directly and
         // are covered by it.
@@ -309,6 +310,12 @@ struct Run<'a> {
     synced: BTreeSet<PathBuf>,
     /// Directories synced by a recursive entry whose content is still to be walked.
     pending: Vec<PathBuf>,
+    /// Destination directories this run created (`mkdir`, mode 0700 until the final fixup)
+    /// after the rename replays, not walked yet: known to be empty, see [`Self::walk`].
+    fresh: BTreeSet<PathBuf>,
+    /// Directories created from now on go into `fresh` (false during rename replays, which
+    /// may move things into a directory they create).
+    track_fresh: bool,
     first_error: Option<HandlerError>,
     warnings: Vec<String>,
     /// The current batch entry's content is known to have changed: copy it even when size
@@ -332,6 +339,8 @@ impl<'a> Run<'a> {
             touched: BTreeSet::new(),
             synced: BTreeSet::new(),
             pending: Vec::new(),
+            fresh: BTreeSet::new(),
+            track_fresh: false,
             first_error: None,
             warnings: Vec::new(),
             force_copy: false,
@@ -388,6 +397,15 @@ impl<'a> Run<'a> {
             .collect();
         for p in doomed {
             self.verified.remove(&p);
+        }
+        let doomed: Vec<PathBuf> = self
+            .fresh
+            .range::<Path, _>((Bound::Included(rel), Bound::Unbounded))
+            .take_while(|p| relpath::is_self_or_ancestor(rel, p))
+            .cloned()
+            .collect();
+        for p in doomed {
+            self.fresh.remove(&p);
         }
     }
 
@@ -491,7 +509,11 @@ impl<'a> Run<'a> {
     fn mkdir(&mut self, rel: &Path) -> Result<(), Fail> {
         let dp = self.h.dst(rel);
         match DirBuilder::new().mode(0o700).create(&dp) {
-            Ok(()) => {}
+            Ok(()) => {
+                if self.track_fresh {
+                    self.fresh.insert(rel.to_path_buf());
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::symlink_metadata(&dp) {
                 Ok(m) if m.is_dir() => {}
                 _ => return Err(Fail::Io(dp.into_shown(), e)),
@@ -626,7 +648,7 @@ impl<'a> Run<'a> {
         for _ in 0..64 {
             let p = dp.join(self.h.tmp_name());
             match make(&p) {
-                Ok(t) => return Ok((TempGuard(Some(p), dp), t)),
+                Ok(t) => return Ok((TempGuard(Some(p), dp, false), t)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Fail::Io(target.to_path_buf(), e)),
             }
@@ -637,9 +659,44 @@ impl<'a> Run<'a> {
         ))
     }
 
+    /// Creates a fresh object directly under its final name `rel`, which is known to be
+    /// absent in a directory this run created (see [`Self::walk`]); `None` when something
+    /// is there after all (`make` must fail with `AlreadyExists` then: O_EXCL, mkdir,
+    /// symlink, mknod never replace or follow an existing name).
+    ///
+    /// Why no temporary name is needed here: temp+rename exists so that a reader never
+    /// sees a half-written object *replace a good one*. Here there is nothing to replace,
+    /// and the directory is still mode 0700 (until the final fixup), so nobody but us and
+    /// root can look into it while the object is being written. If the run stops midway
+    /// (error, timeout) the guard removes the object; if the process dies, the leftover has
+    /// the current time as its mtime (times are set last), so the next run's quick check
+    /// copies it again, like any other differing file.
+    ///
+    /// The guard holds the final path; [`Self::install`] then only disarms it (the rename
+    /// of `tmp` onto itself is skipped).
+    fn create_final<T>(
+        &self,
+        rel: &Path,
+        make: impl FnOnce(&Path) -> io::Result<T>,
+    ) -> Result<Option<(TempGuard, T)>, Fail> {
+        let dp = self.h.dst(rel);
+        match make(&dp) {
+            Ok(t) => Ok(Some((TempGuard(Some(dp.to_path_buf()), dp, true), t))),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(Fail::Io(dp.into_shown(), e)),
+        }
+    }
+
     /// Moves a finished temporary object over the destination `rel` (whose previous lstat is
     /// `old`): a directory in the way is removed first, anything else is replaced atomically.
     fn install(&mut self, tmp: TempGuard, rel: &Path, old: Option<&Metadata>) -> Result<(), Fail> {
+        if tmp.2 {
+            // Made under its final name by `create_final`: already in place.
+            tmp.disarm();
+            self.progressed = true;
+            self.touch_parent(rel);
+            return Ok(());
+        }
         if let Some(d) = old.filter(|d| d.is_dir()) {
             self.clear_dir(rel, d)?;
         }
@@ -693,7 +750,7 @@ impl<'a> Run<'a> {
             self.note(e);
             return;
         }
-        if let Err(f) = self.sync_path(rel, recursive, true) {
+        if let Err(f) = self.sync_path(rel, recursive, true, false) {
             self.note(f);
         }
         while let Some(dir) = self.pending.pop() {
@@ -707,7 +764,7 @@ impl<'a> Run<'a> {
                     // The source directory vanished or was replaced while we got to it:
                     // sync whatever is there now; if it is a directory again, its content
                     // was not walked, so fail the batch (it is retried).
-                    let res = self.sync_path(&dir, false, false);
+                    let res = self.sync_path(&dir, false, false, false);
                     if let Err(f) = res {
                         self.note(f);
                     } else if fs::symlink_metadata(self.h.src(&dir)).is_ok_and(|m| m.is_dir()) {
@@ -724,7 +781,16 @@ impl<'a> Run<'a> {
 
     /// Makes destination `rel` equal to source `rel` (the subtree too with `recursive`).
     /// `top`: a batch entry (its ancestors are checked against the filter), not a walk child.
-    fn sync_path(&mut self, rel: &Path, recursive: bool, top: bool) -> Result<(), Fail> {
+    /// `absent`: the destination is known to hold nothing at `rel` (a child of a directory
+    /// this run created, see [`Self::walk`]): no `lstat` there, and new objects are created
+    /// directly under their final names.
+    fn sync_path(
+        &mut self,
+        rel: &Path,
+        recursive: bool,
+        top: bool,
+        absent: bool,
+    ) -> Result<(), Fail> {
         let spath = self.h.src(rel);
         for _ in 0..MAX_ATTEMPTS {
             let meta = match fs::symlink_metadata(&spath) {
@@ -743,11 +809,11 @@ impl<'a> Run<'a> {
             }
             let ft = meta.file_type();
             let res = if ft.is_dir() {
-                self.sync_dir(rel, recursive)
+                self.sync_dir(rel, recursive, absent)
             } else if ft.is_file() {
                 // An event-driven entry says the content changed, even if a rewrite kept the
                 // size and put the mtime back; only walks use the quick check.
-                self.sync_file(rel, &meta, top && self.force_copy)
+                self.sync_file(rel, Some(&meta), top && self.force_copy, absent)
             } else if ft.is_symlink() {
                 self.sync_symlink(rel, &meta)
             } else {
@@ -791,8 +857,11 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn sync_dir(&mut self, rel: &Path, recursive: bool) -> Result<(), Fail> {
-        if !rel.as_os_str().is_empty() {
+    fn sync_dir(&mut self, rel: &Path, recursive: bool, absent: bool) -> Result<(), Fail> {
+        // mkdir(2) never follows or replaces anything: when something unexpected is in the
+        // way after all, the normal path below looks at it.
+        let made = absent && self.mkdir(rel).is_ok();
+        if !made && !rel.as_os_str().is_empty() {
             self.verify_chain(parent_of(rel), true)?;
             let dp = self.h.dst(rel);
             match lstat_opt(&dp)? {
@@ -828,8 +897,25 @@ impl<'a> Run<'a> {
             Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
         };
         names.sort();
-        let dpath = self.h.dst(rel);
-        let dnames = list_dir(&dpath, true).map_err(io_err(&dpath))?;
+        // A directory this run created after the rename replays (`fresh`) is still empty
+        // when it is walked: a directory is walked right after the recursive entry or walk
+        // step that created it, with only its siblings (and their subtrees) synced in
+        // between; batch entries below it sort after the recursive entry that walks it and
+        // are covered by it; removals drop it from `fresh`. Nobody else writes there: it was
+        // created moments ago with mode 0700 (until the final fixup), so only its owner
+        // (us) and root can, and a destination written by others while we sync is outside
+        // what any run can keep equal anyway. So its listing is skipped and its children
+        // are known to be absent. Even if that assumption broke, nothing unsafe follows:
+        // creations use O_EXCL / mkdir(2), which never replace or follow anything (an
+        // object found in the way sends the child down the normal path), and the next run
+        // removes what this one did not see.
+        let absent = self.fresh.remove(rel);
+        let dnames = if absent {
+            Vec::new()
+        } else {
+            let dpath = self.h.dst(rel);
+            list_dir(&dpath, true).map_err(io_err(&dpath))?
+        };
 
         let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
         for name in dnames.iter().filter(|n| !present.contains(n.as_os_str())) {
@@ -853,20 +939,29 @@ impl<'a> Run<'a> {
         for name in &names {
             self.check_deadline()?;
             let child = join_rel(rel, name);
-            if let Err(f) = self.sync_path(&child, true, false) {
+            if let Err(f) = self.sync_path(&child, true, false, absent) {
                 self.note(f);
             }
         }
         Ok(())
     }
 
-    fn sync_file(&mut self, rel: &Path, meta: &Metadata, force: bool) -> Result<(), Fail> {
+    /// `meta`: the source's lstat (`None`: not taken; only with `absent`, where there is no
+    /// destination object to quick-check against).
+    fn sync_file(
+        &mut self,
+        rel: &Path,
+        meta: Option<&Metadata>,
+        force: bool,
+        absent: bool,
+    ) -> Result<(), Fail> {
         let parent = parent_of(rel);
         self.verify_chain(parent, true)?;
         let dp = self.h.dst(rel);
-        let dmeta = lstat_opt(&dp)?;
+        let dmeta = if absent { None } else { lstat_opt(&dp)? };
         if !force
             && let Some(d) = &dmeta
+            && let Some(meta) = meta
             && d.is_file()
             && d.len() == meta.len()
             && same_mtime(d, meta)
@@ -894,14 +989,23 @@ impl<'a> Run<'a> {
         if !smeta.is_file() {
             return Err(Fail::Changed);
         }
-        let (tmp, mut tfile) = self.temp(parent, &dp, |p| {
+        let create = |p: &Path| {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(p)
-        })?;
+        };
+        let (tmp, mut tfile) = if absent {
+            match self.create_final(rel, create)? {
+                Some(made) => made,
+                // Something is there after all: the normal path looks at it.
+                None => return self.sync_file(rel, Some(&smeta), force, false),
+            }
+        } else {
+            self.temp(parent, &dp, create)?
+        };
         self.copy_content(&sfile, &mut tfile, smeta.len(), &dp)?;
         if self.h.is_root {
             std::os::unix::fs::fchown(&tfile, Some(smeta.uid()), Some(smeta.gid()))
@@ -1145,9 +1249,10 @@ struct RemovalFrame {
     complete: bool,
 }
 
-/// Removes its temporary path when dropped, unless disarmed. Holds the directory's
-/// [`LongPath`]: a `/proc/self/fd/N/...` path is valid only while N is open.
-struct TempGuard(Option<PathBuf>, #[allow(dead_code)] LongPath);
+/// Removes its temporary path when dropped, unless disarmed. Holds the [`LongPath`] the
+/// path was made from: a `/proc/self/fd/N/...` path is valid only while N is open. The
+/// flag: the path is the object's final name ([`Run::create_final`]), not a temporary one.
+struct TempGuard(Option<PathBuf>, #[allow(dead_code)] LongPath, bool);
 
 impl TempGuard {
     fn path(&self) -> &Path {
@@ -2007,7 +2112,7 @@ mod tests {
         run.progressed = true;
         let meta = fs::symlink_metadata(f.s("big")).unwrap();
         assert!(matches!(
-            run.sync_file(Path::new("big"), &meta, false),
+            run.sync_file(Path::new("big"), Some(&meta), false, false),
             Err(Fail::Timeout)
         ));
         drop(run);
