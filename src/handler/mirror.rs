@@ -750,7 +750,7 @@ impl<'a> Run<'a> {
             self.note(e);
             return;
         }
-        if let Err(f) = self.sync_path(rel, recursive, true, false) {
+        if let Err(f) = self.sync_path(rel, recursive, true, None) {
             self.note(f);
         }
         while let Some(dir) = self.pending.pop() {
@@ -764,7 +764,7 @@ impl<'a> Run<'a> {
                     // The source directory vanished or was replaced while we got to it:
                     // sync whatever is there now; if it is a directory again, its content
                     // was not walked, so fail the batch (it is retried).
-                    let res = self.sync_path(&dir, false, false, false);
+                    let res = self.sync_path(&dir, false, false, None);
                     if let Err(f) = res {
                         self.note(f);
                     } else if fs::symlink_metadata(self.h.src(&dir)).is_ok_and(|m| m.is_dir()) {
@@ -781,18 +781,29 @@ impl<'a> Run<'a> {
 
     /// Makes destination `rel` equal to source `rel` (the subtree too with `recursive`).
     /// `top`: a batch entry (its ancestors are checked against the filter), not a walk child.
-    /// `absent`: the destination is known to hold nothing at `rel` (a child of a directory
+    /// `new`: the destination is known to hold nothing at `rel` (a child of a directory
     /// this run created, see [`Self::walk`]): no `lstat` there, and new objects are created
-    /// directly under their final names.
+    /// directly under their final names. It holds the `d_type` the source listing gave.
     fn sync_path(
         &mut self,
         rel: &Path,
         recursive: bool,
         top: bool,
-        absent: bool,
+        new: Option<u8>,
     ) -> Result<(), Fail> {
+        let absent = new.is_some();
         let spath = self.h.src(rel);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            // A new regular file (as the listing says): no lstat of the source either. The
+            // file is opened with O_NOFOLLOW | O_NONBLOCK and its fstat decides (anything
+            // but a regular file is `Changed` and looked at again with lstat); the filter
+            // sees the kind it would get from lstat.
+            if attempt == 0 && !top && new == Some(libc::DT_REG) && self.h.allows(rel, Kind::File) {
+                match self.sync_file(rel, None, false, true) {
+                    Err(Fail::Changed) => continue,
+                    other => return other,
+                }
+            }
             let meta = match fs::symlink_metadata(&spath) {
                 Ok(m) => m,
                 Err(e) if vanished(&e) => return self.delete(rel, top),
@@ -889,7 +900,7 @@ impl<'a> Run<'a> {
     /// source directory holds, recursively.
     fn walk(&mut self, rel: &Path) -> Result<(), Fail> {
         let spath = self.h.src(rel);
-        let mut names = match list_dir(&spath, true) {
+        let mut names = match list_dir_typed(&spath, true) {
             Ok(v) => v,
             Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(Fail::Changed);
@@ -917,7 +928,7 @@ impl<'a> Run<'a> {
             list_dir(&dpath, true).map_err(io_err(&dpath))?
         };
 
-        let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
+        let present: HashSet<&OsStr> = names.iter().map(|(n, _)| n.as_os_str()).collect();
         for name in dnames.iter().filter(|n| !present.contains(n.as_os_str())) {
             self.check_deadline()?;
             let child = join_rel(rel, name);
@@ -936,10 +947,11 @@ impl<'a> Run<'a> {
                 self.note(f);
             }
         }
-        for name in &names {
+        for (name, dtype) in &names {
             self.check_deadline()?;
             let child = join_rel(rel, name);
-            if let Err(f) = self.sync_path(&child, true, false, absent) {
+            let new = absent.then_some(*dtype);
+            if let Err(f) = self.sync_path(&child, true, false, new) {
                 self.note(f);
             }
         }
@@ -1319,6 +1331,14 @@ fn check_rel(rel: &Path) -> Result<(), Fail> {
 /// Names in a directory (without `.` and `..`); with `nofollow`, fails with ELOOP when the
 /// last component of `path` is a symlink.
 fn list_dir(path: &Path, nofollow: bool) -> io::Result<Vec<OsString>> {
+    Ok(list_dir_typed(path, nofollow)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// [`list_dir`] with each entry's `d_type` (`DT_UNKNOWN` where the filesystem has none).
+fn list_dir_typed(path: &Path, nofollow: bool) -> io::Result<Vec<(OsString, u8)>> {
     let flags = libc::O_DIRECTORY | if nofollow { libc::O_NOFOLLOW } else { 0 };
     let file = OpenOptions::new()
         .read(true)
@@ -1358,7 +1378,9 @@ fn list_dir(path: &Path, nofollow: bool) -> io::Result<Vec<OsString>> {
         // valid until the next readdir call, and we copy the name before that.
         let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
         if name != b"." && name != b".." {
-            out.push(OsString::from_vec(name.to_vec()));
+            // SAFETY: as above, the entry is valid until the next readdir call.
+            let dtype = unsafe { (*ent).d_type };
+            out.push((OsString::from_vec(name.to_vec()), dtype));
         }
     }
 }
