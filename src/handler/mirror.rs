@@ -2223,4 +2223,59 @@ mod tests {
             assert_same(src.path(), mdst.path());
         }
     }
+
+    /// Files new in a directory the run created are made under their final names: a
+    /// timed-out copy leaves nothing there, and an object found in the way after all (a
+    /// file, a symlink pointing outside) sends the path through the normal replace logic,
+    /// never writing through the symlink.
+    #[test]
+    fn new_files_in_created_directories() {
+        let f = Fixture::new();
+        fs::create_dir_all(f.s("d/sub")).unwrap();
+        fs::write(f.s("d/file"), b"new content").unwrap();
+        fs::write(f.s("d/link"), b"not a link at the source").unwrap();
+        fs::write(f.s("d/sub/inner"), b"inner").unwrap();
+        let big = vec![1u8; 2 * COPY_CHUNK as usize + 1];
+        fs::write(f.s("d/big"), &big).unwrap();
+        let outside = TempDir::new().unwrap();
+        fs::write(outside.path().join("victim"), b"keep").unwrap();
+
+        // Timeout in the middle of a file created under its final name.
+        let h = with_timeout(&f, Duration::from_nanos(1));
+        let mut run = Run::new(&h);
+        run.track_fresh = true;
+        run.verified.insert(PathBuf::new());
+        assert!(run.mkdir(Path::new("d")).is_ok());
+        assert!(run.fresh.contains(Path::new("d")));
+        run.deadline = Some(Instant::now());
+        run.progressed = true;
+        assert!(matches!(
+            run.sync_path(Path::new("d/big"), true, false, Some(libc::DT_REG)),
+            Err(Fail::Timeout)
+        ));
+        drop(run);
+        assert!(
+            !f.d("d/big").exists(),
+            "no half-written file under the real name"
+        );
+
+        // Objects in the way of a "fresh" directory's children (written by someone else).
+        let mut run = Run::new(&f.h);
+        run.track_fresh = true;
+        run.verified.insert(PathBuf::new());
+        fs::remove_dir(f.d("d")).unwrap();
+        assert!(run.mkdir(Path::new("d")).is_ok());
+        fs::write(f.d("d/file"), b"old").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("victim"), f.d("d/link")).unwrap();
+        assert!(run.walk(Path::new("d")).is_ok());
+        while let Some(dir) = run.pending.pop() {
+            assert!(run.walk(&dir).is_ok());
+        }
+        run.fixup_dirs();
+        assert!(run.first_error.is_none());
+        assert_eq!(fs::read(outside.path().join("victim")).unwrap(), b"keep");
+        assert!(!fs::symlink_metadata(f.d("d/link")).unwrap().is_symlink());
+        f.check();
+        assert_no_temporaries(&dst_objects(f.dst.path()));
+    }
 }
