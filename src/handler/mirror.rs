@@ -14,7 +14,9 @@
 //! 2. Every entry is then brought up to date from the *current* state of the source: a
 //!    vanished source path is deleted, files are compared with rsync's quick check (size and
 //!    mtime) and otherwise copied into a temporary file in the same directory that is renamed
-//!    over the target, symlinks and special files are re-created the same way, directories
+//!    over the target (a new file in a directory this run created, which holds nothing to
+//!    replace and is mode 0700 until step 3, is written under its final name instead; see
+//!    `Run::create_final`), symlinks and special files are re-created the same way, directories
 //!    are created and, for recursive entries, walked (extraneous destination entries that the
 //!    filter does not exclude are deleted). The `to` side of every rename is always walked
 //!    (a quick-check walk: stat comparisons only when nothing changed).
@@ -40,7 +42,8 @@
 //! Safety: the destination is never written through a symlink. Every destination directory
 //! a path goes through is checked with `lstat` (and replaced by a real directory when
 //! something else is there), leaf objects are inspected with `lstat`, new objects are created
-//! under fresh temporary names with `O_EXCL`/`O_NOFOLLOW` and renamed into place, and
+//! under fresh temporary names with `O_EXCL`/`O_NOFOLLOW` and renamed into place (new files
+//! in a directory the run created: under their final names, with the same flags), and
 //! deletions never follow symlinks. Source files are opened with `O_NOFOLLOW | O_NONBLOCK`
 //! and source directories are listed with `O_NOFOLLOW`, so a source object replaced by a
 //! symlink (or a fifo) while we look at it is detected and re-examined rather than followed.
