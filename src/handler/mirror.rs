@@ -14,7 +14,9 @@
 //! 2. Every entry is then brought up to date from the *current* state of the source: a
 //!    vanished source path is deleted, files are compared with rsync's quick check (size and
 //!    mtime) and otherwise copied into a temporary file in the same directory that is renamed
-//!    over the target, symlinks and special files are re-created the same way, directories
+//!    over the target (a new file in a directory this run created, which holds nothing to
+//!    replace and is mode 0700 until step 3, is written under its final name instead; see
+//!    `Run::create_final`), symlinks and special files are re-created the same way, directories
 //!    are created and, for recursive entries, walked (extraneous destination entries that the
 //!    filter does not exclude are deleted). The `to` side of every rename is always walked
 //!    (a quick-check walk: stat comparisons only when nothing changed).
@@ -40,7 +42,8 @@
 //! Safety: the destination is never written through a symlink. Every destination directory
 //! a path goes through is checked with `lstat` (and replaced by a real directory when
 //! something else is there), leaf objects are inspected with `lstat`, new objects are created
-//! under fresh temporary names with `O_EXCL`/`O_NOFOLLOW` and renamed into place, and
+//! under fresh temporary names with `O_EXCL`/`O_NOFOLLOW` and renamed into place (new files
+//! in a directory the run created: under their final names, with the same flags), and
 //! deletions never follow symlinks. Source files are opened with `O_NOFOLLOW | O_NONBLOCK`
 //! and source directories are listed with `O_NOFOLLOW`, so a source object replaced by a
 //! symlink (or a fifo) while we look at it is detected and re-examined rather than followed.
@@ -90,6 +93,8 @@ pub struct MirrorHandler {
     is_root: bool,
     /// Makes temporary names unique within this process.
     tmp_counter: AtomicU64,
+    /// Our process id, part of temporary names (looked up once, not once per file).
+    pid: u32,
     /// The job's `timeout`: a run stops at its next deadline check past it.
     timeout: Option<Duration>,
 }
@@ -114,6 +119,7 @@ impl MirrorHandler {
             filter,
             is_root: nix::unistd::geteuid().is_root(),
             tmp_counter: AtomicU64::new(0),
+            pid: std::process::id(),
             timeout: None,
         }
     }
@@ -145,7 +151,7 @@ impl MirrorHandler {
     /// Short, independent of the file name (names may already be 255 bytes long).
     fn tmp_name(&self) -> String {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
-        format!(".clsync.{}.{}.tmp", std::process::id(), n)
+        format!(".clsync.{}.{}.tmp", self.pid, n)
     }
 
     fn allows(&self, rel: &Path, kind: Kind) -> bool {
@@ -204,6 +210,7 @@ impl Handler for MirrorHandler {
             entries.insert(r.from.clone(), (true, false));
             entries.insert(r.to.clone(), (true, false));
         }
+        run.track_fresh = true;
 
         // Sorted by components, so a recursive entry's descendants follow it directly and
         // are covered by it.
@@ -306,6 +313,12 @@ struct Run<'a> {
     synced: BTreeSet<PathBuf>,
     /// Directories synced by a recursive entry whose content is still to be walked.
     pending: Vec<PathBuf>,
+    /// Destination directories this run created (`mkdir`, mode 0700 until the final fixup)
+    /// after the rename replays, not walked yet: known to be empty, see [`Self::walk`].
+    fresh: BTreeSet<PathBuf>,
+    /// Directories created from now on go into `fresh` (false during rename replays, which
+    /// may move things into a directory they create).
+    track_fresh: bool,
     first_error: Option<HandlerError>,
     warnings: Vec<String>,
     /// The current batch entry's content is known to have changed: copy it even when size
@@ -329,6 +342,8 @@ impl<'a> Run<'a> {
             touched: BTreeSet::new(),
             synced: BTreeSet::new(),
             pending: Vec::new(),
+            fresh: BTreeSet::new(),
+            track_fresh: false,
             first_error: None,
             warnings: Vec::new(),
             force_copy: false,
@@ -385,6 +400,15 @@ impl<'a> Run<'a> {
             .collect();
         for p in doomed {
             self.verified.remove(&p);
+        }
+        let doomed: Vec<PathBuf> = self
+            .fresh
+            .range::<Path, _>((Bound::Included(rel), Bound::Unbounded))
+            .take_while(|p| relpath::is_self_or_ancestor(rel, p))
+            .cloned()
+            .collect();
+        for p in doomed {
+            self.fresh.remove(&p);
         }
     }
 
@@ -488,7 +512,11 @@ impl<'a> Run<'a> {
     fn mkdir(&mut self, rel: &Path) -> Result<(), Fail> {
         let dp = self.h.dst(rel);
         match DirBuilder::new().mode(0o700).create(&dp) {
-            Ok(()) => {}
+            Ok(()) => {
+                if self.track_fresh {
+                    self.fresh.insert(rel.to_path_buf());
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::symlink_metadata(&dp) {
                 Ok(m) if m.is_dir() => {}
                 _ => return Err(Fail::Io(dp.into_shown(), e)),
@@ -623,7 +651,7 @@ impl<'a> Run<'a> {
         for _ in 0..64 {
             let p = dp.join(self.h.tmp_name());
             match make(&p) {
-                Ok(t) => return Ok((TempGuard(Some(p), dp), t)),
+                Ok(t) => return Ok((TempGuard(Some(p), dp, false), t)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(Fail::Io(target.to_path_buf(), e)),
             }
@@ -634,9 +662,44 @@ impl<'a> Run<'a> {
         ))
     }
 
+    /// Creates a fresh object directly under its final name `rel`, which is known to be
+    /// absent in a directory this run created (see [`Self::walk`]); `None` when something
+    /// is there after all (`make` must fail with `AlreadyExists` then: O_EXCL, mkdir,
+    /// symlink, mknod never replace or follow an existing name).
+    ///
+    /// Why no temporary name is needed here: temp+rename exists so that a reader never
+    /// sees a half-written object *replace a good one*. Here there is nothing to replace,
+    /// and the directory is still mode 0700 (until the final fixup), so nobody but us and
+    /// root can look into it while the object is being written. If the run stops midway
+    /// (error, timeout) the guard removes the object; if the process dies, the leftover has
+    /// the current time as its mtime (times are set last), so the next run's quick check
+    /// copies it again, like any other differing file.
+    ///
+    /// The guard holds the final path; [`Self::install`] then only disarms it (the rename
+    /// of `tmp` onto itself is skipped).
+    fn create_final<T>(
+        &self,
+        rel: &Path,
+        make: impl FnOnce(&Path) -> io::Result<T>,
+    ) -> Result<Option<(TempGuard, T)>, Fail> {
+        let dp = self.h.dst(rel);
+        match make(&dp) {
+            Ok(t) => Ok(Some((TempGuard(Some(dp.to_path_buf()), dp, true), t))),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(Fail::Io(dp.into_shown(), e)),
+        }
+    }
+
     /// Moves a finished temporary object over the destination `rel` (whose previous lstat is
     /// `old`): a directory in the way is removed first, anything else is replaced atomically.
     fn install(&mut self, tmp: TempGuard, rel: &Path, old: Option<&Metadata>) -> Result<(), Fail> {
+        if tmp.2 {
+            // Made under its final name by `create_final`: already in place.
+            tmp.disarm();
+            self.progressed = true;
+            self.touch_parent(rel);
+            return Ok(());
+        }
         if let Some(d) = old.filter(|d| d.is_dir()) {
             self.clear_dir(rel, d)?;
         }
@@ -690,7 +753,7 @@ impl<'a> Run<'a> {
             self.note(e);
             return;
         }
-        if let Err(f) = self.sync_path(rel, recursive, true) {
+        if let Err(f) = self.sync_path(rel, recursive, true, None) {
             self.note(f);
         }
         while let Some(dir) = self.pending.pop() {
@@ -704,7 +767,7 @@ impl<'a> Run<'a> {
                     // The source directory vanished or was replaced while we got to it:
                     // sync whatever is there now; if it is a directory again, its content
                     // was not walked, so fail the batch (it is retried).
-                    let res = self.sync_path(&dir, false, false);
+                    let res = self.sync_path(&dir, false, false, None);
                     if let Err(f) = res {
                         self.note(f);
                     } else if fs::symlink_metadata(self.h.src(&dir)).is_ok_and(|m| m.is_dir()) {
@@ -721,9 +784,29 @@ impl<'a> Run<'a> {
 
     /// Makes destination `rel` equal to source `rel` (the subtree too with `recursive`).
     /// `top`: a batch entry (its ancestors are checked against the filter), not a walk child.
-    fn sync_path(&mut self, rel: &Path, recursive: bool, top: bool) -> Result<(), Fail> {
+    /// `new`: the destination is known to hold nothing at `rel` (a child of a directory
+    /// this run created, see [`Self::walk`]): no `lstat` there, and new objects are created
+    /// directly under their final names. It holds the `d_type` the source listing gave.
+    fn sync_path(
+        &mut self,
+        rel: &Path,
+        recursive: bool,
+        top: bool,
+        new: Option<u8>,
+    ) -> Result<(), Fail> {
+        let absent = new.is_some();
         let spath = self.h.src(rel);
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            // A new regular file (as the listing says): no lstat of the source either. The
+            // file is opened with O_NOFOLLOW | O_NONBLOCK and its fstat decides (anything
+            // but a regular file is `Changed` and looked at again with lstat); the filter
+            // sees the kind it would get from lstat.
+            if attempt == 0 && !top && new == Some(libc::DT_REG) && self.h.allows(rel, Kind::File) {
+                match self.sync_file(rel, None, false, true) {
+                    Err(Fail::Changed) => continue,
+                    other => return other,
+                }
+            }
             let meta = match fs::symlink_metadata(&spath) {
                 Ok(m) => m,
                 Err(e) if vanished(&e) => return self.delete(rel, top),
@@ -740,11 +823,11 @@ impl<'a> Run<'a> {
             }
             let ft = meta.file_type();
             let res = if ft.is_dir() {
-                self.sync_dir(rel, recursive)
+                self.sync_dir(rel, recursive, absent)
             } else if ft.is_file() {
                 // An event-driven entry says the content changed, even if a rewrite kept the
                 // size and put the mtime back; only walks use the quick check.
-                self.sync_file(rel, &meta, top && self.force_copy)
+                self.sync_file(rel, Some(&meta), top && self.force_copy, absent)
             } else if ft.is_symlink() {
                 self.sync_symlink(rel, &meta)
             } else {
@@ -788,8 +871,11 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn sync_dir(&mut self, rel: &Path, recursive: bool) -> Result<(), Fail> {
-        if !rel.as_os_str().is_empty() {
+    fn sync_dir(&mut self, rel: &Path, recursive: bool, absent: bool) -> Result<(), Fail> {
+        // mkdir(2) never follows or replaces anything: when something unexpected is in the
+        // way after all, the normal path below looks at it.
+        let made = absent && self.mkdir(rel).is_ok();
+        if !made && !rel.as_os_str().is_empty() {
             self.verify_chain(parent_of(rel), true)?;
             let dp = self.h.dst(rel);
             match lstat_opt(&dp)? {
@@ -817,7 +903,7 @@ impl<'a> Run<'a> {
     /// source directory holds, recursively.
     fn walk(&mut self, rel: &Path) -> Result<(), Fail> {
         let spath = self.h.src(rel);
-        let mut names = match list_dir(&spath, true) {
+        let mut names = match list_dir_typed(&spath, true) {
             Ok(v) => v,
             Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(Fail::Changed);
@@ -825,10 +911,27 @@ impl<'a> Run<'a> {
             Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
         };
         names.sort();
-        let dpath = self.h.dst(rel);
-        let dnames = list_dir(&dpath, true).map_err(io_err(&dpath))?;
+        // A directory this run created after the rename replays (`fresh`) is still empty
+        // when it is walked: a directory is walked right after the recursive entry or walk
+        // step that created it, with only its siblings (and their subtrees) synced in
+        // between; batch entries below it sort after the recursive entry that walks it and
+        // are covered by it; removals drop it from `fresh`. Nobody else writes there: it was
+        // created moments ago with mode 0700 (until the final fixup), so only its owner
+        // (us) and root can, and a destination written by others while we sync is outside
+        // what any run can keep equal anyway. So its listing is skipped and its children
+        // are known to be absent. Even if that assumption broke, nothing unsafe follows:
+        // creations use O_EXCL / mkdir(2), which never replace or follow anything (an
+        // object found in the way sends the child down the normal path), and the next run
+        // removes what this one did not see.
+        let absent = self.fresh.remove(rel);
+        let dnames = if absent {
+            Vec::new()
+        } else {
+            let dpath = self.h.dst(rel);
+            list_dir(&dpath, true).map_err(io_err(&dpath))?
+        };
 
-        let present: HashSet<&OsStr> = names.iter().map(OsString::as_os_str).collect();
+        let present: HashSet<&OsStr> = names.iter().map(|(n, _)| n.as_os_str()).collect();
         for name in dnames.iter().filter(|n| !present.contains(n.as_os_str())) {
             self.check_deadline()?;
             let child = join_rel(rel, name);
@@ -847,23 +950,33 @@ impl<'a> Run<'a> {
                 self.note(f);
             }
         }
-        for name in &names {
+        for (name, dtype) in &names {
             self.check_deadline()?;
             let child = join_rel(rel, name);
-            if let Err(f) = self.sync_path(&child, true, false) {
+            let new = absent.then_some(*dtype);
+            if let Err(f) = self.sync_path(&child, true, false, new) {
                 self.note(f);
             }
         }
         Ok(())
     }
 
-    fn sync_file(&mut self, rel: &Path, meta: &Metadata, force: bool) -> Result<(), Fail> {
+    /// `meta`: the source's lstat (`None`: not taken; only with `absent`, where there is no
+    /// destination object to quick-check against).
+    fn sync_file(
+        &mut self,
+        rel: &Path,
+        meta: Option<&Metadata>,
+        force: bool,
+        absent: bool,
+    ) -> Result<(), Fail> {
         let parent = parent_of(rel);
         self.verify_chain(parent, true)?;
         let dp = self.h.dst(rel);
-        let dmeta = lstat_opt(&dp)?;
+        let dmeta = if absent { None } else { lstat_opt(&dp)? };
         if !force
             && let Some(d) = &dmeta
+            && let Some(meta) = meta
             && d.is_file()
             && d.len() == meta.len()
             && same_mtime(d, meta)
@@ -891,15 +1004,24 @@ impl<'a> Run<'a> {
         if !smeta.is_file() {
             return Err(Fail::Changed);
         }
-        let (tmp, mut tfile) = self.temp(parent, &dp, |p| {
+        let create = |p: &Path| {
             OpenOptions::new()
                 .write(true)
                 .create_new(true)
                 .mode(0o600)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(p)
-        })?;
-        self.copy_content(&sfile, &mut tfile, &dp)?;
+        };
+        let (tmp, mut tfile) = if absent {
+            match self.create_final(rel, create)? {
+                Some(made) => made,
+                // Something is there after all: the normal path looks at it.
+                None => return self.sync_file(rel, Some(&smeta), force, false),
+            }
+        } else {
+            self.temp(parent, &dp, create)?
+        };
+        self.copy_content(&sfile, &mut tfile, smeta.len(), &dp)?;
         if self.h.is_root {
             std::os::unix::fs::fchown(&tfile, Some(smeta.uid()), Some(smeta.gid()))
                 .map_err(io_err(&dp))?;
@@ -915,11 +1037,63 @@ impl<'a> Run<'a> {
         self.install(tmp, rel, dmeta.as_ref())
     }
 
-    /// Copies `from` (at its start) to `to` in chunks of [`COPY_CHUNK`] bytes, checking the
-    /// deadline between chunks. std's File-to-File copy uses `copy_file_range` on Linux (the
-    /// `Take` limit included), so a chunk is one system call that the kernel may turn into
-    /// a reflink or a server-side copy.
-    fn copy_content(&mut self, from: &fs::File, to: &mut fs::File, dp: &Path) -> Result<(), Fail> {
+    /// Copies the first `len` bytes of `from` (at its start; `len` is its size as `fstat`
+    /// saw it before the copy, like rsync sends the size it stat'ed) to `to` in chunks of
+    /// [`COPY_CHUNK`] bytes, checking the deadline between chunks. Each chunk is one
+    /// `copy_file_range` call that the kernel may turn into a reflink or a server-side copy;
+    /// knowing the length saves the extra calls of a generic copy (two `fstat`s and a final
+    /// call that returns 0). A file that shrank stops the copy early; one that grew (or was
+    /// rewritten) after its `fstat` has a newer size or mtime than the copy gets, so the
+    /// quick check of the next run copies it again. Where `copy_file_range` is not usable
+    /// (another filesystem type, an old kernel, ...) the rest goes through `io::copy`
+    /// (which falls back to `sendfile` or read/write) until end of file.
+    fn copy_content(
+        &mut self,
+        from: &fs::File,
+        to: &mut fs::File,
+        len: u64,
+        dp: &Path,
+    ) -> Result<(), Fail> {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        {
+            use std::os::fd::AsRawFd;
+            let mut left = len;
+            while left > 0 {
+                let want = left.min(COPY_CHUNK) as usize;
+                // SAFETY: two open descriptors; NULL offsets use (and advance) the files'
+                // own offsets, which the fallback below continues from.
+                let n = unsafe {
+                    libc::copy_file_range(
+                        from.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        to.as_raw_fd(),
+                        std::ptr::null_mut(),
+                        want,
+                        0,
+                    )
+                };
+                if n < 0 {
+                    if io::Error::last_os_error().kind() == io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    // Unsupported here (EXDEV, EINVAL, ENOSYS, EOPNOTSUPP, ...) or a real
+                    // error, which the generic copy meets again and reports.
+                    break;
+                }
+                if n == 0 {
+                    return Ok(());
+                }
+                left -= n as u64;
+                if left > 0 {
+                    self.check_deadline()?;
+                }
+            }
+            if left == 0 {
+                return Ok(());
+            }
+        }
+        #[cfg(not(any(target_os = "linux", target_os = "android")))]
+        let _ = len;
         loop {
             let n = io::copy(&mut io::Read::take(from, COPY_CHUNK), to).map_err(io_err(dp))?;
             if n < COPY_CHUNK {
@@ -1090,9 +1264,10 @@ struct RemovalFrame {
     complete: bool,
 }
 
-/// Removes its temporary path when dropped, unless disarmed. Holds the directory's
-/// [`LongPath`]: a `/proc/self/fd/N/...` path is valid only while N is open.
-struct TempGuard(Option<PathBuf>, #[allow(dead_code)] LongPath);
+/// Removes its temporary path when dropped, unless disarmed. Holds the [`LongPath`] the
+/// path was made from: a `/proc/self/fd/N/...` path is valid only while N is open. The
+/// flag: the path is the object's final name ([`Run::create_final`]), not a temporary one.
+struct TempGuard(Option<PathBuf>, #[allow(dead_code)] LongPath, bool);
 
 impl TempGuard {
     fn path(&self) -> &Path {
@@ -1159,6 +1334,14 @@ fn check_rel(rel: &Path) -> Result<(), Fail> {
 /// Names in a directory (without `.` and `..`); with `nofollow`, fails with ELOOP when the
 /// last component of `path` is a symlink.
 fn list_dir(path: &Path, nofollow: bool) -> io::Result<Vec<OsString>> {
+    Ok(list_dir_typed(path, nofollow)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect())
+}
+
+/// [`list_dir`] with each entry's `d_type` (`DT_UNKNOWN` where the filesystem has none).
+fn list_dir_typed(path: &Path, nofollow: bool) -> io::Result<Vec<(OsString, u8)>> {
     let flags = libc::O_DIRECTORY | if nofollow { libc::O_NOFOLLOW } else { 0 };
     let file = OpenOptions::new()
         .read(true)
@@ -1198,7 +1381,9 @@ fn list_dir(path: &Path, nofollow: bool) -> io::Result<Vec<OsString>> {
         // valid until the next readdir call, and we copy the name before that.
         let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
         if name != b"." && name != b".." {
-            out.push(OsString::from_vec(name.to_vec()));
+            // SAFETY: as above, the entry is valid until the next readdir call.
+            let dtype = unsafe { (*ent).d_type };
+            out.push((OsString::from_vec(name.to_vec()), dtype));
         }
     }
 }
@@ -1934,7 +2119,7 @@ mod tests {
         let copy = |run: &mut Run| {
             let mut to = fs::File::create(&out).unwrap();
             let from = fs::File::open(f.s("big")).unwrap();
-            let res = run.copy_content(&from, &mut to, &out);
+            let res = run.copy_content(&from, &mut to, len as u64, &out);
             (res, fs::metadata(&out).unwrap().len())
         };
         let (res, copied) = copy(&mut run);
@@ -1952,7 +2137,7 @@ mod tests {
         run.progressed = true;
         let meta = fs::symlink_metadata(f.s("big")).unwrap();
         assert!(matches!(
-            run.sync_file(Path::new("big"), &meta, false),
+            run.sync_file(Path::new("big"), Some(&meta), false, false),
             Err(Fail::Timeout)
         ));
         drop(run);
@@ -2040,5 +2225,60 @@ mod tests {
             );
             assert_same(src.path(), mdst.path());
         }
+    }
+
+    /// Files new in a directory the run created are made under their final names: a
+    /// timed-out copy leaves nothing there, and an object found in the way after all (a
+    /// file, a symlink pointing outside) sends the path through the normal replace logic,
+    /// never writing through the symlink.
+    #[test]
+    fn new_files_in_created_directories() {
+        let f = Fixture::new();
+        fs::create_dir_all(f.s("d/sub")).unwrap();
+        fs::write(f.s("d/file"), b"new content").unwrap();
+        fs::write(f.s("d/link"), b"not a link at the source").unwrap();
+        fs::write(f.s("d/sub/inner"), b"inner").unwrap();
+        let big = vec![1u8; 2 * COPY_CHUNK as usize + 1];
+        fs::write(f.s("d/big"), &big).unwrap();
+        let outside = TempDir::new().unwrap();
+        fs::write(outside.path().join("victim"), b"keep").unwrap();
+
+        // Timeout in the middle of a file created under its final name.
+        let h = with_timeout(&f, Duration::from_nanos(1));
+        let mut run = Run::new(&h);
+        run.track_fresh = true;
+        run.verified.insert(PathBuf::new());
+        assert!(run.mkdir(Path::new("d")).is_ok());
+        assert!(run.fresh.contains(Path::new("d")));
+        run.deadline = Some(Instant::now());
+        run.progressed = true;
+        assert!(matches!(
+            run.sync_path(Path::new("d/big"), true, false, Some(libc::DT_REG)),
+            Err(Fail::Timeout)
+        ));
+        drop(run);
+        assert!(
+            !f.d("d/big").exists(),
+            "no half-written file under the real name"
+        );
+
+        // Objects in the way of a "fresh" directory's children (written by someone else).
+        let mut run = Run::new(&f.h);
+        run.track_fresh = true;
+        run.verified.insert(PathBuf::new());
+        fs::remove_dir(f.d("d")).unwrap();
+        assert!(run.mkdir(Path::new("d")).is_ok());
+        fs::write(f.d("d/file"), b"old").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("victim"), f.d("d/link")).unwrap();
+        assert!(run.walk(Path::new("d")).is_ok());
+        while let Some(dir) = run.pending.pop() {
+            assert!(run.walk(&dir).is_ok());
+        }
+        run.fixup_dirs();
+        assert!(run.first_error.is_none());
+        assert_eq!(fs::read(outside.path().join("victim")).unwrap(), b"keep");
+        assert!(!fs::symlink_metadata(f.d("d/link")).unwrap().is_symlink());
+        f.check();
+        assert_no_temporaries(&dst_objects(f.dst.path()));
     }
 }
