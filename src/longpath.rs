@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub const DIRECT_MAX: usize = 3800;
 
 /// Longest remainder named relative to an opened directory.
+#[cfg(target_os = "linux")]
 const TAIL_MAX: usize = 3000;
 
 /// A path usable in system calls, whatever its length. Keeps the descriptor that its
