@@ -331,6 +331,19 @@ fn prefix(rel: &Path, n: usize) -> PathBuf {
     rel.components().take(n).collect()
 }
 
+/// Job `remote`: rsync mode from `src` to `root@127.0.0.1:DST` through `sshd`.
+fn remote_job(env: &Env, sshd: &Sshd, src: &Path, dst: &Path) {
+    env.write_job(
+        "remote",
+        &format!(
+            "source = {}\ndestination = {}\ndelay = \"100ms\"\n{}",
+            toml_path(src),
+            toml_str(&format!("root@127.0.0.1:{}", dst.display())),
+            sshd.job_extra()
+        ),
+    );
+}
+
 /// `mode = "rsync"` with `root@127.0.0.1:DST` over a real sshd: everything within
 /// [`REMOTE_REACH`] is synced, changes at every depth included; what is deeper is reported
 /// in the log, and nothing at the destination is stale or foreign.
@@ -342,15 +355,7 @@ fn deep_paths_over_ssh() {
     };
     let (src, dst) = (env.dir("src"), env.p("dst"));
     let bottom = build(&src);
-    env.write_job(
-        "remote",
-        &format!(
-            "source = {}\ndestination = {}\ndelay = \"100ms\"\n{}",
-            toml_path(&src),
-            toml_str(&format!("root@127.0.0.1:{}", dst.display())),
-            sshd.job_extra()
-        ),
-    );
+    remote_job(&env, &sshd, &src, &dst);
     let mut d = start(&env, "remote");
     assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
     assert!(deep::exists(&dst, &prefix(&bottom, 9).join("level")));
@@ -754,20 +759,24 @@ fn review_chmod_of_shallow_ancestor_over_ssh() {
     };
     let (src, dst) = (env.dir("src"), env.p("dst"));
     let bottom = build(&src);
-    env.write_job(
-        "remote",
-        &format!(
-            "source = {}\ndestination = {}\ndelay = \"100ms\"\n{}",
-            toml_path(&src),
-            toml_str(&format!("root@127.0.0.1:{}", dst.display())),
-            sshd.job_extra()
-        ),
-    );
+    remote_job(&env, &sshd, &src, &dst);
     let mut d = start(&env, "remote");
     assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
     // Only the attributes of a shallow directory holding the whole chain change.
     deep::chmod(&src, &prefix(&bottom, 2), 0o750);
-    std::thread::sleep(Duration::from_secs(3));
+    // The chmod batch must go through (a failing one never carries the mode over).
+    let deadline = Instant::now() + DEEP_DEADLINE;
+    while fs::metadata(dst.join(prefix(&bottom, 2))).map_or(0, |m| {
+        std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
+    }) != 0o750
+    {
+        assert!(
+            Instant::now() < deadline,
+            "chmod not synced\n{}",
+            d.log_tail()
+        );
+        std::thread::sleep(POLL);
+    }
     assert!(
         !d.log().lines().any(|l| l.contains("failed (attempt")),
         "{}",
@@ -800,15 +809,7 @@ fn review_many_deep_roots_over_ssh() {
         &base.join(deep::component("s", 0)),
         &deep::chain("b", 12),
     );
-    env.write_job(
-        "remote",
-        &format!(
-            "source = {}\ndestination = {}\ndelay = \"100ms\"\n{}",
-            toml_path(&src),
-            toml_str(&format!("root@127.0.0.1:{}", dst.display())),
-            sshd.job_extra()
-        ),
-    );
+    remote_job(&env, &sshd, &src, &dst);
     let mut d = start(&env, "remote");
     assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
     assert!(d.stop().success());
