@@ -764,7 +764,7 @@ fn review_chmod_of_shallow_ancestor_over_ssh() {
     assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
     // Only the attributes of a shallow directory holding the whole chain change.
     deep::chmod(&src, &prefix(&bottom, 2), 0o750);
-    // The chmod batch must go through (a failing one never carries the mode over).
+    // The chmod arrives (rsync applies what it can even in a run that fails) ...
     let deadline = Instant::now() + DEEP_DEADLINE;
     while fs::metadata(dst.join(prefix(&bottom, 2))).map_or(0, |m| {
         std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777
@@ -777,13 +777,15 @@ fn review_chmod_of_shallow_ancestor_over_ssh() {
         );
         std::thread::sleep(POLL);
     }
+    // ... and a later change needs a later run, which comes after the chmod run's outcome
+    // is logged: that run must not have failed.
+    deep::write(&src, Path::new("after-chmod"), b"x");
+    assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
     assert!(
         !d.log().lines().any(|l| l.contains("failed (attempt")),
         "{}",
         d.log_tail()
     );
-    deep::write(&src, Path::new("after-chmod"), b"x");
-    assert_synced_within_reach(&mut d, &src, &dst, REMOTE_REACH);
     assert!(d.stop().success());
 }
 
