@@ -5,17 +5,26 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use super::harness::*;
 
-#[test]
-fn handlers_run_as_the_jobs_user() {
+/// A test directory that `nobody` can reach, with `src` and a not yet existing `out/dst`;
+/// `None` (skipped) when not root.
+fn env_for_nobody() -> Option<(Env, std::path::PathBuf, std::path::PathBuf)> {
     if !is_root() {
         eprintln!("skipped: needs root to change identity");
-        return;
+        return None;
     }
     let env = Env::new();
     // The temp root is 0700: let `nobody` through to the source.
     fs::set_permissions(&env.root, fs::Permissions::from_mode(0o755)).unwrap();
     let (src, dst) = (env.dir("src"), env.p("out/dst"));
     fs::create_dir_all(env.p("out")).unwrap();
+    Some((env, src, dst))
+}
+
+#[test]
+fn handlers_run_as_the_jobs_user() {
+    let Some((env, src, dst)) = env_for_nobody() else {
+        return;
+    };
     populate(&src, "p");
     env.job("j", &src, &dst, Mode::Rsync, "user = \"nobody\"\n");
     let mut d = env.start(&["j"]);
@@ -57,14 +66,9 @@ fn handlers_run_as_the_jobs_user() {
 /// with `rules`, rsync run as `nobody` still syncs, and leaves out what the rules deny.
 #[test]
 fn rule_excludes_reach_rsync_run_as_the_user() {
-    if !is_root() {
-        eprintln!("skipped: needs root to change identity");
+    let Some((env, src, dst)) = env_for_nobody() else {
         return;
-    }
-    let env = Env::new();
-    fs::set_permissions(&env.root, fs::Permissions::from_mode(0o755)).unwrap();
-    let (src, dst) = (env.dir("src"), env.p("out/dst"));
-    fs::create_dir_all(env.p("out")).unwrap();
+    };
     write(&src.join("keep.txt"), "k");
     write(&src.join("x.secret"), "s");
     env.job(
