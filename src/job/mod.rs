@@ -90,12 +90,15 @@ impl Job {
             (Mode::Mirror, crate::config::Destination::Remote(_)) => {
                 anyhow::bail!("mode \"mirror\" needs a local destination")
             }
-            (Mode::Rsync, dst) => Arc::new(RsyncHandler::new(
-                config.source.clone(),
-                dst.clone(),
-                config.rsync.clone(),
-                filter.clone(),
-            )),
+            (Mode::Rsync, dst) => Arc::new(
+                RsyncHandler::new(
+                    config.source.clone(),
+                    dst.clone(),
+                    config.rsync.clone(),
+                    filter.clone(),
+                )
+                .counting_changes(config.verify_interval.is_some()),
+            ),
             (Mode::Command(c), dst) => Arc::new(CommandHandler::new(
                 config.name.clone(),
                 config.source.clone(),
