@@ -594,12 +594,8 @@ mod tests {
             loop_guard: false,
             retry: Default::default(),
             rsync: RsyncOptions {
-                path: "rsync".into(),
-                args: vec![],
-                timeout: None,
                 ignore_exit_codes: vec![24],
-                ssh: Default::default(),
-                run_as: None,
+                ..Default::default()
             },
         }
     }

@@ -148,6 +148,22 @@ pub struct RsyncOptions {
     pub run_as: Option<RunAs>,
 }
 
+/// `rsync` from PATH, no extra arguments, no timeout, no exit code ignored, default ssh,
+/// the daemon's identity (what tests start from; job files get their defaults in
+/// [`resolve_job`]).
+impl Default for RsyncOptions {
+    fn default() -> RsyncOptions {
+        RsyncOptions {
+            path: "rsync".into(),
+            args: Vec::new(),
+            timeout: None,
+            ignore_exit_codes: Vec::new(),
+            ssh: SshOptions::default(),
+            run_as: None,
+        }
+    }
+}
+
 /// `user` / `group`: the identity handler processes run with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunAs {

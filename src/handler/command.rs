@@ -734,14 +734,7 @@ mod tests {
                 lists_dir: Some(t.join("lists")),
                 keep_lists: false,
             },
-            RsyncOptions {
-                path: "rsync".into(),
-                args: vec![],
-                timeout: None,
-                ignore_exit_codes: vec![],
-                ssh: Default::default(),
-                run_as: None,
-            },
+            RsyncOptions::default(),
             Arc::new(Filter::new(&["*.tmp".to_string()], vec![]).unwrap()),
         )
     }

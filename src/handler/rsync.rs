@@ -509,14 +509,7 @@ mod tests {
         RsyncHandler::new(
             src.to_path_buf(),
             Destination::Local(dst.to_path_buf()),
-            RsyncOptions {
-                path: "rsync".into(),
-                args: vec![],
-                timeout: None,
-                ignore_exit_codes: vec![],
-                ssh: Default::default(),
-                run_as: None,
-            },
+            RsyncOptions::default(),
             Arc::new(Filter::new(&[], vec![]).unwrap()),
         )
     }
