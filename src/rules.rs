@@ -1585,7 +1585,10 @@ mod tests {
     }
 
     /// A tree of tricky names for the rsync agreement tests: (relative path, kind).
-    fn rsync_tree() -> Vec<(Vec<u8>, Kind)> {
+    /// Relative paths (bytes) and what each is.
+    type TestTree = Vec<(Vec<u8>, Kind)>;
+
+    fn rsync_tree() -> TestTree {
         let dirs: &[&[u8]] = &[
             b"a",
             b"a/b",
@@ -1690,17 +1693,25 @@ mod tests {
             .is_ok_and(|o| o.status.success())
     }
 
-    #[test]
-    fn globs_agree_with_real_rsync() {
+    /// A temp dir whose `src` holds [`rsync_tree`]; `None` (skipped) without rsync.
+    fn rsync_fixture() -> Option<(tempfile::TempDir, TestTree)> {
         if !have_rsync() {
             eprintln!("rsync not installed; skipping");
-            return;
+            return None;
         }
         let tmp = tempfile::tempdir().unwrap();
-        let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
         let tree = rsync_tree();
-        std::fs::create_dir(&src).unwrap();
-        build_tree(&src, &tree);
+        std::fs::create_dir(tmp.path().join("src")).unwrap();
+        build_tree(&tmp.path().join("src"), &tree);
+        Some((tmp, tree))
+    }
+
+    #[test]
+    fn globs_agree_with_real_rsync() {
+        let Some((tmp, tree)) = rsync_fixture() else {
+            return;
+        };
+        let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
 
         let lists: &[&[&str]] = &[
             &[],
@@ -1785,15 +1796,10 @@ mod tests {
 
     #[test]
     fn rsync_anchored_agrees_with_real_rsync() {
-        if !have_rsync() {
-            eprintln!("rsync not installed; skipping");
+        let Some((tmp, tree)) = rsync_fixture() else {
             return;
-        }
-        let tmp = tempfile::tempdir().unwrap();
+        };
         let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
-        let tree = rsync_tree();
-        std::fs::create_dir(&src).unwrap();
-        build_tree(&src, &tree);
         let denied: &[(&[u8], bool)] = &[
             (b"a\\b", false),
             (b"a*b", false),
