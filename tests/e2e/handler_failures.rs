@@ -11,15 +11,9 @@ fn hung_handler_is_killed_and_retried() {
     let env = Env::new();
     let (src, dst) = (env.dir("src"), env.p("dst"));
     populate(&src, "t");
-    let calls = env.p("calls");
     // The first call hangs (a child `sleep` keeps the process group busy), the rest work.
-    let rsync = env.script(
-        "rsync-hang-once.sh",
-        &format!(
-            "echo call >> '{c}'\nif [ \"$(wc -l < '{c}')\" -eq 1 ]; then sleep 600; fi\nexec rsync \"$@\"",
-            c = calls.display()
-        ),
-    );
+    let (rsync, calls) =
+        env.flaky_script("rsync-hang-once.sh", 1, "sleep 600", "exec rsync \"$@\"");
     env.job(
         "j",
         &src,
@@ -69,14 +63,7 @@ fn ignored_exit_codes_and_transient_failures() {
         ),
     );
     // Job b: the first two calls fail with 12 before doing anything, then it works.
-    let calls = env.p("calls-b");
-    let flaky = env.script(
-        "rsync-flaky.sh",
-        &format!(
-            "echo call >> '{c}'\nif [ \"$(wc -l < '{c}')\" -le 2 ]; then exit 12; fi\nexec rsync \"$@\"",
-            c = calls.display()
-        ),
-    );
+    let (flaky, calls) = env.flaky_script("rsync-flaky.sh", 2, "exit 12", "exec rsync \"$@\"");
     env.job(
         "b",
         &sb,

@@ -168,6 +168,20 @@ impl Env {
         p
     }
 
+    /// A handler script `name` that runs `first` (shell code) on its first `n` calls and
+    /// `then` on the others. Returns (script, call counter file).
+    pub fn flaky_script(&self, name: &str, n: u32, first: &str, then: &str) -> (PathBuf, PathBuf) {
+        let calls = self.p(&format!("{name}.calls"));
+        let script = self.script(
+            name,
+            &format!(
+                "echo call >> '{c}'\nif [ \"$(wc -l < '{c}')\" -le {n} ]; then {first}; fi\n{then}",
+                c = calls.display()
+            ),
+        );
+        (script, calls)
+    }
+
     /// An rsync wrapper that counts its calls in `root/rsync-calls` and returns (script, counter).
     pub fn rsync_counter(&self) -> (PathBuf, PathBuf) {
         let counter = self.p("rsync-calls");

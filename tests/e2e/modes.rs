@@ -352,15 +352,11 @@ fn failing_command_is_retried() {
     let env = Env::new();
     let (src, dst) = (env.dir("src"), env.p("dst"));
     populate(&src, "f");
-    let calls = env.p("calls");
-    let script = env.script(
+    let (script, calls) = env.flaky_script(
         "flaky.sh",
-        &format!(
-            r#"echo call >> '{c}'
-if [ "$(wc -l < '{c}')" -le 1 ]; then exit 24; fi
-rsync -a --delete -r --delete-missing-args --files-from="$1" --from0 --exclude-from="$2" ./ "$CLSYNC_DESTINATION"/"#,
-            c = calls.display()
-        ),
+        1,
+        "exit 24",
+        r#"rsync -a --delete -r --delete-missing-args --files-from="$1" --from0 --exclude-from="$2" ./ "$CLSYNC_DESTINATION"/"#,
     );
     command_job(
         &env,
