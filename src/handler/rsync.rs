@@ -481,18 +481,13 @@ impl RsyncHandler {
         let part = super::shallow::shallow(&self.source, &self.filter, batch);
         let mut outcome = self.transfer(&part.batch, &part.excludes, &part.hidden)?;
         outcome.changed = None;
-        let deep: Vec<String> = part
-            .deep
-            .iter()
-            .map(|d| self.source.join(d).display().to_string())
-            .collect();
-        if let Some(first) = deep.first() {
+        if let Some(first) = part.deep.first() {
+            let n = part.deep.len();
             outcome.warnings.push(format!(
-                "{} {} paths longer than rsync can transfer (4,096 bytes below the source), not synced to this remote destination: {}{}",
-                deep.len(),
-                if deep.len() == 1 { "directory holds" } else { "directories hold" },
-                first,
-                if deep.len() > 1 { " ..." } else { "" }
+                "{n} {} paths longer than rsync can transfer (4,096 bytes below the source), not synced to this remote destination: {}{}",
+                if n == 1 { "directory holds" } else { "directories hold" },
+                self.source.join(first).display(),
+                if n > 1 { " ..." } else { "" }
             ));
         }
         Ok(outcome)
