@@ -1051,6 +1051,26 @@ impl Filter {
         }
         out
     }
+
+    /// The rsync filter pattern that matches every entry directly inside the directory
+    /// `rel` (`/rel/*`, or `/*` for the root), `rel` escaped as a wildcard pattern.
+    pub fn rsync_anchored_children(rel: &Path) -> Vec<u8> {
+        let b = bytes_of(rel);
+        let mut out = Vec::with_capacity(b.len() + 3);
+        out.push(b'/');
+        for &c in b {
+            match c {
+                b'\n' | b'\r' => out.push(b'?'),
+                b'*' | b'?' | b'[' | b']' | b'\\' => out.extend_from_slice(&[b'\\', c]),
+                _ => out.push(c),
+            }
+        }
+        if !b.is_empty() {
+            out.push(b'/');
+        }
+        out.push(b'*');
+        out
+    }
 }
 
 #[cfg(test)]

@@ -511,7 +511,12 @@ fn job_json(cfg: &JobConfig, enabled: bool, s: &Status) -> Value {
         "initial_syncs": s.initial_syncs,
         "last_success": s.last_success.map(timestamp),
         "last_verify": s.last_verify.map(|(t, n)| json!({"time": timestamp(t), "repaired": n})),
-        "last_error": s.last_error.as_ref().map(|(t, m)| json!({"time": timestamp(*t), "message": m})),
+        "last_error": s.last_error.as_ref().map(|(t, m)| json!({
+            "time": timestamp(*t),
+            "message": m,
+            "permanent": s.last_error_permanent,
+        })),
+        "rsync": s.rsync,
     })
 }
 

@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use tracing::debug;
 
-use super::rsync::RsyncHandler;
+use super::deletions::{self, DeletionPass};
+use super::receiver::MissingArgs;
+use super::rsync::{Pass, RsyncHandler, split_missing};
 use super::{Batch, Entry, Handler, HandlerError, Outcome};
 use crate::config::{CommandKind, CommandOptions, Destination, RsyncOptions};
 use crate::relpath;
@@ -339,13 +341,66 @@ impl CommandHandler {
         }
     }
 
-    fn run_one(&self, entries: &[Entry], full: bool) -> Result<Outcome, HandlerError> {
+    /// The runs of `entries` when `%RSYNC-ARGS%` is used: one, or for a receiver that
+    /// rejects missing entries and a batch with deletions, a deletion pass and a run of the
+    /// paths that exist (as rsync mode would run rsync).
+    fn run_rsync_args(&self, entries: &[Entry]) -> Result<Outcome, HandlerError> {
+        let batch = Batch {
+            renames: Vec::new(),
+            entries: entries.to_vec(),
+        };
+        if self.rsync.missing_args() != MissingArgs::Rejected {
+            let learning = self.rsync.would_learn(&batch);
+            match self.run_one(entries, false, Some(&ListOf::Paths)) {
+                Err(e) if self.rsync.learn_rejection(&e) => {}
+                Ok(o) => {
+                    if learning {
+                        self.rsync.learn_accepted();
+                    }
+                    return Ok(o);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let (present, gone) = split_missing(&self.source, &batch);
+        let mut outcome = Outcome::default();
+        if let Some(pass) = deletions::plan(&gone) {
+            let parents: Vec<Entry> = pass
+                .list
+                .split(|&b| b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| Entry {
+                    rel: PathBuf::from(OsStr::from_bytes(s.strip_prefix(b"./").unwrap_or(b""))),
+                    ..Entry::default()
+                })
+                .collect();
+            outcome = self.run_one(&parents, false, Some(&ListOf::Deletions(&pass)))?;
+        }
+        if !present.entries.is_empty() {
+            let o = self.run_one(&present.entries, false, Some(&ListOf::Existing))?;
+            outcome.warnings.extend(o.warnings);
+        }
+        Ok(outcome)
+    }
+
+    /// One run of the program for `entries`. `rsync`: what `%RSYNC-ARGS%` sends (None
+    /// when the template does not use it).
+    fn run_one(
+        &self,
+        entries: &[Entry],
+        full: bool,
+        rsync: Option<&ListOf>,
+    ) -> Result<Outcome, HandlerError> {
         let kind = self.options.kind;
         let batch = Batch {
             renames: Vec::new(),
             entries: entries.to_vec(),
         };
-        let rsync_args = self.uses(Placeholder::RsyncArgs);
+        let rsync_args = rsync.is_some();
+        let deletion = match rsync {
+            Some(ListOf::Deletions(p)) => Some(p),
+            _ => None,
+        };
         // The list: shell mode's records, else the rsync `--files-from` list.
         let list = if kind == CommandKind::Shell
             || kind == CommandKind::RsyncShell
@@ -354,6 +409,8 @@ impl CommandHandler {
         {
             let data = if kind == CommandKind::Shell {
                 shell_records(&self.source, entries, full)
+            } else if let Some(p) = deletion {
+                p.list.clone()
             } else {
                 RsyncHandler::files_from_list(&batch)
             };
@@ -361,9 +418,14 @@ impl CommandHandler {
         } else {
             None
         };
-        let rule_excludes = if kind == CommandKind::RsyncShell
-            || rsync_args
-            || self.uses(Placeholder::ExcludeListPath)
+        let rules = match deletion {
+            Some(p) => Some(self.write_list(".clsync-deletions.", &p.rules)?),
+            None => None,
+        };
+        let rule_excludes = if deletion.is_none()
+            && (kind == CommandKind::RsyncShell
+                || rsync_args
+                || self.uses(Placeholder::ExcludeListPath))
         {
             self.rsync.batch_rule_excludes(&batch)
         } else {
@@ -385,14 +447,23 @@ impl CommandHandler {
         };
         let list_path = list.as_ref().map(|f| f.path());
         let excl_path = excludes.as_ref().map(|f| f.path());
-        let rsync_argv = if rsync_args {
-            self.rsync.args(
-                &batch,
-                list_path.map_or(OsStr::new("-"), |p| p.as_os_str()),
-                excl_path.filter(|_| !rule_excludes.is_empty()),
-            )
-        } else {
-            Vec::new()
+        let rsync_argv = match rsync {
+            Some(what) => {
+                let pass = match (what, &rules) {
+                    _ if full => Pass::Full,
+                    (ListOf::Deletions(_), Some(r)) => Pass::Deletions { rules: r.path() },
+                    (what, _) => Pass::Paths {
+                        batch: &batch,
+                        missing_args: matches!(what, ListOf::Paths),
+                    },
+                };
+                self.rsync.args(
+                    &pass,
+                    list_path.map_or(OsStr::new("-"), |p| p.as_os_str()),
+                    excl_path.filter(|_| !rule_excludes.is_empty()),
+                )
+            }
+            None => Vec::new(),
         };
         let include_list: Vec<OsString> = entries.iter().map(|e| rel_arg(&e.rel)).collect();
         let (event, path) = match entries.first() {
@@ -458,7 +529,7 @@ impl CommandHandler {
         // What a user's command prints says nothing about what it changed.
         .map(|o| Outcome { changed: None, ..o });
         if self.options.keep_lists {
-            for f in [list, excludes].into_iter().flatten() {
+            for f in [list, excludes, rules].into_iter().flatten() {
                 match f.keep() {
                     Ok((_, p)) => debug!("kept list file {}", p.display()),
                     Err(e) => debug!("cannot keep list file: {e}"),
@@ -488,13 +559,34 @@ impl Handler for CommandHandler {
             renames: Vec::new(),
             entries,
         };
+        let rsync_args = self.uses(Placeholder::RsyncArgs);
         let mut outcome = Outcome::default();
         for run in self.runs(&batch) {
-            let o = self.run_one(&batch.entries[run], full)?;
+            let entries = &batch.entries[run];
+            let o = if rsync_args && !full {
+                self.run_rsync_args(entries)?
+            } else {
+                self.run_one(entries, full, rsync_args.then_some(&ListOf::Paths))?
+            };
             outcome.warnings.extend(o.warnings);
         }
         Ok(outcome)
     }
+
+    fn rsync_report(&self) -> Option<super::receiver::Report> {
+        (self.options.kind == CommandKind::RsyncShell || self.uses(Placeholder::RsyncArgs))
+            .then(|| self.rsync.rsync_report())
+            .flatten()
+    }
+}
+
+/// What the `%RSYNC-ARGS%` of a live run send.
+enum ListOf<'a> {
+    /// The batch's paths, with `--delete-missing-args`.
+    Paths,
+    /// Only paths that exist: deletions go in a pass of their own.
+    Existing,
+    Deletions(&'a DeletionPass),
 }
 
 /// Reads a NUL-separated list back into paths (tests, and scripts' point of view).
@@ -718,11 +810,42 @@ mod tests {
         assert_eq!(full, b"initialsync\0dir\0.\0");
     }
 
+    /// A stand-in for `[rsync] path`: a fake rsync whose receiver accepts missing
+    /// entries, or (`rejects`) one that answers them as Debian's 3.2.7-1+deb12u5 does.
+    fn fake_rsync(t: &Path, rejects: bool) -> PathBuf {
+        let prog = t.join(if rejects { "rsync-rejects" } else { "rsync-ok" });
+        let reject = if rejects {
+            "case \"$*\" in *--delete-missing-args*) echo 'invalid file mode 00 for missing [Receiver]' >&2; echo 'rsync error: protocol incompatibility (code 2) at flist.c(874) [Receiver=3.2.7]' >&2; exit 2;; esac"
+        } else {
+            ""
+        };
+        let script = format!(
+            "#!/bin/sh\n[ \"$1\" = --version ] && {{ echo 'rsync  version 3.2.7  protocol version 32'; exit 0; }}\n{reject}\nexit 0\n"
+        );
+        fs::write(&prog, script).unwrap();
+        fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
+        prog
+    }
+
     fn handler(t: &Path, kind: CommandKind, script: &str, args: &[&str]) -> CommandHandler {
+        handler_with(t, kind, script, args, false)
+    }
+
+    fn handler_with(
+        t: &Path,
+        kind: CommandKind,
+        script: &str,
+        args: &[&str],
+        rejects: bool,
+    ) -> CommandHandler {
         let prog = t.join("handler.sh");
         fs::write(&prog, format!("#!/bin/sh\n{script}\n")).unwrap();
         fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
         fs::create_dir_all(t.join("src")).unwrap();
+        let rsync = RsyncOptions {
+            path: fake_rsync(t, rejects),
+            ..RsyncOptions::default()
+        };
         CommandHandler::new(
             "j".into(),
             t.join("src"),
@@ -734,9 +857,87 @@ mod tests {
                 lists_dir: Some(t.join("lists")),
                 keep_lists: false,
             },
-            RsyncOptions::default(),
+            rsync,
             Arc::new(Filter::new(&["*.tmp".to_string()], vec![]).unwrap()),
         )
+    }
+
+    /// With a receiver that rejects missing entries, `%RSYNC-ARGS%` runs the program twice
+    /// for a batch with a deletion: the deletion pass (parents, filter rules), then the
+    /// paths that exist (without `--delete-missing-args`).
+    #[test]
+    fn rsync_args_split_deletions_for_a_rejecting_receiver() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        let h = handler_with(
+            t.path(),
+            CommandKind::RsyncShell,
+            &format!(
+                "{{ printf '%s\\0' \"$@\"; echo; cat \"$CLSYNC_LIST\"; echo; }} >> '{}'",
+                out.display()
+            ),
+            &["%RSYNC-ARGS%"],
+            true,
+        );
+        assert_eq!(h.rsync.missing_args(), MissingArgs::Rejected);
+        let report = h.rsync_report().unwrap();
+        assert_eq!(report.version.as_deref(), Some("3.2.7"));
+        assert_eq!(report.deletions, "separate-pass");
+        fs::create_dir_all(t.path().join("src/d")).unwrap();
+        fs::write(t.path().join("src/d/new"), "x").unwrap();
+        let e = |p: &str| Entry {
+            rel: PathBuf::from(p),
+            ..Entry::default()
+        };
+        let batch = Batch {
+            renames: vec![],
+            entries: vec![e("d/gone"), e("d/new")],
+        };
+        h.run(&batch).unwrap();
+        let got = String::from_utf8_lossy(&fs::read(&out).unwrap()).into_owned();
+        let runs: Vec<&str> = got.split("\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            runs.len(),
+            4,
+            "two runs, each its args and its list: {got:?}"
+        );
+        assert!(runs[0].contains("--filter=merge "), "{}", runs[0]);
+        assert!(!runs[0].contains("--delete-missing-args"), "{}", runs[0]);
+        assert_eq!(runs[1], "./d\0");
+        assert!(!runs[2].contains("--delete-missing-args"), "{}", runs[2]);
+        assert!(!runs[2].contains("--filter=merge "), "{}", runs[2]);
+        assert_eq!(runs[3], "./d/new\0");
+    }
+
+    /// A receiver not known to reject learns it from the program's own failure, and the
+    /// same batch is sent again as two runs at once.
+    #[test]
+    fn rsync_args_learn_a_rejection_from_the_first_failure() {
+        let t = tempfile::tempdir().unwrap();
+        let calls = t.path().join("calls");
+        let h = handler_with(
+            t.path(),
+            CommandKind::RsyncShell,
+            &format!(
+                "echo x >> '{}'\ncase \"$*\" in *--delete-missing-args*) echo 'invalid file mode 00 for d/gone [Receiver]' >&2; echo 'rsync error: protocol incompatibility (code 2) at flist.c(874) [Receiver=3.4.3]' >&2; exit 2;; esac",
+                calls.display()
+            ),
+            &["%RSYNC-ARGS%"],
+            false,
+        );
+        assert_eq!(h.rsync.missing_args(), MissingArgs::Accepted);
+        let batch = Batch {
+            renames: vec![],
+            entries: vec![Entry {
+                rel: PathBuf::from("gone"),
+                ..Entry::default()
+            }],
+        };
+        h.run(&batch).unwrap();
+        assert_eq!(fs::read_to_string(&calls).unwrap().lines().count(), 2);
+        assert_eq!(h.rsync.missing_args(), MissingArgs::Rejected);
+        let r = h.rsync_report().unwrap();
+        assert_eq!(r.receiver_version.as_deref(), Some("3.4.3"));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! the current state, replaying a batch is always safe, which is what makes retries simple.
 
 pub mod command;
+pub mod deletions;
 pub mod mirror;
+pub mod receiver;
 pub mod remote;
 pub mod rsync;
 pub mod shallow;
@@ -140,6 +142,17 @@ pub struct Outcome {
     pub changed: Option<u64>,
 }
 
+impl Outcome {
+    /// Adds what a further run of the same batch reported.
+    pub fn absorb(&mut self, other: Outcome) {
+        self.warnings.extend(other.warnings);
+        self.changed = match (self.changed, other.changed) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        };
+    }
+}
+
 /// A sync handler. Implementations must be safe to call from several worker threads at once
 /// on batches whose paths are disjoint (the job guarantees disjointness).
 pub trait Handler: Send + Sync {
@@ -155,6 +168,17 @@ pub trait Handler: Send + Sync {
     /// The source directory, so that batches can be kept inside it ([`confine`]).
     fn source(&self) -> Option<&std::path::Path> {
         None
+    }
+
+    /// The job's rsync and what its receiver accepts, for handlers that run rsync.
+    fn rsync_report(&self) -> Option<receiver::Report> {
+        None
+    }
+
+    /// True when `e` says the call itself is wrong (rsync's usage, protocol and
+    /// unsupported-action errors): retrying the same call cannot help, and the job says so.
+    fn is_permanent(&self, _e: &HandlerError) -> bool {
+        false
     }
 }
 

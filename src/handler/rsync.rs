@@ -3,7 +3,10 @@
 //! A full sync is `rsync -a --delete SRC/ DST/`. A live batch passes its paths as a
 //! NUL-separated `--files-from` list on rsync's stdin (names are data, never arguments),
 //! with `-r` so that new directories arrive whole and `--delete-missing-args` so that paths
-//! gone from the source are deleted at the destination. Excludes go to rsync as
+//! gone from the source are deleted at the destination. A receiver that rejects missing
+//! entries ([`receiver`](super::receiver)) gets a batch with deletions as two runs: the
+//! deletions through their parent directories ([`deletions`](super::deletions)), then the
+//! paths that exist. Excludes go to rsync as
 //! `--exclude=PATTERN` so that rsync and the live path agree; regex rules, which rsync does
 //! not know, are turned into an anchored exclude list by walking the directories involved.
 //!
@@ -23,7 +26,9 @@ use std::sync::Arc;
 
 use tracing::debug;
 
+use super::deletions;
 use super::mirror::MirrorHandler;
+use super::receiver::{self, MissingArgs, Receiver};
 use super::{Batch, Handler, HandlerError, Outcome};
 use crate::config::{Destination, RsyncOptions};
 use crate::rules::{Filter, Kind};
@@ -44,6 +49,59 @@ pub struct RsyncHandler {
     /// Itemize full syncs and count their lines: what a verification repaired. Off unless
     /// the job verifies (`verify_interval`): itemizing costs rsync ~2% of an initial sync.
     count_changes: bool,
+    /// Whether the receiving rsync takes `--delete-missing-args`.
+    receiver: Receiver,
+}
+
+/// What one rsync run sends.
+pub(crate) enum Pass<'a> {
+    /// The whole tree.
+    Full,
+    /// A live batch's paths; `missing_args`: with `--delete-missing-args` (paths gone from
+    /// the source are deleted), else the list holds only paths that exist.
+    Paths {
+        batch: &'a Batch,
+        missing_args: bool,
+    },
+    /// A deletion pass: the parents of deleted paths, with its filter rules file.
+    Deletions { rules: &'a Path },
+}
+
+impl<'a> Pass<'a> {
+    /// `batch` as one run, deletions included.
+    pub(crate) fn of(batch: &'a Batch) -> Pass<'a> {
+        if batch.is_full() {
+            Pass::Full
+        } else {
+            Pass::Paths {
+                batch,
+                missing_args: true,
+            }
+        }
+    }
+}
+
+/// `batch`'s entries that exist at the source, and the paths of those that do not.
+pub(crate) fn split_missing(source: &Path, batch: &Batch) -> (Batch, Vec<PathBuf>) {
+    let mut present = Batch::default();
+    let mut gone = Vec::new();
+    for e in &batch.entries {
+        match fs::symlink_metadata(crate::longpath::LongPath::new(source, &e.rel)) {
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                gone.push(e.rel.clone())
+            }
+            _ => present.entries.push(e.clone()),
+        }
+    }
+    (present, gone)
+}
+
+/// True when some entry of `batch` is missing at the source.
+fn has_missing(source: &Path, batch: &Batch) -> bool {
+    batch.entries.iter().any(|e| {
+        fs::symlink_metadata(crate::longpath::LongPath::new(source, &e.rel))
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound)
+    })
 }
 
 /// Longest `--files-from` line rsync accepts, with its `./` prefix (MAXPATHLEN, NUL
@@ -79,6 +137,19 @@ fn without_renames(batch: &Batch) -> Batch {
     }
 }
 
+/// rsync's exit codes for a call that is wrong in itself: 1 (syntax or usage), 2 (protocol
+/// incompatibility), 4 (an action the receiver does not support). Retrying the same call
+/// gives the same answer; a new configuration, or another rsync at the receiver, is needed.
+pub(crate) fn is_usage_error(e: &HandlerError) -> bool {
+    matches!(
+        e,
+        HandlerError::Exit {
+            code: 1 | 2 | 4,
+            ..
+        }
+    )
+}
+
 /// rsync's messages for names and deletions beyond MAXPATHLEN.
 fn too_deep_for_rsync(e: &HandlerError) -> bool {
     match e {
@@ -108,7 +179,9 @@ impl RsyncHandler {
             ),
             _ => None,
         };
+        let remote = matches!(destination, Destination::Remote(_));
         RsyncHandler {
+            receiver: Receiver::new(&options.path, remote),
             source,
             destination,
             options,
@@ -224,19 +297,52 @@ impl RsyncHandler {
         list
     }
 
-    /// clsync's own rsync options for `batch` (everything before `-- SRC/ DST/`): `-a
+    /// What the receiver has shown it accepts.
+    pub(crate) fn missing_args(&self) -> MissingArgs {
+        self.receiver.missing_args()
+    }
+
+    /// Learns from a failed run whether the receiver rejects missing entries; true (and
+    /// logged once) when it does.
+    pub(crate) fn learn_rejection(&self, e: &HandlerError) -> bool {
+        let Some(version) = receiver::rejects_missing_args(e) else {
+            return false;
+        };
+        if self.receiver.learn(MissingArgs::Rejected, version) {
+            tracing::warn!("{}", self.receiver.report().describe());
+        }
+        true
+    }
+
+    /// Learns that the receiver took a batch with a missing entry.
+    pub(crate) fn learn_accepted(&self) {
+        if self.receiver.learn(MissingArgs::Accepted, None) {
+            debug!("{}", self.receiver.report().describe());
+        }
+    }
+
+    /// True while the receiver is not known and `batch` would show what it does.
+    pub(crate) fn would_learn(&self, batch: &Batch) -> bool {
+        !batch.is_full()
+            && self.receiver.missing_args() == MissingArgs::Unknown
+            && has_missing(&self.source, batch)
+    }
+
+    /// clsync's own rsync options for one run (everything before `-- SRC/ DST/`): `-a
     /// --delete`, the job's excludes, `[rsync] args`, and for a live batch `-r
-    /// --delete-missing-args --files-from=FILES_FROM --from0` (the list from
-    /// [`files_from_list`](Self::files_from_list)). `exclude_from`: a NUL-separated file of
-    /// the rule excludes, when there are any.
+    /// [--delete-missing-args] --files-from=FILES_FROM --from0` (the list from
+    /// [`files_from_list`](Self::files_from_list)), or for a deletion pass `-r
+    /// --files-from=FILES_FROM --from0 --filter=merge RULES`. `exclude_from`: a
+    /// NUL-separated file of the rule excludes, when there are any.
     pub(crate) fn args(
         &self,
-        batch: &Batch,
+        pass: &Pass,
         files_from: &OsStr,
         exclude_from: Option<&Path>,
     ) -> Vec<OsString> {
+        let full = matches!(pass, Pass::Full);
         let mut args: Vec<OsString> = vec!["-a".into(), "--delete".into()];
-        if batch.is_full() && self.count_changes {
+        if full && self.count_changes {
             // One line per changed path on stdout: counted, to report what a full sync
             // (a verification) had to repair.
             args.push("--itemize-changes".into());
@@ -252,21 +358,33 @@ impl RsyncHandler {
             args.push(format!("--exclude={pat}").into());
         }
         args.extend(self.options.args.iter().map(OsString::from));
-        let full = batch.is_full();
         if !full {
             let mut ff = OsString::from("--files-from=");
             ff.push(files_from);
-            args.extend([
-                "-r".into(),
-                "--delete-missing-args".into(),
-                ff,
-                "--from0".into(),
-            ]);
+            args.push("-r".into());
+            if let Pass::Paths {
+                missing_args: true, ..
+            } = pass
+            {
+                args.push("--delete-missing-args".into());
+            }
+            args.extend([ff, "--from0".into()]);
+        }
+        match pass {
             // --ignore-times: an event says the content changed, even when a rewrite kept
             // the size and put the mtime back (tar x, cp -p, touch -r).
-            if batch.entries.iter().any(|e| !e.attrs_only && !e.recursive) {
+            Pass::Paths { batch, .. }
+                if batch.entries.iter().any(|e| !e.attrs_only && !e.recursive) =>
+            {
                 args.push("--ignore-times".into());
             }
+            Pass::Deletions { rules } => {
+                // After the job's excludes, which keep protecting what they match.
+                let mut arg = OsString::from("--filter=merge ");
+                arg.push(rules);
+                args.push(arg);
+            }
+            _ => {}
         }
         if let Some(x) = exclude_from {
             // rsync reads the file while parsing options: --from0 must come first.
@@ -291,6 +409,14 @@ impl Handler for RsyncHandler {
             Destination::Local(d) => Some(d),
             Destination::Remote(_) => None,
         }
+    }
+
+    fn rsync_report(&self) -> Option<receiver::Report> {
+        Some(self.receiver.report())
+    }
+
+    fn is_permanent(&self, e: &HandlerError) -> bool {
+        is_usage_error(e)
     }
 
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
@@ -401,20 +527,72 @@ impl RsyncHandler {
         Ok(f)
     }
 
-    /// One rsync process: `batch` with the NUL-separated anchored `excludes` (besides the
-    /// job's own) and `hidden` patterns (`--filter=H`), from the source to the destination.
+    /// `batch` with the NUL-separated anchored `excludes` (besides the job's own) and
+    /// `hidden` patterns (`--filter=H`): one rsync run, or for a receiver that rejects
+    /// missing entries, a deletion pass and a run of the paths that exist.
     fn transfer(
         &self,
         batch: &Batch,
         excludes: &[u8],
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
-        let full = batch.is_full();
-        let list = if full {
-            Vec::new()
-        } else {
-            Self::files_from_list(batch)
-        };
+        if batch.is_full() {
+            return self.transfer_pass(&Pass::Full, Vec::new(), excludes, hidden);
+        }
+        if self.missing_args() == MissingArgs::Rejected {
+            return self.transfer_split(batch, excludes, hidden);
+        }
+        let learning = self.would_learn(batch);
+        let list = Self::files_from_list(batch);
+        match self.transfer_pass(&Pass::of(batch), list, excludes, hidden) {
+            // The receiver refused the list before transferring anything.
+            Err(e) if self.learn_rejection(&e) => self.transfer_split(batch, excludes, hidden),
+            Ok(outcome) => {
+                if learning {
+                    self.learn_accepted();
+                }
+                Ok(outcome)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `batch` as two runs: the deletion pass, then the paths that exist.
+    fn transfer_split(
+        &self,
+        batch: &Batch,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+    ) -> Result<Outcome, HandlerError> {
+        let (present, gone) = split_missing(&self.source, batch);
+        let mut outcome = Outcome::default();
+        if let Some(pass) = deletions::plan(&gone) {
+            let rules = self.list_file(".clsync-deletions.", &pass.rules)?;
+            let del = Pass::Deletions {
+                rules: rules.path(),
+            };
+            outcome = self.transfer_pass(&del, pass.list, &[], hidden)?;
+        }
+        if !present.entries.is_empty() {
+            let list = Self::files_from_list(&present);
+            let paths = Pass::Paths {
+                batch: &present,
+                missing_args: false,
+            };
+            outcome.absorb(self.transfer_pass(&paths, list, excludes, hidden)?);
+        }
+        Ok(outcome)
+    }
+
+    /// One rsync process for `pass`, its `--files-from` `list` on stdin.
+    fn transfer_pass(
+        &self,
+        pass: &Pass,
+        list: Vec<u8>,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+    ) -> Result<Outcome, HandlerError> {
+        let full = matches!(pass, Pass::Full);
         // Kept alive until rsync has exited.
         let _excl_file = if excludes.is_empty() {
             None
@@ -442,17 +620,13 @@ impl RsyncHandler {
             cmd.arg(arg);
             _hide_file = Some(f);
         }
-        cmd.args(self.args(
-            batch,
-            OsStr::new("-"),
-            _excl_file.as_ref().map(|f| f.path()),
-        ));
+        cmd.args(self.args(pass, OsStr::new("-"), _excl_file.as_ref().map(|f| f.path())));
         cmd.arg("--");
         cmd.arg(Self::dir_arg(&self.source));
         cmd.arg(self.dest_arg());
         let program = self.options.path.display().to_string();
         debug!(
-            paths = batch.entries.len(),
+            list_bytes = list.len(),
             full,
             "running {program} {:?}",
             cmd.get_args().collect::<Vec<_>>()

@@ -47,6 +47,10 @@ fn is_big(source: &Path, rel: &Path, threshold: u64) -> bool {
         .is_ok_and(|m| m.is_file() && m.len() >= threshold)
 }
 
+/// After this many failed runs in a row that the handler calls permanent (rsync's usage
+/// and protocol errors), the job is reported failed: retrying the same call cannot help.
+const PERMANENT_AFTER: u32 = 3;
+
 /// A copy-while-changing run (`clsync sync JOB --once`) gives up after this many failed
 /// attempts in a row.
 const ONCE_MAX_FAILURES: u32 = 5;
@@ -109,6 +113,7 @@ impl Job {
             )),
         };
         let status = SharedStatus::new(opts.notify.clone());
+        let handler_ref = handler.clone();
         let waker = Arc::new(Waker::new()?);
         let (tx, rx) = unbounded();
         let span = info_span!("job", name = %config.name);
@@ -122,6 +127,8 @@ impl Job {
             span.clone(),
         )?;
         let runner = Runner {
+            handler: handler_ref,
+            permanent: 0,
             cfg: config.clone(),
             filter,
             status: status.clone(),
@@ -213,6 +220,11 @@ enum Exit {
 }
 
 struct Runner {
+    /// The handler the pool runs, asked for what it reports (its rsync) and how to read
+    /// its errors.
+    handler: Arc<dyn Handler>,
+    /// Consecutive failed runs whose error the handler calls permanent.
+    permanent: u32,
     cfg: Arc<JobConfig>,
     filter: Arc<Filter>,
     status: SharedStatus,
@@ -251,6 +263,7 @@ struct Runner {
 
 impl Runner {
     fn run(mut self) {
+        self.report_rsync(true);
         let mut first = true;
         let mut source_failures = 0u32;
         let mut last_error = String::new();
@@ -314,6 +327,22 @@ impl Runner {
             }
         }
         self.shutdown();
+    }
+
+    /// Puts the handler's rsync report into the status; `log`: also name it in the log
+    /// (a warning when it needs a workaround).
+    fn report_rsync(&self, log: bool) {
+        let Some(r) = self.handler.rsync_report() else {
+            return;
+        };
+        if log {
+            if r.delete_missing_args == Some(false) {
+                warn!("{}", r.describe());
+            } else {
+                info!("{}", r.describe());
+            }
+        }
+        self.status.lock().rsync = Some(r);
     }
 
     fn record_error(&self, msg: &str, state: State) {
@@ -589,6 +618,7 @@ impl Runner {
         self.pool.finished();
         self.inflight.remove(done.id);
         self.blocked = false;
+        self.report_rsync(false);
         let now = Instant::now();
         self.last_activity = now;
         match done.result {
@@ -600,6 +630,7 @@ impl Runner {
                     info!("sync recovered after {} failed attempts", self.failures);
                 }
                 self.failures = 0;
+                self.permanent = 0;
                 self.stalled = 0;
                 self.retry_at = None;
                 let full = done.batch.is_full();
@@ -619,6 +650,7 @@ impl Runner {
                 }
                 s.syncs += 1;
                 s.consecutive_failures = 0;
+                s.last_error_permanent = false;
                 s.last_success = Some(SystemTime::now());
                 if full && self.announce {
                     self.announce = false;
@@ -654,11 +686,26 @@ impl Runner {
                 }
                 let r = &self.cfg.retry;
                 let wait = backoff(self.failures, r.delay, r.max_delay);
-                // Past `retries` attempts the job is reported failed, but it keeps its
-                // pending changes and keeps trying at the capped interval: nothing is lost
-                // when the target comes back.
+                if self.handler.is_permanent(&e) {
+                    self.permanent += 1;
+                } else {
+                    self.permanent = 0;
+                }
+                let hopeless = self.permanent >= PERMANENT_AFTER;
+                // Past `retries` attempts, or when the call itself is wrong, the job is
+                // reported failed, but it keeps its pending changes and keeps trying at the
+                // capped interval: nothing is lost when the target comes back.
                 let exhausted = r.retries > 0 && self.failures >= r.retries;
-                if exhausted && self.failures == r.retries {
+                if self.permanent == PERMANENT_AFTER {
+                    error!(
+                        "sync of {} paths failed {} times: {e}; rsync rejects the call itself, \
+                         which retrying cannot fix (check the job's [rsync] settings and the \
+                         receiving rsync); the job is failed, still retrying every {wait:?} \
+                         with its changes kept",
+                        done.batch.len(),
+                        self.failures
+                    );
+                } else if exhausted && self.failures == r.retries {
                     error!(
                         "sync of {} paths failed {} times: {e}; the job is failed, still retrying every {wait:?} with its changes kept",
                         done.batch.len(),
@@ -677,7 +724,8 @@ impl Runner {
                     s.failures += 1;
                     s.consecutive_failures = self.failures;
                     s.last_error = Some((SystemTime::now(), e.to_string()));
-                    s.state = if exhausted {
+                    s.last_error_permanent = hopeless;
+                    s.state = if exhausted || hopeless {
                         State::Failed
                     } else {
                         State::Retrying

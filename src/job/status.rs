@@ -50,6 +50,11 @@ pub struct Status {
     /// can tell).
     pub last_verify: Option<(SystemTime, Option<u64>)>,
     pub last_error: Option<(SystemTime, String)>,
+    /// The last error repeated on every recent attempt and retrying cannot fix it (rsync's
+    /// usage, protocol and unsupported-action errors): it needs the administrator.
+    pub last_error_permanent: bool,
+    /// The job's rsync and what its receiver accepts (rsync and `%RSYNC-ARGS%` modes).
+    pub rsync: Option<crate::handler::receiver::Report>,
 }
 
 impl Default for Status {
@@ -66,6 +71,8 @@ impl Default for Status {
             last_success: None,
             last_verify: None,
             last_error: None,
+            last_error_permanent: false,
+            rsync: None,
         }
     }
 }
