@@ -254,7 +254,10 @@ class Daemon:
         self.calls_path = os.path.join(self.work, "rsync-calls")
         self.wrapper = os.path.join(self.work, "rsync-wrapper.sh")
         with open(self.wrapper, "w") as fh:
-            fh.write(f'#!/bin/sh\necho x >> "{self.calls_path}"\nexec {RSYNC} "$@"\n')
+            # The daemon's start-up questions to its rsync (--version, the probe) are not
+            # batches: not counted.
+            fh.write(f'#!/bin/sh\ncase "$*" in --version|*/clsync-probe.*) exec {RSYNC} "$@";; esac\n'
+                     f'echo x >> "{self.calls_path}"\nexec {RSYNC} "$@"\n')
         os.chmod(self.wrapper, 0o755)
         open(self.calls_path, "w").close()
         self.cmd = self._command(delay, initial_sync)

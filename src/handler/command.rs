@@ -264,6 +264,12 @@ impl CommandHandler {
         }
     }
 
+    /// The program runs rsync with clsync's lists or arguments (`rsync-shell`, or a
+    /// template with `%RSYNC-ARGS%`).
+    fn runs_rsync(&self) -> bool {
+        self.options.kind == CommandKind::RsyncShell || self.uses(Placeholder::RsyncArgs)
+    }
+
     fn uses(&self, p: Placeholder) -> bool {
         self.options
             .args
@@ -341,17 +347,21 @@ impl CommandHandler {
         }
     }
 
-    /// The runs of `entries` when `%RSYNC-ARGS%` is used: one, or for a receiver that
-    /// rejects missing entries and a batch with deletions, a deletion pass and a run of the
-    /// paths that exist (as rsync mode would run rsync).
-    fn run_rsync_args(&self, entries: &[Entry]) -> Result<Outcome, HandlerError> {
+    /// The runs of a live batch for a program that runs rsync (`rsync-shell`, or a template
+    /// with `%RSYNC-ARGS%`): one, or for a receiver that rejects missing entries and a
+    /// batch with deletions, a deletion run and a run of the paths that exist. The deletion
+    /// run lists the parents of the deleted paths, and its exclude list (after the job's
+    /// excludes) and `%RSYNC-ARGS%` carry the filter rules that limit rsync to the deleted
+    /// names ([`deletions`]): a script that follows the documented pattern (`rsync -a
+    /// --delete -r --files-from="$1" --from0 --exclude-from="$2"`) deletes them.
+    fn run_rsync_lists(&self, entries: &[Entry]) -> Result<Outcome, HandlerError> {
         let batch = Batch {
             renames: Vec::new(),
             entries: entries.to_vec(),
         };
         if self.rsync.missing_args() != MissingArgs::Rejected {
             let learning = self.rsync.would_learn(&batch);
-            match self.run_one(entries, false, Some(&ListOf::Paths)) {
+            match self.run_one(entries, false, &ListOf::Paths) {
                 Err(e) if self.rsync.learn_rejection(&e) => {}
                 Ok(o) => {
                     if learning {
@@ -374,31 +384,31 @@ impl CommandHandler {
                     ..Entry::default()
                 })
                 .collect();
-            outcome = self.run_one(&parents, false, Some(&ListOf::Deletions(&pass)))?;
+            outcome = self.run_one(&parents, false, &ListOf::Deletions(&pass))?;
         }
         if !present.entries.is_empty() {
-            let o = self.run_one(&present.entries, false, Some(&ListOf::Existing))?;
+            let o = self.run_one(&present.entries, false, &ListOf::Existing)?;
             outcome.warnings.extend(o.warnings);
         }
         Ok(outcome)
     }
 
-    /// One run of the program for `entries`. `rsync`: what `%RSYNC-ARGS%` sends (None
-    /// when the template does not use it).
+    /// One run of the program for `entries`; `what`: what its rsync lists and
+    /// `%RSYNC-ARGS%` send.
     fn run_one(
         &self,
         entries: &[Entry],
         full: bool,
-        rsync: Option<&ListOf>,
+        what: &ListOf,
     ) -> Result<Outcome, HandlerError> {
         let kind = self.options.kind;
         let batch = Batch {
             renames: Vec::new(),
             entries: entries.to_vec(),
         };
-        let rsync_args = rsync.is_some();
-        let deletion = match rsync {
-            Some(ListOf::Deletions(p)) => Some(p),
+        let rsync_args = self.uses(Placeholder::RsyncArgs);
+        let deletion = match what {
+            ListOf::Deletions(p) => Some(p),
             _ => None,
         };
         // The list: shell mode's records, else the rsync `--files-from` list.
@@ -441,14 +451,17 @@ impl CommandHandler {
                 data.push(0);
             }
             data.extend_from_slice(&rule_excludes);
+            if let Some(p) = deletion {
+                data.extend_from_slice(&p.rules);
+            }
             Some(self.write_list(".clsync-exclude.", &data)?)
         } else {
             None
         };
         let list_path = list.as_ref().map(|f| f.path());
         let excl_path = excludes.as_ref().map(|f| f.path());
-        let rsync_argv = match rsync {
-            Some(what) => {
+        let rsync_argv = match rsync_args {
+            true => {
                 let pass = match (what, &rules) {
                     _ if full => Pass::Full,
                     (ListOf::Deletions(_), Some(r)) => Pass::Deletions { rules: r.path() },
@@ -463,7 +476,7 @@ impl CommandHandler {
                     excl_path.filter(|_| !rule_excludes.is_empty()),
                 )
             }
-            None => Vec::new(),
+            false => Vec::new(),
         };
         let include_list: Vec<OsString> = entries.iter().map(|e| rel_arg(&e.rel)).collect();
         let (event, path) = match entries.first() {
@@ -559,14 +572,14 @@ impl Handler for CommandHandler {
             renames: Vec::new(),
             entries,
         };
-        let rsync_args = self.uses(Placeholder::RsyncArgs);
+        let runs_rsync = self.runs_rsync();
         let mut outcome = Outcome::default();
         for run in self.runs(&batch) {
             let entries = &batch.entries[run];
-            let o = if rsync_args && !full {
-                self.run_rsync_args(entries)?
+            let o = if runs_rsync && !full {
+                self.run_rsync_lists(entries)?
             } else {
-                self.run_one(entries, full, rsync_args.then_some(&ListOf::Paths))?
+                self.run_one(entries, full, &ListOf::Paths)?
             };
             outcome.warnings.extend(o.warnings);
         }
@@ -574,13 +587,13 @@ impl Handler for CommandHandler {
     }
 
     fn rsync_report(&self) -> Option<super::receiver::Report> {
-        (self.options.kind == CommandKind::RsyncShell || self.uses(Placeholder::RsyncArgs))
+        self.runs_rsync()
             .then(|| self.rsync.rsync_report())
             .flatten()
     }
 }
 
-/// What the `%RSYNC-ARGS%` of a live run send.
+/// What the rsync lists and `%RSYNC-ARGS%` of a run send.
 enum ListOf<'a> {
     /// The batch's paths, with `--delete-missing-args`.
     Paths,

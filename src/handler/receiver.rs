@@ -13,9 +13,10 @@
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use super::HandlerError;
@@ -31,15 +32,25 @@ pub enum MissingArgs {
     Rejected,
 }
 
-/// A local rsync program: what `--version` and the probe said.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A local rsync program: what `--version` said, and once asked, what the probe said.
+#[derive(Debug)]
 pub struct Program {
     /// As configured (`[rsync] path`).
     pub path: PathBuf,
     /// `3.2.7`, when `--version` answered.
     pub version: Option<String>,
     pub protocol: Option<u32>,
-    pub missing_args: MissingArgs,
+    missing_args: OnceLock<MissingArgs>,
+}
+
+impl Program {
+    /// Whether this program, as the receiver of a local transfer, accepts missing entries
+    /// (probed on the first call).
+    pub fn missing_args(&self) -> MissingArgs {
+        *self
+            .missing_args
+            .get_or_init(|| probe_missing_args(&self.path))
+    }
 }
 
 /// Per binary: (path as configured, device, inode, mtime).
@@ -66,7 +77,7 @@ pub fn local(program: &Path) -> Arc<Program> {
             path: program.to_path_buf(),
             version: None,
             protocol: None,
-            missing_args: MissingArgs::Unknown,
+            missing_args: OnceLock::from(MissingArgs::Unknown),
         });
     };
     let key = (program.to_path_buf(), m.dev(), m.ino(), m.mtime());
@@ -97,22 +108,36 @@ pub fn parse_version(out: &str) -> (Option<String>, Option<u32>) {
     (version, protocol)
 }
 
+/// How long a probe may take: `[rsync] path` may be a wrapper that does more than rsync.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
 fn probe(program: &Path) -> Program {
-    // `--version` only prints; it cannot hang the way a transfer can.
-    let (version, protocol) = match Command::new(program)
-        .arg("--version")
-        .stdin(std::process::Stdio::null())
-        .output()
-    {
-        Ok(o) if o.status.success() => parse_version(&String::from_utf8_lossy(&o.stdout)),
-        _ => (None, None),
-    };
+    let (version, protocol) = version_of(program).unwrap_or((None, None));
     Program {
         path: program.to_path_buf(),
         version,
         protocol,
-        missing_args: probe_missing_args(program),
+        missing_args: OnceLock::new(),
     }
+}
+
+/// `program --version`, read within [`PROBE_TIMEOUT`].
+fn version_of(program: &Path) -> Option<(Option<String>, Option<u32>)> {
+    use std::io::Read;
+    let mut child = Command::new(program)
+        .arg("--version")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ok()?;
+    let watchdog = super::timeout::Watchdog::start(child.id() as i32, PROBE_TIMEOUT);
+    let mut out = String::new();
+    let _ = child.stdout.take()?.read_to_string(&mut out);
+    let ok = child.wait().ok()?.success();
+    let timed_out = watchdog.finish();
+    (ok && !timed_out).then(|| parse_version(&out))
 }
 
 /// Syncs one missing `--files-from` entry between two empty temporary directories.
@@ -139,7 +164,7 @@ fn probe_missing_args(program: &Path) -> MissingArgs {
         cmd,
         &program.display().to_string(),
         Some(b"./missing\0".to_vec()),
-        Some(Duration::from_secs(10)),
+        Some(PROBE_TIMEOUT),
         &[],
         |_| "",
     );
@@ -179,9 +204,12 @@ pub fn rejects_missing_args(e: &HandlerError) -> Option<Option<String>> {
 /// (that program, or the remote one) has shown it accepts.
 #[derive(Debug)]
 pub struct Receiver {
-    program: Arc<Program>,
+    path: PathBuf,
     remote: bool,
-    learned: Mutex<(MissingArgs, Option<String>)>,
+    /// Probed on first use, in the job's thread (never in the supervisor's).
+    program: OnceLock<Arc<Program>>,
+    /// What the receiver accepts and its version; None until first asked.
+    learned: Mutex<Option<(MissingArgs, Option<String>)>>,
 }
 
 /// How a job's rsync is set up, for `clsync status` and the start-up log.
@@ -203,44 +231,60 @@ impl Receiver {
     /// `program` sending to a local destination (`remote` false: it receives too) or to
     /// another host.
     pub fn new(program: &Path, remote: bool) -> Receiver {
-        let program = local(program);
-        let learned = if remote {
-            (MissingArgs::Unknown, None)
-        } else {
-            (program.missing_args, program.version.clone())
-        };
         Receiver {
-            program,
+            path: program.to_path_buf(),
             remote,
-            learned: Mutex::new(learned),
+            program: OnceLock::new(),
+            learned: Mutex::new(None),
         }
     }
 
+    fn program(&self) -> &Arc<Program> {
+        self.program.get_or_init(|| local(&self.path))
+    }
+
+    /// What is known: for a local destination, the program's own answer to the probe.
+    fn known(&self) -> std::sync::MutexGuard<'_, Option<(MissingArgs, Option<String>)>> {
+        let mut l = self.learned.lock().unwrap_or_else(|e| e.into_inner());
+        if l.is_none() {
+            let p = self.program();
+            *l = Some(if self.remote {
+                (MissingArgs::Unknown, None)
+            } else {
+                (p.missing_args(), p.version.clone())
+            });
+        }
+        l
+    }
+
     pub fn missing_args(&self) -> MissingArgs {
-        self.learned.lock().unwrap_or_else(|e| e.into_inner()).0
+        self.known().as_ref().map_or(MissingArgs::Unknown, |k| k.0)
     }
 
     /// Records what a run showed; true when this changed what was known.
     pub fn learn(&self, missing_args: MissingArgs, version: Option<String>) -> bool {
-        let mut l = self.learned.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = l.0 != missing_args;
-        l.0 = missing_args;
+        let mut l = self.known();
+        let Some(k) = l.as_mut() else {
+            return false;
+        };
+        let changed = k.0 != missing_args;
+        k.0 = missing_args;
         if version.is_some() {
-            l.1 = version;
+            k.1 = version;
         }
         changed
     }
 
     pub fn report(&self) -> Report {
         let (ma, rv) = self
-            .learned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+            .known()
+            .clone()
+            .unwrap_or((MissingArgs::Unknown, None));
+        let program = self.program();
         Report {
-            program: self.program.path.display().to_string(),
-            version: self.program.version.clone(),
-            protocol: self.program.protocol,
+            program: program.path.display().to_string(),
+            version: program.version.clone(),
+            protocol: program.protocol,
             receiver: if self.remote { "remote" } else { "local" },
             receiver_version: rv,
             delete_missing_args: match ma {
@@ -331,11 +375,11 @@ mod tests {
         }
         let p = local(Path::new("rsync"));
         assert!(p.version.is_some(), "{p:?}");
-        assert_ne!(p.missing_args, MissingArgs::Unknown, "{p:?}");
+        assert_ne!(p.missing_args(), MissingArgs::Unknown, "{p:?}");
         assert!(Arc::ptr_eq(&p, &local(Path::new("rsync"))), "probed once");
         if let Some(bad) = std::env::var_os("CLSYNC_TEST_RSYNC_AFFECTED") {
             let b = local(Path::new(&bad));
-            assert_eq!(b.missing_args, MissingArgs::Rejected, "{b:?}");
+            assert_eq!(b.missing_args(), MissingArgs::Rejected, "{b:?}");
             let r = Receiver::new(Path::new(&bad), false).report();
             assert_eq!(
                 (r.delete_missing_args, r.deletions),

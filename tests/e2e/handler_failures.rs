@@ -107,7 +107,7 @@ fn retries_mark_the_job_failed_and_it_still_recovers() {
     let rsync = env.script(
         "rsync-down.sh",
         &format!(
-            "date +%s.%N >> '{c}'\n[ -e '{d}' ] && exit 12\nexec rsync \"$@\"",
+            "{PROBES_PASS}date +%s.%N >> '{c}'\n[ -e '{d}' ] && exit 12\nexec rsync \"$@\"",
             c = calls.display(),
             d = down.display()
         ),

@@ -22,6 +22,12 @@ pub const READY_DEADLINE: Duration = Duration::from_secs(30);
 /// Poll interval.
 pub const POLL: Duration = Duration::from_millis(50);
 
+/// The first line of an rsync wrapper that counts or fails calls: the daemon's questions
+/// to a job's rsync at start (`--version`, and a transfer between two `clsync-probe.*`
+/// temporary directories) go to the real rsync, uncounted.
+pub const PROBES_PASS: &str =
+    "case \"$*\" in --version|*/clsync-probe.*) exec rsync \"$@\";; esac\n";
+
 /// Held for reading by every daemon start (spawn .. `watching`), for writing by the tests that
 /// lower `fs.inotify.max_queued_events`: the kernel reads that value when an inotify instance
 /// is created, so no other daemon may start while it is lowered.
@@ -175,7 +181,7 @@ impl Env {
         let script = self.script(
             name,
             &format!(
-                "echo call >> '{c}'\nif [ \"$(wc -l < '{c}')\" -le {n} ]; then {first}; fi\n{then}",
+                "{PROBES_PASS}echo call >> '{c}'\nif [ \"$(wc -l < '{c}')\" -le {n} ]; then {first}; fi\n{then}",
                 c = calls.display()
             ),
         );
@@ -187,7 +193,10 @@ impl Env {
         let counter = self.p("rsync-calls");
         let script = self.script(
             "rsync-counter.sh",
-            &format!("echo call >> '{}'\nexec rsync \"$@\"", counter.display()),
+            &format!(
+                "{PROBES_PASS}echo call >> '{}'\nexec rsync \"$@\"",
+                counter.display()
+            ),
         );
         (script, counter)
     }

@@ -16,7 +16,7 @@ fn flaky_wrapper(env: &Env, calls: &Path, first: usize) -> std::path::PathBuf {
     env.script(
         "rsync-flaky.sh",
         &format!(
-            "echo call >> '{c}'\nn=$(wc -l < '{c}')\ncase $n in\n  {a}) echo 'injected: partial transfer' >&2; exit 23;;\n  {b}) echo 'injected: connection lost' >&2; exit 255;;\n  {k}) kill -9 $$;;\nesac\nexec rsync \"$@\"",
+            "{PROBES_PASS}echo call >> '{c}'\nn=$(wc -l < '{c}')\ncase $n in\n  {a}) echo 'injected: partial transfer' >&2; exit 23;;\n  {b}) echo 'injected: connection lost' >&2; exit 255;;\n  {k}) kill -9 $$;;\nesac\nexec rsync \"$@\"",
             c = calls.display(),
             a = first,
             b = first + 1,
@@ -167,7 +167,7 @@ fn permanent_failure_backs_off() {
     populate(&sh, "h");
     let stamp_file = env.p("attempts");
     let failing = format!(
-        "date +%s.%N >> '{}'\necho 'injected: permanent failure' >&2\nexit 1",
+        "{PROBES_PASS}date +%s.%N >> '{}'\necho 'injected: permanent failure' >&2\nexit 1",
         stamp_file.display()
     );
     let rsync = env.script("rsync-broken.sh", &failing);
