@@ -1,0 +1,323 @@
+//! rsync builds whose receiver rejects `--delete-missing-args` entries of a `--files-from`
+//! list ("invalid file mode 00 for c [Receiver]", exit 2: Debian 12's 3.2.7-1+deb12u5,
+//! upstream 3.4.3, RsyncProject/rsync issue 910). With such a receiver, local or at the other
+//! end of ssh, deletions and renames must still reach the destination, without a retry loop;
+//! `clsync status` names the rsync version and how deletions are sent; a permanent rsync
+//! failure (a usage error) is shown as failed, not retried as if it were transient.
+//!
+//! The affected binary comes from `CLSYNC_TEST_RSYNC_AFFECTED`, or is unpacked from
+//! `../shared/rsync/rsync_3.2.7-1+deb12u5_amd64.deb`; it is checked to really be affected
+//! unless `CLSYNC_TEST_RSYNC_AFFECTED_CHECK=0` (to run the tests against an unaffected build).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+use super::ctl::*;
+use super::harness::*;
+
+const AFFECTED_ENV: &str = "CLSYNC_TEST_RSYNC_AFFECTED";
+const AFFECTED_CHECK_ENV: &str = "CLSYNC_TEST_RSYNC_AFFECTED_CHECK";
+const AFFECTED_DEB: &str = "rsync_3.2.7-1+deb12u5_amd64.deb";
+
+/// The affected rsync binary (see the module documentation); resolved, and checked, once per
+/// test process.
+pub fn affected_rsync() -> PathBuf {
+    static AFFECTED: OnceLock<PathBuf> = OnceLock::new();
+    AFFECTED
+        .get_or_init(|| {
+            let rsync = locate_affected();
+            if std::env::var_os(AFFECTED_CHECK_ENV).as_deref() != Some(OsStr::new("0")) {
+                check_affected(&rsync);
+            }
+            rsync
+        })
+        .clone()
+}
+
+/// `$CLSYNC_TEST_RSYNC_AFFECTED`, else the deb12u5 package unpacked under `target/`.
+fn locate_affected() -> PathBuf {
+    if let Some(p) = std::env::var_os(AFFECTED_ENV) {
+        let p = PathBuf::from(p);
+        assert!(
+            p.is_file(),
+            "{AFFECTED_ENV}={} is not a file: point it at an rsync binary whose receiver \
+             rejects --delete-missing-args entries (Debian 12's rsync 3.2.7-1+deb12u5)",
+            p.display()
+        );
+        return p;
+    }
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let deb = manifest.join("../shared/rsync").join(AFFECTED_DEB);
+    let unpacked = manifest.join("target/test-rsync/deb12u5");
+    let rsync = unpacked.join("usr/bin/rsync");
+    if rsync.is_file() {
+        return rsync;
+    }
+    assert!(
+        deb.is_file(),
+        "no affected rsync to test with: set {AFFECTED_ENV} to an rsync binary whose receiver \
+         rejects --delete-missing-args entries (Debian 12's rsync 3.2.7-1+deb12u5), or provide \
+         {} (as scripts/test.sh runs the suite)",
+        deb.display()
+    );
+    // Unpacked beside the final place, then renamed into it: a parallel test process either
+    // wins the rename or finds the finished copy.
+    let parent = unpacked.parent().unwrap();
+    fs::create_dir_all(parent).unwrap();
+    let tmp = tempfile::Builder::new()
+        .prefix(".deb12u5-")
+        .tempdir_in(parent)
+        .unwrap();
+    let out = Command::new("dpkg")
+        .arg("-x")
+        .arg(&deb)
+        .arg(tmp.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run dpkg -x to unpack {} ({e}); set {AFFECTED_ENV} to an affected rsync \
+                 binary instead",
+                deb.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "dpkg -x {} failed ({}): {}",
+        deb.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match fs::rename(tmp.path(), &unpacked) {
+        Ok(()) => {
+            let _ = tmp.keep();
+        }
+        // Another process was first; `tmp` is removed on drop.
+        Err(_) if rsync.is_file() => {}
+        Err(e) => panic!(
+            "cannot move the unpacked package to {}: {e}",
+            unpacked.display()
+        ),
+    }
+    assert!(rsync.is_file(), "{} has no usr/bin/rsync", deb.display());
+    rsync
+}
+
+/// Panics unless `rsync`'s receiver rejects a `--delete-missing-args` entry (exit 2), so that
+/// the tests cannot silently test an unaffected build.
+fn check_affected(rsync: &Path) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    fs::create_dir_all(&src).unwrap();
+    write(&dst.join("c"), "to be deleted");
+    let mut child = Command::new(rsync)
+        .args([
+            "-a",
+            "-r",
+            "--delete-missing-args",
+            "--files-from=-",
+            "--from0",
+        ])
+        .arg("./")
+        .arg(format!("{}/", dst.display()))
+        .current_dir(&src)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", rsync.display()));
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"./c\0").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{} is not an affected rsync build: `printf './c\\0' | rsync -a -r \
+         --delete-missing-args --files-from=- --from0 ./ DST/` exited with {} (expected 2, \
+         \"invalid file mode 00\"); stderr: {}\nSet {AFFECTED_ENV} to Debian 12's rsync \
+         3.2.7-1+deb12u5, or {AFFECTED_CHECK_ENV}=0 to run these tests against this build anyway",
+        rsync.display(),
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn affected_str() -> String {
+    affected_rsync().to_str().expect("UTF-8 path").to_string()
+}
+
+/// `[rsync]` of a job: `path` (none: the default `rsync`) and `args`.
+fn rsync_table(path: Option<&str>, args: &[&str]) -> String {
+    let mut t = String::from("[rsync]\n");
+    if let Some(p) = path {
+        t.push_str(&format!("path = {}\n", toml_str(p)));
+    }
+    t.push_str(&format!("args = {}\n", toml_list(args)));
+    t
+}
+
+/// The tree every test starts from: `populate`'s, plus a tree to remove, directories to
+/// rename, the two sides of a swap, and a directory to change in one batch.
+fn seed(src: &Path) {
+    populate(src, "seed");
+    for i in 0..3 {
+        write(
+            &src.join(format!("gone/sub{i}/deep/f{i}")),
+            "removed with its tree",
+        );
+    }
+    write(&src.join("ren/inner/f"), "renamed with its directory");
+    write(&src.join("ren/g"), "g");
+    write(&src.join("mover/m"), "moved into a new subdirectory");
+    write(&src.join("x"), "x: a file, then a directory");
+    write(&src.join("y/inner/f"), "y: a directory, then a file");
+    write(&src.join("y/f"), "y/f");
+    for i in 0..5 {
+        write(
+            &src.join(format!("mix/old{i}")),
+            "deleted while new0..4 appear",
+        );
+    }
+}
+
+/// Waits until every destination equals `src`, naming the step on failure.
+fn step(d: &mut Daemon, what: &str, src: &Path, dsts: &[&Path]) {
+    eprintln!("step: {what}");
+    for dst in dsts {
+        d.assert_synced(src, dst, &[]);
+    }
+}
+
+/// Deletions (top level and deep), `rm -r` of a tree, directory renames, file↔dir swaps;
+/// each step synced to every destination before the next.
+fn deletions_renames_swaps(d: &mut Daemon, src: &Path, dsts: &[&Path]) {
+    fs::remove_file(src.join("a.txt")).unwrap();
+    fs::remove_file(src.join("b/b1.txt")).unwrap();
+    fs::remove_file(src.join("b/c/d/e/deeper.bin")).unwrap();
+    step(d, "delete files, top level and deep", src, dsts);
+
+    fs::remove_dir_all(src.join("gone")).unwrap();
+    step(d, "rm -r a directory tree", src, dsts);
+
+    fs::rename(src.join("ren"), src.join("ren-renamed")).unwrap();
+    fs::create_dir_all(src.join("new/sub")).unwrap();
+    fs::rename(src.join("mover"), src.join("new/sub/mover")).unwrap();
+    step(
+        d,
+        "rename a directory, and one into a new subdirectory",
+        src,
+        dsts,
+    );
+
+    fs::remove_file(src.join("x")).unwrap();
+    write(&src.join("x/inside/f"), "x is a directory now");
+    fs::remove_dir_all(src.join("y")).unwrap();
+    write(&src.join("y"), "y is a file now");
+    step(d, "swap a file for a directory and back", src, dsts);
+}
+
+/// Names with glob characters, a backslash, a newline, a leading `-` and a non-UTF-8 byte are
+/// created, then deleted; their plain-named neighbours (what the names would match as
+/// patterns) stay.
+fn odd_names(d: &mut Daemon, src: &Path, dst: &Path) {
+    let odd: Vec<PathBuf> = [
+        &b"*"[..],
+        b"[ab]",
+        b"a\\b",
+        b"new\nline",
+        b"-leading",
+        b"\xff",
+        b"dir [ab]*",
+    ]
+    .iter()
+    .map(|n| src.join("odd").join(os(n)))
+    .collect();
+    for n in ["a", "b", "ab", "keep", "-x"] {
+        write(&src.join("odd").join(n), "neighbour");
+    }
+    for p in &odd[..odd.len() - 1] {
+        write(p, "odd name");
+    }
+    write(&odd[odd.len() - 1].join("inner"), "in an odd directory");
+    step(d, "create odd names", src, &[dst]);
+    for p in &odd[..odd.len() - 1] {
+        fs::remove_file(p).unwrap();
+    }
+    fs::remove_dir_all(&odd[odd.len() - 1]).unwrap();
+    step(d, "delete odd names", src, &[dst]);
+}
+
+/// Files deleted while others are created in the same directory, in one batch.
+fn delete_and_create_in_one_batch(d: &mut Daemon, src: &Path, dst: &Path) {
+    for i in 0..5 {
+        fs::remove_file(src.join(format!("mix/old{i}"))).unwrap();
+        write(
+            &src.join(format!("mix/new{i}")),
+            "created beside the deletions",
+        );
+    }
+    step(
+        d,
+        "delete and create in one directory, one batch",
+        src,
+        &[dst],
+    );
+}
+
+/// `clsync status --json`, parsed.
+fn status_json(env: &Env) -> Value {
+    let out = cli_conf(env, "status", &["--json"]);
+    serde_json::from_str(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{}", out.describe()))
+}
+
+/// No retry loop on a healthy target: no failed run of `jobs` in the status, none in the log.
+fn assert_no_failures(d: &Daemon, env: &Env, jobs: &[&str]) {
+    let v = status_json(env);
+    for name in jobs {
+        let j = job(&v, name).unwrap_or_else(|| panic!("no job {name} in {v:#}"));
+        assert_eq!(j["failures"], 0, "job {name} had failed runs: {j:#}");
+        assert_eq!(j["consecutive_failures"], 0, "job {name}: {j:#}");
+    }
+    for name in jobs {
+        assert_eq!(
+            job_log_count(d, name, "failed (attempt"),
+            0,
+            "a run of job {name} failed and was retried\n{}",
+            d.log_tail()
+        );
+    }
+}
+
+/// Rsync mode with the affected rsync and a local destination: deletions (top level, deep,
+/// odd names, beside creations), `rm -r`, directory renames and file↔dir swaps all reach the
+/// destination, without a single failed run.
+#[test]
+fn local_deletions_renames_swaps() {
+    let env = sup_env("");
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    seed(&src);
+    let aff = affected_str();
+    env.job(
+        "aff",
+        &src,
+        &dst,
+        Mode::Rsync,
+        &rsync_table(Some(&aff), &[]),
+    );
+    let mut d = start_sup(&env, &["aff"]);
+    step(&mut d, "initial sync", &src, &[&dst]);
+    deletions_renames_swaps(&mut d, &src, &[&dst]);
+    odd_names(&mut d, &src, &dst);
+    delete_and_create_in_one_batch(&mut d, &src, &dst);
+    assert_no_failures(&d, &env, &["aff"]);
+    assert!(d.stop().success());
+}
