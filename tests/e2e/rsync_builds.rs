@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use super::ctl::*;
 use super::harness::*;
+use super::sshd::Sshd;
 
 const AFFECTED_ENV: &str = "CLSYNC_TEST_RSYNC_AFFECTED";
 const AFFECTED_CHECK_ENV: &str = "CLSYNC_TEST_RSYNC_AFFECTED_CHECK";
@@ -162,6 +163,20 @@ fn rsync_table(path: Option<&str>, args: &[&str]) -> String {
     }
     t.push_str(&format!("args = {}\n", toml_list(args)));
     t
+}
+
+fn rsync_path_arg() -> String {
+    format!("--rsync-path={}", affected_str())
+}
+
+/// The text of a job syncing `src` to `root@127.0.0.1:DST` over `sshd`.
+fn remote_job_toml(sshd: &Sshd, src: &Path, dst: &Path, rsync: &str) -> String {
+    format!(
+        "source = {}\ndestination = {}\ndelay = \"100ms\"\n{rsync}{}",
+        toml_path(src),
+        toml_str(&format!("root@127.0.0.1:{}", dst.display())),
+        sshd.job_extra()
+    )
 }
 
 /// The tree every test starts from: `populate`'s, plus a tree to remove, directories to
@@ -319,5 +334,74 @@ fn local_deletions_renames_swaps() {
     odd_names(&mut d, &src, &dst);
     delete_and_create_in_one_batch(&mut d, &src, &dst);
     assert_no_failures(&d, &env, &["aff"]);
+    assert!(d.stop().success());
+}
+
+/// Over ssh, sender the default rsync, receiver the affected one (`--rsync-path`): deletions,
+/// `rm -r`, directory renames and swaps reach the remote destination, without failed runs.
+#[test]
+fn remote_receiver_is_affected() {
+    let env = sup_env("");
+    let Some(sshd) = Sshd::start(&env.p("sshd")) else {
+        return;
+    };
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    seed(&src);
+    let rsync = rsync_table(None, &[&rsync_path_arg()]);
+    env.write_job("remote", &remote_job_toml(&sshd, &src, &dst, &rsync));
+    let mut d = start_sup(&env, &["remote"]);
+    step(&mut d, "initial sync", &src, &[&dst]);
+    deletions_renames_swaps(&mut d, &src, &[&dst]);
+    assert_no_failures(&d, &env, &["remote"]);
+    assert!(d.stop().success());
+}
+
+/// Over ssh with the affected rsync at both ends (`[rsync] path` and `--rsync-path`):
+/// deletions, `rm -r`, directory renames and swaps reach the destination, without failed runs.
+#[test]
+fn both_ends_affected_over_ssh() {
+    let env = sup_env("");
+    let Some(sshd) = Sshd::start(&env.p("sshd")) else {
+        return;
+    };
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    seed(&src);
+    let aff = affected_str();
+    let rsync = rsync_table(Some(&aff), &[&rsync_path_arg()]);
+    env.write_job("remote", &remote_job_toml(&sshd, &src, &dst, &rsync));
+    let mut d = start_sup(&env, &["remote"]);
+    step(&mut d, "initial sync", &src, &[&dst]);
+    deletions_renames_swaps(&mut d, &src, &[&dst]);
+    assert_no_failures(&d, &env, &["remote"]);
+    assert!(d.stop().success());
+}
+
+/// One job, two targets (a local directory and one over ssh), the affected rsync for both:
+/// deletions, `rm -r`, directory renames and swaps reach both, neither target fails a run.
+#[test]
+fn fanout_local_and_remote() {
+    let env = sup_env("");
+    let Some(sshd) = Sshd::start(&env.p("sshd")) else {
+        return;
+    };
+    let src = env.dir("src");
+    let (local, remote) = (env.p("dst-local"), env.p("dst-remote"));
+    seed(&src);
+    let aff = affected_str();
+    env.write_job(
+        "web",
+        &format!(
+            "source = {}\ndestinations = [{}, {}]\ndelay = \"100ms\"\n{}{}",
+            toml_path(&src),
+            toml_path(&local),
+            toml_str(&format!("root@127.0.0.1:{}", remote.display())),
+            rsync_table(Some(&aff), &[&rsync_path_arg()]),
+            sshd.job_extra()
+        ),
+    );
+    let mut d = start_sup(&env, &["web@1", "web@2"]);
+    step(&mut d, "initial sync", &src, &[&local, &remote]);
+    deletions_renames_swaps(&mut d, &src, &[&local, &remote]);
+    assert_no_failures(&d, &env, &["web@1", "web@2"]);
     assert!(d.stop().success());
 }
