@@ -405,3 +405,36 @@ fn fanout_local_and_remote() {
     assert_no_failures(&d, &env, &["web@1", "web@2"]);
     assert!(d.stop().success());
 }
+
+/// rsync-shell with the affected rsync as the program, called as `rsync %RSYNC-ARGS% -- ./
+/// DST`: deletions, `rm -r`, directory renames and swaps reach the destination (clsync runs
+/// the program once more, with deletion-pass arguments, for a batch with deletions), without
+/// failed runs.
+#[test]
+fn rsync_shell_args_with_affected_rsync() {
+    let env = sup_env("");
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    seed(&src);
+    let aff = affected_str();
+    // The program's cwd is the source; `%source%/` would stay literal (a placeholder is only
+    // replaced as a whole argument), so the source is `./`, and `%destination%` is a
+    // directory rsync copies the contents of `./` into.
+    env.write_job(
+        "shell",
+        &format!(
+            "source = {}\ndestination = {}\nmode = \"rsync-shell\"\ndelay = \"100ms\"\n\
+             {}[command]\npath = {}\nargs = {}\n",
+            toml_path(&src),
+            toml_path(&dst),
+            rsync_table(Some(&aff), &[]),
+            toml_str(&aff),
+            toml_list(&["%RSYNC-ARGS%", "--", "./", "%destination%"])
+        ),
+    );
+    let mut d = start_sup(&env, &["shell"]);
+    step(&mut d, "initial sync", &src, &[&dst]);
+    deletions_renames_swaps(&mut d, &src, &[&dst]);
+    delete_and_create_in_one_batch(&mut d, &src, &dst);
+    assert_no_failures(&d, &env, &["shell"]);
+    assert!(d.stop().success());
+}
