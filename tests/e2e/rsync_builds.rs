@@ -14,6 +14,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -436,5 +437,167 @@ fn rsync_shell_args_with_affected_rsync() {
     deletions_renames_swaps(&mut d, &src, &[&dst]);
     delete_and_create_in_one_batch(&mut d, &src, &dst);
     assert_no_failures(&d, &env, &["shell"]);
+    assert!(d.stop().success());
+}
+
+/// The version `rsync --version` (the default `rsync` from PATH) reports, e.g. "3.5.0".
+fn default_rsync_version() -> String {
+    let out = Command::new("rsync").arg("--version").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.split_whitespace()
+        .skip_while(|w| *w != "version")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no version in `rsync --version`: {text}"))
+        .to_string()
+}
+
+/// Asserts that the log has a line containing every one of `needles`.
+fn assert_log_line(d: &Daemon, needles: &[&str]) {
+    assert!(
+        d.log()
+            .lines()
+            .any(|l| needles.iter().all(|n| l.contains(n))),
+        "no log line containing all of {needles:?}\n{}",
+        d.log_tail()
+    );
+}
+
+/// `clsync status --json` shows, per rsync job, the program, its version, where the receiver
+/// runs, whether it accepts `--delete-missing-args`, and how deletions are sent: the affected
+/// rsync in a separate pass, the default rsync in the batch. The start is logged with each
+/// job's program and version.
+#[test]
+fn status_names_rsync_version_and_workaround() {
+    let env = sup_env("");
+    let (sa, da) = (env.dir("src-aff"), env.p("dst-aff"));
+    let (sd, dd) = (env.dir("src-default"), env.p("dst-default"));
+    seed(&sa);
+    seed(&sd);
+    let aff = affected_str();
+    env.job("aff", &sa, &da, Mode::Rsync, &rsync_table(Some(&aff), &[]));
+    env.job("default", &sd, &dd, Mode::Rsync, "");
+    let mut d = start_sup(&env, &["aff", "default"]);
+    fs::remove_file(sa.join("a.txt")).unwrap();
+    fs::remove_file(sd.join("a.txt")).unwrap();
+    step(&mut d, "one deletion", &sa, &[&da]);
+    step(&mut d, "one deletion", &sd, &[&dd]);
+
+    let v = status_json(&env);
+    let r = &job(&v, "aff").unwrap()["rsync"];
+    assert!(r.is_object(), "no \"rsync\" object for job aff: {v:#}");
+    assert_eq!(r["program"], aff.as_str(), "{r:#}");
+    assert_eq!(r["version"], "3.2.7", "{r:#}");
+    assert_eq!(r["receiver"], "local", "{r:#}");
+    assert_eq!(r["delete_missing_args"], false, "{r:#}");
+    assert_eq!(r["deletions"], "separate-pass", "{r:#}");
+
+    let r = &job(&v, "default").unwrap()["rsync"];
+    assert!(r.is_object(), "no \"rsync\" object for job default: {v:#}");
+    assert!(
+        r["version"].as_str().is_some_and(|s| !s.is_empty()),
+        "{r:#}"
+    );
+    let default_version = default_rsync_version();
+    assert_eq!(r["version"], default_version.as_str(), "{r:#}");
+    assert_eq!(r["receiver"], "local", "{r:#}");
+    assert_eq!(r["delete_missing_args"], true, "{r:#}");
+    assert_eq!(r["deletions"], "in-batch", "{r:#}");
+
+    // Logged at the start (long before now): the program and version of each job.
+    assert_log_line(&d, &[&aff, "3.2.7"]);
+    assert_log_line(&d, &[&default_version]);
+    assert_no_failures(&d, &env, &["aff", "default"]);
+    assert!(d.stop().success());
+}
+
+/// For a remote destination whose receiver is the affected rsync (`--rsync-path`), the status
+/// says the receiver is remote, and once a batch with a deletion has synced, its version and
+/// that it rejects `--delete-missing-args`.
+#[test]
+fn status_names_remote_receiver_version() {
+    let env = sup_env("");
+    let Some(sshd) = Sshd::start(&env.p("sshd")) else {
+        return;
+    };
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    seed(&src);
+    let rsync = rsync_table(None, &[&rsync_path_arg()]);
+    env.write_job("remote", &remote_job_toml(&sshd, &src, &dst, &rsync));
+    let mut d = start_sup(&env, &["remote"]);
+    let v = status_json(&env);
+    let r = &job(&v, "remote").unwrap()["rsync"];
+    assert_eq!(r["receiver"], "remote", "{v:#}");
+    fs::remove_file(src.join("a.txt")).unwrap();
+    step(&mut d, "one deletion", &src, &[&dst]);
+    let v = status_json(&env);
+    let r = &job(&v, "remote").unwrap()["rsync"];
+    assert_eq!(r["receiver"], "remote", "{v:#}");
+    assert_eq!(r["receiver_version"], "3.2.7", "{r:#}");
+    assert_eq!(r["delete_missing_args"], false, "{r:#}");
+    assert_no_failures(&d, &env, &["remote"]);
+    assert!(d.stop().success());
+}
+
+/// An rsync usage error (an unknown option in `[rsync] args`) is permanent: the job is shown
+/// `failed` with rsync's own message and `permanent: true`, not `retrying`, and `clsync
+/// status` exits 4 naming the error; a healthy job beside it keeps syncing.
+#[test]
+fn usage_error_is_failed_not_retrying() {
+    let env = sup_env("");
+    let (sb, db) = (env.dir("src-bad"), env.p("dst-bad"));
+    let (sg, dg) = (env.dir("src-good"), env.p("dst-good"));
+    populate(&sb, "bad");
+    seed(&sg);
+    env.job(
+        "bad",
+        &sb,
+        &db,
+        Mode::Rsync,
+        &format!(
+            "retry_delay = \"100ms\"\nretry_max_delay = \"200ms\"\n{}",
+            rsync_table(None, &["--no-such-option-xyz"])
+        ),
+    );
+    env.job("good", &sg, &dg, Mode::Rsync, "");
+    let mut d = start_sup(&env, &["good"]);
+    // Never `retrying` on the way: the error is not taken for a transient one.
+    let v = wait_status(&mut d, &env, "job bad failed", |v| {
+        let j = job(v, "bad").unwrap();
+        assert_ne!(
+            j["state"], "retrying",
+            "the usage error is retried as if transient: {j:#}"
+        );
+        j["state"] == "failed"
+    });
+    let e = &job(&v, "bad").unwrap()["last_error"];
+    assert!(
+        e["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no-such-option-xyz")),
+        "the error is rsync's own message: {e:#}"
+    );
+    assert_eq!(e["permanent"], true, "{e:#}");
+
+    // It stays failed over several retry delays, and the healthy job keeps syncing.
+    fs::remove_file(sg.join("a.txt")).unwrap();
+    fs::rename(sg.join("ren"), sg.join("ren-renamed")).unwrap();
+    step(&mut d, "the healthy job syncs", &sg, &[&dg]);
+    let until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < until {
+        let v = status_json(&env);
+        assert_eq!(job(&v, "bad").unwrap()["state"], "failed", "{v:#}");
+        std::thread::sleep(POLL);
+    }
+    write(&sg.join("later.txt"), "still syncing");
+    step(&mut d, "the healthy job syncs", &sg, &[&dg]);
+
+    let out = cli_conf(&env, "status", &[]);
+    assert_eq!(out.code, Some(4), "{}", out.describe());
+    assert!(
+        out.stdout.contains("no-such-option-xyz"),
+        "the human status names the error:\n{}",
+        out.describe()
+    );
+    assert_no_failures(&d, &env, &["good"]);
     assert!(d.stop().success());
 }
