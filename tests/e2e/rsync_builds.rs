@@ -204,30 +204,90 @@ fn seed(src: &Path) {
     }
 }
 
-/// Waits until every destination equals `src`, naming the step on failure.
-fn step(d: &mut Daemon, what: &str, src: &Path, dsts: &[&Path]) {
-    eprintln!("step: {what}");
-    for dst in dsts {
-        d.assert_synced(src, dst, &[]);
+/// A running daemon and the jobs the test expects to stay healthy.
+struct Run<'a> {
+    env: &'a Env,
+    d: Daemon,
+    jobs: &'a [&'a str],
+}
+
+impl<'a> Run<'a> {
+    /// Starts the daemon and waits until `jobs` are watching.
+    fn start(env: &'a Env, jobs: &'a [&'a str]) -> Run<'a> {
+        let d = start_sup(env, jobs);
+        Run { env, d, jobs }
+    }
+
+    /// Waits until every destination equals `src` and every job is idle again (watching,
+    /// nothing queued). Panics, naming the step, as soon as a job has a failed run: a
+    /// destination can look right while the run failed (a rename is replayed before rsync
+    /// runs).
+    fn step(&mut self, what: &str, src: &Path, dsts: &[&Path]) {
+        eprintln!("step: {what}");
+        let deadline = Instant::now() + SYNC_DEADLINE;
+        loop {
+            let v = status(&sock(self.env)).unwrap_or_else(|e| panic!("status: {e}"));
+            let mut idle = true;
+            for name in self.jobs {
+                let j = job(&v, name).unwrap_or_else(|| panic!("no job {name} in {v:#}"));
+                assert_eq!(
+                    j["failures"],
+                    0,
+                    "step {what:?}: a run of job {name} failed: {j:#}\n{}",
+                    self.d.log_tail()
+                );
+                idle &= j["state"] == "watching" && j["queued"] == 0;
+            }
+            let diffs: Vec<String> = dsts.iter().map(|d| tree_diff(src, d, &[])).collect();
+            if idle && diffs.iter().all(|d| d.is_empty()) {
+                return;
+            }
+            self.d.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "step {what:?}: not synced and idle after {SYNC_DEADLINE:?}; rsync -anci \
+                 --delete says: {}\nstatus: {v:#}\n{}",
+                truncate(&diffs.join("\n"), 4000),
+                self.d.log_tail()
+            );
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// No retry loop on a healthy target: no failed run in the status (`clsync status
+    /// --json`), none in the log; then the daemon stops cleanly.
+    fn finish(mut self) {
+        let v = status_json(self.env);
+        for name in self.jobs {
+            let j = job(&v, name).unwrap_or_else(|| panic!("no job {name} in {v:#}"));
+            assert_eq!(j["failures"], 0, "job {name} had failed runs: {j:#}");
+            assert_eq!(j["consecutive_failures"], 0, "job {name}: {j:#}");
+            assert_eq!(
+                job_log_count(&self.d, name, "failed (attempt"),
+                0,
+                "a run of job {name} failed and was retried\n{}",
+                self.d.log_tail()
+            );
+        }
+        assert!(self.d.stop().success());
     }
 }
 
 /// Deletions (top level and deep), `rm -r` of a tree, directory renames, file↔dir swaps;
 /// each step synced to every destination before the next.
-fn deletions_renames_swaps(d: &mut Daemon, src: &Path, dsts: &[&Path]) {
+fn deletions_renames_swaps(r: &mut Run, src: &Path, dsts: &[&Path]) {
     fs::remove_file(src.join("a.txt")).unwrap();
     fs::remove_file(src.join("b/b1.txt")).unwrap();
     fs::remove_file(src.join("b/c/d/e/deeper.bin")).unwrap();
-    step(d, "delete files, top level and deep", src, dsts);
+    r.step("delete files, top level and deep", src, dsts);
 
     fs::remove_dir_all(src.join("gone")).unwrap();
-    step(d, "rm -r a directory tree", src, dsts);
+    r.step("rm -r a directory tree", src, dsts);
 
     fs::rename(src.join("ren"), src.join("ren-renamed")).unwrap();
     fs::create_dir_all(src.join("new/sub")).unwrap();
     fs::rename(src.join("mover"), src.join("new/sub/mover")).unwrap();
-    step(
-        d,
+    r.step(
         "rename a directory, and one into a new subdirectory",
         src,
         dsts,
@@ -237,13 +297,13 @@ fn deletions_renames_swaps(d: &mut Daemon, src: &Path, dsts: &[&Path]) {
     write(&src.join("x/inside/f"), "x is a directory now");
     fs::remove_dir_all(src.join("y")).unwrap();
     write(&src.join("y"), "y is a file now");
-    step(d, "swap a file for a directory and back", src, dsts);
+    r.step("swap a file for a directory and back", src, dsts);
 }
 
 /// Names with glob characters, a backslash, a newline, a leading `-` and a non-UTF-8 byte are
 /// created, then deleted; their plain-named neighbours (what the names would match as
 /// patterns) stay.
-fn odd_names(d: &mut Daemon, src: &Path, dst: &Path) {
+fn odd_names(r: &mut Run, src: &Path, dst: &Path) {
     let odd: Vec<PathBuf> = [
         &b"*"[..],
         b"[ab]",
@@ -263,16 +323,16 @@ fn odd_names(d: &mut Daemon, src: &Path, dst: &Path) {
         write(p, "odd name");
     }
     write(&odd[odd.len() - 1].join("inner"), "in an odd directory");
-    step(d, "create odd names", src, &[dst]);
+    r.step("create odd names", src, &[dst]);
     for p in &odd[..odd.len() - 1] {
         fs::remove_file(p).unwrap();
     }
     fs::remove_dir_all(&odd[odd.len() - 1]).unwrap();
-    step(d, "delete odd names", src, &[dst]);
+    r.step("delete odd names", src, &[dst]);
 }
 
 /// Files deleted while others are created in the same directory, in one batch.
-fn delete_and_create_in_one_batch(d: &mut Daemon, src: &Path, dst: &Path) {
+fn delete_and_create_in_one_batch(r: &mut Run, src: &Path, dst: &Path) {
     for i in 0..5 {
         fs::remove_file(src.join(format!("mix/old{i}"))).unwrap();
         write(
@@ -280,12 +340,7 @@ fn delete_and_create_in_one_batch(d: &mut Daemon, src: &Path, dst: &Path) {
             "created beside the deletions",
         );
     }
-    step(
-        d,
-        "delete and create in one directory, one batch",
-        src,
-        &[dst],
-    );
+    r.step("delete and create in one directory, one batch", src, &[dst]);
 }
 
 /// `clsync status --json`, parsed.
@@ -293,24 +348,6 @@ fn status_json(env: &Env) -> Value {
     let out = cli_conf(env, "status", &["--json"]);
     serde_json::from_str(&out.stdout)
         .unwrap_or_else(|e| panic!("status --json is not JSON ({e}):\n{}", out.describe()))
-}
-
-/// No retry loop on a healthy target: no failed run of `jobs` in the status, none in the log.
-fn assert_no_failures(d: &Daemon, env: &Env, jobs: &[&str]) {
-    let v = status_json(env);
-    for name in jobs {
-        let j = job(&v, name).unwrap_or_else(|| panic!("no job {name} in {v:#}"));
-        assert_eq!(j["failures"], 0, "job {name} had failed runs: {j:#}");
-        assert_eq!(j["consecutive_failures"], 0, "job {name}: {j:#}");
-    }
-    for name in jobs {
-        assert_eq!(
-            job_log_count(d, name, "failed (attempt"),
-            0,
-            "a run of job {name} failed and was retried\n{}",
-            d.log_tail()
-        );
-    }
 }
 
 /// Rsync mode with the affected rsync and a local destination: deletions (top level, deep,
@@ -329,13 +366,12 @@ fn local_deletions_renames_swaps() {
         Mode::Rsync,
         &rsync_table(Some(&aff), &[]),
     );
-    let mut d = start_sup(&env, &["aff"]);
-    step(&mut d, "initial sync", &src, &[&dst]);
-    deletions_renames_swaps(&mut d, &src, &[&dst]);
-    odd_names(&mut d, &src, &dst);
-    delete_and_create_in_one_batch(&mut d, &src, &dst);
-    assert_no_failures(&d, &env, &["aff"]);
-    assert!(d.stop().success());
+    let mut r = Run::start(&env, &["aff"]);
+    r.step("initial sync", &src, &[&dst]);
+    deletions_renames_swaps(&mut r, &src, &[&dst]);
+    odd_names(&mut r, &src, &dst);
+    delete_and_create_in_one_batch(&mut r, &src, &dst);
+    r.finish();
 }
 
 /// Over ssh, sender the default rsync, receiver the affected one (`--rsync-path`): deletions,
@@ -350,11 +386,10 @@ fn remote_receiver_is_affected() {
     seed(&src);
     let rsync = rsync_table(None, &[&rsync_path_arg()]);
     env.write_job("remote", &remote_job_toml(&sshd, &src, &dst, &rsync));
-    let mut d = start_sup(&env, &["remote"]);
-    step(&mut d, "initial sync", &src, &[&dst]);
-    deletions_renames_swaps(&mut d, &src, &[&dst]);
-    assert_no_failures(&d, &env, &["remote"]);
-    assert!(d.stop().success());
+    let mut r = Run::start(&env, &["remote"]);
+    r.step("initial sync", &src, &[&dst]);
+    deletions_renames_swaps(&mut r, &src, &[&dst]);
+    r.finish();
 }
 
 /// Over ssh with the affected rsync at both ends (`[rsync] path` and `--rsync-path`):
@@ -370,11 +405,10 @@ fn both_ends_affected_over_ssh() {
     let aff = affected_str();
     let rsync = rsync_table(Some(&aff), &[&rsync_path_arg()]);
     env.write_job("remote", &remote_job_toml(&sshd, &src, &dst, &rsync));
-    let mut d = start_sup(&env, &["remote"]);
-    step(&mut d, "initial sync", &src, &[&dst]);
-    deletions_renames_swaps(&mut d, &src, &[&dst]);
-    assert_no_failures(&d, &env, &["remote"]);
-    assert!(d.stop().success());
+    let mut r = Run::start(&env, &["remote"]);
+    r.step("initial sync", &src, &[&dst]);
+    deletions_renames_swaps(&mut r, &src, &[&dst]);
+    r.finish();
 }
 
 /// One job, two targets (a local directory and one over ssh), the affected rsync for both:
@@ -400,11 +434,10 @@ fn fanout_local_and_remote() {
             sshd.job_extra()
         ),
     );
-    let mut d = start_sup(&env, &["web@1", "web@2"]);
-    step(&mut d, "initial sync", &src, &[&local, &remote]);
-    deletions_renames_swaps(&mut d, &src, &[&local, &remote]);
-    assert_no_failures(&d, &env, &["web@1", "web@2"]);
-    assert!(d.stop().success());
+    let mut r = Run::start(&env, &["web@1", "web@2"]);
+    r.step("initial sync", &src, &[&local, &remote]);
+    deletions_renames_swaps(&mut r, &src, &[&local, &remote]);
+    r.finish();
 }
 
 /// rsync-shell with the affected rsync as the program, called as `rsync %RSYNC-ARGS% -- ./
@@ -432,12 +465,11 @@ fn rsync_shell_args_with_affected_rsync() {
             toml_list(&["%RSYNC-ARGS%", "--", "./", "%destination%"])
         ),
     );
-    let mut d = start_sup(&env, &["shell"]);
-    step(&mut d, "initial sync", &src, &[&dst]);
-    deletions_renames_swaps(&mut d, &src, &[&dst]);
-    delete_and_create_in_one_batch(&mut d, &src, &dst);
-    assert_no_failures(&d, &env, &["shell"]);
-    assert!(d.stop().success());
+    let mut r = Run::start(&env, &["shell"]);
+    r.step("initial sync", &src, &[&dst]);
+    deletions_renames_swaps(&mut r, &src, &[&dst]);
+    delete_and_create_in_one_batch(&mut r, &src, &dst);
+    r.finish();
 }
 
 /// The version `rsync --version` (the default `rsync` from PATH) reports, e.g. "3.5.0".
@@ -476,38 +508,37 @@ fn status_names_rsync_version_and_workaround() {
     let aff = affected_str();
     env.job("aff", &sa, &da, Mode::Rsync, &rsync_table(Some(&aff), &[]));
     env.job("default", &sd, &dd, Mode::Rsync, "");
-    let mut d = start_sup(&env, &["aff", "default"]);
+    let mut r = Run::start(&env, &["aff", "default"]);
     fs::remove_file(sa.join("a.txt")).unwrap();
     fs::remove_file(sd.join("a.txt")).unwrap();
-    step(&mut d, "one deletion", &sa, &[&da]);
-    step(&mut d, "one deletion", &sd, &[&dd]);
+    r.step("one deletion", &sa, &[&da]);
+    r.step("one deletion", &sd, &[&dd]);
 
     let v = status_json(&env);
-    let r = &job(&v, "aff").unwrap()["rsync"];
-    assert!(r.is_object(), "no \"rsync\" object for job aff: {v:#}");
-    assert_eq!(r["program"], aff.as_str(), "{r:#}");
-    assert_eq!(r["version"], "3.2.7", "{r:#}");
-    assert_eq!(r["receiver"], "local", "{r:#}");
-    assert_eq!(r["delete_missing_args"], false, "{r:#}");
-    assert_eq!(r["deletions"], "separate-pass", "{r:#}");
+    let rs = &job(&v, "aff").unwrap()["rsync"];
+    assert!(rs.is_object(), "no \"rsync\" object for job aff: {v:#}");
+    assert_eq!(rs["program"], aff.as_str(), "{rs:#}");
+    assert_eq!(rs["version"], "3.2.7", "{rs:#}");
+    assert_eq!(rs["receiver"], "local", "{rs:#}");
+    assert_eq!(rs["delete_missing_args"], false, "{rs:#}");
+    assert_eq!(rs["deletions"], "separate-pass", "{rs:#}");
 
-    let r = &job(&v, "default").unwrap()["rsync"];
-    assert!(r.is_object(), "no \"rsync\" object for job default: {v:#}");
+    let rs = &job(&v, "default").unwrap()["rsync"];
+    assert!(rs.is_object(), "no \"rsync\" object for job default: {v:#}");
     assert!(
-        r["version"].as_str().is_some_and(|s| !s.is_empty()),
-        "{r:#}"
+        rs["version"].as_str().is_some_and(|s| !s.is_empty()),
+        "{rs:#}"
     );
     let default_version = default_rsync_version();
-    assert_eq!(r["version"], default_version.as_str(), "{r:#}");
-    assert_eq!(r["receiver"], "local", "{r:#}");
-    assert_eq!(r["delete_missing_args"], true, "{r:#}");
-    assert_eq!(r["deletions"], "in-batch", "{r:#}");
+    assert_eq!(rs["version"], default_version.as_str(), "{rs:#}");
+    assert_eq!(rs["receiver"], "local", "{rs:#}");
+    assert_eq!(rs["delete_missing_args"], true, "{rs:#}");
+    assert_eq!(rs["deletions"], "in-batch", "{rs:#}");
 
     // Logged at the start (long before now): the program and version of each job.
-    assert_log_line(&d, &[&aff, "3.2.7"]);
-    assert_log_line(&d, &[&default_version]);
-    assert_no_failures(&d, &env, &["aff", "default"]);
-    assert!(d.stop().success());
+    assert_log_line(&r.d, &[&aff, "3.2.7"]);
+    assert_log_line(&r.d, &[&default_version]);
+    r.finish();
 }
 
 /// For a remote destination whose receiver is the affected rsync (`--rsync-path`), the status
@@ -523,19 +554,18 @@ fn status_names_remote_receiver_version() {
     seed(&src);
     let rsync = rsync_table(None, &[&rsync_path_arg()]);
     env.write_job("remote", &remote_job_toml(&sshd, &src, &dst, &rsync));
-    let mut d = start_sup(&env, &["remote"]);
+    let mut r = Run::start(&env, &["remote"]);
     let v = status_json(&env);
-    let r = &job(&v, "remote").unwrap()["rsync"];
-    assert_eq!(r["receiver"], "remote", "{v:#}");
+    let rs = &job(&v, "remote").unwrap()["rsync"];
+    assert_eq!(rs["receiver"], "remote", "{v:#}");
     fs::remove_file(src.join("a.txt")).unwrap();
-    step(&mut d, "one deletion", &src, &[&dst]);
+    r.step("one deletion", &src, &[&dst]);
     let v = status_json(&env);
-    let r = &job(&v, "remote").unwrap()["rsync"];
-    assert_eq!(r["receiver"], "remote", "{v:#}");
-    assert_eq!(r["receiver_version"], "3.2.7", "{r:#}");
-    assert_eq!(r["delete_missing_args"], false, "{r:#}");
-    assert_no_failures(&d, &env, &["remote"]);
-    assert!(d.stop().success());
+    let rs = &job(&v, "remote").unwrap()["rsync"];
+    assert_eq!(rs["receiver"], "remote", "{v:#}");
+    assert_eq!(rs["receiver_version"], "3.2.7", "{rs:#}");
+    assert_eq!(rs["delete_missing_args"], false, "{rs:#}");
+    r.finish();
 }
 
 /// An rsync usage error (an unknown option in `[rsync] args`) is permanent: the job is shown
@@ -559,9 +589,9 @@ fn usage_error_is_failed_not_retrying() {
         ),
     );
     env.job("good", &sg, &dg, Mode::Rsync, "");
-    let mut d = start_sup(&env, &["good"]);
+    let mut r = Run::start(&env, &["good"]);
     // Never `retrying` on the way: the error is not taken for a transient one.
-    let v = wait_status(&mut d, &env, "job bad failed", |v| {
+    let v = wait_status(&mut r.d, &env, "job bad failed", |v| {
         let j = job(v, "bad").unwrap();
         assert_ne!(
             j["state"], "retrying",
@@ -581,7 +611,7 @@ fn usage_error_is_failed_not_retrying() {
     // It stays failed over several retry delays, and the healthy job keeps syncing.
     fs::remove_file(sg.join("a.txt")).unwrap();
     fs::rename(sg.join("ren"), sg.join("ren-renamed")).unwrap();
-    step(&mut d, "the healthy job syncs", &sg, &[&dg]);
+    r.step("the healthy job syncs", &sg, &[&dg]);
     let until = Instant::now() + Duration::from_secs(1);
     while Instant::now() < until {
         let v = status_json(&env);
@@ -589,7 +619,7 @@ fn usage_error_is_failed_not_retrying() {
         std::thread::sleep(POLL);
     }
     write(&sg.join("later.txt"), "still syncing");
-    step(&mut d, "the healthy job syncs", &sg, &[&dg]);
+    r.step("the healthy job syncs", &sg, &[&dg]);
 
     let out = cli_conf(&env, "status", &[]);
     assert_eq!(out.code, Some(4), "{}", out.describe());
@@ -598,6 +628,5 @@ fn usage_error_is_failed_not_retrying() {
         "the human status names the error:\n{}",
         out.describe()
     );
-    assert_no_failures(&d, &env, &["good"]);
-    assert!(d.stop().success());
+    r.finish();
 }
