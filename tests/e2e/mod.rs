@@ -15,6 +15,7 @@ mod names;
 mod privileges;
 mod reload;
 mod remote;
+mod rsync_builds;
 mod sshd;
 mod stress;
 mod systemd;
