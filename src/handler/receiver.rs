@@ -276,10 +276,7 @@ impl Receiver {
     }
 
     pub fn report(&self) -> Report {
-        let (ma, rv) = self
-            .known()
-            .clone()
-            .unwrap_or((MissingArgs::Unknown, None));
+        let (ma, rv) = self.known().clone().unwrap_or((MissingArgs::Unknown, None));
         let program = self.program();
         Report {
             program: program.path.display().to_string(),

@@ -568,14 +568,21 @@ fn command_mode(cmd: Cmd) {
     let bottom = build(&src);
     let (rec, lists) = (env.p("argv.rec"), env.p("lists.rec"));
     let script = env.script("handler.sh", &cmd.script(&rec, &lists));
+    // The handler runs no rsync: the job's rsync stands in as one whose receiver takes
+    // missing entries, so that deletions are listed as they are (not as a deletion run).
+    let rsync = env.script(
+        "rsync-accepts.sh",
+        "[ \"$1\" = --version ] && echo 'rsync  version 0.0  protocol version 32'\nexit 0",
+    );
     env.write_job(
         "j",
         &format!(
-            "source = {}\ndestination = {}\nmode = {}\ndelay = \"100ms\"\n[command]\npath = {}\n",
+            "source = {}\ndestination = {}\nmode = {}\ndelay = \"100ms\"\n[command]\npath = {}\n[rsync]\npath = {}\n",
             toml_path(&src),
             toml_path(&dst),
             toml_str(cmd.mode()),
-            toml_path(&script)
+            toml_path(&script),
+            toml_path(&rsync)
         ),
     );
     let mut d = start(&env, "j");

@@ -80,7 +80,9 @@ fn assert_not_pwned(env: &Env) {
     );
 }
 
-/// direct: the paths are arguments; the script feeds them back to rsync as a NUL list.
+/// direct: the paths are arguments; the script deletes at the destination what is gone
+/// from the source and feeds the rest back to rsync as a NUL list (without
+/// `--delete-missing-args`, which some receivers reject).
 #[test]
 fn direct_mode_syncs_with_paths_as_arguments() {
     let env = Env::new();
@@ -95,8 +97,9 @@ n=$#
 i=0
 for p; do
   i=$((i+1))
-  if [ $i -lt $n ]; then printf './%s\0' "$p"; fi
-done | rsync -a --delete -r --delete-missing-args --files-from=- --from0 ./ "$CLSYNC_DESTINATION"/"#,
+  [ $i -lt $n ] || continue
+  if [ -e "./$p" ] || [ -L "./$p" ]; then printf './%s\0' "$p"; else rm -rf -- "$CLSYNC_DESTINATION/$p"; fi
+done | rsync -a --delete -r --files-from=- --from0 ./ "$CLSYNC_DESTINATION"/"#,
             rec = rec.display()
         ),
     );
@@ -132,7 +135,9 @@ done | rsync -a --delete -r --delete-missing-args --files-from=- --from0 ./ "$CL
 }
 
 /// rsync-shell: the script gets a NUL `--files-from` list and a NUL exclude list (the job's
-/// excludes and what its rules deny), and runs rsync itself.
+/// excludes and what its rules deny), and runs rsync itself. With a receiver that rejects
+/// missing entries, a deleted name comes as a `+ /NAME` rule of a deletion run's exclude list
+/// instead (its parent in the list).
 #[test]
 fn rsync_shell_mode_syncs_with_list_files() {
     let env = Env::new();
@@ -141,16 +146,19 @@ fn rsync_shell_mode_syncs_with_list_files() {
     write(&src.join("junk.tmp"), "excluded by pattern");
     write(&src.join("c/secret"), "excluded by rule");
     let (rec, lists_rec) = (env.p("argv.rec"), env.p("lists.rec"));
+    let excl_rec = env.p("excl.rec");
     let lists = env.p("lists");
     let script = env.script(
         "rsync-shell.sh",
         &format!(
             r#"printf '%s\0' "$@" >> '{rec}'
 cat "$1" >> '{lists_rec}'
+cat "$2" >> '{excl_rec}'
 [ "$CLSYNC_LIST" = "$1" ] || exit 9
 rsync -a --delete -r --delete-missing-args --files-from="$1" --from0 --exclude-from="$2" ./ "$CLSYNC_DESTINATION"/"#,
             rec = rec.display(),
-            lists_rec = lists_rec.display()
+            lists_rec = lists_rec.display(),
+            excl_rec = excl_rec.display()
         ),
     );
     command_job(
@@ -191,11 +199,12 @@ rsync -a --delete -r --delete-missing-args --files-from="$1" --from0 --exclude-f
     write(&src.join("d/more.tmp"), "excluded");
     d.assert_synced(&src, &dst, &excluded);
     let listed = items(&lists_rec);
+    let rules = items(&excl_rec);
     for name in [PWNED, EVIL, "a", "b", "c", "d", "keep.txt"] {
-        let want = format!("./{name}");
+        let (want, rule) = (format!("./{name}"), format!("+ /{name}"));
         assert!(
-            listed.iter().any(|a| a == want.as_str()),
-            "{want:?} is one whole list item: {listed:?}"
+            listed.iter().any(|a| a == want.as_str()) || rules.iter().any(|r| r == rule.as_str()),
+            "{want:?} is one whole list item (or {rule:?} one whole rule): {listed:?} {rules:?}"
         );
     }
     assert!(!dst.join("d/more.tmp").exists());
