@@ -275,6 +275,11 @@ fn format_status(v: &serde_json::Value) -> String {
                 s(&j["last_success"]),
                 match &j["last_error"] {
                     serde_json::Value::Null => "-".into(),
+                    e if e["permanent"] == true => format!(
+                        "{} (retrying cannot fix this) {}",
+                        s(&e["time"]),
+                        s(&e["message"])
+                    ),
                     e => format!("{} {}", s(&e["time"]), s(&e["message"])),
                 },
             ]

@@ -626,7 +626,9 @@ impl Runner {
                 for w in outcome.warnings {
                     warn!("{w}");
                 }
-                if self.failures > 0 {
+                // A job failed by its handler's errors is healthy again.
+                let recovered = self.failures > 0;
+                if recovered {
                     info!("sync recovered after {} failed attempts", self.failures);
                 }
                 self.failures = 0;
@@ -668,7 +670,7 @@ impl Runner {
                         done.took.as_secs_f64()
                     );
                 }
-                if self.pool.busy() == 0 && s.state != State::Failed {
+                if self.pool.busy() == 0 && (s.state != State::Failed || recovered) {
                     s.state = if self.announce {
                         State::InitialSync
                     } else {

@@ -248,7 +248,9 @@ fn permanent_failure_backs_off() {
         n >= 4 && n <= attempts,
         "failures {n} after {attempts} attempts: {v:#}"
     );
-    assert_eq!(bad["state"], "retrying", "{v:#}");
+    // rsync's exit 1 (usage) on every attempt: retrying cannot fix it, and status says so.
+    assert_eq!(bad["state"], "failed", "{v:#}");
+    assert_eq!(bad["last_error"]["permanent"], true, "{v:#}");
     assert!(
         bad["last_error"]["message"]
             .as_str()
@@ -266,6 +268,7 @@ fn permanent_failure_backs_off() {
     d.assert_synced(&sh, &dh, &[]);
     let v = status_json(&sock);
     assert_eq!(job_status(&v, "bad")["consecutive_failures"], 0, "{v:#}");
+    assert_eq!(job_status(&v, "bad")["state"], "watching", "{v:#}");
     report("permanent-failure-then-fixed", Some(Mode::Rsync), took);
     assert!(d.stop().success());
 }
