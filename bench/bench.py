@@ -29,7 +29,7 @@ RSYNC = shutil.which("rsync") or "/usr/bin/rsync"
 TICK = os.sysconf("SC_CLK_TCK")
 READY_RE = re.compile(rb"initial sync done in ([0-9.]+)s; watching (\d+) directories"
                       rb"|watching (\d+) directories \(initial sync skipped\)")
-WORKLOADS = ["initial", "latency", "burst", "rename", "overflow", "scale", "idle"]
+WORKLOADS = ["initial", "latency", "burst", "deletes", "rename", "overflow", "scale", "idle"]
 
 now = time.monotonic
 
@@ -44,6 +44,7 @@ FULL = dict(
     initial_files=50_000, initial_dirs=2_500,
     latency_files=10_000, latency_repeats=20, latency_idle=1.0,
     burst_base=1_000, burst_files=10_000, burst_dirs=100,
+    deletes_files=10_000, deletes_dirs=100,
     rename_files=10_000,
     overflow_dirs=100, overflow_per_dir=1_000,
     scale_dirs=100_000,
@@ -54,6 +55,7 @@ QUICK = dict(
     initial_files=5_000, initial_dirs=250,
     latency_files=1_000, latency_repeats=5, latency_idle=1.0,
     burst_base=100, burst_files=1_000, burst_dirs=10,
+    deletes_files=1_000, deletes_dirs=10,
     rename_files=1_000,
     overflow_dirs=10, overflow_per_dir=1_000,
     scale_dirs=10_000,
@@ -651,6 +653,63 @@ def w_burst(ctx):
                         "(peers: delay 0). Reference: one `rsync -a` of the finished tree into a fresh DST.", lines))
 
 
+def w_deletes(ctx):
+    """3b. Deletions: every other file of 10k in 100 dirs, and 10 whole dirs, delay 100ms."""
+    s = ctx.s
+    per = s["deletes_files"] // s["deletes_dirs"]
+    tools = ["ref"] + [t for t in ctx.modes() if t == "rsync"]
+    res = {t: [] for t in tools}
+    calls = {t: [] for t in tools}
+
+    def delete(src):
+        for d in range(s["deletes_dirs"]):
+            dpath = os.path.join(src, f"d{d:05d}")
+            if d % 10 == 0:
+                shutil.rmtree(dpath)
+                continue
+            for f in range(0, per, 2):
+                os.unlink(os.path.join(dpath, f"f{f:05d}"))
+
+    for _ in range(ctx.args.runs):
+        for tool in tools:
+            src, dst = ctx.fresh("del-src"), ctx.fresh("del-dst")
+            write_files(src, s["deletes_dirs"], per, ctx.rng)
+            os.sync()
+            if tool == "ref":
+                subprocess.run([RSYNC, "-a", src + "/", dst + "/"], check=True)
+                delete(src)
+                res[tool].append(timed([RSYNC, "-a", "--delete", src + "/", dst + "/"]))
+                calls[tool].append(1)
+            else:
+                d = ctx.daemon(tool, src, dst, delay="100ms")
+                try:
+                    d.wait_ready(s["timeout"])
+                    time.sleep(0.5)
+                    calls0 = d.calls()
+                    t0 = now()
+                    delete(src)
+                    r = wait_consistent(src, dst, t0, s["timeout"])
+                    time.sleep(0.1)
+                    res[tool].append(r["t"])
+                    calls[tool].append(d.calls() - calls0)
+                finally:
+                    d.stop()
+            rmtree(src)
+            rmtree(dst)
+    ref = med(res["ref"])
+    row(ctx, "3b deletes", "ref rsync --delete", "time", ref, runs=runs_str(res["ref"]))
+    if "rsync" in res:
+        xs = res["rsync"]
+        m = med(xs)
+        row(ctx, "3b deletes", "rsync", "start→consistent", m, ref, "≤ 1.0 s",
+            None not in xs and m is not None and m <= 1.0, runs_str(xs))
+        row(ctx, "3b deletes", "rsync", "rsync calls (max)", max(calls["rsync"]), None, unit="")
+    ctx.details.append(("3b. Deletions", f"{s['deletes_files'] // 2:,} files deleted across {s['deletes_dirs']} "
+                        f"directories and {s['deletes_dirs'] // 10} directories removed whole; our daemon with "
+                        f"delay 100ms and rsync {RSYNC}. Reference: one `rsync -a --delete` of the tree afterwards.",
+                        []))
+
+
 def w_rename(ctx):
     """4. Rename of a directory holding 10k files (100 subdirs × 100 files)."""
     s = ctx.s
@@ -835,7 +894,7 @@ def w_idle(ctx):
     rmtree(src)
 
 
-FUNCS = dict(initial=w_initial, latency=w_latency, burst=w_burst, rename=w_rename,
+FUNCS = dict(initial=w_initial, latency=w_latency, burst=w_burst, deletes=w_deletes, rename=w_rename,
              overflow=w_overflow, scale=w_scale, idle=w_idle)
 
 
@@ -905,10 +964,14 @@ def main():
     ap.add_argument("--runs", type=int, help="runs per figure (default 3; --quick: 1)")
     ap.add_argument("--peers", action="store_true", help="also run lsyncd and Debian's C clsync (workloads 1-3)")
     ap.add_argument("--bin", help="use this clsync binary instead of building")
+    ap.add_argument("--rsync", help="the rsync for the daemons and the references (default: PATH's)")
     ap.add_argument("--tmpdir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(), help="parent of the one temp dir (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
     args = ap.parse_args()
+    if args.rsync:
+        global RSYNC
+        RSYNC = os.path.abspath(args.rsync)
     args.runs = args.runs or (1 if args.quick else 3)
     only = args.only.split(",") if args.only else WORKLOADS
     for w in only:

@@ -452,7 +452,7 @@ impl CommandHandler {
             }
             data.extend_from_slice(&rule_excludes);
             if let Some(p) = deletion {
-                data.extend_from_slice(&p.rules);
+                data.extend_from_slice(&p.plain_rules);
             }
             Some(self.write_list(".clsync-exclude.", &data)?)
         } else {

@@ -8,16 +8,18 @@
 //! NUL-separated filter rules let rsync see only the deleted names there:
 //!
 //! ```text
-//! + /a/b/gone      each deleted path (what is in it is not matched by any rule below)
-//! + /a             each listed parent and its ancestors, so that no `- …/*` hides them
-//! - /a/b/*         everything else in a listed parent or one of its ancestors
+//! +sr /a/b/gone    each deleted path (what is in it is not matched by any rule below)
+//! +sr /a           each listed parent and its ancestors, so that no `- …/*` hides them
+//! -sr /a/b/*       everything else in a listed parent or one of its ancestors
 //! ```
 //!
 //! An excluded name is neither sent nor deleted, so the pass deletes exactly the deleted
 //! paths (and anything the source has under those names again by then is sent, which is
-//! also right). rsync reads only the listings of the parents, never their subtrees. The
-//! job's own excludes come earlier on rsync's command line and keep protecting what they
-//! match, as in every other run.
+//! also right). The rules apply on both sides (`s`, `r`) even when `[rsync] args` has
+//! `--delete-excluded`, which would otherwise turn `-` rules into sender-only ones and
+//! delete every sibling. rsync reads only the listings of the parents, not their subtrees
+//! (unless `[rsync] args` include more). The job's own excludes come earlier on rsync's
+//! command line and keep protecting what they match, as in every other run.
 
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
@@ -33,11 +35,21 @@ pub struct DeletionPass {
     pub list: Vec<u8>,
     /// NUL-terminated filter rules, for `--from0 --filter=merge FILE`.
     pub rules: Vec<u8>,
+    /// The same rules without the side modifiers, for an `--exclude-from` list (which takes
+    /// only `+ ` and `- `; `--delete-excluded` then defeats them).
+    pub plain_rules: Vec<u8>,
 }
 
 /// The pass that deletes `gone` (source-relative paths missing at the source) at the
 /// destination; `None` when `gone` is empty.
 pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
+    // A path below another deleted one goes with it (and its parent is gone too).
+    let gone: Vec<&PathBuf> = gone
+        .iter()
+        .filter(|g| {
+            !relpath::ancestors(g).any(|a| !a.as_os_str().is_empty() && gone.iter().any(|o| o == a))
+        })
+        .collect();
     let parents: BTreeSet<&Path> = gone.iter().filter_map(|g| relpath::parent(g)).collect();
     if parents.is_empty() {
         return None;
@@ -48,20 +60,23 @@ pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
         pruned.insert(p);
         pruned.extend(relpath::ancestors(p));
     }
-    let mut rules = Vec::new();
-    let mut rule = |sign: &[u8], pattern: Vec<u8>| {
-        rules.extend_from_slice(sign);
-        rules.extend_from_slice(&pattern);
-        rules.push(0);
+    let (mut rules, mut plain_rules) = (Vec::new(), Vec::new());
+    let mut rule = |include: bool, pattern: Vec<u8>| {
+        rules.extend_from_slice(if include { b"+sr " } else { b"-sr " });
+        plain_rules.extend_from_slice(if include { b"+ " } else { b"- " });
+        for out in [&mut rules, &mut plain_rules] {
+            out.extend_from_slice(&pattern);
+            out.push(0);
+        }
     };
-    for g in gone {
-        rule(b"+ ", Filter::rsync_anchored(g, false));
+    for g in &gone {
+        rule(true, Filter::rsync_anchored(g, false));
     }
     for d in pruned.iter().filter(|d| !d.as_os_str().is_empty()) {
-        rule(b"+ ", Filter::rsync_anchored(d, false));
+        rule(true, Filter::rsync_anchored(d, false));
     }
     for d in &pruned {
-        rule(b"- ", Filter::rsync_anchored_children(d));
+        rule(false, Filter::rsync_anchored_children(d));
     }
     let mut list = Vec::new();
     for p in &parents {
@@ -73,7 +88,11 @@ pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
         }
         list.push(0);
     }
-    Some(DeletionPass { list, rules })
+    Some(DeletionPass {
+        list,
+        rules,
+        plain_rules,
+    })
 }
 
 #[cfg(test)]
@@ -102,19 +121,26 @@ mod tests {
 
     #[test]
     fn rules_include_the_gone_names_and_prune_their_parents() {
-        let pass = plan(&[p(b"a/b/gone"), p(b"top"), p(b"a/b/w*ld")]).unwrap();
+        let pass = plan(&[
+            p(b"a/b/gone"),
+            p(b"top"),
+            p(b"a/b/w*ld"),
+            p(b"top/inner"),
+            p(b"a/b/gone/deeper"),
+        ])
+        .unwrap();
         assert_eq!(split(&pass.list), [".", "./a/b"]);
         assert_eq!(
             split(&pass.rules),
             [
-                "+ /a/b/gone",
-                "+ /top",
-                "+ /a/b/w\\*ld",
-                "+ /a",
-                "+ /a/b",
-                "- /*",
-                "- /a/*",
-                "- /a/b/*",
+                "+sr /a/b/gone",
+                "+sr /top",
+                "+sr /a/b/w\\*ld",
+                "+sr /a",
+                "+sr /a/b",
+                "-sr /*",
+                "-sr /a/*",
+                "-sr /a/b/*",
             ]
         );
     }
@@ -174,6 +200,7 @@ mod tests {
         // look at (changed below a parent, not in the batch).
         fs::create_dir_all(dst.join("a/b/gone-dir/deep")).unwrap();
         fs::write(dst.join("a/b/gone-dir/deep/f"), "f").unwrap();
+        fs::write(dst.join("a/b/gone-dir/deep/x.tmp"), "excluded").unwrap();
         fs::write(dst.join("a/b/gone-file"), "g").unwrap();
         fs::write(dst.join("top-gone"), "g").unwrap();
         fs::write(dst.join("a/b/sub/not-in-batch"), "stays").unwrap();
@@ -189,8 +216,18 @@ mod tests {
         let pass = plan(&gone).unwrap();
         let rules = t.path().join("rules");
         fs::write(&rules, &pass.rules).unwrap();
+        // As the job would run it, with `[rsync] args` that change what excludes and empty
+        // directories mean: the pass must not depend on them.
         let mut child = Command::new(&prog)
-            .args(["-a", "--delete", "-r", "--files-from=-", "--from0"])
+            .args([
+                "-a",
+                "--delete",
+                "--exclude=*.tmp",
+                "--delete-excluded",
+                "-m",
+            ])
+            .args(["-r", "--ignore-missing-args", "--no-prune-empty-dirs"])
+            .args(["--files-from=-", "--from0"])
             .arg(format!("--filter=merge {}", rules.display()))
             .arg("--")
             .arg(format!("{}/", src.display()))

@@ -192,8 +192,10 @@ pub fn rejects_missing_args(e: &HandlerError) -> Option<Option<String>> {
     if !rejected {
         return None;
     }
-    // rsync's own words are not translated: "... [Receiver=3.2.7]".
-    let version = stderr.split("[Receiver=").nth(1).and_then(|rest| {
+    // rsync's own words are not translated: "... [Receiver=3.2.7]" (or "[receiver=…]" from
+    // a server-side receiver).
+    let lower = stderr.to_ascii_lowercase();
+    let version = lower.split("[receiver=").nth(1).and_then(|rest| {
         let v: String = rest.chars().take_while(|&c| c != ']').collect();
         (!v.is_empty()).then_some(v)
     });
@@ -356,6 +358,11 @@ mod tests {
             "invalid file mode 00 for f4 [Receiver]\nrsync error: protocol incompatibility (code 2) at flist.c(874) [Receiver=3.2.7]",
         );
         assert_eq!(rejects_missing_args(&e), Some(Some("3.2.7".into())));
+        let server = exit(
+            2,
+            "invalid file mode 00 for a/gone [receiver]\nrsync error: protocol incompatibility (code 2) at flist.c(874) [receiver=3.2.7]",
+        );
+        assert_eq!(rejects_missing_args(&server), Some(Some("3.2.7".into())));
         let old = exit(1, "rsync: --delete-missing-args: unknown option");
         assert_eq!(rejects_missing_args(&old), Some(None));
         assert_eq!(rejects_missing_args(&exit(2, "protocol mismatch")), None);

@@ -362,11 +362,17 @@ impl RsyncHandler {
             let mut ff = OsString::from("--files-from=");
             ff.push(files_from);
             args.push("-r".into());
-            if let Pass::Paths {
-                missing_args: true, ..
-            } = pass
-            {
-                args.push("--delete-missing-args".into());
+            match pass {
+                Pass::Paths {
+                    missing_args: true, ..
+                } => args.push("--delete-missing-args".into()),
+                // A path gone since the split is the next batch's deletion, not an error;
+                // and no empty parent may be pruned before its deletions are made.
+                Pass::Paths { .. } => args.push("--ignore-missing-args".into()),
+                _ => args.extend([
+                    "--ignore-missing-args".into(),
+                    "--no-prune-empty-dirs".into(),
+                ]),
             }
             args.extend([ff, "--from0".into()]);
         }
