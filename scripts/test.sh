@@ -22,7 +22,7 @@ second=$(bash scripts/second-rsync.sh)
 cargo test --lib --bins --test e2e "$@"
 # …and again, the rsync cases (unit, e2e; mirror-only cases skipped), with the second build
 # first in PATH: it is then every job's rsync and the tests' reference rsync.
-echo "== the rsync cases again with $("$second" --version | head -1) ($second)"
+echo "== the rsync cases again with $("$second" --version | sed -n 1p) ($second)"
 PATH="$(dirname "$second"):$PATH" CLSYNC_TEST_RSYNC_AFFECTED="$second" \
     cargo test --lib --test e2e "$@" -- --skip mirror
 # The fault-injection cases (one at a time, each printing a `FAULT case: ok, consistent
