@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod control;
+pub mod fs;
 pub mod handler;
 pub mod job;
 pub mod longpath;

@@ -59,12 +59,22 @@ pub fn split_remote(dest: &str) -> Option<(&str, &str)> {
 
 /// The remote shell script that replays `renames` below `root`: each move is tried on its
 /// own (`mv` only when the source exists and the target is not a directory), so one that
-/// cannot be replayed is simply left to rsync.
+/// cannot be replayed is simply left to rsync. The owner of a directory at the destination
+/// may have made any component a symlink: a move is made only when every existing
+/// directory component of both paths is a real directory (`[ -d ] && [ ! -L ]`), checked by
+/// the script itself just before it.
 pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
     let root = if root.is_empty() { "." } else { root };
     let mut s = b"cd -- ".to_vec();
     s.extend(sh_quote(root.as_bytes()));
     s.extend_from_slice(b" || exit 1\n");
+    // `ok P...`: every directory on the way to each P is real or (for the target's new
+    // directories) still missing; false at the first symlink or non-directory.
+    s.extend_from_slice(
+        b"ok() { for p; do d=; while :; do case $p in */*) c=${p%%/*}; p=${p#*/};; *) break;; esac; \
+          d=${d:+$d/}$c; if [ -L \"$d\" ]; then return 1; fi; if [ -e \"$d\" ] && [ ! -d \"$d\" ]; then return 1; fi; \
+          done; done; return 0; }\n",
+    );
     for r in renames {
         let (f, t) = (
             sh_quote(r.from.as_os_str().as_bytes()),
@@ -75,7 +85,11 @@ pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
             .unwrap_or(Path::new("."));
         let p = sh_quote(parent.as_os_str().as_bytes());
         let line = [
-            b"{ [ -e ".as_slice(),
+            b"ok ".as_slice(),
+            &f,
+            b" ",
+            &t,
+            b" && { [ -e ",
             &f,
             b" ] || [ -L ",
             &f,
@@ -83,6 +97,8 @@ pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
             &t,
             b" ] && mkdir -p -- ",
             &p,
+            b" && ok ",
+            &t,
             b" && mv -f -- ",
             &f,
             b" ",
@@ -125,23 +141,34 @@ pub fn run_script(opts: &RsyncOptions, host: &str, script: &[u8]) -> Result<(), 
 }
 
 /// Replays `renames` in a local destination with `rename(2)`, under the same conditions as
-/// the remote script.
+/// the remote script, through the [file-system layer](crate::fs): a component of either path
+/// that is a symlink or not a directory at the destination (its owner may have planted one)
+/// makes that move be skipped, never followed; rsync then syncs both paths.
 pub fn replay_local(dest: &Path, renames: &[Rename]) -> usize {
+    let Ok(root) = crate::fs::Root::open(dest) else {
+        return 0;
+    };
+    let is_dir = |m: &rustix::fs::Stat| m.st_mode & libc::S_IFMT == libc::S_IFDIR;
     let mut done = 0;
     for r in renames {
-        let f = crate::longpath::LongPath::new(dest, &r.from);
-        let t = crate::longpath::LongPath::new(dest, &r.to);
-        if std::fs::symlink_metadata(&f).is_err()
-            || std::fs::symlink_metadata(&t).is_ok_and(|m| m.is_dir())
+        if root.lstat(&r.from).is_err() {
+            continue;
+        }
+        match root.lstat(&r.to) {
+            Ok(m) if is_dir(&m) => continue,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
+            // A symlink or a file among the target's directories.
+            Err(_) => continue,
+        }
+        if let Some(p) = relpath::parent(&r.to)
+            && root
+                .mkdir_all(p, rustix::fs::Mode::from_raw_mode(0o755))
+                .is_err()
         {
             continue;
         }
-        if let Some(p) = t.parent()
-            && std::fs::create_dir_all(p).is_err()
-        {
-            continue;
-        }
-        if std::fs::rename(&f, &t).is_ok() {
+        if root.rename(&r.from, &r.to).is_ok() {
             done += 1;
         }
     }
@@ -245,5 +272,51 @@ mod tests {
         );
         assert!(!root.join("x").exists());
         assert!(!t.path().join("pwned").exists() && !root.join("pwned").exists());
+    }
+
+    /// A destination whose owner made a directory component a symlink (to a directory
+    /// outside, or inside the tree): the move is not made, by either replay, and nothing
+    /// outside changes.
+    #[test]
+    fn replays_never_go_through_a_symlink_at_the_destination() {
+        for remote in [false, true] {
+            let t = tempfile::tempdir().unwrap();
+            let (root, outside) = (t.path().join("dst"), t.path().join("outside"));
+            std::fs::create_dir_all(root.join("u/real")).unwrap();
+            std::fs::create_dir_all(&outside).unwrap();
+            std::fs::write(root.join("u/payload"), "p").unwrap();
+            std::fs::write(outside.join("secret"), "s").unwrap();
+            std::os::unix::fs::symlink(&outside, root.join("u/d")).unwrap();
+            std::os::unix::fs::symlink("real", root.join("u/in")).unwrap();
+            let r = |f: &str, to: &str| Rename {
+                from: PathBuf::from(f),
+                to: PathBuf::from(to),
+            };
+            let renames = [
+                r("u/payload", "u/d/NAME"),
+                r("u/payload", "u/d/new/NAME"),
+                r("u/payload", "u/in/NAME"),
+                r("u/d/secret", "u/stolen"),
+            ];
+            if remote {
+                let script = move_script(root.to_str().unwrap(), &renames);
+                Command::new("sh")
+                    .arg("-c")
+                    .arg(OsStr::from_bytes(&script))
+                    .status()
+                    .unwrap();
+            } else {
+                assert_eq!(replay_local(&root, &renames), 0);
+            }
+            let mut names: Vec<_> = std::fs::read_dir(&outside)
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            names.sort();
+            assert_eq!(names, ["secret"], "remote: {remote}");
+            assert!(root.join("u/payload").exists(), "remote: {remote}");
+            assert!(!root.join("u/stolen").exists(), "remote: {remote}");
+            assert!(!root.join("u/real/NAME").exists(), "remote: {remote}");
+        }
     }
 }

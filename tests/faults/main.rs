@@ -8,6 +8,8 @@
 
 #[path = "../e2e/harness.rs"]
 mod harness;
+#[path = "../e2e/sshd.rs"]
+mod sshd;
 
 use std::fs;
 use std::os::unix::fs::symlink;
@@ -379,6 +381,7 @@ fn reload_storm_under_writes() {
     assert!(d.stop().success());
 }
 
+mod attack_replay;
 mod changing_files;
 mod dest_full;
 mod escape;

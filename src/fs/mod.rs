@@ -1,0 +1,17 @@
+//! The file-system layer: how the daemon touches anything inside a job's source or
+//! destination.
+//!
+//! Whoever can write the source, or owns a directory at the destination, may swap any
+//! directory for a symlink at any moment. So a path below a job's root is never handed to
+//! the kernel as one string from `/`: it is resolved *beneath* a handle on the root
+//! ([`Root`]), with no symlink followed in any component (`openat2` with `RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` where the kernel has it, else an
+//! `O_NOFOLLOW | O_DIRECTORY` walk one component at a time). An operation on a leaf goes
+//! through a handle on its parent and the `*at` call, so what was checked is what is used.
+//! A component that is a symlink or not a directory fails the operation (`ELOOP`,
+//! `ENOTDIR`); callers leave such a path to a full comparison, never follow it.
+//! Handle-relative resolution has no `PATH_MAX`: longer paths are resolved in pieces.
+
+mod beneath;
+
+pub use beneath::Root;
