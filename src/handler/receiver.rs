@@ -123,9 +123,16 @@ fn probe(program: &Path) -> Program {
 
 /// `program --version`, read within [`PROBE_TIMEOUT`].
 fn version_of(program: &Path) -> Option<(Option<String>, Option<u32>)> {
+    let mut cmd = Command::new(program);
+    cmd.arg("--version");
+    version_from(cmd)
+}
+
+/// The version `cmd` prints (an rsync's `--version`, possibly run on another host), read
+/// within [`PROBE_TIMEOUT`].
+pub fn version_from(mut cmd: Command) -> Option<(Option<String>, Option<u32>)> {
     use std::io::Read;
-    let mut child = Command::new(program)
-        .arg("--version")
+    let mut child = cmd
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

@@ -140,6 +140,25 @@ pub fn run_script(opts: &RsyncOptions, host: &str, script: &[u8]) -> Result<(), 
     .map(|_| ())
 }
 
+/// The version of the rsync that receives at an ssh destination (`--rsync-path`, else
+/// `rsync`), asked in one ssh call: for the log and status when a rejection did not name it.
+pub fn remote_version(opts: &RsyncOptions, dest: &str) -> Option<String> {
+    let (host, _) = split_remote(dest)?;
+    let program = opts
+        .args
+        .iter()
+        .find_map(|a| a.strip_prefix("--rsync-path="))
+        .unwrap_or("rsync");
+    let argv = opts.ssh.argv();
+    let mut cmd = Command::new(&argv[0]);
+    super::run_as(&mut cmd, opts.run_as.as_ref());
+    // The remote shell runs `--rsync-path` as rsync itself would: it is the admin's text.
+    cmd.args(&argv[1..])
+        .args(["-o", "BatchMode=yes", "--", host])
+        .arg(format!("{program} --version"));
+    super::receiver::version_from(cmd)?.0
+}
+
 /// Replays `renames` in a local destination with `rename(2)`, under the same conditions as
 /// the remote script, through the [file-system layer](crate::fs): a component of either path
 /// that is a symlink or not a directory at the destination (its owner may have planted one)

@@ -305,9 +305,16 @@ impl RsyncHandler {
     /// Learns from a failed run whether the receiver rejects missing entries; true (and
     /// logged once) when it does.
     pub(crate) fn learn_rejection(&self, e: &HandlerError) -> bool {
-        let Some(version) = receiver::rejects_missing_args(e) else {
+        let Some(mut version) = receiver::rejects_missing_args(e) else {
             return false;
         };
+        if version.is_none()
+            && self.receiver.missing_args() != MissingArgs::Rejected
+            && let Destination::Remote(d) = &self.destination
+        {
+            // The receiver's last words may not reach us over ssh.
+            version = super::remote::remote_version(&self.options, d);
+        }
         if self.receiver.learn(MissingArgs::Rejected, version) {
             tracing::warn!("{}", self.receiver.report().describe());
         }
