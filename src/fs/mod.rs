@@ -12,6 +12,8 @@
 //! `ENOTDIR`); callers leave such a path to a full comparison, never follow it.
 //! Handle-relative resolution has no `PATH_MAX`: longer paths are resolved in pieces.
 
+mod attrs;
 mod beneath;
 
+pub use attrs::{Attrs, set_attrs};
 pub use beneath::Root;

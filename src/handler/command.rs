@@ -349,11 +349,12 @@ impl CommandHandler {
 
     /// The runs of a live batch for a program that runs rsync (`rsync-shell`, or a template
     /// with `%RSYNC-ARGS%`): one, or for a receiver that rejects missing entries and a
-    /// batch with deletions, a deletion run and a run of the paths that exist. The deletion
-    /// run lists the parents of the deleted paths, and its exclude list (after the job's
-    /// excludes) and `%RSYNC-ARGS%` carry the filter rules that limit rsync to the deleted
-    /// names ([`deletions`]): a script that follows the documented pattern (`rsync -a
-    /// --delete -r --files-from="$1" --from0 --exclude-from="$2"`) deletes them.
+    /// batch with deletions, a deletion run and a run of the paths that exist
+    /// ([`deletions`]). With `%RSYNC-ARGS%` the deletion run sends the parents' contents one
+    /// level deep; otherwise its list holds the parents and its exclude list (after the
+    /// job's excludes) the rules that limit rsync to the deleted names, so that a script
+    /// following the documented pattern (`rsync -a --delete -r --files-from="$1" --from0
+    /// --exclude-from="$2"`) deletes them.
     fn run_rsync_lists(&self, entries: &[Entry]) -> Result<Outcome, HandlerError> {
         let batch = Batch {
             renames: Vec::new(),
@@ -420,17 +421,17 @@ impl CommandHandler {
             let data = if kind == CommandKind::Shell {
                 shell_records(&self.source, entries, full)
             } else if let Some(p) = deletion {
-                p.list.clone()
+                if rsync_args {
+                    p.contents.clone()
+                } else {
+                    p.list.clone()
+                }
             } else {
                 RsyncHandler::files_from_list(&batch)
             };
             Some(self.write_list(".clsync-list.", &data)?)
         } else {
             None
-        };
-        let rules = match deletion {
-            Some(p) => Some(self.write_list(".clsync-deletions.", &p.rules)?),
-            None => None,
         };
         let rule_excludes = if deletion.is_none()
             && (kind == CommandKind::RsyncShell
@@ -451,8 +452,8 @@ impl CommandHandler {
                 data.push(0);
             }
             data.extend_from_slice(&rule_excludes);
-            if let Some(p) = deletion {
-                data.extend_from_slice(&p.plain_rules);
+            if let Some(p) = deletion.filter(|_| !rsync_args) {
+                data.extend_from_slice(&p.rules);
             }
             Some(self.write_list(".clsync-exclude.", &data)?)
         } else {
@@ -462,10 +463,10 @@ impl CommandHandler {
         let excl_path = excludes.as_ref().map(|f| f.path());
         let rsync_argv = match rsync_args {
             true => {
-                let pass = match (what, &rules) {
+                let pass = match what {
                     _ if full => Pass::Full,
-                    (ListOf::Deletions(_), Some(r)) => Pass::Deletions { rules: r.path() },
-                    (what, _) => Pass::Paths {
+                    ListOf::Deletions(_) => Pass::Deletions,
+                    what => Pass::Paths {
                         batch: &batch,
                         missing_args: matches!(what, ListOf::Paths),
                     },
@@ -542,7 +543,7 @@ impl CommandHandler {
         // What a user's command prints says nothing about what it changed.
         .map(|o| Outcome { changed: None, ..o });
         if self.options.keep_lists {
-            for f in [list, excludes, rules].into_iter().flatten() {
+            for f in [list, excludes].into_iter().flatten() {
                 match f.keep() {
                     Ok((_, p)) => debug!("kept list file {}", p.display()),
                     Err(e) => debug!("cannot keep list file: {e}"),
@@ -876,7 +877,7 @@ mod tests {
     }
 
     /// With a receiver that rejects missing entries, `%RSYNC-ARGS%` runs the program twice
-    /// for a batch with a deletion: the deletion pass (parents, filter rules), then the
+    /// for a batch with a deletion: the deletion pass (the parents' contents), then the
     /// paths that exist (without `--delete-missing-args`).
     #[test]
     fn rsync_args_split_deletions_for_a_rejecting_receiver() {
@@ -914,11 +915,15 @@ mod tests {
             4,
             "two runs, each its args and its list: {got:?}"
         );
-        assert!(runs[0].contains("--filter=merge "), "{}", runs[0]);
+        assert!(runs[0].contains("\0-d\0--no-r\0"), "{}", runs[0]);
         assert!(!runs[0].contains("--delete-missing-args"), "{}", runs[0]);
-        assert_eq!(runs[1], "./d\0");
+        assert_eq!(runs[1], "./d/.\0");
         assert!(!runs[2].contains("--delete-missing-args"), "{}", runs[2]);
-        assert!(!runs[2].contains("--filter=merge "), "{}", runs[2]);
+        assert!(
+            runs[2].contains("\0-r\0--ignore-missing-args\0"),
+            "{}",
+            runs[2]
+        );
         assert_eq!(runs[3], "./d/new\0");
     }
 

@@ -3,23 +3,23 @@
 //! Debian 12's rsync security update (3.2.7-1+deb12u5) and upstream 3.4.3 made the receiver
 //! refuse a `--files-from` entry that is missing at the source ("invalid file mode 00",
 //! exit 2; RsyncProject/rsync issue 910). Such a receiver still deletes what `--delete`
-//! finds extraneous in a directory it is sent recursively, so a deleted path is reached
-//! through its parent: the pass lists each parent directory (`-r --files-from`), and
-//! NUL-separated filter rules let rsync see only the deleted names there:
+//! finds extraneous in a directory whose contents it is sent, so a deleted path is reached
+//! through its parent: the pass sends each parent's contents one level deep (`-d --no-r`,
+//! `--files-from` entries `./PARENT/.`). rsync lists the parents on both sides, compares
+//! their other entries (quick check: unchanged ones cost a `stat`), never descends into
+//! their subdirectories, and deletes what the source no longer has there, exactly as
+//! `rsync -a --delete` would; the job's excludes keep protecting what they match. No
+//! filter rules are needed, so the cost does not grow with the number of deletions.
+//!
+//! A script of the `rsync-shell` mode runs its own rsync with `-r`; for it the pass is the
+//! parents (`./PARENT`) with NUL-separated rules for its exclude list that let rsync see
+//! only the deleted names there ([`DeletionPass::rules`]):
 //!
 //! ```text
-//! +sr /a/b/gone    each deleted path (what is in it is not matched by any rule below)
-//! +sr /a           each listed parent and its ancestors, so that no `- …/*` hides them
-//! -sr /a/b/*       everything else in a listed parent or one of its ancestors
+//! + /a/b/gone      each deleted path (what is in it is not matched by any rule below)
+//! + /a             each listed parent and its ancestors, so that no `- …/*` hides them
+//! - /a/b/*         everything else in a listed parent or one of its ancestors
 //! ```
-//!
-//! An excluded name is neither sent nor deleted, so the pass deletes exactly the deleted
-//! paths (and anything the source has under those names again by then is sent, which is
-//! also right). The rules apply on both sides (`s`, `r`) even when `[rsync] args` has
-//! `--delete-excluded`, which would otherwise turn `-` rules into sender-only ones and
-//! delete every sibling. rsync reads only the listings of the parents, not their subtrees
-//! (unless `[rsync] args` include more). The job's own excludes come earlier on rsync's
-//! command line and keep protecting what they match, as in every other run.
 
 use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
@@ -28,16 +28,17 @@ use std::path::{Path, PathBuf};
 use crate::relpath;
 use crate::rules::Filter;
 
-/// The `--files-from` list and the filter rules of one deletion pass.
+/// One deletion pass, in its two forms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeletionPass {
-    /// NUL-separated `--files-from` entries: `./PARENT`, or `.` for the root.
+    /// NUL-separated `--files-from` entries for `-d --no-r`: `./PARENT/.`, or `.`.
+    pub contents: Vec<u8>,
+    /// NUL-separated `--files-from` entries for a `-r` run with [`Self::rules`]:
+    /// `./PARENT`, or `.` for the root.
     pub list: Vec<u8>,
-    /// NUL-terminated filter rules, for `--from0 --filter=merge FILE`.
+    /// NUL-terminated `+ `/`- ` rules for an `--exclude-from` list (after the job's
+    /// excludes), limiting a `-r` run over [`Self::list`] to the deleted names.
     pub rules: Vec<u8>,
-    /// The same rules without the side modifiers, for an `--exclude-from` list (which takes
-    /// only `+ ` and `- `; `--delete-excluded` then defeats them).
-    pub plain_rules: Vec<u8>,
 }
 
 /// The pass that deletes `gone` (source-relative paths missing at the source) at the
@@ -54,44 +55,46 @@ pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
     if parents.is_empty() {
         return None;
     }
-    // Every directory rsync lists: the parents and everything above them.
+    // Every directory a `-r` run lists: the parents and everything above them.
     let mut pruned: BTreeSet<&Path> = BTreeSet::new();
     for p in &parents {
         pruned.insert(p);
         pruned.extend(relpath::ancestors(p));
     }
-    let (mut rules, mut plain_rules) = (Vec::new(), Vec::new());
-    let mut rule = |include: bool, pattern: Vec<u8>| {
-        rules.extend_from_slice(if include { b"+sr " } else { b"-sr " });
-        plain_rules.extend_from_slice(if include { b"+ " } else { b"- " });
-        for out in [&mut rules, &mut plain_rules] {
-            out.extend_from_slice(&pattern);
-            out.push(0);
-        }
+    let mut rules = Vec::new();
+    let mut rule = |sign: &[u8], pattern: Vec<u8>| {
+        rules.extend_from_slice(sign);
+        rules.extend_from_slice(&pattern);
+        rules.push(0);
     };
     for g in &gone {
-        rule(true, Filter::rsync_anchored(g, false));
+        rule(b"+ ", Filter::rsync_anchored(g, false));
     }
     for d in pruned.iter().filter(|d| !d.as_os_str().is_empty()) {
-        rule(true, Filter::rsync_anchored(d, false));
+        rule(b"+ ", Filter::rsync_anchored(d, false));
     }
     for d in &pruned {
-        rule(false, Filter::rsync_anchored_children(d));
+        rule(b"- ", Filter::rsync_anchored_children(d));
     }
-    let mut list = Vec::new();
+    let (mut contents, mut list) = (Vec::new(), Vec::new());
     for p in &parents {
         if p.as_os_str().is_empty() {
+            contents.push(b'.');
             list.push(b'.');
         } else {
-            list.extend_from_slice(b"./");
-            list.extend_from_slice(p.as_os_str().as_bytes());
+            for out in [&mut contents, &mut list] {
+                out.extend_from_slice(b"./");
+                out.extend_from_slice(p.as_os_str().as_bytes());
+            }
+            contents.extend_from_slice(b"/.");
         }
+        contents.push(0);
         list.push(0);
     }
     Some(DeletionPass {
+        contents,
         list,
         rules,
-        plain_rules,
     })
 }
 
@@ -129,18 +132,19 @@ mod tests {
             p(b"a/b/gone/deeper"),
         ])
         .unwrap();
+        assert_eq!(split(&pass.contents), [".", "./a/b/."]);
         assert_eq!(split(&pass.list), [".", "./a/b"]);
         assert_eq!(
             split(&pass.rules),
             [
-                "+sr /a/b/gone",
-                "+sr /top",
-                "+sr /a/b/w\\*ld",
-                "+sr /a",
-                "+sr /a/b",
-                "-sr /*",
-                "-sr /a/*",
-                "-sr /a/b/*",
+                "+ /a/b/gone",
+                "+ /top",
+                "+ /a/b/w\\*ld",
+                "+ /a",
+                "+ /a/b",
+                "- /*",
+                "- /a/*",
+                "- /a/b/*",
             ]
         );
     }
@@ -173,78 +177,86 @@ mod tests {
         out
     }
 
-    /// Against the real rsync: the pass leaves what `rsync -a --delete` would, and touches
-    /// nothing in the parents' other entries or below them.
-    #[test]
-    fn the_pass_deletes_exactly_the_gone_paths_with_real_rsync() {
-        let Some(prog) = rsync() else {
-            eprintln!("skipped: no rsync");
-            return;
-        };
-        let t = tempfile::tempdir().unwrap();
-        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
-        let odd: &[&[u8]] = &[b"w*ld", b"[ab]", b"a\\b", b"nl\nx", b"-dash", b"\xff"];
-        for d in ["a/b/keep", "a/b/sub", "other"] {
-            fs::create_dir_all(src.join(d)).unwrap();
-        }
-        fs::write(src.join("a/b/sub/x"), "x").unwrap();
-        fs::write(src.join("top-keep"), "k").unwrap();
-        let st = Command::new(&prog)
-            .args(["-a", "--delete"])
-            .arg(format!("{}/", src.display()))
-            .arg(format!("{}/", dst.display()))
-            .status()
-            .unwrap();
-        assert!(st.success());
-        // At the destination only: what the source deleted, and content the pass must not
-        // look at (changed below a parent, not in the batch).
-        fs::create_dir_all(dst.join("a/b/gone-dir/deep")).unwrap();
-        fs::write(dst.join("a/b/gone-dir/deep/f"), "f").unwrap();
-        fs::write(dst.join("a/b/gone-dir/deep/x.tmp"), "excluded").unwrap();
-        fs::write(dst.join("a/b/gone-file"), "g").unwrap();
-        fs::write(dst.join("top-gone"), "g").unwrap();
-        fs::write(dst.join("a/b/sub/not-in-batch"), "stays").unwrap();
-        fs::write(dst.join("other/not-in-batch"), "stays").unwrap();
-        let mut gone = vec![p(b"a/b/gone-dir"), p(b"a/b/gone-file"), p(b"top-gone")];
-        for name in odd {
-            let rel = p(&[b"a/b/".as_slice(), name].concat());
-            fs::write(dst.join(&rel), "odd").unwrap();
-            gone.push(rel);
-        }
-        // A sibling whose name the wildcard names would match, not deleted.
-        fs::write(dst.join("a/b/wXld"), "stays").unwrap();
-        let pass = plan(&gone).unwrap();
-        let rules = t.path().join("rules");
-        fs::write(&rules, &pass.rules).unwrap();
-        // As the job would run it, with `[rsync] args` that change what excludes and empty
-        // directories mean: the pass must not depend on them.
-        let mut child = Command::new(&prog)
-            .args([
-                "-a",
-                "--delete",
-                "--exclude=*.tmp",
-                "--delete-excluded",
-                "-m",
-            ])
-            .args(["-r", "--ignore-missing-args", "--no-prune-empty-dirs"])
-            .args(["--files-from=-", "--from0"])
-            .arg(format!("--filter=merge {}", rules.display()))
+    /// One run of the real rsync from `src` to `dst`, `list` on stdin.
+    fn run(prog: &str, args: &[String], list: &[u8], src: &Path, dst: &Path) {
+        use std::io::Write;
+        let mut child = Command::new(prog)
+            .args(args)
             .arg("--")
             .arg(format!("{}/", src.display()))
             .arg(format!("{}/", dst.display()))
             .stdin(Stdio::piped())
             .spawn()
             .unwrap();
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(&pass.list).unwrap();
+        child.stdin.take().unwrap().write_all(list).unwrap();
         assert!(child.wait().unwrap().success());
-        let mut want = tree(&src);
-        want.extend([
-            p(b"a/b/sub/not-in-batch"),
-            p(b"other/not-in-batch"),
-            p(b"a/b/wXld"),
-        ]);
-        want.sort();
-        assert_eq!(tree(&dst), want);
+    }
+
+    /// Against the real rsync, both forms: the pass leaves what `rsync -a --delete` would
+    /// in the parents, and nothing changes below their other subdirectories.
+    #[test]
+    fn the_pass_deletes_exactly_the_gone_paths_with_real_rsync() {
+        let Some(prog) = rsync() else {
+            eprintln!("skipped: no rsync");
+            return;
+        };
+        for contents in [true, false] {
+            let t = tempfile::tempdir().unwrap();
+            let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+            let odd: &[&[u8]] = &[b"w*ld", b"[ab]", b"a\\b", b"nl\nx", b"-dash", b"\xff"];
+            for d in ["a/b/keep", "a/b/sub", "other"] {
+                fs::create_dir_all(src.join(d)).unwrap();
+            }
+            fs::write(src.join("a/b/sub/x"), "x").unwrap();
+            fs::write(src.join("top-keep"), "k").unwrap();
+            run(&prog, &["-a".into()], b"", &src, &dst);
+            // At the destination only: what the source deleted, and content the pass must
+            // not look at (below a parent's subdirectory, or elsewhere).
+            fs::create_dir_all(dst.join("a/b/gone-dir/deep")).unwrap();
+            fs::write(dst.join("a/b/gone-dir/deep/f"), "f").unwrap();
+            fs::write(dst.join("a/b/gone-file"), "g").unwrap();
+            fs::write(dst.join("top-gone"), "g").unwrap();
+            fs::write(dst.join("a/b/sub/not-in-batch"), "stays").unwrap();
+            fs::write(dst.join("other/not-in-batch"), "stays").unwrap();
+            let mut gone = vec![p(b"a/b/gone-dir"), p(b"a/b/gone-file"), p(b"top-gone")];
+            for name in odd {
+                let rel = p(&[b"a/b/".as_slice(), name].concat());
+                fs::write(dst.join(&rel), "odd").unwrap();
+                gone.push(rel);
+            }
+            let pass = plan(&gone).unwrap();
+            // As the job runs it, with `[rsync] args` that change what excludes and empty
+            // directories mean.
+            let mut args: Vec<String> = ["-a", "--delete", "--exclude=*.tmp", "-m"]
+                .map(String::from)
+                .to_vec();
+            let list = if contents {
+                args.extend(
+                    [
+                        "-d",
+                        "--no-r",
+                        "--ignore-missing-args",
+                        "--no-prune-empty-dirs",
+                    ]
+                    .map(String::from),
+                );
+                args.extend(["--files-from=-", "--from0"].map(String::from));
+                &pass.contents
+            } else {
+                let rules = t.path().join("rules");
+                fs::write(&rules, &pass.rules).unwrap();
+                args.extend(
+                    ["-r", "--ignore-missing-args", "--no-prune-empty-dirs"].map(String::from),
+                );
+                args.extend(["--files-from=-", "--from0"].map(String::from));
+                args.push(format!("--exclude-from={}", rules.display()));
+                &pass.list
+            };
+            run(&prog, &args, list, &src, &dst);
+            let mut want = tree(&src);
+            want.extend([p(b"a/b/sub/not-in-batch"), p(b"other/not-in-batch")]);
+            want.sort();
+            assert_eq!(tree(&dst), want, "contents form: {contents}");
+        }
     }
 }

@@ -68,9 +68,11 @@ use nix::errno::Errno;
 use nix::sys::stat::{Mode, SFlag};
 
 use super::{Batch, Handler, HandlerError, Outcome, Rename};
+use crate::fs::{Attrs, Root, set_attrs};
 use crate::longpath::LongPath;
 use crate::relpath;
 use crate::rules::{Filter, Kind};
+use rustix::fs::OFlags;
 
 /// `S_IFMT` is a u16 on the BSDs and a u32 on Linux.
 #[allow(clippy::unnecessary_cast)]
@@ -296,6 +298,18 @@ impl Shown for LongPath {
     }
 }
 
+/// [`io_err`] for [`set_attrs`]: an object swapped since its `lstat` is `Changed` (looked
+/// at again).
+fn attr_err<P: Shown + ?Sized>(path: &P) -> impl FnOnce(io::Error) -> Fail + '_ {
+    move |e| {
+        if e.raw_os_error() == Some(libc::ESTALE) {
+            Fail::Changed
+        } else {
+            io_err(path)(e)
+        }
+    }
+}
+
 fn io_err<P: Shown + ?Sized>(path: &P) -> impl FnOnce(io::Error) -> Fail + '_ {
     move |e| Fail::Io(path.shown().to_path_buf(), e)
 }
@@ -303,6 +317,9 @@ fn io_err<P: Shown + ?Sized>(path: &P) -> impl FnOnce(io::Error) -> Fail + '_ {
 /// State of one `run` call.
 struct Run<'a> {
     h: &'a MirrorHandler,
+    /// The source root: files are read and directories listed beneath it, no symlink
+    /// followed in any component ([`crate::fs`]). Opened on first use.
+    src_root: std::cell::OnceCell<Root>,
     /// Destination directories known (in this run) to be real directories, all the way up.
     verified: BTreeSet<PathBuf>,
     /// Destination directories to receive mode, owner and times from the source at the end:
@@ -338,6 +355,7 @@ impl<'a> Run<'a> {
     fn new(h: &'a MirrorHandler) -> Run<'a> {
         Run {
             h,
+            src_root: std::cell::OnceCell::new(),
             verified: BTreeSet::new(),
             touched: BTreeSet::new(),
             synced: BTreeSet::new(),
@@ -426,6 +444,12 @@ impl<'a> Run<'a> {
                 source: io::Error::from_raw_os_error(libc::ENOTDIR),
             });
         }
+        self.src_root = Root::open(src)
+            .map_err(|e| HandlerError::Io {
+                path: src.clone(),
+                source: e,
+            })?
+            .into();
         let dst = &self.h.destination;
         let dst_err = |e| HandlerError::Io {
             path: dst.clone(),
@@ -451,8 +475,11 @@ impl<'a> Run<'a> {
             return Ok(());
         }
         let p = self.h.dst(rel);
-        fs::set_permissions(&p, Permissions::from_mode((meta.mode() | 0o700) & 0o7777))
-            .map_err(io_err(&p))?;
+        let attrs = Attrs {
+            mode: Some((meta.mode() | 0o700) & 0o7777),
+            ..Attrs::default()
+        };
+        set_attrs(&p, meta, attrs).map_err(attr_err(&p))?;
         self.touched.insert(rel.to_path_buf());
         Ok(())
     }
@@ -640,6 +667,21 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Opens the source object `rel` beneath the source root: a symlink anywhere on the way
+    /// (a directory swapped for one) fails with `ELOOP` or `ENOTDIR` instead of leading
+    /// out of the source.
+    fn open_source(&self, rel: &Path, flags: OFlags) -> io::Result<fs::File> {
+        let root = match self.src_root.get() {
+            Some(r) => r,
+            None => {
+                let r = Root::open(&self.h.source)?;
+                self.src_root.get_or_init(|| r)
+            }
+        };
+        let fd = root.open_at(rel, flags, rustix::fs::Mode::empty())?;
+        Ok(fs::File::from(fd))
+    }
+
     /// Creates a fresh object under a temporary name in the destination directory `dir`.
     fn temp<T>(
         &self,
@@ -711,41 +753,49 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Owner (root) or group (others, best effort) of an object we created, by path.
-    fn set_owner(&self, path: &Path, src: &Metadata) -> Result<(), Fail> {
-        if self.h.is_root {
-            std::os::unix::fs::lchown(path, Some(src.uid()), Some(src.gid()))
-                .map_err(io_err(path))?;
-        } else if nix::unistd::getegid().as_raw() != src.gid() {
-            let _ = std::os::unix::fs::lchown(path, None, Some(src.gid()));
-        }
-        Ok(())
+    /// Owner, mode and times of a symlink or special file we just created under the
+    /// temporary name `path`: through a handle on that very object (someone who can write
+    /// the directory could have put another in its place).
+    fn set_new_attrs(&self, path: &Path, src: &Metadata, dp: &Path) -> Result<(), Fail> {
+        let made = fs::symlink_metadata(path).map_err(io_err(dp))?;
+        self.fix_attrs(path, &made, src, true)
     }
 
     /// Brings owner, permission bits and (with `times`) atime/mtime of the existing
     /// destination object at `path` (lstat `d`, not a symlink unless it is one at the source
-    /// too) to those of the source object `s`.
+    /// too) to those of the source object `s`, through a handle on the object `d` describes
+    /// ([`set_attrs`]): an object swapped since is `Changed`, one with other names is refused.
     fn fix_attrs(&self, path: &Path, d: &Metadata, s: &Metadata, times: bool) -> Result<(), Fail> {
-        let is_link = d.file_type().is_symlink();
-        let mut chowned = false;
+        let mut owner = None;
         if self.h.is_root {
             if d.uid() != s.uid() || d.gid() != s.gid() {
-                std::os::unix::fs::lchown(path, Some(s.uid()), Some(s.gid()))
-                    .map_err(io_err(path))?;
-                chowned = true;
+                owner = Some((Some(s.uid()), Some(s.gid())));
             }
         } else if d.gid() != s.gid() {
-            chowned = std::os::unix::fs::lchown(path, None, Some(s.gid())).is_ok();
+            // Best effort: we may not be in that group.
+            let group = Attrs {
+                owner: Some((None, Some(s.gid()))),
+                ..Attrs::default()
+            };
+            if set_attrs(path, d, group).is_ok() {
+                owner = Some((None, None));
+            }
         }
         // chown may clear set-id bits, so the mode goes after it.
-        if !is_link && (chowned || d.mode() & 0o7777 != s.mode() & 0o7777) {
-            fs::set_permissions(path, Permissions::from_mode(s.mode() & 0o7777))
-                .map_err(io_err(path))?;
+        let chowned = owner.is_some();
+        let mode = (!d.file_type().is_symlink()
+            && (chowned || d.mode() & 0o7777 != s.mode() & 0o7777))
+            .then_some(s.mode() & 0o7777);
+        let times = (times && !same_mtime(d, s)).then(|| (atime(s), mtime(s)));
+        if !chowned && mode.is_none() && times.is_none() {
+            return Ok(());
         }
-        if times && !same_mtime(d, s) {
-            filetime::set_symlink_file_times(path, atime(s), mtime(s)).map_err(io_err(path))?;
-        }
-        Ok(())
+        let attrs = Attrs {
+            owner: owner.filter(|o| o.0.is_some() || o.1.is_some()),
+            mode,
+            times,
+        };
+        set_attrs(path, d, attrs).map_err(attr_err(path))
     }
 
     fn entry(&mut self, rel: &Path, recursive: bool) {
@@ -903,7 +953,10 @@ impl<'a> Run<'a> {
     /// source directory holds, recursively.
     fn walk(&mut self, rel: &Path) -> Result<(), Fail> {
         let spath = self.h.src(rel);
-        let mut names = match list_dir_typed(&spath, true) {
+        let listed = self
+            .open_source(rel, OFlags::RDONLY | OFlags::DIRECTORY)
+            .and_then(list_dir_typed_fd);
+        let mut names = match listed {
             Ok(v) => v,
             Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(Fail::Changed);
@@ -978,17 +1031,16 @@ impl<'a> Run<'a> {
             && let Some(d) = &dmeta
             && let Some(meta) = meta
             && d.is_file()
+            && d.nlink() == 1
             && d.len() == meta.len()
             && same_mtime(d, meta)
         {
+            // (A file with other names is copied anew: its other name may be anywhere.)
             return self.fix_attrs(&dp, d, meta, false);
         }
 
         let spath = self.h.src(rel);
-        let sfile = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(&spath)
+        let sfile = match self.open_source(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)
         {
             Ok(f) => f,
             Err(e)
@@ -1123,9 +1175,7 @@ impl<'a> Run<'a> {
             return self.fix_attrs(&dp, d, meta, true);
         }
         let (tmp, ()) = self.temp(parent, &dp, |p| std::os::unix::fs::symlink(&target, p))?;
-        self.set_owner(tmp.path(), meta)?;
-        filetime::set_symlink_file_times(tmp.path(), atime(meta), mtime(meta))
-            .map_err(io_err(&dp))?;
+        self.set_new_attrs(tmp.path(), meta, &dp)?;
         self.install(tmp, rel, dmeta.as_ref())
     }
 
@@ -1161,12 +1211,7 @@ impl<'a> Run<'a> {
             )
             .map_err(io::Error::from)
         })?;
-        self.set_owner(tmp.path(), meta)?;
-        // The temporary name is a node we just created, not a symlink.
-        fs::set_permissions(tmp.path(), Permissions::from_mode(meta.mode() & 0o7777))
-            .map_err(io_err(&dp))?;
-        filetime::set_symlink_file_times(tmp.path(), atime(meta), mtime(meta))
-            .map_err(io_err(&dp))?;
+        self.set_new_attrs(tmp.path(), meta, &dp)?;
         self.install(tmp, rel, dmeta.as_ref())
     }
 
@@ -1347,6 +1392,11 @@ fn list_dir_typed(path: &Path, nofollow: bool) -> io::Result<Vec<(OsString, u8)>
         .read(true)
         .custom_flags(flags)
         .open(path)?;
+    list_dir_typed_fd(file)
+}
+
+/// The entries of the open directory `file` with their `d_type`.
+fn list_dir_typed_fd(file: fs::File) -> io::Result<Vec<(OsString, u8)>> {
     let fd = file.into_raw_fd();
     // SAFETY: `fd` is an open directory descriptor that we own; on success fdopendir takes
     // it over (closed by closedir below), on failure we close it ourselves.

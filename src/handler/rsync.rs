@@ -63,8 +63,9 @@ pub(crate) enum Pass<'a> {
         batch: &'a Batch,
         missing_args: bool,
     },
-    /// A deletion pass: the parents of deleted paths, with its filter rules file.
-    Deletions { rules: &'a Path },
+    /// A deletion pass: the contents of the parents of deleted paths, one level deep
+    /// ([`deletions`]).
+    Deletions,
 }
 
 impl<'a> Pass<'a> {
@@ -368,15 +369,17 @@ impl RsyncHandler {
         if !full {
             let mut ff = OsString::from("--files-from=");
             ff.push(files_from);
-            args.push("-r".into());
             match pass {
                 Pass::Paths {
                     missing_args: true, ..
-                } => args.push("--delete-missing-args".into()),
-                // A path gone since the split is the next batch's deletion, not an error;
-                // and no empty parent may be pruned before its deletions are made.
-                Pass::Paths { .. } => args.push("--ignore-missing-args".into()),
+                } => args.extend(["-r".into(), "--delete-missing-args".into()]),
+                // A path gone since the split is the next batch's deletion, not an error.
+                Pass::Paths { .. } => args.extend(["-r".into(), "--ignore-missing-args".into()]),
+                // One level, and no subdirectory pruned from the list (which would make the
+                // receiver delete it).
                 _ => args.extend([
+                    "-d".into(),
+                    "--no-r".into(),
                     "--ignore-missing-args".into(),
                     "--no-prune-empty-dirs".into(),
                 ]),
@@ -390,12 +393,6 @@ impl RsyncHandler {
                 if batch.entries.iter().any(|e| !e.attrs_only && !e.recursive) =>
             {
                 args.push("--ignore-times".into());
-            }
-            Pass::Deletions { rules } => {
-                // After the job's excludes, which keep protecting what they match.
-                let mut arg = OsString::from("--filter=merge ");
-                arg.push(rules);
-                args.push(arg);
             }
             _ => {}
         }
@@ -580,11 +577,7 @@ impl RsyncHandler {
         let (present, gone) = split_missing(&self.source, batch);
         let mut outcome = Outcome::default();
         if let Some(pass) = deletions::plan(&gone) {
-            let rules = self.list_file(".clsync-deletions.", &pass.rules)?;
-            let del = Pass::Deletions {
-                rules: rules.path(),
-            };
-            outcome = self.transfer_pass(&del, pass.list, &[], hidden)?;
+            outcome = self.transfer_pass(&Pass::Deletions, pass.contents, &[], hidden)?;
         }
         if !present.entries.is_empty() {
             let list = Self::files_from_list(&present);

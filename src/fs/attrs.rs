@@ -1,0 +1,176 @@
+//! Owner, mode and times of an existing object, changed through a handle on it.
+//!
+//! A path is only a way to find the object: between an `lstat` and a `chmod` by path, the
+//! owner of the directory may exchange the object for a symlink (`renameat2(RENAME_EXCHANGE)`)
+//! or a hard link to a file of root's, and the change lands there. Here the object is opened
+//! once (`O_PATH | O_NOFOLLOW`: a symlink is opened as itself), identified by `fstat`, and
+//! every change goes to that descriptor. An object with other names (`nlink > 1`, not a
+//! directory) is refused: its other name may be outside the tree.
+
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+/// What to change: `owner` (uid, gid; `None` keeps each), `mode` (permission bits; never
+/// applied to a symlink), `times` (atime, mtime).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Attrs {
+    pub owner: Option<(Option<u32>, Option<u32>)>,
+    pub mode: Option<u32>,
+    pub times: Option<(filetime::FileTime, filetime::FileTime)>,
+}
+
+/// Applies `attrs` to the object at `path` if it is still the one `expect` describes
+/// (same device and inode); `ESTALE` when it is not, `EMLINK` when it has other names.
+/// Owner first, then times, then the mode (a chown clears set-id bits).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Mode, OFlags};
+    use std::os::fd::AsRawFd;
+    let fd = rustix::fs::open(
+        path,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let st = rustix::fs::fstat(&fd)?;
+    if st.st_dev != expect.dev() || st.st_ino != expect.ino() {
+        return Err(io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    let fmt = st.st_mode & libc::S_IFMT;
+    if fmt != libc::S_IFDIR && st.st_nlink > 1 {
+        return Err(io::Error::from_raw_os_error(libc::EMLINK));
+    }
+    let is_link = fmt == libc::S_IFLNK;
+    if let Some((uid, gid)) = attrs.owner {
+        rustix::fs::chownat(
+            &fd,
+            "",
+            uid.map(rustix::fs::Uid::from_raw),
+            gid.map(rustix::fs::Gid::from_raw),
+            AtFlags::EMPTY_PATH,
+        )?;
+    }
+    // The descriptor's own name in /proc leads to exactly this object (for a symlink, the
+    // link is not followed only by the `l` calls, so symlink times go by path: a swapped
+    // leaf is still not followed there).
+    let own = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    if let Some((atime, mtime)) = attrs.times {
+        if is_link {
+            filetime::set_symlink_file_times(path, atime, mtime)?;
+        } else {
+            // utimensat by name: opening the object (a fifo, a device) is never needed.
+            let ts = |t: filetime::FileTime| rustix::fs::Timespec {
+                tv_sec: t.unix_seconds(),
+                tv_nsec: t.nanoseconds().into(),
+            };
+            let times = rustix::fs::Timestamps {
+                last_access: ts(atime),
+                last_modification: ts(mtime),
+            };
+            rustix::fs::utimensat(rustix::fs::CWD, &own, &times, AtFlags::empty())?;
+        }
+    }
+    if let Some(mode) = attrs.mode
+        && !is_link
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    }
+    Ok(())
+}
+
+/// Without `O_PATH`: by path, the leaf never followed (symlinks get no mode).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = std::fs::symlink_metadata(path)?;
+    if m.dev() != expect.dev() || m.ino() != expect.ino() {
+        return Err(io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    if !m.is_dir() && m.nlink() > 1 {
+        return Err(io::Error::from_raw_os_error(libc::EMLINK));
+    }
+    if let Some((uid, gid)) = attrs.owner {
+        std::os::unix::fs::lchown(path, uid, gid)?;
+    }
+    if let Some((atime, mtime)) = attrs.times {
+        filetime::set_symlink_file_times(path, atime, mtime)?;
+    }
+    if let Some(mode) = attrs.mode
+        && !m.file_type().is_symlink()
+    {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_swapped_or_linked_object_is_left_alone() {
+        let t = tempfile::tempdir().unwrap();
+        let (f, victim) = (t.path().join("f"), t.path().join("victim"));
+        fs::write(&f, "x").unwrap();
+        fs::write(&victim, "v").unwrap();
+        fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
+        let m = fs::symlink_metadata(&f).unwrap();
+        let chmod = Attrs {
+            mode: Some(0o4777),
+            ..Attrs::default()
+        };
+        // Swapped for a symlink to the victim after the lstat.
+        fs::remove_file(&f).unwrap();
+        std::os::unix::fs::symlink(&victim, &f).unwrap();
+        let e = set_attrs(&f, &m, chmod).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ESTALE));
+        // A hard link to the victim, described by its own lstat.
+        fs::remove_file(&f).unwrap();
+        fs::hard_link(&victim, &f).unwrap();
+        let m = fs::symlink_metadata(&f).unwrap();
+        let e = set_attrs(&f, &m, chmod).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EMLINK));
+        let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        // A symlink's own times change, its target's mode does not.
+        fs::remove_file(&f).unwrap();
+        std::os::unix::fs::symlink(&victim, &f).unwrap();
+        let m = fs::symlink_metadata(&f).unwrap();
+        let when = filetime::FileTime::from_unix_time(1_000_000_000, 0);
+        set_attrs(
+            &f,
+            &m,
+            Attrs {
+                mode: Some(0o777),
+                times: Some((when, when)),
+                ..Attrs::default()
+            },
+        )
+        .unwrap();
+        let lm = fs::symlink_metadata(&f).unwrap();
+        assert_eq!(lm.mtime(), 1_000_000_000);
+        let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o600);
+        // The object itself.
+        let g = t.path().join("g");
+        fs::write(&g, "y").unwrap();
+        let m = fs::symlink_metadata(&g).unwrap();
+        set_attrs(
+            &g,
+            &m,
+            Attrs {
+                mode: Some(0o640),
+                times: Some((when, when)),
+                ..Attrs::default()
+            },
+        )
+        .unwrap();
+        let gm = fs::metadata(&g).unwrap();
+        assert_eq!(gm.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(gm.mtime(), 1_000_000_000);
+    }
+}
