@@ -6,7 +6,9 @@
 //! own process group (the job's `timeout` kills the whole group). A template argument that is
 //! *exactly* a placeholder such as `%INCLUDE-LIST%` is replaced; placeholders inside a larger
 //! argument stay literal, so a file name can never become part of another argument, and
-//! names reach the program either as whole arguments or NUL-separated in list files.
+//! names reach the program either as whole arguments or NUL-separated in list files. A
+//! path is never given with a leading `-`: a top-level name like `--target-directory=DIR`
+//! comes as `./--target-directory=DIR` (`rel_arg`; rsync lists have `./` on every path).
 //!
 //! List files are written into the job's lists directory (`[command] lists_dir`, else a
 //! private `0700` directory under `$TMPDIR` removed with the handler), `0600`, one unique
@@ -132,12 +134,20 @@ pub(crate) fn file_kind(path: &Path) -> &'static str {
     }
 }
 
-/// A path relative to the source as an argument or list item: the root is `.`.
+/// A path relative to the source as an argument or list item: the root is `.`, and a path
+/// that starts with `-` (only a top-level name can) is given as `./NAME`, so that no
+/// program takes a file name for an option (`cp --parents %INCLUDE-LIST%` with a file named
+/// `--target-directory=DIR`).
 pub(crate) fn rel_arg(rel: &Path) -> OsString {
-    if rel.as_os_str().is_empty() {
+    let s = rel.as_os_str();
+    if s.is_empty() {
         OsString::from(".")
+    } else if s.as_bytes().starts_with(b"-") {
+        let mut out = OsString::from("./");
+        out.push(s);
+        out
     } else {
-        rel.as_os_str().to_os_string()
+        s.to_os_string()
     }
 }
 
@@ -808,7 +818,8 @@ mod tests {
             ("sync", "file", names[0].clone()),
             ("attrib", "file", names[1].clone()),
             ("sync", "symlink", names[2].clone()),
-            ("delete", "missing", names[3].clone()),
+            // An option-like name comes as `./NAME`.
+            ("delete", "missing", PathBuf::from("./--rsh=evil")),
             ("delete", "missing", names[4].clone()),
             ("tree", "dir", PathBuf::from("dir")),
             ("sync", "dir", PathBuf::from(".")),
@@ -1033,5 +1044,84 @@ mod tests {
             !private.exists(),
             "the private lists dir is removed with the handler"
         );
+    }
+
+    #[test]
+    fn option_like_names_are_given_as_dot_slash() {
+        let arg = |p: &str| rel_arg(Path::new(p)).into_string().unwrap();
+        assert_eq!(arg(""), ".");
+        assert_eq!(arg("-"), "./-");
+        assert_eq!(arg("--target-directory=zz"), "./--target-directory=zz");
+        assert_eq!(arg("-e sh"), "./-e sh");
+        assert_eq!(arg("a-b"), "a-b");
+        // Below the root a name cannot be taken for an option: left as it is.
+        assert_eq!(arg("dir/-x"), "dir/-x");
+        assert_eq!(arg(".-x"), ".-x");
+    }
+
+    /// `%INCLUDE-LIST%` (direct) and the shell records give a top-level name that starts
+    /// with `-` as `./NAME`, the root as `.`; rsync lists have `./` on every path anyway.
+    #[test]
+    fn include_list_and_records_never_start_with_a_dash() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        let e = |p: &str| Entry {
+            rel: PathBuf::from(p),
+            ..Entry::default()
+        };
+        let batch = Batch {
+            renames: vec![],
+            entries: vec![e("--target-directory=zz"), e("-"), e("d/-x"), e("zz")],
+        };
+        let record = format!("printf '%s\\0' \"$@\" > '{}'", out.display());
+        let h = handler(
+            t.path(),
+            CommandKind::Direct,
+            &record,
+            &["-a", "%INCLUDE-LIST%", "%destination%"],
+        );
+        h.run(&batch).unwrap();
+        let dst = t.path().join("dst");
+        let want = [
+            "-a",
+            "./--target-directory=zz",
+            "./-",
+            "d/-x",
+            "zz",
+            dst.to_str().unwrap(),
+        ];
+        assert_eq!(
+            read_nul_list(&fs::read(&out).unwrap()),
+            want.map(PathBuf::from)
+        );
+        let h = handler(
+            t.path(),
+            CommandKind::Shell,
+            &format!("cat \"$3\" > '{}'", out.display()),
+            &["%TYPE%", "%job%", "%INCLUDE-LIST-PATH%"],
+        );
+        h.run(&batch).unwrap();
+        let paths: Vec<PathBuf> = read_nul_list(&fs::read(&out).unwrap())
+            .into_iter()
+            .skip(2)
+            .step_by(3)
+            .collect();
+        assert_eq!(
+            paths,
+            ["./--target-directory=zz", "./-", "d/-x", "zz"].map(PathBuf::from)
+        );
+        // simple: one run per path; `%INCLUDE-LIST%` is the one path.
+        let h = handler(
+            t.path(),
+            CommandKind::Simple,
+            &format!("printf '%s\\0' \"$@\" >> '{}'", out.display()),
+            &["%EVENT%", "%INCLUDE-LIST%", "%PATH%"],
+        );
+        fs::remove_file(&out).unwrap();
+        h.run(&batch).unwrap();
+        let got = read_nul_list(&fs::read(&out).unwrap());
+        assert_eq!(got[1], Path::new("./--target-directory=zz"));
+        assert_eq!(got[2], t.path().join("src/--target-directory=zz"));
+        assert_eq!(got[4], Path::new("./-"));
     }
 }
