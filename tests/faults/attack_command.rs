@@ -167,18 +167,29 @@ fn attack(case: &str, s: &Scene, steps: &[(&str, bool)]) {
     let skip: Vec<&Path> = skip.iter().map(PathBuf::as_path).collect();
     let before = snapshot(&s.env.root, &skip);
     let mut d = s.env.start(&["j"]);
+    // Polls until the destination equals the source, failing at once on any damage.
     let converged = |d: &mut Daemon, what: &str| {
-        let mut last = String::new();
-        wait_for(d, what, SYNC_DEADLINE, || {
+        let deadline = Instant::now() + SYNC_DEADLINE;
+        loop {
             let harm = damage(s, &before);
             assert!(
                 harm.is_empty(),
-                "[{case}] an option-like name was obeyed by the handler:\n{}",
-                harm.join("\n")
+                "[{case}] an option-like name was obeyed by the handler:\n{}\n{}",
+                harm.join("\n"),
+                d.log_tail()
             );
-            last = diff_but_root(&s.src, &s.dst);
-            last.is_empty()
-        });
+            let diff = diff_but_root(&s.src, &s.dst);
+            if diff.is_empty() {
+                return;
+            }
+            d.assert_running();
+            assert!(
+                Instant::now() < deadline,
+                "[{case}] {what}: not synced within {SYNC_DEADLINE:?}:\n{diff}\n{}",
+                d.log_tail()
+            );
+            std::thread::sleep(POLL);
+        }
     };
     converged(&mut d, "the initial sync");
     let start = Instant::now();
