@@ -6,20 +6,28 @@
 //! own process group (the job's `timeout` kills the whole group). A template argument that is
 //! *exactly* a placeholder such as `%INCLUDE-LIST%` is replaced; placeholders inside a larger
 //! argument stay literal, so a file name can never become part of another argument, and
-//! names reach the program either as whole arguments or NUL-separated in list files.
+//! names reach the program either as whole arguments or NUL-separated in list files. A
+//! path is never given with a leading `-`: a top-level name like `--target-directory=DIR`
+//! comes as `./--target-directory=DIR` (`rel_arg`; rsync lists have `./` on every path).
 //!
 //! List files are written into the job's lists directory (`[command] lists_dir`, else a
 //! private `0700` directory under `$TMPDIR` removed with the handler), `0600`, one unique
-//! name per run, removed after the run unless `keep_lists`.
+//! name per run, removed after the run unless `keep_lists`. A configured `lists_dir` must
+//! belong to the daemon's user or the job's `user` and not be writable by group or others
+//! (checked on the open directory at every run, see `open_lists_dir`); the files are
+//! created and removed relative to that descriptor. With `user`, the private directory and
+//! the list files belong to that user, so that the program can read them.
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::Write;
 use std::ops::Range;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -29,7 +37,7 @@ use super::deletions::{self, DeletionPass};
 use super::receiver::MissingArgs;
 use super::rsync::{Pass, RsyncHandler, split_missing};
 use super::{Batch, Entry, Handler, HandlerError, Outcome};
-use crate::config::{CommandKind, CommandOptions, Destination, RsyncOptions};
+use crate::config::{CommandKind, CommandOptions, Destination, RsyncOptions, RunAs};
 use crate::relpath;
 use crate::rules::Filter;
 
@@ -132,12 +140,20 @@ pub(crate) fn file_kind(path: &Path) -> &'static str {
     }
 }
 
-/// A path relative to the source as an argument or list item: the root is `.`.
+/// A path relative to the source as an argument or list item: the root is `.`, and a path
+/// that starts with `-` (only a top-level name can) is given as `./NAME`, so that no
+/// program takes a file name for an option (`cp --parents %INCLUDE-LIST%` with a file named
+/// `--target-directory=DIR`).
 pub(crate) fn rel_arg(rel: &Path) -> OsString {
-    if rel.as_os_str().is_empty() {
+    let s = rel.as_os_str();
+    if s.is_empty() {
         OsString::from(".")
+    } else if s.as_bytes().starts_with(b"-") {
+        let mut out = OsString::from("./");
+        out.push(s);
+        out
     } else {
-        rel.as_os_str().to_os_string()
+        s.to_os_string()
     }
 }
 
@@ -238,8 +254,8 @@ pub struct CommandHandler {
     /// rsync mode does.
     rsync: RsyncHandler,
     /// The default lists directory, created on first use, removed when the handler is
-    /// dropped.
-    private_dir: Mutex<Option<tempfile::TempDir>>,
+    /// dropped; held open.
+    private_dir: Mutex<Option<(tempfile::TempDir, Arc<ListsDir>)>>,
 }
 
 impl CommandHandler {
@@ -277,57 +293,57 @@ impl CommandHandler {
             .any(|a| Placeholder::parse(a) == Some(Ok(p)))
     }
 
-    fn lists_dir(&self) -> Result<PathBuf, HandlerError> {
+    /// The lists directory, open: `[command] lists_dir` (checked on every call, see
+    /// [`open_lists_dir`]) or the job's private directory (created on first use, owned by
+    /// the job's `user` when it has one).
+    fn lists_dir(&self) -> Result<Arc<ListsDir>, HandlerError> {
+        let who = self.rsync.options().run_as.as_ref();
         if let Some(dir) = &self.options.lists_dir {
-            if !dir.is_dir() {
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(dir)
-                    .map_err(|e| HandlerError::Io {
-                        path: dir.clone(),
-                        source: e,
-                    })?;
-            }
-            return Ok(dir.clone());
+            return open_lists_dir(dir, who).map(Arc::new);
         }
         let mut guard = self.private_dir.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.is_none() {
-            let dir = tempfile::Builder::new()
-                .prefix(&format!("clsync-{}.", self.job))
-                .permissions(fs::Permissions::from_mode(0o700))
-                .tempdir()
-                .map_err(|e| HandlerError::Io {
-                    path: std::env::temp_dir(),
-                    source: e,
-                })?;
-            *guard = Some(dir);
+        if let Some((_, dir)) = guard.as_ref() {
+            return Ok(dir.clone());
         }
-        Ok(guard
-            .as_ref()
-            .map(|d| d.path().to_path_buf())
-            .unwrap_or_default())
+        let tmp = tempfile::Builder::new()
+            .prefix(&format!("clsync-{}.", self.job))
+            .permissions(fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(|e| HandlerError::Io {
+                path: std::env::temp_dir(),
+                source: e,
+            })?;
+        let path = tmp.path().to_path_buf();
+        let io = |e| HandlerError::Io {
+            path: path.clone(),
+            source: e,
+        };
+        // Created 0700 by us in $TMPDIR (sticky): nobody else can have replaced it yet.
+        let fd = open_dir_nofollow(&path).map_err(io)?;
+        if let Some(w) = who {
+            std::os::unix::fs::fchown(&fd, Some(w.uid), Some(w.gid)).map_err(io)?;
+        }
+        let dir = Arc::new(ListsDir {
+            path,
+            fd: fd.into(),
+        });
+        *guard = Some((tmp, dir.clone()));
+        Ok(dir)
     }
 
-    /// Writes a list file (0600, unique name) into the lists directory.
+    /// Writes a list file (0600, unique name, owned by the job's `user` when it has one)
+    /// into the lists directory, opening it on the run's first list.
     fn write_list(
         &self,
+        dir: &mut Option<Arc<ListsDir>>,
         prefix: &str,
         data: &[u8],
-    ) -> Result<tempfile::NamedTempFile, HandlerError> {
-        let dir = self.lists_dir()?;
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |e| HandlerError::Io { path, source: e }
+    ) -> Result<ListFile, HandlerError> {
+        let dir = match dir {
+            Some(d) => d.clone(),
+            None => dir.insert(self.lists_dir()?).clone(),
         };
-        let mut f = tempfile::Builder::new()
-            .prefix(prefix)
-            .tempfile_in(&dir)
-            .map_err(io(&dir))?;
-        f.write_all(data)
-            .and_then(|_| f.flush())
-            .map_err(io(f.path()))?;
-        Ok(f)
+        ListFile::create(&dir, prefix, data, self.rsync.options().run_as.as_ref())
     }
 
     /// The batch's runs: one per path in simple mode; in the other modes one, unless the
@@ -412,6 +428,8 @@ impl CommandHandler {
             ListOf::Deletions(p) => Some(p),
             _ => None,
         };
+        // Opened when the run writes its first list.
+        let mut dir = None;
         // The list: shell mode's records, else the rsync `--files-from` list.
         let list = if kind == CommandKind::Shell
             || kind == CommandKind::RsyncShell
@@ -429,7 +447,7 @@ impl CommandHandler {
             } else {
                 RsyncHandler::files_from_list(&batch)
             };
-            Some(self.write_list(".clsync-list.", &data)?)
+            Some(self.write_list(&mut dir, ".clsync-list.", &data)?)
         } else {
             None
         };
@@ -455,7 +473,7 @@ impl CommandHandler {
             if let Some(p) = deletion.filter(|_| !rsync_args) {
                 data.extend_from_slice(&p.rules);
             }
-            Some(self.write_list(".clsync-exclude.", &data)?)
+            Some(self.write_list(&mut dir, ".clsync-exclude.", &data)?)
         } else {
             None
         };
@@ -544,10 +562,9 @@ impl CommandHandler {
         .map(|o| Outcome { changed: None, ..o });
         if self.options.keep_lists {
             for f in [list, excludes].into_iter().flatten() {
-                match f.keep() {
-                    Ok((_, p)) => debug!("kept list file {}", p.display()),
-                    Err(e) => debug!("cannot keep list file: {e}"),
-                }
+                // (Not inside `debug!`, which does not evaluate its arguments when off.)
+                let kept = f.keep();
+                debug!("kept list file {}", kept.display());
             }
         }
         result
@@ -592,6 +609,223 @@ impl Handler for CommandHandler {
             .then(|| self.rsync.rsync_report())
             .flatten()
     }
+}
+
+/// A lists directory, held open: list files are created in it with `openat` (`O_EXCL`,
+/// `O_NOFOLLOW`) and removed with `unlinkat`, so a path swapped after the check cannot
+/// send them anywhere else.
+pub(crate) struct ListsDir {
+    path: PathBuf,
+    fd: OwnedFd,
+}
+
+/// Opens `path` as a directory without following a symlink in its last component.
+fn open_dir_nofollow(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
+/// `name (uid N)`, or `uid N` for a uid without a name.
+fn describe_uid(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(u)) => format!("{} (uid {uid})", u.name),
+        _ => format!("uid {uid}"),
+    }
+}
+
+/// Why `[command] lists_dir` (its `fstat`) is not safe for list files: it must belong to
+/// the daemon's user (`euid`) or the job's `user`, must not be writable by group or others
+/// (anyone who can write there could replace a list between its writing and the program's
+/// reading, or plant names in it), and the job's `user` must be able to reach files in it.
+pub(crate) fn lists_dir_problem(
+    uid: u32,
+    gid: u32,
+    mode: u32,
+    euid: u32,
+    who: Option<&RunAs>,
+) -> Option<String> {
+    let mode = mode & 0o7777;
+    if uid != euid && who.is_none_or(|w| w.uid != uid) {
+        let owners = match who {
+            Some(w) if w.uid != euid => format!(
+                "{} (the daemon) or {} (the job's user)",
+                describe_uid(euid),
+                describe_uid(w.uid)
+            ),
+            _ => format!("{} (the daemon)", describe_uid(euid)),
+        };
+        return Some(format!(
+            "is owned by {}, not by {owners}",
+            describe_uid(uid)
+        ));
+    }
+    if mode & 0o022 != 0 {
+        return Some(format!(
+            "has mode {mode:04o}: it must not be writable by group or others"
+        ));
+    }
+    if let Some(w) = who {
+        let search = if uid == w.uid {
+            0o100
+        } else if gid == w.gid {
+            0o010
+        } else {
+            0o001
+        };
+        if mode & search == 0 {
+            return Some(format!(
+                "has mode {mode:04o} and owner {}: the job's user {} cannot reach the list files in it",
+                describe_uid(uid),
+                describe_uid(w.uid)
+            ));
+        }
+    }
+    None
+}
+
+/// Opens `[command] lists_dir` for this run's list files. A missing directory is created
+/// `0700` (its missing parents too, `0755` when handlers run as the job's `user`, who must
+/// reach it) and given to the job's `user`. An existing one is refused when it is a
+/// symlink, not a directory, or fails [`lists_dir_problem`]; the checks are made on the
+/// opened descriptor, which the list files are then created in.
+pub(crate) fn open_lists_dir(path: &Path, who: Option<&RunAs>) -> Result<ListsDir, HandlerError> {
+    let refuse = |why: &str| {
+        HandlerError::Other(format!(
+            "[command] lists_dir {}: {why}; refusing to write list files there",
+            path.display()
+        ))
+    };
+    let io = |e| HandlerError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    };
+    let mut created = false;
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_symlink() => return Err(refuse("is a symlink")),
+        Ok(m) if !m.is_dir() => return Err(refuse("is not a directory")),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fs::DirBuilder::new()
+                    .recursive(true)
+                    .mode(if who.is_some() { 0o755 } else { 0o700 })
+                    .create(parent)
+                    .map_err(|e| HandlerError::Io {
+                        path: parent.to_path_buf(),
+                        source: e,
+                    })?;
+            }
+            match fs::DirBuilder::new().mode(0o700).create(path) {
+                Ok(()) => created = true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(e)),
+            }
+        }
+        Err(e) => return Err(io(e)),
+    }
+    let fd = open_dir_nofollow(path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => refuse("is a symlink"),
+        Some(libc::ENOTDIR) => refuse("is not a directory"),
+        _ => io(e),
+    })?;
+    let euid = nix::unistd::geteuid().as_raw();
+    let st = fd.metadata().map_err(io)?;
+    let ours = created && st.uid() == euid;
+    if ours && let Some(w) = who {
+        std::os::unix::fs::fchown(&fd, Some(w.uid), Some(w.gid)).map_err(io)?;
+    } else if let Some(why) = lists_dir_problem(st.uid(), st.gid(), st.mode(), euid, who) {
+        return Err(refuse(&why));
+    }
+    Ok(ListsDir {
+        path: path.to_path_buf(),
+        fd: fd.into(),
+    })
+}
+
+/// A list file of one run, in its (open) lists directory; removed when dropped, unless
+/// kept.
+pub(crate) struct ListFile {
+    dir: Arc<ListsDir>,
+    name: OsString,
+    path: PathBuf,
+    kept: bool,
+}
+
+impl ListFile {
+    /// Creates a new file `PREFIX<random>` in `dir`, `0600` (owned by `who` when set), with
+    /// `data`.
+    fn create(
+        dir: &Arc<ListsDir>,
+        prefix: &str,
+        data: &[u8],
+        who: Option<&RunAs>,
+    ) -> Result<ListFile, HandlerError> {
+        use nix::fcntl::OFlag;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| HandlerError::Io { path, source: e }
+        };
+        let flags =
+            OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+        let mut tries = 0;
+        let (fd, name) = loop {
+            let name = format!("{prefix}{}", random_suffix());
+            match nix::fcntl::openat(&dir.fd, name.as_str(), flags, mode) {
+                Ok(fd) => break (fd, OsString::from(name)),
+                Err(nix::errno::Errno::EEXIST) if tries < 100 => tries += 1,
+                Err(e) => return Err(io(&dir.path)(e.into())),
+            }
+        };
+        let file = ListFile {
+            dir: dir.clone(),
+            path: dir.path.join(&name),
+            name,
+            kept: false,
+        };
+        let mut f = fs::File::from(fd);
+        f.set_permissions(fs::Permissions::from_mode(0o600))
+            .map_err(io(&file.path))?;
+        if let Some(w) = who {
+            std::os::unix::fs::fchown(&f, Some(w.uid), Some(w.gid)).map_err(io(&file.path))?;
+        }
+        f.write_all(data).map_err(io(&file.path))?;
+        Ok(file)
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leaves the file in place (`keep_lists`); returns its path.
+    fn keep(mut self) -> PathBuf {
+        self.kept = true;
+        std::mem::take(&mut self.path)
+    }
+}
+
+impl Drop for ListFile {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = nix::unistd::unlinkat(
+                &self.dir.fd,
+                self.name.as_os_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            );
+        }
+    }
+}
+
+/// 16 hex digits that differ from call to call (std's per-instance random hash keys).
+fn random_suffix() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(N.fetch_add(1, Ordering::Relaxed));
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 /// What the rsync lists and `%RSYNC-ARGS%` of a run send.
@@ -809,7 +1043,8 @@ mod tests {
             ("sync", "file", names[0].clone()),
             ("attrib", "file", names[1].clone()),
             ("sync", "symlink", names[2].clone()),
-            ("delete", "missing", names[3].clone()),
+            // An option-like name comes as `./NAME`.
+            ("delete", "missing", PathBuf::from("./--rsh=evil")),
             ("delete", "missing", names[4].clone()),
             ("tree", "dir", PathBuf::from("dir")),
             ("sync", "dir", PathBuf::from(".")),
@@ -852,12 +1087,24 @@ mod tests {
         args: &[&str],
         rejects: bool,
     ) -> CommandHandler {
+        handler_as(t, kind, script, args, rejects, None)
+    }
+
+    fn handler_as(
+        t: &Path,
+        kind: CommandKind,
+        script: &str,
+        args: &[&str],
+        rejects: bool,
+        run_as: Option<RunAs>,
+    ) -> CommandHandler {
         let prog = t.join("handler.sh");
         fs::write(&prog, format!("#!/bin/sh\n{script}\n")).unwrap();
         fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
         fs::create_dir_all(t.join("src")).unwrap();
         let rsync = RsyncOptions {
             path: fake_rsync(t, rejects),
+            run_as,
             ..RsyncOptions::default()
         };
         CommandHandler::new(
@@ -1025,7 +1272,7 @@ mod tests {
             matches!(&err, HandlerError::Exit { code: 3, stderr, .. } if stderr.contains("oops")),
             "{err}"
         );
-        let private = h.lists_dir().unwrap();
+        let private = h.lists_dir().unwrap().path.clone();
         assert!(private.is_dir());
         let mode = fs::metadata(&private).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
@@ -1037,6 +1284,234 @@ mod tests {
         assert!(
             !private.exists(),
             "the private lists dir is removed with the handler"
+        );
+    }
+
+    #[test]
+    fn option_like_names_are_given_as_dot_slash() {
+        let arg = |p: &str| rel_arg(Path::new(p)).into_string().unwrap();
+        assert_eq!(arg(""), ".");
+        assert_eq!(arg("-"), "./-");
+        assert_eq!(arg("--target-directory=zz"), "./--target-directory=zz");
+        assert_eq!(arg("-e sh"), "./-e sh");
+        assert_eq!(arg("a-b"), "a-b");
+        // Below the root a name cannot be taken for an option: left as it is.
+        assert_eq!(arg("dir/-x"), "dir/-x");
+        assert_eq!(arg(".-x"), ".-x");
+    }
+
+    /// `%INCLUDE-LIST%` (direct) and the shell records give a top-level name that starts
+    /// with `-` as `./NAME`, the root as `.`; rsync lists have `./` on every path anyway.
+    #[test]
+    fn include_list_and_records_never_start_with_a_dash() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        let e = |p: &str| Entry {
+            rel: PathBuf::from(p),
+            ..Entry::default()
+        };
+        let batch = Batch {
+            renames: vec![],
+            entries: vec![e("--target-directory=zz"), e("-"), e("d/-x"), e("zz")],
+        };
+        let record = format!("printf '%s\\0' \"$@\" > '{}'", out.display());
+        let h = handler(
+            t.path(),
+            CommandKind::Direct,
+            &record,
+            &["-a", "%INCLUDE-LIST%", "%destination%"],
+        );
+        h.run(&batch).unwrap();
+        let dst = t.path().join("dst");
+        let want = [
+            "-a",
+            "./--target-directory=zz",
+            "./-",
+            "d/-x",
+            "zz",
+            dst.to_str().unwrap(),
+        ];
+        assert_eq!(
+            read_nul_list(&fs::read(&out).unwrap()),
+            want.map(PathBuf::from)
+        );
+        let h = handler(
+            t.path(),
+            CommandKind::Shell,
+            &format!("cat \"$3\" > '{}'", out.display()),
+            &["%TYPE%", "%job%", "%INCLUDE-LIST-PATH%"],
+        );
+        h.run(&batch).unwrap();
+        let paths: Vec<PathBuf> = read_nul_list(&fs::read(&out).unwrap())
+            .into_iter()
+            .skip(2)
+            .step_by(3)
+            .collect();
+        assert_eq!(
+            paths,
+            ["./--target-directory=zz", "./-", "d/-x", "zz"].map(PathBuf::from)
+        );
+        // simple: one run per path; `%INCLUDE-LIST%` is the one path.
+        let h = handler(
+            t.path(),
+            CommandKind::Simple,
+            &format!("printf '%s\\0' \"$@\" >> '{}'", out.display()),
+            &["%EVENT%", "%INCLUDE-LIST%", "%PATH%"],
+        );
+        fs::remove_file(&out).unwrap();
+        h.run(&batch).unwrap();
+        let got = read_nul_list(&fs::read(&out).unwrap());
+        assert_eq!(got[1], Path::new("./--target-directory=zz"));
+        assert_eq!(got[2], t.path().join("src/--target-directory=zz"));
+        assert_eq!(got[4], Path::new("./-"));
+    }
+
+    fn run_as(uid: u32) -> RunAs {
+        RunAs {
+            user: "u".into(),
+            uid,
+            gid: uid,
+        }
+    }
+
+    #[test]
+    fn lists_dir_ownership_and_mode_rules() {
+        let ok = |uid, gid, mode, who: Option<&RunAs>| lists_dir_problem(uid, gid, mode, 0, who);
+        assert_eq!(ok(0, 0, 0o40700, None), None);
+        assert_eq!(ok(0, 0, 0o755, None), None);
+        let other = ok(65534, 65534, 0o700, None).unwrap();
+        assert!(
+            other.contains("owned by") && other.contains("65534"),
+            "{other}"
+        );
+        for mode in [0o777, 0o1777, 0o720, 0o702, 0o770] {
+            let why = ok(0, 0, mode, None).unwrap();
+            assert!(
+                why.contains("writable by group or others"),
+                "{mode:o}: {why}"
+            );
+        }
+        // The job's user may own it; the daemon's own directory must let the user in.
+        let nobody = run_as(65534);
+        assert_eq!(ok(65534, 65534, 0o700, Some(&nobody)), None);
+        assert_eq!(ok(0, 0, 0o711, Some(&nobody)), None);
+        assert_eq!(ok(0, 65534, 0o750, Some(&nobody)), None);
+        let shut = ok(0, 0, 0o700, Some(&nobody)).unwrap();
+        assert!(shut.contains("cannot reach"), "{shut}");
+        let stranger = ok(1000, 1000, 0o700, Some(&nobody)).unwrap();
+        assert!(stranger.contains("the job's user"), "{stranger}");
+        assert!(ok(65534, 65534, 0o770, Some(&nobody)).is_some());
+    }
+
+    /// `[command] lists_dir` is checked on every run: a symlink, a file, a directory
+    /// writable by others (or, as root, owned by someone else) is refused before anything
+    /// is written or run, and a fixed one is used again.
+    #[test]
+    fn unsafe_lists_dir_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let ran = t.path().join("ran");
+        let h = handler(
+            t.path(),
+            CommandKind::Shell,
+            &format!("echo x >> '{}'", ran.display()),
+            &["%TYPE%", "%job%", "%INCLUDE-LIST-PATH%"],
+        );
+        let lists = t.path().join("lists");
+        let real = t.path().join("real");
+        fs::create_dir(&real).unwrap();
+        let refused = |h: &CommandHandler, what: &str| {
+            let err = h.run(&Batch::full()).unwrap_err().to_string();
+            assert!(
+                err.contains("lists_dir") && err.contains(what) && err.contains("refusing"),
+                "{err}"
+            );
+            assert!(!ran.exists(), "the program ran");
+            assert_eq!(fs::read_dir(&real).unwrap().count(), 0);
+        };
+        std::os::unix::fs::symlink(&real, &lists).unwrap();
+        refused(&h, "is a symlink");
+        fs::remove_file(&lists).unwrap();
+        fs::write(&lists, "").unwrap();
+        refused(&h, "not a directory");
+        fs::remove_file(&lists).unwrap();
+        fs::rename(&real, &lists).unwrap();
+        fs::set_permissions(&lists, fs::Permissions::from_mode(0o777)).unwrap();
+        let real = lists.clone();
+        let err = h.run(&Batch::full()).unwrap_err().to_string();
+        assert!(
+            err.contains("0777") && err.contains("group or others"),
+            "{err}"
+        );
+        assert_eq!(fs::read_dir(&real).unwrap().count(), 0);
+        if nix::unistd::geteuid().is_root() {
+            fs::set_permissions(&lists, fs::Permissions::from_mode(0o700)).unwrap();
+            std::os::unix::fs::chown(&lists, Some(65534), Some(65534)).unwrap();
+            let err = h.run(&Batch::full()).unwrap_err().to_string();
+            assert!(err.contains("owned by") && err.contains("65534"), "{err}");
+            std::os::unix::fs::chown(&lists, Some(0), Some(0)).unwrap();
+        }
+        fs::set_permissions(&lists, fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(!ran.exists());
+        h.run(&Batch::full()).unwrap();
+        assert!(ran.exists(), "a fixed lists_dir is used");
+    }
+
+    /// With the job's `user`, the lists directory it creates (configured or private) and
+    /// the list files belong to that user, still 0700 / 0600.
+    #[test]
+    fn lists_belong_to_the_jobs_user() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root to change owners");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        // The program runs as nobody: it must reach its script and a place to write.
+        fs::set_permissions(t.path(), fs::Permissions::from_mode(0o755)).unwrap();
+        let outdir = t.path().join("out.d");
+        fs::create_dir(&outdir).unwrap();
+        fs::set_permissions(&outdir, fs::Permissions::from_mode(0o777)).unwrap();
+        let out = outdir.join("out");
+        let mut h = handler_as(
+            t.path(),
+            CommandKind::RsyncShell,
+            &format!(
+                "cat \"$1\" \"$2\" > /dev/null || exit 7\nstat -c '%u %a' \"$1\" \"$2\" \"$(dirname \"$1\")\" > '{}'",
+                out.display()
+            ),
+            &["%INCLUDE-LIST-PATH%", "%EXCLUDE-LIST-PATH%"],
+            false,
+            Some(run_as(65534)),
+        );
+        h.options.lists_dir = Some(t.path().join("deep/er/lists"));
+        h.options.keep_lists = true;
+        h.run(&Batch::full()).unwrap();
+        assert_eq!(
+            fs::read_to_string(&out).unwrap(),
+            "65534 600\n65534 600\n65534 700\n"
+        );
+        let kept = fs::read_dir(t.path().join("deep/er/lists"))
+            .unwrap()
+            .count();
+        assert_eq!(kept, 2, "keep_lists keeps the list and the exclude list");
+        let parent = fs::metadata(t.path().join("deep/er")).unwrap();
+        assert_eq!(parent.permissions().mode() & 0o777, 0o755);
+        assert_eq!(parent.uid(), 0);
+        // An existing directory keeps its owner.
+        let mine = t.path().join("mine");
+        fs::DirBuilder::new().mode(0o711).create(&mine).unwrap();
+        h.options.lists_dir = Some(mine.clone());
+        h.run(&Batch::full()).unwrap();
+        assert_eq!(fs::metadata(&mine).unwrap().uid(), 0);
+        assert_eq!(
+            fs::read_to_string(&out).unwrap(),
+            "65534 600\n65534 600\n0 711\n"
+        );
+        // The private directory.
+        h.options.lists_dir = None;
+        h.run(&Batch::full()).unwrap();
+        assert_eq!(
+            fs::read_to_string(&out).unwrap(),
+            "65534 600\n65534 600\n65534 700\n"
         );
     }
 }

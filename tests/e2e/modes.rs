@@ -13,6 +13,8 @@ use super::harness::*;
 
 const PWNED: &str = "$(touch pwned)";
 const EVIL: &str = "--rsh=evil";
+/// How `EVIL` is passed as an argument or shell record: never with a leading `-`.
+const EVIL_ARG: &str = "./--rsh=evil";
 
 /// A job file for a command mode.
 fn command_job(env: &Env, src: &Path, dst: &Path, mode: &str, extra: &str, command: &str) {
@@ -124,12 +126,14 @@ done | rsync -a --delete -r --files-from=- --from0 ./ "$CLSYNC_DESTINATION"/"#,
     changes(&src);
     d.assert_synced(&src, &dst, &[]);
     let all = items(&rec);
-    for name in [PWNED, EVIL, "a", "b", "c", "d", "keep.txt"] {
+    // A name that starts with `-` comes as `./NAME`: never an option.
+    for name in [PWNED, EVIL_ARG, "a", "b", "c", "d", "keep.txt"] {
         assert!(
             all.iter().any(|a| a == name),
             "{name:?} is one whole argument: {all:?}"
         );
     }
+    assert!(!all.iter().any(|a| a == EVIL), "{all:?}");
     assert_not_pwned(&env);
     assert!(d.stop().success());
 }
@@ -278,7 +282,7 @@ cat "$3" >> '{lists_rec}'"#,
         ("tree", "dir", "d"),
         ("delete", "missing", "c"),
         ("sync", "file", PWNED),
-        ("sync", "file", EVIL),
+        ("sync", "file", EVIL_ARG),
         ("sync", "file", "keep.txt"),
     ];
     let has = |r: &[(String, String, OsString)], w: &(&str, &str, &str)| {

@@ -381,6 +381,7 @@ fn reload_storm_under_writes() {
     assert!(d.stop().success());
 }
 
+mod attack_command;
 mod attack_races;
 mod attack_replay;
 mod changing_files;
