@@ -164,13 +164,20 @@ impl Supervisor {
         let signals = signal_channel()?;
         let (calls_tx, calls) = unbounded::<Call>();
         let socket = loaded.daemon.socket_path(&loaded.dir);
-        let server = match control::Server::start(&socket, calls_tx) {
+        let private = loaded.daemon.socket_dir_private();
+        let server = match control::Server::start(&socket, private, calls_tx) {
             Ok(s) => {
-                info!("control socket {}", socket.display());
+                info!("control socket {}", s.path().display());
                 Some(s)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 return Err(anyhow::anyhow!(e));
+            }
+            Err(e) if control::is_unsafe(&e) => {
+                return Err(anyhow::anyhow!(
+                    "refusing the control socket {}: {e}",
+                    socket.display()
+                ));
             }
             Err(e) => {
                 warn!(

@@ -336,6 +336,13 @@ impl DaemonConfig {
         self.socket.clone().unwrap_or_else(|| default_socket(dir))
     }
 
+    /// True when the socket goes to the `/tmp/clsync-<uid>` fallback (a non-root daemon
+    /// without `XDG_RUNTIME_DIR` nor `[daemon] socket`): a directory in a place everyone may
+    /// write, so it must be the daemon's own private one.
+    pub fn socket_dir_private(&self) -> bool {
+        self.socket.is_none() && socket_base().1
+    }
+
     pub fn status_file_mode(&self) -> u32 {
         self.status_file_mode.unwrap_or(DEFAULT_STATUS_FILE_MODE)
     }
@@ -359,20 +366,25 @@ pub fn parse_status_file_mode(s: &str) -> Result<u32, String> {
     Ok(mode)
 }
 
+/// The directory of the default sockets, and whether it is the `/tmp` fallback.
+fn socket_base() -> (PathBuf, bool) {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        (PathBuf::from("/run/clsync"), false)
+    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
+        (PathBuf::from(x).join("clsync"), false)
+    } else {
+        (PathBuf::from(format!("/tmp/clsync-{uid}")), true)
+    }
+}
+
 /// Where a daemon without `[daemon] socket` listens: `/run/clsync/clsync.sock` for
 /// `/etc/clsync` (root), `clsync-<hash>.sock` beside it for other configuration directories,
 /// so that daemons of different directories never collide and clients find theirs from
 /// the directory alone. Non-root daemons use `$XDG_RUNTIME_DIR/clsync` (or
-/// `/tmp/clsync-<uid>`).
+/// `/tmp/clsync-<uid>`, which must be their own, mode 0700).
 pub fn default_socket(dir: &Path) -> PathBuf {
-    let uid = nix::unistd::geteuid();
-    let base = if uid.is_root() {
-        PathBuf::from("/run/clsync")
-    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
-        PathBuf::from(x).join("clsync")
-    } else {
-        PathBuf::from(format!("/tmp/clsync-{uid}"))
-    };
+    let (base, _) = socket_base();
     let canon = dir
         .canonicalize()
         .unwrap_or_else(|_| resolve(Path::new("/"), &dir.to_string_lossy()));
