@@ -5,7 +5,8 @@
 //! only the daemon's user (root, normally) can talk to it. Its directory must be one that only
 //! that user or root can change, all the way from `/` ([`check_socket_dir`]): otherwise
 //! another user could replace the socket and answer clients in the daemon's place, or swap a
-//! path for a symlink under the daemon's feet.
+//! path for a symlink under the daemon's feet. Clients check the same, and that the process
+//! answering is their own user or root.
 //!
 //! Requests are small; anything longer than [`MAX_REQUEST`] or slower than [`READ_TIMEOUT`] is
 //! refused, and each connection has its own thread (at most [`MAX_CLIENTS`] at once) so a stuck
@@ -389,8 +390,71 @@ fn parse_request(line: &[u8]) -> Result<Request, String> {
     serde_json::from_value(v).map_err(|e| e.to_string())
 }
 
+/// The user at the other end of a Unix socket (for a listening daemon: who listens).
+fn peer_uid(conn: &UnixStream) -> io::Result<u32> {
+    use std::os::fd::AsRawFd;
+    let fd = conn.as_raw_fd();
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: `cred` and `len` are valid for writes of the sizes given.
+        let r = unsafe {
+            libc::getsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                (&raw mut cred).cast(),
+                &mut len,
+            )
+        };
+        if r != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(cred.uid)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let (mut uid, mut gid) = (0, 0);
+        // SAFETY: both pointers are valid for writes.
+        if unsafe { libc::getpeereid(fd, &mut uid, &mut gid) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(uid)
+    }
+}
+
 /// Sends one request to the daemon listening on `socket` and returns its answer.
+///
+/// Refuses a socket whose directory (or one above it) another user could change, and a
+/// daemon that runs as neither this user nor root: either could be another user's process
+/// answering in the daemon's place.
 pub fn request(socket: &Path, req: &Request) -> io::Result<Value> {
+    let uid = nix::unistd::geteuid().as_raw();
+    let refuse = |why: String| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "refusing to talk to the daemon at {}: {why}",
+                socket.display()
+            ),
+        )
+    };
+    let dir = socket
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    // A directory that cannot be checked (missing, not searchable) cannot be connected
+    // through either: connect() says why.
+    if let Err(e) = check_socket_dir(dir, uid)
+        && is_unsafe(&e)
+    {
+        return Err(refuse(e.to_string()));
+    }
     let mut conn = UnixStream::connect(socket).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -400,6 +464,12 @@ pub fn request(socket: &Path, req: &Request) -> io::Result<Value> {
             ),
         )
     })?;
+    let peer = peer_uid(&conn)?;
+    if peer != 0 && peer != uid {
+        return Err(refuse(format!(
+            "it is answered by a process of uid {peer}, neither root nor you (uid {uid})"
+        )));
+    }
     conn.set_read_timeout(Some(REPLY_TIMEOUT))?;
     let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
     line.push(b'\n');
