@@ -379,6 +379,7 @@ fn reload_storm_under_writes() {
     assert!(d.stop().success());
 }
 
+mod attack_daemon_files;
 mod changing_files;
 mod dest_full;
 mod escape;
