@@ -15,6 +15,12 @@ fi
 if [ ! -x /usr/sbin/sshd ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     apt-get install -y -qq openssh-server openssh-client || echo "note: no sshd, the remote tests will be skipped" >&2
 fi
+# The attack cases run their attackers with Debian's python3 as nobody, and some hold the
+# daemon's chmods with strace.
+if { [ ! -x /usr/bin/python3 ] || ! command -v strace >/dev/null 2>&1; } \
+    && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -qq python3 strace || echo "note: no python3/strace, some attack cases will fail or be skipped" >&2
+fi
 # A second rsync build, for the rsync-mode cases: Debian 12's 3.2.7-1+deb12u5, whose receiver
 # rejects --delete-missing-args (RsyncProject/rsync issue 910). Unpacked, never installed.
 second=$(bash scripts/second-rsync.sh)

@@ -164,13 +164,20 @@ impl Supervisor {
         let signals = signal_channel()?;
         let (calls_tx, calls) = unbounded::<Call>();
         let socket = loaded.daemon.socket_path(&loaded.dir);
-        let server = match control::Server::start(&socket, calls_tx) {
+        let private = loaded.daemon.socket_dir_private();
+        let server = match control::Server::start(&socket, private, calls_tx) {
             Ok(s) => {
-                info!("control socket {}", socket.display());
+                info!("control socket {}", s.path().display());
                 Some(s)
             }
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 return Err(anyhow::anyhow!(e));
+            }
+            Err(e) if control::is_unsafe(&e) => {
+                return Err(anyhow::anyhow!(
+                    "refusing the control socket {}: {e}",
+                    socket.display()
+                ));
             }
             Err(e) => {
                 warn!(
@@ -425,7 +432,7 @@ impl Supervisor {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&summary)]);
         if let Some(path) = &self.daemon.status_file {
             let text = serde_json::to_vec_pretty(&self.status()).unwrap_or_default();
-            if let Err(e) = write_atomic(path, &text) {
+            if let Err(e) = write_atomic(path, &text, self.daemon.status_file_mode()) {
                 warn!("cannot write status file {}: {e}", path.display());
             }
         }
@@ -521,18 +528,22 @@ fn job_json(cfg: &JobConfig, enabled: bool, s: &Status) -> Value {
 }
 
 /// Writes `path` through a temporary file and a rename, so readers never see half of it.
-pub fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
+///
+/// Nothing is done through a path that could be a symlink: the temporary file is created in
+/// `path`'s directory with `O_CREAT|O_EXCL` (a name planted there fails the create instead
+/// of being followed), its mode is set on its descriptor, and the rename replaces whatever
+/// is at `path` (a symlink included) instead of writing through it.
+pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".clsync.")
         .tempfile_in(dir)?;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(mode))?;
     tmp.write_all(data)?;
     tmp.as_file().sync_all()?;
-    std::fs::set_permissions(
-        tmp.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o644),
-    )?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
@@ -545,7 +556,7 @@ impl PidFile {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        write_atomic(path, format!("{}\n", std::process::id()).as_bytes())?;
+        write_atomic(path, format!("{}\n", std::process::id()).as_bytes(), 0o644)?;
         Ok(PidFile(path.to_path_buf()))
     }
 }

@@ -322,12 +322,59 @@ pub struct DaemonConfig {
     pub pid_file: Option<PathBuf>,
     /// Rewritten (atomically) with the JSON status whenever a job's state changes.
     pub status_file: Option<PathBuf>,
+    /// The status file's mode; `None`: [`DEFAULT_STATUS_FILE_MODE`].
+    pub status_file_mode: Option<u32>,
 }
+
+/// The status file names paths of every job (and errors about them), so it is the daemon's
+/// user's alone unless `[daemon] status_file_mode` says otherwise.
+pub const DEFAULT_STATUS_FILE_MODE: u32 = 0o600;
 
 impl DaemonConfig {
     /// The control socket of the daemon that runs configuration directory `dir`.
     pub fn socket_path(&self, dir: &Path) -> PathBuf {
         self.socket.clone().unwrap_or_else(|| default_socket(dir))
+    }
+
+    /// True when the socket goes to the `/tmp/clsync-<uid>` fallback (a non-root daemon
+    /// without `XDG_RUNTIME_DIR` nor `[daemon] socket`): a directory in a place everyone may
+    /// write, so it must be the daemon's own private one.
+    pub fn socket_dir_private(&self) -> bool {
+        self.socket.is_none() && socket_base().1
+    }
+
+    pub fn status_file_mode(&self) -> u32 {
+        self.status_file_mode.unwrap_or(DEFAULT_STATUS_FILE_MODE)
+    }
+}
+
+/// `[daemon] status_file_mode`: an octal string such as `"0640"`, at most `"0644"` (the
+/// group and others may read the status, nobody but the daemon may write it).
+pub fn parse_status_file_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix('0').filter(|d| d.len() == 3).unwrap_or(s);
+    if digits.len() != 3 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(format!(
+            "invalid status_file_mode {s:?}: an octal mode like \"0600\" or \"0640\""
+        ));
+    }
+    let mode = u32::from_str_radix(digits, 8).map_err(|e| e.to_string())?;
+    if mode & !0o644 != 0 {
+        return Err(format!(
+            "status_file_mode {s:?} allows more than \"0644\": group and others may only read the status file, and no one may execute it (e.g. \"0640\")"
+        ));
+    }
+    Ok(mode)
+}
+
+/// The directory of the default sockets, and whether it is the `/tmp` fallback.
+fn socket_base() -> (PathBuf, bool) {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        (PathBuf::from("/run/clsync"), false)
+    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
+        (PathBuf::from(x).join("clsync"), false)
+    } else {
+        (PathBuf::from(format!("/tmp/clsync-{uid}")), true)
     }
 }
 
@@ -335,16 +382,9 @@ impl DaemonConfig {
 /// `/etc/clsync` (root), `clsync-<hash>.sock` beside it for other configuration directories,
 /// so that daemons of different directories never collide and clients find theirs from
 /// the directory alone. Non-root daemons use `$XDG_RUNTIME_DIR/clsync` (or
-/// `/tmp/clsync-<uid>`).
+/// `/tmp/clsync-<uid>`, which must be their own, mode 0700).
 pub fn default_socket(dir: &Path) -> PathBuf {
-    let uid = nix::unistd::geteuid();
-    let base = if uid.is_root() {
-        PathBuf::from("/run/clsync")
-    } else if let Some(x) = std::env::var_os("XDG_RUNTIME_DIR").filter(|x| !x.is_empty()) {
-        PathBuf::from(x).join("clsync")
-    } else {
-        PathBuf::from(format!("/tmp/clsync-{uid}"))
-    };
+    let (base, _) = socket_base();
     let canon = dir
         .canonicalize()
         .unwrap_or_else(|_| resolve(Path::new("/"), &dir.to_string_lossy()));
@@ -540,6 +580,11 @@ fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
         {
             out.diagnostics.push(file.error(l.span(), e));
         }
+        if let Some(m) = &d.status_file_mode
+            && let Err(e) = parse_status_file_mode(m.get_ref())
+        {
+            out.diagnostics.push(file.error(m.span(), e));
+        }
     }
     let defaults = raw.defaults.unwrap_or_default();
     for (field, span) in [
@@ -596,6 +641,10 @@ fn daemon_config(dir: &Path, d: &RawDaemon) -> DaemonConfig {
         socket: path(&d.socket),
         pid_file: path(&d.pid_file),
         status_file: path(&d.status_file),
+        status_file_mode: d
+            .status_file_mode
+            .as_ref()
+            .and_then(|m| parse_status_file_mode(m.get_ref()).ok()),
     }
 }
 
@@ -1721,6 +1770,58 @@ mod tests {
         for bad in ["infoo", "warning", "", "info,loud", "clsync=loud"] {
             assert!(check_log_level(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn status_file_modes_are_checked() {
+        for (ok, want) in [
+            ("0600", 0o600),
+            ("600", 0o600),
+            ("0640", 0o640),
+            ("0644", 0o644),
+            ("0400", 0o400),
+        ] {
+            assert_eq!(parse_status_file_mode(ok), Ok(want), "{ok}");
+        }
+        for bad in [
+            "0664",
+            "0646",
+            "0660",
+            "0700",
+            "0755",
+            "1600",
+            "4644",
+            "0o640",
+            "640x",
+            "",
+            "0",
+            "00600",
+            "rw-r-----",
+        ] {
+            assert!(parse_status_file_mode(bad).is_err(), "{bad}");
+        }
+        let t = tempfile::tempdir().unwrap();
+        fs::write(
+            t.path().join("clsync.toml"),
+            "[daemon]\nstatus_file = \"s.json\"\nstatus_file_mode = \"0666\"\n",
+        )
+        .unwrap();
+        let loaded = load_dir(t.path());
+        let msgs: Vec<String> = loaded.errors().map(|d| d.to_string()).collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("clsync.toml:3:20") && m.contains("0644")),
+            "{msgs:#?}"
+        );
+        fs::write(
+            t.path().join("clsync.toml"),
+            "[daemon]\nstatus_file_mode = \"0640\"\n",
+        )
+        .unwrap();
+        let loaded = load_dir(t.path());
+        assert!(!loaded.has_errors());
+        assert_eq!(loaded.daemon.status_file_mode(), 0o640);
+        assert_eq!(DaemonConfig::default().status_file_mode(), 0o600);
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub struct RawDaemon {
     pub socket: Option<Spanned<String>>,
     pub pid_file: Option<Spanned<String>>,
     pub status_file: Option<Spanned<String>>,
+    pub status_file_mode: Option<Spanned<String>>,
 }
 
 /// The keys of a job file, in the order the documentation lists them.
@@ -123,7 +124,13 @@ const RSYNC_KEYS: &[&str] = &["path", "args"];
 const SSH_KEYS: &[&str] = &["command", "port", "identity_file", "options"];
 const COMMAND_KEYS: &[&str] = &["path", "args", "lists_dir", "keep_lists"];
 const MAIN_KEYS: &[&str] = &["daemon", "defaults"];
-const DAEMON_KEYS: &[&str] = &["log_level", "socket", "pid_file", "status_file"];
+const DAEMON_KEYS: &[&str] = &[
+    "log_level",
+    "socket",
+    "pid_file",
+    "status_file",
+    "status_file_mode",
+];
 
 /// Reads one file's tables and values, pushing a diagnostic for every problem.
 struct Reader<'a> {
@@ -304,6 +311,7 @@ pub fn read_main(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<RawMa
                             "socket" => d.socket = r.value(v),
                             "pid_file" => d.pid_file = r.value(v),
                             "status_file" => d.status_file = r.value(v),
+                            "status_file_mode" => d.status_file_mode = r.value(v),
                             _ => r.unknown(k, DAEMON_KEYS),
                         }
                     }

@@ -382,6 +382,7 @@ fn reload_storm_under_writes() {
 }
 
 mod attack_command;
+mod attack_daemon_files;
 mod attack_races;
 mod attack_replay;
 mod changing_files;
