@@ -34,10 +34,12 @@ pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()>
         Mode::empty(),
     )?;
     let st = rustix::fs::fstat(&fd)?;
-    if st.st_dev != expect.dev() || st.st_ino != expect.ino() {
+    let fmt = st.st_mode & libc::S_IFMT;
+    // (The type too: an inode number freed and reused at once names another object.)
+    if st.st_dev != expect.dev() || st.st_ino != expect.ino() || fmt != expect.mode() & libc::S_IFMT
+    {
         return Err(io::Error::from_raw_os_error(libc::ESTALE));
     }
-    let fmt = st.st_mode & libc::S_IFMT;
     if fmt != libc::S_IFDIR && st.st_nlink > 1 {
         return Err(io::Error::from_raw_os_error(libc::EMLINK));
     }
@@ -85,7 +87,7 @@ pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()>
 pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let m = std::fs::symlink_metadata(path)?;
-    if m.dev() != expect.dev() || m.ino() != expect.ino() {
+    if m.dev() != expect.dev() || m.ino() != expect.ino() || m.file_type() != expect.file_type() {
         return Err(io::Error::from_raw_os_error(libc::ESTALE));
     }
     if !m.is_dir() && m.nlink() > 1 {
@@ -123,8 +125,8 @@ mod tests {
             mode: Some(0o4777),
             ..Attrs::default()
         };
-        // Swapped for a symlink to the victim after the lstat.
-        fs::remove_file(&f).unwrap();
+        // Swapped for a symlink to the victim after the lstat (the file lives on).
+        fs::rename(&f, t.path().join("f.old")).unwrap();
         std::os::unix::fs::symlink(&victim, &f).unwrap();
         let e = set_attrs(&f, &m, chmod).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ESTALE));

@@ -451,14 +451,16 @@ impl CommandHandler {
         } else {
             None
         };
-        let rule_excludes = if deletion.is_none()
-            && (kind == CommandKind::RsyncShell
-                || rsync_args
-                || self.uses(Placeholder::ExcludeListPath))
-        {
-            self.rsync.batch_rule_excludes(&batch)
-        } else {
-            Vec::new()
+        let wants_excludes = kind == CommandKind::RsyncShell
+            || rsync_args
+            || self.uses(Placeholder::ExcludeListPath);
+        let rule_excludes = match deletion {
+            _ if !wants_excludes => Vec::new(),
+            None => self.rsync.batch_rule_excludes(&batch),
+            // `-d` over the parents sends their other entries: the rules still hold there.
+            Some(p) if rsync_args => self.rsync.deletion_rule_excludes(p),
+            // The rules form sees only the deleted names.
+            Some(_) => Vec::new(),
         };
         let excludes = if kind == CommandKind::RsyncShell
             || self.uses(Placeholder::ExcludeListPath)

@@ -31,6 +31,8 @@ use crate::rules::Filter;
 /// One deletion pass, in its two forms.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeletionPass {
+    /// The parents of the deleted paths (the root is empty).
+    pub parents: Vec<PathBuf>,
     /// NUL-separated `--files-from` entries for `-d --no-r`: `./PARENT/.`, or `.`.
     pub contents: Vec<u8>,
     /// NUL-separated `--files-from` entries for a `-r` run with [`Self::rules`]:
@@ -92,6 +94,7 @@ pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
         list.push(0);
     }
     Some(DeletionPass {
+        parents: parents.iter().map(|p| p.to_path_buf()).collect(),
         contents,
         list,
         rules,

@@ -227,6 +227,19 @@ impl RsyncHandler {
 
     /// Anchored excludes for everything the regex rules deny below the directories of `dirs`.
     pub(crate) fn rule_excludes(&self, dirs: &[PathBuf]) -> Vec<u8> {
+        self.rule_excludes_in(dirs, true)
+    }
+
+    /// The anchored rule excludes for a deletion pass: the parents' entries, one level.
+    pub(crate) fn deletion_rule_excludes(&self, pass: &deletions::DeletionPass) -> Vec<u8> {
+        if !self.filter.has_rules() {
+            return Vec::new();
+        }
+        self.rule_excludes_in(&pass.parents, false)
+    }
+
+    /// [`Self::rule_excludes`], below `dirs` only one level unless `recurse`.
+    fn rule_excludes_in(&self, dirs: &[PathBuf], recurse: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let mut stack: Vec<PathBuf> = dirs.to_vec();
         while let Some(rel) = stack.pop() {
@@ -251,7 +264,7 @@ impl RsyncHandler {
                 if !allowed {
                     out.extend_from_slice(&Filter::rsync_anchored(&child, is_dir));
                     out.push(0);
-                } else if is_dir {
+                } else if is_dir && recurse {
                     stack.push(child);
                 }
             }
@@ -577,7 +590,10 @@ impl RsyncHandler {
         let (present, gone) = split_missing(&self.source, batch);
         let mut outcome = Outcome::default();
         if let Some(pass) = deletions::plan(&gone) {
-            outcome = self.transfer_pass(&Pass::Deletions, pass.contents, &[], hidden)?;
+            // The pass sends the parents' other entries too: what the rules deny there
+            // stays excluded.
+            let excl = self.deletion_rule_excludes(&pass);
+            outcome = self.transfer_pass(&Pass::Deletions, pass.contents, &excl, hidden)?;
         }
         if !present.entries.is_empty() {
             let list = Self::files_from_list(&present);
