@@ -47,11 +47,10 @@ pub struct DeletionPass {
 /// destination; `None` when `gone` is empty.
 pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
     // A path below another deleted one goes with it (and its parent is gone too).
+    let all: BTreeSet<&Path> = gone.iter().map(|g| g.as_path()).collect();
     let gone: Vec<&PathBuf> = gone
         .iter()
-        .filter(|g| {
-            !relpath::ancestors(g).any(|a| !a.as_os_str().is_empty() && gone.iter().any(|o| o == a))
-        })
+        .filter(|g| !relpath::ancestors(g).any(|a| !a.as_os_str().is_empty() && all.contains(a)))
         .collect();
     let parents: BTreeSet<&Path> = gone.iter().filter_map(|g| relpath::parent(g)).collect();
     if parents.is_empty() {
