@@ -45,6 +45,20 @@ fn components(rel: &Path) -> io::Result<Vec<&OsStr>> {
         .collect()
 }
 
+/// Refuses what [`components`] refuses, without collecting the components.
+fn check(rel: &Path) -> io::Result<()> {
+    let ok = rel
+        .as_os_str()
+        .as_bytes()
+        .split(|&b| b == b'/')
+        .all(|c| !matches!(c, b"" | b"." | b".."));
+    if ok {
+        Ok(())
+    } else {
+        Err(io::Error::from_raw_os_error(libc::EINVAL))
+    }
+}
+
 /// `comps` joined with `/`.
 fn join(comps: &[&OsStr]) -> PathBuf {
     let mut out = Vec::new();
@@ -75,6 +89,11 @@ impl Root {
     /// always added); `rel` empty is the root itself. No component may be a symlink; the
     /// last one may be one only with `O_PATH` (the handle is then the link itself).
     pub fn open_at(&self, rel: &Path, flags: OFlags, mode: Mode) -> io::Result<OwnedFd> {
+        if !rel.as_os_str().is_empty() && rel.as_os_str().len() <= PIECE_MAX {
+            // One system call: the kernel resolves every component beneath the root.
+            check(rel)?;
+            return Ok(open_one(&self.fd, rel, flags, mode)?);
+        }
         let comps = components(rel)?;
         let Some((leaf, dirs)) = comps.split_last() else {
             return Ok(rustix::fs::openat(
