@@ -12,6 +12,8 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use super::Root;
+
 /// What to change: `owner` (uid, gid; `None` keeps each), `mode` (permission bits; never
 /// applied to a symlink), `times` (atime, mtime).
 #[derive(Debug, Default, Clone, Copy)]
@@ -21,18 +23,15 @@ pub struct Attrs {
     pub times: Option<(filetime::FileTime, filetime::FileTime)>,
 }
 
-/// Applies `attrs` to the object at `path` if it is still the one `expect` describes
-/// (same device and inode); `ESTALE` when it is not, `EMLINK` when it has other names.
-/// Owner first, then times, then the mode (a chown clears set-id bits).
+/// Applies `attrs` to the object `rel` beneath `root` if it is still the one `expect`
+/// describes (same device, inode and type); `ESTALE` when it is not, `EMLINK` when it has
+/// other names, `ELOOP`/`ENOTDIR` when a symlink or a file is on the way. Owner first, then
+/// times, then the mode (a chown clears set-id bits).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()> {
+pub fn set_attrs(root: &Root, rel: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()> {
     use rustix::fs::{AtFlags, Mode, OFlags};
     use std::os::fd::AsRawFd;
-    let fd = rustix::fs::open(
-        path,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
+    let fd = root.open_at(rel, OFlags::PATH, Mode::empty())?;
     let st = rustix::fs::fstat(&fd)?;
     let fmt = st.st_mode & libc::S_IFMT;
     // (The type too: an inode number freed and reused at once names another object.)
@@ -53,23 +52,23 @@ pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()>
             AtFlags::EMPTY_PATH,
         )?;
     }
-    // The descriptor's own name in /proc leads to exactly this object (for a symlink, the
-    // link is not followed only by the `l` calls, so symlink times go by path: a swapped
-    // leaf is still not followed there).
-    let own = format!("/proc/self/fd/{}", fd.as_raw_fd());
     if let Some((atime, mtime)) = attrs.times {
+        let ts = |t: filetime::FileTime| rustix::fs::Timespec {
+            tv_sec: t.unix_seconds(),
+            tv_nsec: t.nanoseconds().into(),
+        };
+        let times = rustix::fs::Timestamps {
+            last_access: ts(atime),
+            last_modification: ts(mtime),
+        };
         if is_link {
-            filetime::set_symlink_file_times(path, atime, mtime)?;
+            // A symlink's own times: by name in its parent's handle, not followed.
+            let (parent, leaf) = root.parent(rel)?;
+            rustix::fs::utimensat(&parent, leaf, &times, AtFlags::SYMLINK_NOFOLLOW)?;
         } else {
-            // utimensat by name: opening the object (a fifo, a device) is never needed.
-            let ts = |t: filetime::FileTime| rustix::fs::Timespec {
-                tv_sec: t.unix_seconds(),
-                tv_nsec: t.nanoseconds().into(),
-            };
-            let times = rustix::fs::Timestamps {
-                last_access: ts(atime),
-                last_modification: ts(mtime),
-            };
+            // The descriptor's name in /proc leads to exactly this object, and utimensat
+            // by name never opens it (a fifo, a device).
+            let own = format!("/proc/self/fd/{}", fd.as_raw_fd());
             rustix::fs::utimensat(rustix::fs::CWD, &own, &times, AtFlags::empty())?;
         }
     }
@@ -77,16 +76,18 @@ pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()>
         && !is_link
     {
         use std::os::unix::fs::PermissionsExt;
+        let own = format!("/proc/self/fd/{}", fd.as_raw_fd());
         std::fs::set_permissions(&own, std::fs::Permissions::from_mode(mode & 0o7777))?;
     }
     Ok(())
 }
 
-/// Without `O_PATH`: by path, the leaf never followed (symlinks get no mode).
+/// Without `O_PATH`: by path below the root, the leaf never followed (symlinks get no mode).
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()> {
+pub fn set_attrs(root: &Root, rel: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let m = std::fs::symlink_metadata(path)?;
+    let path = crate::relpath::join(root.path(), rel);
+    let m = std::fs::symlink_metadata(&path)?;
     if m.dev() != expect.dev() || m.ino() != expect.ino() || m.file_type() != expect.file_type() {
         return Err(io::Error::from_raw_os_error(libc::ESTALE));
     }
@@ -94,15 +95,15 @@ pub fn set_attrs(path: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()>
         return Err(io::Error::from_raw_os_error(libc::EMLINK));
     }
     if let Some((uid, gid)) = attrs.owner {
-        std::os::unix::fs::lchown(path, uid, gid)?;
+        std::os::unix::fs::lchown(&path, uid, gid)?;
     }
     if let Some((atime, mtime)) = attrs.times {
-        filetime::set_symlink_file_times(path, atime, mtime)?;
+        filetime::set_symlink_file_times(&path, atime, mtime)?;
     }
     if let Some(mode) = attrs.mode
         && !m.file_type().is_symlink()
     {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
     }
     Ok(())
 }
@@ -116,6 +117,8 @@ mod tests {
     #[test]
     fn a_swapped_or_linked_object_is_left_alone() {
         let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let rel = Path::new("f");
         let (f, victim) = (t.path().join("f"), t.path().join("victim"));
         fs::write(&f, "x").unwrap();
         fs::write(&victim, "v").unwrap();
@@ -128,13 +131,13 @@ mod tests {
         // Swapped for a symlink to the victim after the lstat (the file lives on).
         fs::rename(&f, t.path().join("f.old")).unwrap();
         std::os::unix::fs::symlink(&victim, &f).unwrap();
-        let e = set_attrs(&f, &m, chmod).unwrap_err();
+        let e = set_attrs(&root, rel, &m, chmod).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::ESTALE));
         // A hard link to the victim, described by its own lstat.
         fs::remove_file(&f).unwrap();
         fs::hard_link(&victim, &f).unwrap();
         let m = fs::symlink_metadata(&f).unwrap();
-        let e = set_attrs(&f, &m, chmod).unwrap_err();
+        let e = set_attrs(&root, rel, &m, chmod).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EMLINK));
         let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600);
@@ -144,7 +147,8 @@ mod tests {
         let m = fs::symlink_metadata(&f).unwrap();
         let when = filetime::FileTime::from_unix_time(1_000_000_000, 0);
         set_attrs(
-            &f,
+            &root,
+            rel,
             &m,
             Attrs {
                 mode: Some(0o777),
@@ -157,12 +161,31 @@ mod tests {
         assert_eq!(lm.mtime(), 1_000_000_000);
         let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600);
+        // A directory on the way swapped for a symlink to where the victim is: the lstat
+        // by path describes the victim, the handle never gets there.
+        fs::create_dir(t.path().join("out")).unwrap();
+        fs::write(t.path().join("out/x"), "o").unwrap();
+        fs::set_permissions(t.path().join("out/x"), fs::Permissions::from_mode(0o600)).unwrap();
+        std::os::unix::fs::symlink(t.path().join("out"), t.path().join("d")).unwrap();
+        let m = fs::symlink_metadata(t.path().join("d/x")).unwrap();
+        let e = set_attrs(&root, Path::new("d/x"), &m, chmod).unwrap_err();
+        assert!(
+            matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)),
+            "{e}"
+        );
+        let mode = fs::metadata(t.path().join("out/x"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o600);
         // The object itself.
         let g = t.path().join("g");
         fs::write(&g, "y").unwrap();
         let m = fs::symlink_metadata(&g).unwrap();
         set_attrs(
-            &g,
+            &root,
+            Path::new("g"),
             &m,
             Attrs {
                 mode: Some(0o640),

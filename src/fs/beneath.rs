@@ -149,6 +149,37 @@ impl Root {
         )?)
     }
 
+    /// `lstat` of `rel` beneath the root, as `std` metadata (through an `O_PATH` handle:
+    /// no component followed, the leaf described as it is).
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn metadata(&self, rel: &Path) -> io::Result<std::fs::Metadata> {
+        let fd = self.open_at(rel, OFlags::PATH, Mode::empty())?;
+        std::fs::File::from(fd).metadata()
+    }
+
+    /// `lstat` of `rel` below the root (by path: no `O_PATH` here).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub fn metadata(&self, rel: &Path) -> io::Result<std::fs::Metadata> {
+        std::fs::symlink_metadata(crate::relpath::join(&self.path, rel))
+    }
+
+    /// The target of the symlink `rel` beneath the root.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    pub fn read_link(&self, rel: &Path) -> io::Result<PathBuf> {
+        let fd = self.open_at(rel, OFlags::PATH, Mode::empty())?;
+        let target = rustix::fs::readlinkat(&fd, "", Vec::new())?;
+        let bytes = target.into_bytes();
+        Ok(PathBuf::from(
+            <std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(bytes),
+        ))
+    }
+
+    /// The target of the symlink `rel` below the root (by path: no `O_PATH` here).
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    pub fn read_link(&self, rel: &Path) -> io::Result<PathBuf> {
+        std::fs::read_link(crate::relpath::join(&self.path, rel))
+    }
+
     /// Creates the directories of `rel` that are missing (mode `mode`, as umask allows)
     /// and returns a handle on the last. An existing component that is not a directory
     /// (a symlink included) fails with `ENOTDIR` or `ELOOP`: it is never followed.

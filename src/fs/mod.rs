@@ -2,8 +2,9 @@
 //! destination.
 //!
 //! Whoever can write the source, or owns a directory at the destination, may swap any
-//! directory for a symlink at any moment. So a path below a job's root is never handed to
-//! the kernel as one string from `/`: it is resolved *beneath* a handle on the root
+//! directory for a symlink at any moment. So a path below a job's root, used through this
+//! layer, is never handed to the kernel as one string from `/`: it is resolved *beneath* a
+//! handle on the root
 //! ([`Root`]), with no symlink followed in any component (`openat2` with `RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS` where the kernel has it, else an
 //! `O_NOFOLLOW | O_DIRECTORY` walk one component at a time). An operation on a leaf goes

@@ -298,6 +298,15 @@ impl Shown for LongPath {
     }
 }
 
+/// The handle in `cell`, opened from `path` on first use.
+fn root_of<'c>(cell: &'c std::cell::OnceCell<Root>, path: &Path) -> io::Result<&'c Root> {
+    if let Some(r) = cell.get() {
+        return Ok(r);
+    }
+    let r = Root::open(path)?;
+    Ok(cell.get_or_init(|| r))
+}
+
 /// [`io_err`] for [`set_attrs`]: an object swapped since its `lstat` is `Changed` (looked
 /// at again).
 fn attr_err<P: Shown + ?Sized>(path: &P) -> impl FnOnce(io::Error) -> Fail + '_ {
@@ -320,6 +329,8 @@ struct Run<'a> {
     /// The source root: files are read and directories listed beneath it, no symlink
     /// followed in any component ([`crate::fs`]). Opened on first use.
     src_root: std::cell::OnceCell<Root>,
+    /// The destination root: attributes are changed through handles beneath it.
+    dst_root: std::cell::OnceCell<Root>,
     /// Destination directories known (in this run) to be real directories, all the way up.
     verified: BTreeSet<PathBuf>,
     /// Destination directories to receive mode, owner and times from the source at the end:
@@ -356,6 +367,7 @@ impl<'a> Run<'a> {
         Run {
             h,
             src_root: std::cell::OnceCell::new(),
+            dst_root: std::cell::OnceCell::new(),
             verified: BTreeSet::new(),
             touched: BTreeSet::new(),
             synced: BTreeSet::new(),
@@ -479,7 +491,7 @@ impl<'a> Run<'a> {
             mode: Some((meta.mode() | 0o700) & 0o7777),
             ..Attrs::default()
         };
-        set_attrs(&p, meta, attrs).map_err(attr_err(&p))?;
+        self.set_dst_attrs(rel, meta, attrs).map_err(attr_err(&p))?;
         self.touched.insert(rel.to_path_buf());
         Ok(())
     }
@@ -671,15 +683,32 @@ impl<'a> Run<'a> {
     /// (a directory swapped for one) fails with `ELOOP` or `ENOTDIR` instead of leading
     /// out of the source.
     fn open_source(&self, rel: &Path, flags: OFlags) -> io::Result<fs::File> {
-        let root = match self.src_root.get() {
-            Some(r) => r,
-            None => {
-                let r = Root::open(&self.h.source)?;
-                self.src_root.get_or_init(|| r)
-            }
-        };
-        let fd = root.open_at(rel, flags, rustix::fs::Mode::empty())?;
+        let fd = self
+            .src_root()?
+            .open_at(rel, flags, rustix::fs::Mode::empty())?;
         Ok(fs::File::from(fd))
+    }
+
+    /// The source root's handle, opened on first use.
+    fn src_root(&self) -> io::Result<&Root> {
+        root_of(&self.src_root, &self.h.source)
+    }
+
+    /// The destination root's handle, opened on first use.
+    fn dst_root(&self) -> io::Result<&Root> {
+        root_of(&self.dst_root, &self.h.destination)
+    }
+
+    /// `lstat` of the source object `rel`, beneath the source root (a directory swapped for
+    /// a symlink on the way fails instead of describing what lies outside).
+    fn src_meta(&self, rel: &Path) -> io::Result<Metadata> {
+        self.src_root()?.metadata(rel)
+    }
+
+    /// Applies `attrs` to the destination object `rel` (described by `d`), through a handle
+    /// beneath the destination root ([`set_attrs`]).
+    fn set_dst_attrs(&self, rel: &Path, d: &Metadata, attrs: Attrs) -> io::Result<()> {
+        set_attrs(self.dst_root()?, rel, d, attrs)
     }
 
     /// Creates a fresh object under a temporary name in the destination directory `dir`.
@@ -756,16 +785,25 @@ impl<'a> Run<'a> {
     /// Owner, mode and times of a symlink or special file we just created under the
     /// temporary name `path`: through a handle on that very object (someone who can write
     /// the directory could have put another in its place).
-    fn set_new_attrs(&self, path: &Path, src: &Metadata, dp: &Path) -> Result<(), Fail> {
-        let made = fs::symlink_metadata(path).map_err(io_err(dp))?;
-        self.fix_attrs(path, &made, src, true)
+    fn set_new_attrs(&self, tmp: &TempGuard, rel: &Path, src: &Metadata) -> Result<(), Fail> {
+        let made = fs::symlink_metadata(tmp.path()).map_err(io_err(tmp.path()))?;
+        let name = tmp.path().file_name().unwrap_or_default();
+        let tmp_rel = join_rel(parent_of(rel), name);
+        self.fix_attrs(&tmp_rel, tmp.path(), &made, src, true)
     }
 
     /// Brings owner, permission bits and (with `times`) atime/mtime of the existing
     /// destination object at `path` (lstat `d`, not a symlink unless it is one at the source
     /// too) to those of the source object `s`, through a handle on the object `d` describes
     /// ([`set_attrs`]): an object swapped since is `Changed`, one with other names is refused.
-    fn fix_attrs(&self, path: &Path, d: &Metadata, s: &Metadata, times: bool) -> Result<(), Fail> {
+    fn fix_attrs(
+        &self,
+        rel: &Path,
+        path: &Path,
+        d: &Metadata,
+        s: &Metadata,
+        times: bool,
+    ) -> Result<(), Fail> {
         let mut owner = None;
         if self.h.is_root {
             if d.uid() != s.uid() || d.gid() != s.gid() {
@@ -777,7 +815,7 @@ impl<'a> Run<'a> {
                 owner: Some((None, Some(s.gid()))),
                 ..Attrs::default()
             };
-            if set_attrs(path, d, group).is_ok() {
+            if self.set_dst_attrs(rel, d, group).is_ok() {
                 owner = Some((None, None));
             }
         }
@@ -795,7 +833,7 @@ impl<'a> Run<'a> {
             mode,
             times,
         };
-        set_attrs(path, d, attrs).map_err(attr_err(path))
+        self.set_dst_attrs(rel, d, attrs).map_err(attr_err(path))
     }
 
     fn entry(&mut self, rel: &Path, recursive: bool) {
@@ -857,9 +895,12 @@ impl<'a> Run<'a> {
                     other => return other,
                 }
             }
-            let meta = match fs::symlink_metadata(&spath) {
+            let meta = match self.src_meta(rel) {
                 Ok(m) => m,
-                Err(e) if vanished(&e) => return self.delete(rel, top),
+                // (A directory on the way that became a symlink: the path is gone as such.)
+                Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
+                    return self.delete(rel, top);
+                }
                 Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
             };
             let kind = kind_of(&meta);
@@ -1036,7 +1077,7 @@ impl<'a> Run<'a> {
             && same_mtime(d, meta)
         {
             // (A file with other names is copied anew: its other name may be anywhere.)
-            return self.fix_attrs(&dp, d, meta, false);
+            return self.fix_attrs(rel, &dp, d, meta, false);
         }
 
         let spath = self.h.src(rel);
@@ -1157,9 +1198,11 @@ impl<'a> Run<'a> {
 
     fn sync_symlink(&mut self, rel: &Path, meta: &Metadata) -> Result<(), Fail> {
         let spath = self.h.src(rel);
-        let target = match fs::read_link(&spath) {
+        let target = match self.src_root().and_then(|r| r.read_link(rel)) {
             Ok(t) => t,
-            Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::EINVAL) => {
+            Err(e)
+                if vanished(&e) || matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ELOOP)) =>
+            {
                 return Err(Fail::Changed);
             }
             Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
@@ -1172,10 +1215,10 @@ impl<'a> Run<'a> {
             && d.file_type().is_symlink()
             && fs::read_link(&dp).map_err(io_err(&dp))? == target
         {
-            return self.fix_attrs(&dp, d, meta, true);
+            return self.fix_attrs(rel, &dp, d, meta, true);
         }
         let (tmp, ()) = self.temp(parent, &dp, |p| std::os::unix::fs::symlink(&target, p))?;
-        self.set_new_attrs(tmp.path(), meta, &dp)?;
+        self.set_new_attrs(&tmp, rel, meta)?;
         self.install(tmp, rel, dmeta.as_ref())
     }
 
@@ -1200,7 +1243,7 @@ impl<'a> Run<'a> {
             && d.mode() & S_IFMT == fmt
             && (!is_dev || d.rdev() == meta.rdev())
         {
-            return self.fix_attrs(&dp, d, meta, true);
+            return self.fix_attrs(rel, &dp, d, meta, true);
         }
         let (tmp, ()) = self.temp(parent, &dp, |p| {
             nix::sys::stat::mknod(
@@ -1211,7 +1254,7 @@ impl<'a> Run<'a> {
             )
             .map_err(io::Error::from)
         })?;
-        self.set_new_attrs(tmp.path(), meta, &dp)?;
+        self.set_new_attrs(&tmp, rel, meta)?;
         self.install(tmp, rel, dmeta.as_ref())
     }
 
@@ -1283,10 +1326,10 @@ impl<'a> Run<'a> {
 
     fn fixup_dir(&mut self, rel: &Path) -> Result<(), Fail> {
         let spath = self.h.src(rel);
-        let smeta = match fs::symlink_metadata(&spath) {
+        let smeta = match self.src_meta(rel) {
             Ok(m) if m.is_dir() => m,
             Ok(_) => return Ok(()),
-            Err(e) if vanished(&e) => return Ok(()),
+            Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => return Ok(()),
             Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
         };
         if !self.ancestors_are_dirs(rel) {
@@ -1294,7 +1337,7 @@ impl<'a> Run<'a> {
         }
         let dp = self.h.dst(rel);
         match lstat_opt(&dp)? {
-            Some(d) if d.is_dir() => self.fix_attrs(&dp, &d, &smeta, true),
+            Some(d) if d.is_dir() => self.fix_attrs(rel, &dp, &d, &smeta, true),
             _ => Ok(()),
         }
     }

@@ -62,7 +62,9 @@ pub fn split_remote(dest: &str) -> Option<(&str, &str)> {
 /// cannot be replayed is simply left to rsync. The owner of a directory at the destination
 /// may have made any component a symlink: a move is made only when every existing
 /// directory component of both paths is a real directory (`[ -d ] && [ ! -L ]`), checked by
-/// the script itself just before it.
+/// the script itself just before it, and missing directories are created one at a time,
+/// each checked first. (A shell cannot hold a directory open: someone racing between a
+/// check and the next command can still redirect that one step.)
 pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
     let root = if root.is_empty() { "." } else { root };
     let mut s = b"cd -- ".to_vec();
@@ -74,6 +76,13 @@ pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
         b"ok() { for p; do d=; while :; do case $p in */*) c=${p%%/*}; p=${p#*/};; *) break;; esac; \
           d=${d:+$d/}$c; if [ -L \"$d\" ]; then return 1; fi; if [ -e \"$d\" ] && [ ! -d \"$d\" ]; then return 1; fi; \
           done; done; return 0; }\n",
+    );
+    // `mk P`: creates P's missing directories one at a time, each checked first (never
+    // `mkdir -p`, which would follow a symlink among them).
+    s.extend_from_slice(
+        b"mk() { d=; p=$1/; while :; do case $p in */*) c=${p%%/*}; p=${p#*/};; *) break;; esac; \
+          d=${d:+$d/}$c; if [ -L \"$d\" ]; then return 1; fi; \
+          if [ ! -d \"$d\" ]; then mkdir -- \"$d\" || return 1; fi; done; return 0; }\n",
     );
     for r in renames {
         let (f, t) = (
@@ -95,7 +104,7 @@ pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
             &f,
             b" ]; } && [ ! -d ",
             &t,
-            b" ] && mkdir -p -- ",
+            b" ] && mk ",
             &p,
             b" && ok ",
             &t,

@@ -279,3 +279,91 @@ fn source_dir_swapped_for_symlink_during_copy() {
     );
     assert!(d.stop().success());
 }
+
+/// On the first object the mirror creates in `DST/u/x`, swaps `SRC/u/x` for a symlink to
+/// the victim's directory; then watches `DST/u/x/passwd` (the attacker's own file): exit 42
+/// if it ever becomes root's and setuid.
+const SWAP_ON_CREATE: &str = r#"
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+watch, s, victim = sys.argv[1], sys.argv[2], sys.argv[3]
+fd = libc.inotify_init()
+libc.inotify_add_watch(fd, watch.encode(), 0x100 | 0x80)
+os.read(fd, 4096)
+os.rename(s, s + ".real")
+os.symlink(victim, s)
+end = time.time() + 10
+while time.time() < end:
+    try:
+        # Only while DST/u/x is the real directory (once the mirror mirrors the symlink,
+        # DST/u/x/passwd names the victim itself).
+        d = os.open(watch, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            st = os.stat("passwd", dir_fd=d, follow_symlinks=False)
+        finally:
+            os.close(d)
+        if st.st_uid == 0 and st.st_mode & 0o4000:
+            sys.exit(42)
+    except OSError:
+        pass
+    time.sleep(0.001)
+"#;
+
+/// The source's metadata is taken beneath the source root: a directory swapped for a
+/// symlink during the initial walk does not make the mirror give an attacker's file the
+/// owner and set-uid mode of a root program it then describes.
+#[test]
+fn source_metadata_swap_does_not_grant_setuid() {
+    let _s = serial();
+    let Some((env, src, dst)) = world() else {
+        return;
+    };
+    let bin = env.dir("bin");
+    fs::copy("/usr/bin/true", bin.join("passwd")).unwrap();
+    fs::set_permissions(bin.join("passwd"), fs::Permissions::from_mode(0o4755)).unwrap();
+    let victim = fs::metadata(bin.join("passwd")).unwrap();
+    let x = env.dir("src/u/x");
+    chown_r(&x, NOBODY);
+    as_nobody(
+        &x,
+        "for i in $(seq 10000 29999); do echo > a$i; done; echo x > passwd",
+    );
+    // The attacker's payload at the destination: the victim's size and mtime.
+    let dx = env.dir("dst/u/x");
+    chown_r(&env.p("dst/u"), NOBODY);
+    as_nobody(
+        &dx,
+        &format!(
+            "echo payload > passwd && truncate -s {} passwd && touch -r {} passwd",
+            victim.len(),
+            bin.join("passwd").display()
+        ),
+    );
+    let mut swapper = nobody_python(SWAP_ON_CREATE, &[&dx, &x, &bin], 20.0);
+    std::thread::sleep(Duration::from_millis(300));
+    env.job("j", &src, &dst, Mode::Mirror, "");
+    let mut d = env.spawn();
+    let end = Instant::now() + SYNC_DEADLINE;
+    loop {
+        if let Some(st) = swapper.try_wait().unwrap() {
+            assert_ne!(
+                st.code(),
+                Some(42),
+                "the attacker's file became root's and setuid"
+            );
+            assert!(st.success(), "the attacker failed: {st}");
+            break;
+        }
+        assert!(Instant::now() < end, "the attacker did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // The attacker stops: the directory is back.
+    as_nobody(&src.join("u"), "rm x && mv x.real x");
+    let took = d.assert_synced_within(&src, &dst, &[], SYNC_DEADLINE);
+    report(
+        "source-metadata-swap-does-not-grant-setuid",
+        Some(Mode::Mirror),
+        took,
+    );
+    assert!(d.stop().success());
+}
