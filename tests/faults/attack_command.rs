@@ -17,9 +17,7 @@
 use std::ffi::OsStr;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use crate::harness::*;
@@ -56,19 +54,6 @@ fn scene(case: &str) -> Option<Scene> {
         dst,
         vault,
     })
-}
-
-/// Runs `script` with `sh -c` as nobody in `cwd`; it must succeed.
-fn as_nobody(cwd: &Path, script: &str) {
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(cwd)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .status()
-        .expect("run sh as nobody");
-    assert!(st.success(), "as nobody: {script}: {st}");
 }
 
 /// A command-mode job `name` from `scene.src` to `scene.dst` (or the given ones).

@@ -20,8 +20,6 @@ use crate::harness::*;
 use crate::util::*;
 use crate::{report, serial};
 
-const NOBODY: u32 = 65534;
-
 /// Debian's `python3 -c SCRIPT ARGS...` as nobody, in the background (a python3 under
 /// root's home, as pyenv installs it, is not one nobody can run).
 fn nobody_python(script: &str, args: &[&Path], secs: f64) -> Child {
@@ -35,19 +33,6 @@ fn nobody_python(script: &str, args: &[&Path], secs: f64) -> Child {
         .gid(NOBODY)
         .spawn()
         .expect("python3")
-}
-
-fn as_nobody(dir: &Path, script: &str) {
-    use std::os::unix::process::CommandExt;
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .status()
-        .unwrap();
-    assert!(st.success(), "as nobody: {script}");
 }
 
 /// A world where nobody owns `src/u`; `None` unless root.

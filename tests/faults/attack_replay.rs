@@ -8,29 +8,11 @@
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::Path;
-use std::process::Command;
 
 use crate::harness::*;
 use crate::sshd::Sshd;
 use crate::util::*;
 use crate::{report, serial};
-
-const NOBODY: u32 = 65534;
-
-/// Runs `script` with `sh -c` as nobody in `dir`; it must succeed.
-fn as_nobody(dir: &Path, script: &str) {
-    use std::os::unix::process::CommandExt;
-    let st = Command::new("sh")
-        .arg("-c")
-        .arg(script)
-        .current_dir(dir)
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .status()
-        .unwrap();
-    assert!(st.success(), "as nobody: {script}");
-}
 
 #[derive(Clone, Copy, Debug)]
 enum Target {

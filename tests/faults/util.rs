@@ -18,6 +18,20 @@ use crate::harness::*;
 /// The unprivileged user the permission cases run as.
 pub const NOBODY: u32 = 65534;
 
+/// Runs `script` with `sh -c` as nobody in `cwd`; it must succeed.
+pub fn as_nobody(cwd: &Path, script: &str) {
+    use std::os::unix::process::CommandExt;
+    let st = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(cwd)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .status()
+        .expect("run sh as nobody");
+    assert!(st.success(), "as nobody: {script}: {st}");
+}
+
 /// A tmpfs mounted by the test; unmounted on drop whatever happened (lazily if busy).
 pub struct Tmpfs {
     pub path: PathBuf,
