@@ -151,9 +151,8 @@ impl Traced {
         if !probe.is_ok_and(|s| s.success()) {
             return None;
         }
-        let log_path = env.root.join("daemon.log");
-        let log = fs::File::create(&log_path).unwrap();
-        let strace = Command::new("strace")
+        let mut wrapper = Command::new("strace");
+        wrapper
             .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=chmod,fchmodat"])
             .arg("-e")
             .arg(format!(
@@ -161,18 +160,8 @@ impl Traced {
                 CHMOD_DELAY.as_micros()
             ))
             .arg("--")
-            .arg(env!("CARGO_BIN_EXE_clsync"))
-            .args([OsStr::new("run"), OsStr::new("--config-dir")])
-            .arg(&env.conf)
-            .current_dir(&env.root)
-            .env("NO_COLOR", "1")
-            .env_remove("CLSYNC_CONFIG_DIR")
-            .env_remove("CLSYNC_LOG")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn strace clsync");
+            .env_remove("CLSYNC_LOG");
+        let (strace, log_path) = spawn_wrapped(env, wrapper);
         Some(Traced {
             strace,
             log_path,

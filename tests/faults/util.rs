@@ -18,6 +18,27 @@ use crate::harness::*;
 /// The unprivileged user the permission cases run as.
 pub const NOBODY: u32 = 65534;
 
+/// `clsync run --config-dir conf` (cwd = root, log in `root/daemon.log`) under `wrapper`, a
+/// program that execs the arguments it is given last (setpriv, strace, ...); returns the
+/// wrapper's process and the log's path.
+pub fn spawn_wrapped(env: &Env, mut wrapper: Command) -> (Child, PathBuf) {
+    let log_path = env.root.join("daemon.log");
+    let log = fs::File::create(&log_path).unwrap();
+    let child = wrapper
+        .arg(env!("CARGO_BIN_EXE_clsync"))
+        .args([OsStr::new("run"), OsStr::new("--config-dir")])
+        .arg(&env.conf)
+        .current_dir(&env.root)
+        .env("NO_COLOR", "1")
+        .env_remove("CLSYNC_CONFIG_DIR")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn the wrapped clsync");
+    (child, log_path)
+}
+
 /// Runs `script` with `sh -c` as nobody in `cwd`; it must succeed.
 pub fn as_nobody(cwd: &Path, script: &str) {
     use std::os::unix::process::CommandExt;
@@ -313,25 +334,14 @@ impl UserDaemon {
         if !probe.is_ok_and(|s| s.success()) {
             return None;
         }
-        let log_path = env.root.join("daemon.log");
-        let log = fs::File::create(&log_path).unwrap();
-        let child = Command::new("setpriv")
+        let mut setpriv = Command::new("setpriv");
+        setpriv
             .arg(format!("--reuid={uid}"))
             .arg(format!("--regid={uid}"))
             .arg("--clear-groups")
-            .arg(env!("CARGO_BIN_EXE_clsync"))
-            .args([OsStr::new("run"), OsStr::new("--config-dir")])
-            .arg(&env.conf)
-            .current_dir(&env.root)
-            .env("NO_COLOR", "1")
             .env("RUST_LOG", "info")
-            .env_remove("CLSYNC_CONFIG_DIR")
-            .env_remove("XDG_RUNTIME_DIR")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("spawn setpriv clsync");
+            .env_remove("XDG_RUNTIME_DIR");
+        let (child, log_path) = spawn_wrapped(env, setpriv);
         Some(UserDaemon {
             child,
             status: None,
