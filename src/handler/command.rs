@@ -380,6 +380,15 @@ impl CommandHandler {
             let learning = self.rsync.would_learn(&batch);
             match self.run_one(entries, false, &ListOf::Paths) {
                 Err(e) if self.rsync.learn_rejection(&e) => {}
+                Err(e) if self.rsync.may_be_silent_rejection(learning, &e) => {
+                    return match self.run_split(&batch) {
+                        Ok(o) => {
+                            self.rsync.learn_rejected(None);
+                            Ok(o)
+                        }
+                        Err(_) => Err(e),
+                    };
+                }
                 Ok(o) => {
                     if learning {
                         self.rsync.learn_accepted();
@@ -389,7 +398,12 @@ impl CommandHandler {
                 Err(e) => return Err(e),
             }
         }
-        let (present, gone) = split_missing(&self.source, &batch);
+        self.run_split(&batch)
+    }
+
+    /// `batch` as a deletion run and a run of the paths that exist.
+    fn run_split(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
+        let (present, gone) = split_missing(&self.source, batch);
         let mut outcome = Outcome::default();
         if let Some(pass) = deletions::plan(&gone) {
             let parents: Vec<Entry> = pass

@@ -319,9 +319,24 @@ impl RsyncHandler {
     /// Learns from a failed run whether the receiver rejects missing entries; true (and
     /// logged once) when it does.
     pub(crate) fn learn_rejection(&self, e: &HandlerError) -> bool {
-        let Some(mut version) = receiver::rejects_missing_args(e) else {
+        let Some(version) = receiver::rejects_missing_args(e) else {
             return false;
         };
+        self.learn_rejected(version);
+        true
+    }
+
+    /// True when `e`, from a batch that would show whether an unknown receiver takes
+    /// missing entries (`learning`), may be its refusal with the words lost: over ssh the
+    /// receiver's messages can vanish when the connection closes, leaving a bare exit 2. The
+    /// caller then tries the batch the other way once, and [`Self::learn_rejected`] if that
+    /// works.
+    pub(crate) fn may_be_silent_rejection(&self, learning: bool, e: &HandlerError) -> bool {
+        learning && matches!(e, HandlerError::Exit { code: 2, .. })
+    }
+
+    /// Records a receiver that rejects missing entries (`version` if it said), logged once.
+    pub(crate) fn learn_rejected(&self, mut version: Option<String>) {
         if version.is_none()
             && self.receiver.missing_args() != MissingArgs::Rejected
             && let Destination::Remote(d) = &self.destination
@@ -332,7 +347,6 @@ impl RsyncHandler {
         if self.receiver.learn(MissingArgs::Rejected, version) {
             tracing::warn!("{}", self.receiver.report().describe());
         }
-        true
     }
 
     /// Learns that the receiver took a batch with a missing entry.
@@ -570,6 +584,15 @@ impl RsyncHandler {
         match self.transfer_pass(&Pass::of(batch), list, excludes, hidden) {
             // The receiver refused the list before transferring anything.
             Err(e) if self.learn_rejection(&e) => self.transfer_split(batch, excludes, hidden),
+            Err(e) if self.may_be_silent_rejection(learning, &e) => {
+                match self.transfer_split(batch, excludes, hidden) {
+                    Ok(outcome) => {
+                        self.learn_rejected(None);
+                        Ok(outcome)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
             Ok(outcome) => {
                 if learning {
                     self.learn_accepted();
