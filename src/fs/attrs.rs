@@ -7,12 +7,11 @@
 //! every change goes to that descriptor. An object with other names (`nlink > 1`, not a
 //! directory) is refused: its other name may be outside the tree.
 
-use std::fs::Metadata;
+use std::ffi::OsStr;
 use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::os::fd::BorrowedFd;
 
-use super::Root;
+use super::Meta;
 
 /// What to change: `owner` (uid, gid; `None` keeps each), `mode` (permission bits; never
 /// applied to a symlink), `times` (atime, mtime).
@@ -23,96 +22,154 @@ pub struct Attrs {
     pub times: Option<(filetime::FileTime, filetime::FileTime)>,
 }
 
-/// Applies `attrs` to the object `rel` beneath `root` if it is still the one `expect`
-/// describes (same device, inode and type); `ESTALE` when it is not, `EMLINK` when it has
-/// other names, `ELOOP`/`ENOTDIR` when a symlink or a file is on the way. Owner first, then
+/// Applies `attrs` to the object `name` (one component; `.` for `dir` itself) in the
+/// directory handle `dir` if it is still the one `expect` describes (same device, inode and
+/// type); `ESTALE` when it is not, `EMLINK` when it has other names. Owner first, then
 /// times, then the mode (a chown clears set-id bits).
 #[cfg(any(target_os = "linux", target_os = "android"))]
-pub fn set_attrs(root: &Root, rel: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()> {
+pub fn set_attrs_at(dir: BorrowedFd, name: &OsStr, expect: &Meta, attrs: Attrs) -> io::Result<()> {
     use rustix::fs::{AtFlags, Mode, OFlags};
-    use std::os::fd::AsRawFd;
-    let fd = root.open_at(rel, OFlags::PATH, Mode::empty())?;
-    let st = rustix::fs::fstat(&fd)?;
-    let fmt = st.st_mode & libc::S_IFMT;
-    // (The type too: an inode number freed and reused at once names another object.)
-    if st.st_dev != expect.dev() || st.st_ino != expect.ino() || fmt != expect.mode() & libc::S_IFMT
-    {
-        return Err(io::Error::from_raw_os_error(libc::ESTALE));
+    let flags = OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    use std::os::fd::AsFd;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
+    let st = Meta::of(&fd)?;
+    check(&st, expect)?;
+    if !st.is_symlink() {
+        return set_attrs_fd(fd.as_fd(), attrs);
     }
-    if fmt != libc::S_IFDIR && st.st_nlink > 1 {
-        return Err(io::Error::from_raw_os_error(libc::EMLINK));
-    }
-    let is_link = fmt == libc::S_IFLNK;
     if let Some((uid, gid)) = attrs.owner {
         rustix::fs::chownat(
             &fd,
             "",
-            uid.map(rustix::fs::Uid::from_raw),
-            gid.map(rustix::fs::Gid::from_raw),
+            uid.map(uid_of),
+            gid.map(gid_of),
             AtFlags::EMPTY_PATH,
         )?;
     }
-    if let Some((atime, mtime)) = attrs.times {
-        let ts = |t: filetime::FileTime| rustix::fs::Timespec {
-            tv_sec: t.unix_seconds(),
-            tv_nsec: t.nanoseconds().into(),
-        };
-        let times = rustix::fs::Timestamps {
-            last_access: ts(atime),
-            last_modification: ts(mtime),
-        };
-        if is_link {
-            // A symlink's own times: by name in its parent's handle, not followed.
-            let (parent, leaf) = root.parent(rel)?;
-            rustix::fs::utimensat(&parent, leaf, &times, AtFlags::SYMLINK_NOFOLLOW)?;
-        } else {
-            // The descriptor's name in /proc leads to exactly this object, and utimensat
-            // by name never opens it (a fifo, a device).
-            let own = format!("/proc/self/fd/{}", fd.as_raw_fd());
-            rustix::fs::utimensat(rustix::fs::CWD, &own, &times, AtFlags::empty())?;
-        }
-    }
-    if let Some(mode) = attrs.mode
-        && !is_link
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let own = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        std::fs::set_permissions(&own, std::fs::Permissions::from_mode(mode & 0o7777))?;
+    if let Some(times) = attrs.times {
+        // A symlink's own times: by name in its directory's handle, not followed.
+        rustix::fs::utimensat(dir, name, &timestamps(times), AtFlags::SYMLINK_NOFOLLOW)?;
     }
     Ok(())
 }
 
-/// Without `O_PATH`: by path below the root, the leaf never followed (symlinks get no mode).
+/// Without `O_PATH`: `*at` calls on the name in `dir`, never following it.
 #[cfg(not(any(target_os = "linux", target_os = "android")))]
-pub fn set_attrs(root: &Root, rel: &Path, expect: &Metadata, attrs: Attrs) -> io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = crate::relpath::join(root.path(), rel);
-    let m = std::fs::symlink_metadata(&path)?;
-    if m.dev() != expect.dev() || m.ino() != expect.ino() || m.file_type() != expect.file_type() {
-        return Err(io::Error::from_raw_os_error(libc::ESTALE));
-    }
-    if !m.is_dir() && m.nlink() > 1 {
-        return Err(io::Error::from_raw_os_error(libc::EMLINK));
-    }
+pub fn set_attrs_at(dir: BorrowedFd, name: &OsStr, expect: &Meta, attrs: Attrs) -> io::Result<()> {
+    use rustix::fs::{AtFlags, Mode};
+    let st = Meta::at(dir, name)?;
+    check(&st, expect)?;
     if let Some((uid, gid)) = attrs.owner {
-        std::os::unix::fs::lchown(&path, uid, gid)?;
+        let (u, g) = (uid.map(uid_of), gid.map(gid_of));
+        rustix::fs::chownat(dir, name, u, g, AtFlags::SYMLINK_NOFOLLOW)?;
     }
-    if let Some((atime, mtime)) = attrs.times {
-        filetime::set_symlink_file_times(&path, atime, mtime)?;
+    if let Some(times) = attrs.times {
+        rustix::fs::utimensat(dir, name, &timestamps(times), AtFlags::SYMLINK_NOFOLLOW)?;
     }
     if let Some(mode) = attrs.mode
-        && !m.file_type().is_symlink()
+        && !st.is_symlink()
     {
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode & 0o7777))?;
+        rustix::fs::chmodat(
+            dir,
+            name,
+            Mode::from_raw_mode((mode & 0o7777) as _),
+            AtFlags::empty(),
+        )?;
     }
     Ok(())
+}
+
+/// The object `expect` describes, and no other name for it (directories have many).
+fn check(st: &Meta, expect: &Meta) -> io::Result<()> {
+    if !st.same_object(expect) {
+        return Err(io::Error::from_raw_os_error(libc::ESTALE));
+    }
+    if !st.is_dir() && st.nlink() > 1 {
+        return Err(io::Error::from_raw_os_error(libc::EMLINK));
+    }
+    Ok(())
+}
+
+/// Applies `attrs` to the open object `fd` (`O_PATH` included), which is not a symlink.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn set_attrs_fd(fd: BorrowedFd, attrs: Attrs) -> io::Result<()> {
+    use rustix::fs::AtFlags;
+    use std::os::fd::AsRawFd;
+    if let Some((uid, gid)) = attrs.owner {
+        rustix::fs::chownat(
+            fd,
+            "",
+            uid.map(uid_of),
+            gid.map(gid_of),
+            AtFlags::EMPTY_PATH,
+        )?;
+    }
+    // The descriptor's name in /proc leads to exactly this object; utimensat and chmod by
+    // name never open it (a fifo, a device), and work on an `O_PATH` handle.
+    let own = format!("/proc/self/fd/{}", fd.as_raw_fd());
+    if let Some(times) = attrs.times {
+        rustix::fs::utimensat(rustix::fs::CWD, &own, &timestamps(times), AtFlags::empty())?;
+    }
+    if let Some(mode) = attrs.mode {
+        let mode = rustix::fs::Mode::from_raw_mode(mode & 0o7777);
+        rustix::fs::chmod(&own, mode)?;
+    }
+    Ok(())
+}
+
+/// Applies `attrs` to the open object `fd`, which is not a symlink.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn set_attrs_fd(fd: BorrowedFd, attrs: Attrs) -> io::Result<()> {
+    if let Some((uid, gid)) = attrs.owner {
+        rustix::fs::fchown(fd, uid.map(uid_of), gid.map(gid_of))?;
+    }
+    if let Some(times) = attrs.times {
+        rustix::fs::futimens(fd, &timestamps(times))?;
+    }
+    if let Some(mode) = attrs.mode {
+        rustix::fs::fchmod(fd, rustix::fs::Mode::from_raw_mode((mode & 0o7777) as _))?;
+    }
+    Ok(())
+}
+
+fn uid_of(u: u32) -> rustix::fs::Uid {
+    rustix::fs::Uid::from_raw(u)
+}
+
+fn gid_of(g: u32) -> rustix::fs::Gid {
+    rustix::fs::Gid::from_raw(g)
+}
+
+fn timestamps((atime, mtime): (filetime::FileTime, filetime::FileTime)) -> rustix::fs::Timestamps {
+    let ts = |t: filetime::FileTime| rustix::fs::Timespec {
+        tv_sec: t.unix_seconds(),
+        tv_nsec: t.nanoseconds().into(),
+    };
+    rustix::fs::Timestamps {
+        last_access: ts(atime),
+        last_modification: ts(mtime),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fs::Root;
     use std::fs;
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    use std::path::Path;
+
+    /// `set_attrs_at` on `rel`'s parent, resolved beneath `root`.
+    fn set_attrs(root: &Root, rel: &Path, expect: &Meta, attrs: Attrs) -> io::Result<()> {
+        let (parent, leaf) = root.parent(rel)?;
+        set_attrs_at(parent.as_fd(), leaf, expect, attrs)
+    }
+
+    /// `lstat` of `path` (its directories followed, as a path-based check would).
+    fn lstat(path: &Path) -> Meta {
+        let dir = fs::File::open(path.parent().unwrap()).unwrap();
+        Meta::at(&dir, path.file_name().unwrap()).unwrap()
+    }
 
     #[test]
     fn a_swapped_or_linked_object_is_left_alone() {
@@ -123,7 +180,7 @@ mod tests {
         fs::write(&f, "x").unwrap();
         fs::write(&victim, "v").unwrap();
         fs::set_permissions(&victim, fs::Permissions::from_mode(0o600)).unwrap();
-        let m = fs::symlink_metadata(&f).unwrap();
+        let m = lstat(&f);
         let chmod = Attrs {
             mode: Some(0o4777),
             ..Attrs::default()
@@ -136,7 +193,7 @@ mod tests {
         // A hard link to the victim, described by its own lstat.
         fs::remove_file(&f).unwrap();
         fs::hard_link(&victim, &f).unwrap();
-        let m = fs::symlink_metadata(&f).unwrap();
+        let m = lstat(&f);
         let e = set_attrs(&root, rel, &m, chmod).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EMLINK));
         let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
@@ -144,7 +201,7 @@ mod tests {
         // A symlink's own times change, its target's mode does not.
         fs::remove_file(&f).unwrap();
         std::os::unix::fs::symlink(&victim, &f).unwrap();
-        let m = fs::symlink_metadata(&f).unwrap();
+        let m = lstat(&f);
         let when = filetime::FileTime::from_unix_time(1_000_000_000, 0);
         set_attrs(
             &root,
@@ -157,8 +214,8 @@ mod tests {
             },
         )
         .unwrap();
-        let lm = fs::symlink_metadata(&f).unwrap();
-        assert_eq!(lm.mtime(), 1_000_000_000);
+        let lm = lstat(&f);
+        assert_eq!(lm.mtime().unix_seconds(), 1_000_000_000);
         let mode = fs::metadata(&victim).unwrap().permissions().mode() & 0o7777;
         assert_eq!(mode, 0o600);
         // A directory on the way swapped for a symlink to where the victim is: the lstat
@@ -167,7 +224,7 @@ mod tests {
         fs::write(t.path().join("out/x"), "o").unwrap();
         fs::set_permissions(t.path().join("out/x"), fs::Permissions::from_mode(0o600)).unwrap();
         std::os::unix::fs::symlink(t.path().join("out"), t.path().join("d")).unwrap();
-        let m = fs::symlink_metadata(t.path().join("d/x")).unwrap();
+        let m = lstat(&t.path().join("d/x"));
         let e = set_attrs(&root, Path::new("d/x"), &m, chmod).unwrap_err();
         assert!(
             matches!(e.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)),
@@ -182,7 +239,7 @@ mod tests {
         // The object itself.
         let g = t.path().join("g");
         fs::write(&g, "y").unwrap();
-        let m = fs::symlink_metadata(&g).unwrap();
+        let m = lstat(&g);
         set_attrs(
             &root,
             Path::new("g"),

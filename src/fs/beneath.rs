@@ -232,6 +232,17 @@ impl Root {
     }
 }
 
+/// A handle on the directory `name` (one component) in the directory `dir`; a symlink
+/// there fails (`ELOOP` or `ENOTDIR`), it is never followed.
+pub fn open_dir(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::openat(
+        dir,
+        name,
+        DIR_HANDLE | OFlags::NOFOLLOW,
+        Mode::empty(),
+    )?)
+}
+
 /// Opens `rel` (short, relative) beneath `at` without following any symlink.
 fn open_one<Fd: AsFd>(
     at: Fd,

@@ -15,6 +15,12 @@
 
 mod attrs;
 mod beneath;
+mod dirs;
+mod listing;
+mod meta;
 
-pub use attrs::{Attrs, set_attrs};
-pub use beneath::Root;
+pub use attrs::{Attrs, set_attrs_at, set_attrs_fd};
+pub use beneath::{Root, open_dir};
+pub use dirs::Dirs;
+pub use listing::list;
+pub use meta::Meta;

@@ -51,32 +51,25 @@
 //! components or a leading `/` are rejected.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::ffi::{CStr, OsStr, OsString};
-use std::fs::{self, DirBuilder, Metadata, OpenOptions, Permissions};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, Permissions};
 use std::io;
 use std::ops::Bound;
-use std::os::fd::IntoRawFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use filetime::FileTime;
-use nix::errno::Errno;
-use nix::sys::stat::{Mode, SFlag};
+use rustix::fs::{AtFlags, OFlags};
 
 use super::{Batch, Handler, HandlerError, Outcome, Rename};
-use crate::fs::{Attrs, Root, set_attrs};
-use crate::longpath::LongPath;
+use crate::fs::{Attrs, Dirs, Meta, Root, list, open_dir, set_attrs_at, set_attrs_fd};
 use crate::relpath;
 use crate::rules::{Filter, Kind};
-use rustix::fs::OFlags;
-
-/// `S_IFMT` is a u16 on the BSDs and a u32 on Linux.
-#[allow(clippy::unnecessary_cast)]
-const S_IFMT: u32 = libc::S_IFMT as u32;
 
 /// How often one path is re-examined when the source keeps changing type under us.
 const MAX_ATTEMPTS: usize = 4;
@@ -142,12 +135,14 @@ impl MirrorHandler {
         &self.destination
     }
 
-    fn src(&self, rel: &Path) -> LongPath {
-        at(&self.source, rel)
+    /// The source object `rel`, as messages show it.
+    fn src(&self, rel: &Path) -> PathBuf {
+        relpath::join(&self.source, rel)
     }
 
-    fn dst(&self, rel: &Path) -> LongPath {
-        at(&self.destination, rel)
+    /// The destination object `rel`, as messages show it.
+    fn dst(&self, rel: &Path) -> PathBuf {
+        relpath::join(&self.destination, rel)
     }
 
     /// Short, independent of the file name (names may already be 255 bytes long).
@@ -188,8 +183,7 @@ impl Handler for MirrorHandler {
     }
 
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
-        let mut run = Run::new(self);
-        run.prepare_root()?;
+        let mut run = Run::new(self)?;
 
         // Path -> (recursive, content changed).
         let mut entries: BTreeMap<PathBuf, (bool, bool)> = BTreeMap::new();
@@ -275,64 +269,35 @@ impl From<Fail> for HandlerError {
     }
 }
 
-/// A path as messages show it: a [`LongPath`] as the user knows it, not `/proc/self/fd/N/…`.
-trait Shown {
-    fn shown(&self) -> &Path;
-}
-
-impl Shown for Path {
-    fn shown(&self) -> &Path {
-        self
-    }
-}
-
-impl Shown for PathBuf {
-    fn shown(&self) -> &Path {
-        self
-    }
-}
-
-impl Shown for LongPath {
-    fn shown(&self) -> &Path {
-        LongPath::shown(self)
-    }
-}
-
-/// The handle in `cell`, opened from `path` on first use.
-fn root_of<'c>(cell: &'c std::cell::OnceCell<Root>, path: &Path) -> io::Result<&'c Root> {
-    if let Some(r) = cell.get() {
-        return Ok(r);
-    }
-    let r = Root::open(path)?;
-    Ok(cell.get_or_init(|| r))
-}
-
-/// [`io_err`] for [`set_attrs`]: an object swapped since its `lstat` is `Changed` (looked
+/// [`io_err`] for [`set_attrs_at`]: an object swapped since its `lstat` is `Changed` (looked
 /// at again).
-fn attr_err<P: Shown + ?Sized>(path: &P) -> impl FnOnce(io::Error) -> Fail + '_ {
+fn attr_err(path: PathBuf) -> impl FnOnce(io::Error) -> Fail {
     move |e| {
         if e.raw_os_error() == Some(libc::ESTALE) {
             Fail::Changed
         } else {
-            io_err(path)(e)
+            Fail::Io(path, e)
         }
     }
 }
 
-fn io_err<P: Shown + ?Sized>(path: &P) -> impl FnOnce(io::Error) -> Fail + '_ {
-    move |e| Fail::Io(path.shown().to_path_buf(), e)
+fn io_err(path: PathBuf) -> impl FnOnce(io::Error) -> Fail {
+    move |e| Fail::Io(path, e)
 }
+
+/// A directory handle, shared by the run's cache and the objects made in it.
+type Handle = Rc<OwnedFd>;
 
 /// State of one `run` call.
 struct Run<'a> {
     h: &'a MirrorHandler,
-    /// The source root: files are read and directories listed beneath it, no symlink
-    /// followed in any component ([`crate::fs`]). Opened on first use.
-    src_root: std::cell::OnceCell<Root>,
-    /// The destination root: attributes are changed through handles beneath it.
-    dst_root: std::cell::OnceCell<Root>,
-    /// Destination directories known (in this run) to be real directories, all the way up.
-    verified: BTreeSet<PathBuf>,
+    /// Source directories: files are read and directories listed through handles beneath
+    /// the source root, no symlink followed in any component ([`crate::fs`]).
+    src: Dirs,
+    /// Destination directories: every entry is looked at, created, replaced, renamed and
+    /// removed through a handle on its directory, resolved beneath the destination root.
+    /// A directory swapped for a symlink after the run resolved it is never followed.
+    dst: Dirs,
     /// Destination directories to receive mode, owner and times from the source at the end:
     /// those the run created or changed (entries added, removed, renamed; made writable).
     touched: BTreeSet<PathBuf>,
@@ -363,12 +328,29 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(h: &'a MirrorHandler) -> Run<'a> {
-        Run {
+    /// Opens both roots. The source root must be a directory (a vanished source must never
+    /// empty the destination); the destination root is created when missing. Both roots'
+    /// own paths come from the configuration and may be symlinks.
+    fn new(h: &'a MirrorHandler) -> Result<Run<'a>, HandlerError> {
+        let src = Root::open(&h.source).map_err(|e| HandlerError::Io {
+            path: h.source.clone(),
+            source: e,
+        })?;
+        let dst_err = |e| HandlerError::Io {
+            path: h.destination.clone(),
+            source: e,
+        };
+        let dst = match Root::open(&h.destination) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(&h.destination).map_err(dst_err)?;
+                Root::open(&h.destination).map_err(dst_err)?
+            }
+            other => other.map_err(dst_err)?,
+        };
+        let mut run = Run {
             h,
-            src_root: std::cell::OnceCell::new(),
-            dst_root: std::cell::OnceCell::new(),
-            verified: BTreeSet::new(),
+            src: Dirs::new(src),
+            dst: Dirs::new(dst),
             touched: BTreeSet::new(),
             synced: BTreeSet::new(),
             pending: Vec::new(),
@@ -380,7 +362,11 @@ impl<'a> Run<'a> {
             deadline: h.timeout.map(|t| Instant::now() + t),
             progressed: false,
             timed_out: false,
-        }
+        };
+        let root = run.dst.get(Path::new("")).map_err(dst_err)?;
+        run.make_writable(Path::new(""), &root)?;
+        run.touched.insert(PathBuf::new());
+        Ok(run)
     }
 
     fn note(&mut self, f: Fail) {
@@ -419,18 +405,10 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Forgets what we knew about `rel` and everything below it (it was removed or moved).
-    fn forget_verified(&mut self, rel: &Path) {
-        let doomed: Vec<PathBuf> = self
-            .verified
-            .range::<Path, _>((Bound::Included(rel), Bound::Unbounded))
-            .take_while(|p| relpath::is_self_or_ancestor(rel, p))
-            .filter(|p| !p.as_os_str().is_empty())
-            .cloned()
-            .collect();
-        for p in doomed {
-            self.verified.remove(&p);
-        }
+    /// Forgets what we knew about the destination `rel` and everything below it (it was
+    /// removed or moved).
+    fn forget(&mut self, rel: &Path) {
+        self.dst.forget(rel);
         let doomed: Vec<PathBuf> = self
             .fresh
             .range::<Path, _>((Bound::Included(rel), Bound::Unbounded))
@@ -442,201 +420,210 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// The source root must be a directory (a vanished source must never empty the
-    /// destination); the destination root is created when missing.
-    fn prepare_root(&mut self) -> Result<(), HandlerError> {
-        let src = &self.h.source;
-        let m = fs::metadata(src).map_err(|e| HandlerError::Io {
-            path: src.clone(),
-            source: e,
-        })?;
-        if !m.is_dir() {
-            return Err(HandlerError::Io {
-                path: src.clone(),
-                source: io::Error::from_raw_os_error(libc::ENOTDIR),
-            });
-        }
-        self.src_root = Root::open(src)
-            .map_err(|e| HandlerError::Io {
-                path: src.clone(),
-                source: e,
-            })?
-            .into();
-        let dst = &self.h.destination;
-        let dst_err = |e| HandlerError::Io {
-            path: dst.clone(),
-            source: e,
-        };
-        match fs::metadata(dst) {
-            Ok(m) if m.is_dir() => self.make_writable(Path::new(""), &m)?,
-            Ok(_) => return Err(dst_err(io::Error::from_raw_os_error(libc::ENOTDIR))),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir_all(dst).map_err(dst_err)?;
-            }
-            Err(e) => return Err(dst_err(e)),
-        }
-        self.verified.insert(PathBuf::new());
-        self.touched.insert(PathBuf::new());
-        Ok(())
-    }
-
     /// When not root, a destination directory must be writable and searchable by us to
     /// change its entries; its real mode is restored by the final fixup.
-    fn make_writable(&mut self, rel: &Path, meta: &Metadata) -> Result<(), Fail> {
-        if self.h.is_root || meta.mode() & 0o300 == 0o300 {
+    fn make_writable(&mut self, rel: &Path, dir: &OwnedFd) -> Result<(), Fail> {
+        if self.h.is_root {
             return Ok(());
         }
-        let p = self.h.dst(rel);
+        let m = Meta::of(dir).map_err(io_err(self.h.dst(rel)))?;
+        if m.mode() & 0o300 == 0o300 {
+            return Ok(());
+        }
         let attrs = Attrs {
-            mode: Some((meta.mode() | 0o700) & 0o7777),
+            mode: Some((m.mode() | 0o700) & 0o7777),
             ..Attrs::default()
         };
-        self.set_dst_attrs(rel, meta, attrs).map_err(attr_err(&p))?;
+        set_attrs_fd(dir.as_fd(), attrs).map_err(io_err(self.h.dst(rel)))?;
         self.touched.insert(rel.to_path_buf());
         Ok(())
     }
 
-    /// Makes sure that `dir` and all its ancestors are real directories at the destination.
-    /// With `create`, missing ones are created and non-directories (symlinks included) in the
-    /// way are replaced; without it, returns false when that would be needed.
-    fn verify_chain(&mut self, dir: &Path, create: bool) -> Result<bool, Fail> {
-        if self.verified.contains(dir) {
-            return Ok(true);
+    /// The handle on the destination directory `dir`, a real directory all the way up.
+    /// With `create`, missing directories are created and anything else in the way (a
+    /// symlink included) is replaced, never followed; without it, `None` when that would be
+    /// needed.
+    fn dst_dir(&mut self, dir: &Path, create: bool) -> Result<Option<Handle>, Fail> {
+        if let Some(fd) = self.dst.cached(dir) {
+            return Ok(Some(fd));
+        }
+        // The common case: all there, one resolution beneath the root.
+        match self.dst.root().dir(dir) {
+            Ok(fd) => {
+                self.make_writable(dir, &fd)?;
+                let fd = Rc::new(fd);
+                self.dst.put(dir, fd.clone());
+                return Ok(Some(fd));
+            }
+            Err(e)
+                if matches!(
+                    errno(&e),
+                    libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EACCES
+                ) => {}
+            Err(e) => return Err(Fail::Io(self.h.dst(dir), e)),
         }
         let mut chain: Vec<&Path> = relpath::ancestors(dir).collect();
         chain.reverse();
         chain.push(dir);
-        for p in chain {
-            if self.verified.contains(p) {
+        let mut cur = self
+            .dst
+            .get(Path::new(""))
+            .map_err(io_err(self.h.destination.clone()))?;
+        for p in chain.into_iter().skip(1) {
+            if let Some(fd) = self.dst.cached(p) {
+                cur = fd;
                 continue;
             }
-            let dp = self.h.dst(p);
-            match fs::symlink_metadata(&dp) {
-                Ok(m) if m.is_dir() => {
-                    self.make_writable(p, &m)?;
-                    self.verified.insert(p.to_path_buf());
-                }
-                Ok(_) => {
-                    if !create {
-                        return Ok(false);
-                    }
-                    // Something else (maybe a symlink pointing anywhere) where we need a
-                    // directory: replace it, never follow it.
-                    fs::remove_file(&dp).map_err(io_err(&dp))?;
-                    self.touch_parent(p);
-                    self.mkdir(p)?;
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                    if !create {
-                        return Ok(false);
-                    }
-                    self.mkdir(p)?;
-                }
-                Err(e) => return Err(Fail::Io(dp.into_shown(), e)),
-            }
+            let Some(fd) = self.dst_dir_in(&cur, p, create)? else {
+                return Ok(None);
+            };
+            self.make_writable(p, &fd)?;
+            let fd = Rc::new(fd);
+            self.dst.put(p, fd.clone());
+            cur = fd;
         }
-        Ok(true)
+        Ok(Some(cur))
     }
 
-    /// Read-only version of [`Self::verify_chain`] for the proper ancestors of `rel`.
-    fn ancestors_are_dirs(&self, rel: &Path) -> bool {
-        relpath::ancestors(rel).all(|a| {
-            self.verified.contains(a)
-                || fs::symlink_metadata(self.h.dst(a)).is_ok_and(|m| m.is_dir())
-        })
+    /// [`Self::dst_dir`] with `create`.
+    fn need_dst_dir(&mut self, dir: &Path) -> Result<Handle, Fail> {
+        match self.dst_dir(dir, true)? {
+            Some(fd) => Ok(fd),
+            None => Err(Fail::Io(
+                self.h.dst(dir),
+                io::Error::from_raw_os_error(libc::ENOTDIR),
+            )),
+        }
     }
 
-    /// Creates the destination directory `rel` (parent verified); mode, owner and times
-    /// come from the source in the final fixup.
+    /// The directory `rel` in the directory handle `parent`: opened, or (with `create`)
+    /// made, replacing whatever else is there.
+    fn dst_dir_in(
+        &mut self,
+        parent: &OwnedFd,
+        rel: &Path,
+        create: bool,
+    ) -> Result<Option<OwnedFd>, Fail> {
+        let name = leaf_of(rel);
+        match open_dir(parent, name) {
+            Ok(fd) => return Ok(Some(fd)),
+            Err(_) if !create => return Ok(None),
+            Err(e) if errno(&e) == libc::ENOENT => {}
+            Err(e) if matches!(errno(&e), libc::ENOTDIR | libc::ELOOP) => {
+                // Something else (maybe a symlink pointing anywhere) where we need a
+                // directory: replace it, never follow it.
+                rustix::fs::unlinkat(parent, name, AtFlags::empty())
+                    .map_err(|e| Fail::Io(self.h.dst(rel), e.into()))?;
+                self.touch_parent(rel);
+            }
+            Err(e) => return Err(Fail::Io(self.h.dst(rel), e)),
+        }
+        self.mkdir_in(parent, rel)?;
+        open_dir(parent, name)
+            .map(Some)
+            .map_err(io_err(self.h.dst(rel)))
+    }
+
+    /// Creates the destination directory `rel`; mode, owner and times come from the source
+    /// in the final fixup.
     fn mkdir(&mut self, rel: &Path) -> Result<(), Fail> {
-        let dp = self.h.dst(rel);
-        match DirBuilder::new().mode(0o700).create(&dp) {
+        let parent = self.need_dst_dir(parent_of(rel))?;
+        self.mkdir_in(&parent, rel)
+    }
+
+    /// [`Self::mkdir`] in the directory handle `parent`.
+    fn mkdir_in(&mut self, parent: &OwnedFd, rel: &Path) -> Result<(), Fail> {
+        let name = leaf_of(rel);
+        match rustix::fs::mkdirat(parent, name, rustix::fs::Mode::from_raw_mode(0o700)) {
             Ok(()) => {
                 if self.track_fresh {
                     self.fresh.insert(rel.to_path_buf());
                 }
             }
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => match fs::symlink_metadata(&dp) {
+            Err(rustix::io::Errno::EXIST) => match Meta::at(parent, name) {
                 Ok(m) if m.is_dir() => {}
-                _ => return Err(Fail::Io(dp.into_shown(), e)),
+                _ => {
+                    return Err(Fail::Io(
+                        self.h.dst(rel),
+                        io::ErrorKind::AlreadyExists.into(),
+                    ));
+                }
             },
-            Err(e) => return Err(Fail::Io(dp.into_shown(), e)),
+            Err(e) => return Err(Fail::Io(self.h.dst(rel), e.into())),
         }
         self.progressed = true;
         self.touch_parent(rel);
         self.touched.insert(rel.to_path_buf());
-        self.verified.insert(rel.to_path_buf());
         Ok(())
     }
 
-    /// Removes the destination object `rel` (whose lstat is `meta`) without following
-    /// symlinks. Directories are removed recursively (with an explicit stack: trees may be
-    /// nested thousands of levels deep), except for entries the filter excludes; returns
-    /// false when something had to be left (the directories holding it stay then).
-    fn remove_tree(&mut self, rel: &Path, meta: &Metadata) -> Result<bool, Fail> {
-        let dp = self.h.dst(rel);
+    /// `lstat` of the destination `rel` in its directory's handle `dir`; `None` if absent.
+    fn dst_meta(&self, dir: &OwnedFd, rel: &Path) -> Result<Option<Meta>, Fail> {
+        match Meta::at(dir, leaf_of(rel)) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Fail::Io(self.h.dst(rel), e)),
+        }
+    }
+
+    /// Removes the destination object `rel` (whose lstat is `meta`; `parent` is its
+    /// directory's handle) without following symlinks. Directories are removed recursively
+    /// (with an explicit stack: trees may be nested thousands of levels deep), except for
+    /// entries the filter excludes; returns false when something had to be left (the
+    /// directories holding it stay then).
+    fn remove_tree(&mut self, parent: &Handle, rel: &Path, meta: &Meta) -> Result<bool, Fail> {
         if !meta.is_dir() {
-            match fs::remove_file(&dp) {
+            match rustix::fs::unlinkat(&**parent, leaf_of(rel), AtFlags::empty()) {
                 Ok(()) => self.progressed = true,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(Fail::Io(dp.into_shown(), e)),
+                Err(rustix::io::Errno::NOENT) => {}
+                Err(e) => return Err(Fail::Io(self.h.dst(rel), e.into())),
             }
             self.touch_parent(rel);
             return Ok(true);
         }
-        self.forget_verified(rel);
-        let mut stack = vec![self.open_for_removal(rel, meta)?];
+        self.forget(rel);
+        let mut stack = vec![self.open_for_removal(parent, rel)?];
         loop {
             // Stopping halfway leaves a partly emptied directory, which the retry removes.
             self.check_deadline()?;
             let top = stack.last_mut().expect("non-empty removal stack");
             if let Some(name) = top.names.pop() {
+                let dir = top.handle(&self.dst, self.h)?;
                 let child = join_rel(&top.rel, &name);
-                let cp = self.h.dst(&child);
-                let cm = match fs::symlink_metadata(&cp) {
-                    Ok(m) => m,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                    Err(e) => {
+                match self.remove_entry(&dir, &child) {
+                    Ok(Removal::Done) => {}
+                    Ok(Removal::Kept) => top.complete = false,
+                    Ok(Removal::Descend(frame)) => {
+                        stack.push(frame);
+                        let n = stack.len();
+                        if n > FRAME_HANDLES {
+                            // Deep trees: only the nearest directories keep their handles.
+                            stack[n - 1 - FRAME_HANDLES].fd = None;
+                        }
+                    }
+                    Err(f) => {
                         top.complete = false;
-                        self.note(Fail::Io(cp.into_shown(), e));
-                        continue;
-                    }
-                };
-                if !self.h.deletable(&child, kind_of(&cm)) {
-                    top.complete = false;
-                    continue;
-                }
-                if cm.is_dir() {
-                    match self.open_for_removal(&child, &cm) {
-                        Ok(frame) => stack.push(frame),
-                        Err(f) => {
-                            top.complete = false;
-                            self.note(f);
-                        }
-                    }
-                } else {
-                    match fs::remove_file(&cp) {
-                        Ok(()) => self.progressed = true,
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => {
-                            top.complete = false;
-                            self.note(Fail::Io(cp.into_shown(), e));
-                        }
+                        self.note(f);
                     }
                 }
                 continue;
             }
             let done = stack.pop().expect("non-empty removal stack");
-            let dp = self.h.dst(&done.rel);
+            let dir = match stack.last_mut() {
+                Some(up) => up.handle(&self.dst, self.h)?,
+                None => parent.clone(),
+            };
             let mut removed = done.complete;
             if removed {
-                match fs::remove_dir(&dp) {
+                match rustix::fs::unlinkat(&*dir, leaf_of(&done.rel), AtFlags::REMOVEDIR) {
                     Ok(()) => self.progressed = true,
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) if stack.is_empty() => return Err(Fail::Io(dp.into_shown(), e)),
+                    Err(rustix::io::Errno::NOENT) => {}
+                    Err(e) if stack.is_empty() => {
+                        return Err(Fail::Io(self.h.dst(&done.rel), e.into()));
+                    }
                     Err(e) => {
                         removed = false;
-                        self.note(Fail::Io(dp.into_shown(), e));
+                        self.note(Fail::Io(self.h.dst(&done.rel), e.into()));
                     }
                 }
             }
@@ -647,30 +634,51 @@ impl<'a> Run<'a> {
                 self.touched.insert(done.rel);
             }
             match stack.last_mut() {
-                Some(parent) => parent.complete &= removed,
+                Some(up) => up.complete &= removed,
                 None => return Ok(removed),
             }
         }
     }
 
-    fn open_for_removal(&mut self, rel: &Path, meta: &Metadata) -> Result<RemovalFrame, Fail> {
-        self.make_writable(rel, meta)?;
-        let dp = self.h.dst(rel);
-        let names = list_dir(&dp, true).map_err(io_err(&dp))?;
+    /// One entry of a directory being removed: unlinked, kept (excluded), or a directory to
+    /// empty first.
+    fn remove_entry(&mut self, dir: &Handle, child: &Path) -> Result<Removal, Fail> {
+        let Some(m) = self.dst_meta(dir, child)? else {
+            return Ok(Removal::Done);
+        };
+        if !self.h.deletable(child, kind_of(&m)) {
+            return Ok(Removal::Kept);
+        }
+        if m.is_dir() {
+            return Ok(Removal::Descend(self.open_for_removal(dir, child)?));
+        }
+        match rustix::fs::unlinkat(&**dir, leaf_of(child), AtFlags::empty()) {
+            Ok(()) => self.progressed = true,
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(Fail::Io(self.h.dst(child), e.into())),
+        }
+        Ok(Removal::Done)
+    }
+
+    fn open_for_removal(&mut self, parent: &OwnedFd, rel: &Path) -> Result<RemovalFrame, Fail> {
+        let fd = open_dir(parent, leaf_of(rel)).map_err(io_err(self.h.dst(rel)))?;
+        self.make_writable(rel, &fd)?;
+        let names = list(&fd).map_err(io_err(self.h.dst(rel)))?;
         Ok(RemovalFrame {
             rel: rel.to_path_buf(),
-            names,
+            fd: Some(Rc::new(fd)),
+            names: names.into_iter().map(|(n, _)| n).collect(),
             complete: true,
         })
     }
 
     /// Removes a destination directory that is in the way of a non-directory.
-    fn clear_dir(&mut self, rel: &Path, meta: &Metadata) -> Result<(), Fail> {
-        if self.remove_tree(rel, meta)? {
+    fn clear_dir(&mut self, parent: &Handle, rel: &Path, meta: &Meta) -> Result<(), Fail> {
+        if self.remove_tree(parent, rel, meta)? {
             Ok(())
         } else {
             Err(Fail::Io(
-                self.h.dst(rel).into_shown(),
+                self.h.dst(rel),
                 io::Error::new(
                     io::ErrorKind::DirectoryNotEmpty,
                     "directory in the way holds excluded or undeletable entries",
@@ -679,64 +687,50 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// Opens the source object `rel` beneath the source root: a symlink anywhere on the way
-    /// (a directory swapped for one) fails with `ELOOP` or `ENOTDIR` instead of leading
-    /// out of the source.
-    fn open_source(&self, rel: &Path, flags: OFlags) -> io::Result<fs::File> {
-        let fd = self
-            .src_root()?
-            .open_at(rel, flags, rustix::fs::Mode::empty())?;
+    /// Opens the source object `rel` in its directory's handle, beneath the source root: a
+    /// symlink anywhere on the way (a directory swapped for one) fails with `ELOOP` or
+    /// `ENOTDIR` instead of leading out of the source.
+    fn open_source(&mut self, rel: &Path, flags: OFlags) -> io::Result<fs::File> {
+        let dir = self.src.get(parent_of(rel))?;
+        let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&*dir, leaf_of(rel), flags, rustix::fs::Mode::empty())?;
         Ok(fs::File::from(fd))
     }
 
-    /// The source root's handle, opened on first use.
-    fn src_root(&self) -> io::Result<&Root> {
-        root_of(&self.src_root, &self.h.source)
+    /// `lstat` of the source object `rel`, in its directory's handle beneath the source root
+    /// (a directory swapped for a symlink on the way fails instead of describing what lies
+    /// outside).
+    fn src_meta(&mut self, rel: &Path) -> io::Result<Meta> {
+        let dir = self.src.get(parent_of(rel))?;
+        Meta::at(&*dir, leaf_of(rel))
     }
 
-    /// The destination root's handle, opened on first use.
-    fn dst_root(&self) -> io::Result<&Root> {
-        root_of(&self.dst_root, &self.h.destination)
-    }
-
-    /// `lstat` of the source object `rel`, beneath the source root (a directory swapped for
-    /// a symlink on the way fails instead of describing what lies outside).
-    fn src_meta(&self, rel: &Path) -> io::Result<Metadata> {
-        self.src_root()?.metadata(rel)
-    }
-
-    /// Applies `attrs` to the destination object `rel` (described by `d`), through a handle
-    /// beneath the destination root ([`set_attrs`]).
-    fn set_dst_attrs(&self, rel: &Path, d: &Metadata, attrs: Attrs) -> io::Result<()> {
-        set_attrs(self.dst_root()?, rel, d, attrs)
-    }
-
-    /// Creates a fresh object under a temporary name in the destination directory `dir`.
+    /// Creates a fresh object under a temporary name in the destination directory `dir`
+    /// (`rel`'s): `make` gets the directory and the name.
     fn temp<T>(
         &self,
-        dir: &Path,
-        target: &Path,
-        mut make: impl FnMut(&Path) -> io::Result<T>,
+        dir: &Handle,
+        rel: &Path,
+        mut make: impl FnMut(BorrowedFd, &OsStr) -> io::Result<T>,
     ) -> Result<(TempGuard, T), Fail> {
-        let dp = self.h.dst(dir);
         for _ in 0..64 {
-            let p = dp.join(self.h.tmp_name());
-            match make(&p) {
-                Ok(t) => return Ok((TempGuard(Some(p), dp, false), t)),
+            let name = OsString::from(self.h.tmp_name());
+            match make(dir.as_fd(), &name) {
+                Ok(t) => return Ok((TempGuard::new(dir, name, false), t)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(Fail::Io(target.to_path_buf(), e)),
+                Err(e) => return Err(Fail::Io(self.h.dst(rel), e)),
             }
         }
         Err(Fail::Io(
-            target.to_path_buf(),
+            self.h.dst(rel),
             io::Error::from(io::ErrorKind::AlreadyExists),
         ))
     }
 
-    /// Creates a fresh object directly under its final name `rel`, which is known to be
-    /// absent in a directory this run created (see [`Self::walk`]); `None` when something
-    /// is there after all (`make` must fail with `AlreadyExists` then: O_EXCL, mkdir,
-    /// symlink, mknod never replace or follow an existing name).
+    /// Creates a fresh object directly under its final name `rel` in `dir`, which is known
+    /// to hold nothing of that name (a directory this run created, see [`Self::walk`]);
+    /// `None` when something is there after all (`make` must fail with `AlreadyExists`
+    /// then: O_EXCL, mkdir, symlink, mknod never replace or follow an existing name).
     ///
     /// Why no temporary name is needed here: temp+rename exists so that a reader never
     /// sees a half-written object *replace a good one*. Here there is nothing to replace,
@@ -746,64 +740,61 @@ impl<'a> Run<'a> {
     /// the current time as its mtime (times are set last), so the next run's quick check
     /// copies it again, like any other differing file.
     ///
-    /// The guard holds the final path; [`Self::install`] then only disarms it (the rename
-    /// of `tmp` onto itself is skipped).
+    /// The guard holds the final name; [`Self::install`] then only disarms it.
     fn create_final<T>(
         &self,
+        dir: &Handle,
         rel: &Path,
-        make: impl FnOnce(&Path) -> io::Result<T>,
+        make: impl FnOnce(BorrowedFd, &OsStr) -> io::Result<T>,
     ) -> Result<Option<(TempGuard, T)>, Fail> {
-        let dp = self.h.dst(rel);
-        match make(&dp) {
-            Ok(t) => Ok(Some((TempGuard(Some(dp.to_path_buf()), dp, true), t))),
+        let name = leaf_of(rel);
+        match make(dir.as_fd(), name) {
+            Ok(t) => Ok(Some((TempGuard::new(dir, name.to_os_string(), true), t))),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(Fail::Io(dp.into_shown(), e)),
+            Err(e) => Err(Fail::Io(self.h.dst(rel), e)),
         }
     }
 
     /// Moves a finished temporary object over the destination `rel` (whose previous lstat is
-    /// `old`): a directory in the way is removed first, anything else is replaced atomically.
-    fn install(&mut self, tmp: TempGuard, rel: &Path, old: Option<&Metadata>) -> Result<(), Fail> {
-        if tmp.2 {
-            // Made under its final name by `create_final`: already in place.
-            tmp.disarm();
-            self.progressed = true;
-            self.touch_parent(rel);
-            return Ok(());
+    /// `old`) in the same directory: a directory in the way is removed first, anything else
+    /// is replaced atomically.
+    fn install(&mut self, tmp: TempGuard, rel: &Path, old: Option<&Meta>) -> Result<(), Fail> {
+        if !tmp.in_place {
+            if let Some(d) = old.filter(|d| d.is_dir()) {
+                self.clear_dir(&tmp.dir, rel, d)?;
+            }
+            rustix::fs::renameat(&*tmp.dir, &tmp.name, &*tmp.dir, leaf_of(rel))
+                .map_err(|e| Fail::Io(self.h.dst(rel), e.into()))?;
         }
-        if let Some(d) = old.filter(|d| d.is_dir()) {
-            self.clear_dir(rel, d)?;
-        }
-        let dp = self.h.dst(rel);
-        fs::rename(tmp.path(), &dp).map_err(io_err(&dp))?;
         tmp.disarm();
         self.progressed = true;
         self.touch_parent(rel);
         Ok(())
     }
 
-    /// Owner, mode and times of a symlink or special file we just created under the
-    /// temporary name `path`: through a handle on that very object (someone who can write
-    /// the directory could have put another in its place).
-    fn set_new_attrs(&self, tmp: &TempGuard, rel: &Path, src: &Metadata) -> Result<(), Fail> {
-        let made = fs::symlink_metadata(tmp.path()).map_err(io_err(tmp.path()))?;
-        let name = tmp.path().file_name().unwrap_or_default();
-        let tmp_rel = join_rel(parent_of(rel), name);
-        self.fix_attrs(&tmp_rel, tmp.path(), &made, src, true)
+    /// Owner, mode and times of a symlink or special file we just created under a
+    /// temporary name: through a handle on that very object (someone who can write the
+    /// directory could have put another in its place).
+    fn set_new_attrs(&self, tmp: &TempGuard, rel: &Path, src: &Meta) -> Result<(), Fail> {
+        let made = Meta::at(&*tmp.dir, &tmp.name).map_err(io_err(self.h.dst(rel)))?;
+        self.fix_attrs(rel, &tmp.dir, &tmp.name, &made, src, true)
     }
 
     /// Brings owner, permission bits and (with `times`) atime/mtime of the existing
-    /// destination object at `path` (lstat `d`, not a symlink unless it is one at the source
-    /// too) to those of the source object `s`, through a handle on the object `d` describes
-    /// ([`set_attrs`]): an object swapped since is `Changed`, one with other names is refused.
+    /// destination object `name` in `dir` (lstat `d`, not a symlink unless it is one at the
+    /// source too; `rel` names it in messages) to those of the source object `s`, through a
+    /// handle on the object `d` describes ([`set_attrs_at`]): an object swapped since is
+    /// `Changed`, one with other names is refused.
     fn fix_attrs(
         &self,
         rel: &Path,
-        path: &Path,
-        d: &Metadata,
-        s: &Metadata,
+        dir: &OwnedFd,
+        name: &OsStr,
+        d: &Meta,
+        s: &Meta,
         times: bool,
     ) -> Result<(), Fail> {
+        let set = |attrs| set_attrs_at(dir.as_fd(), name, d, attrs);
         let mut owner = None;
         if self.h.is_root {
             if d.uid() != s.uid() || d.gid() != s.gid() {
@@ -815,16 +806,15 @@ impl<'a> Run<'a> {
                 owner: Some((None, Some(s.gid()))),
                 ..Attrs::default()
             };
-            if self.set_dst_attrs(rel, d, group).is_ok() {
+            if set(group).is_ok() {
                 owner = Some((None, None));
             }
         }
         // chown may clear set-id bits, so the mode goes after it.
         let chowned = owner.is_some();
-        let mode = (!d.file_type().is_symlink()
-            && (chowned || d.mode() & 0o7777 != s.mode() & 0o7777))
+        let mode = (!d.is_symlink() && (chowned || d.mode() & 0o7777 != s.mode() & 0o7777))
             .then_some(s.mode() & 0o7777);
-        let times = (times && !same_mtime(d, s)).then(|| (atime(s), mtime(s)));
+        let times = (times && d.mtime() != s.mtime()).then(|| (s.atime(), s.mtime()));
         if !chowned && mode.is_none() && times.is_none() {
             return Ok(());
         }
@@ -833,7 +823,7 @@ impl<'a> Run<'a> {
             mode,
             times,
         };
-        self.set_dst_attrs(rel, d, attrs).map_err(attr_err(path))
+        set(attrs).map_err(attr_err(self.h.dst(rel)))
     }
 
     fn entry(&mut self, rel: &Path, recursive: bool) {
@@ -858,9 +848,9 @@ impl<'a> Run<'a> {
                     let res = self.sync_path(&dir, false, false, None);
                     if let Err(f) = res {
                         self.note(f);
-                    } else if fs::symlink_metadata(self.h.src(&dir)).is_ok_and(|m| m.is_dir()) {
+                    } else if self.src_meta(&dir).is_ok_and(|m| m.is_dir()) {
                         self.note(Fail::Io(
-                            self.h.src(&dir).into_shown(),
+                            self.h.src(&dir),
                             io::Error::other("directory replaced while being synced"),
                         ));
                     }
@@ -883,7 +873,6 @@ impl<'a> Run<'a> {
         new: Option<u8>,
     ) -> Result<(), Fail> {
         let absent = new.is_some();
-        let spath = self.h.src(rel);
         for attempt in 0..MAX_ATTEMPTS {
             // A new regular file (as the listing says): no lstat of the source either. The
             // file is opened with O_NOFOLLOW | O_NONBLOCK and its fstat decides (anything
@@ -901,7 +890,7 @@ impl<'a> Run<'a> {
                 Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
                     return self.delete(rel, top);
                 }
-                Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
+                Err(e) => return Err(Fail::Io(self.h.src(rel), e)),
             };
             let kind = kind_of(&meta);
             let allowed = if top {
@@ -912,14 +901,13 @@ impl<'a> Run<'a> {
             if !allowed {
                 return Ok(());
             }
-            let ft = meta.file_type();
-            let res = if ft.is_dir() {
+            let res = if meta.is_dir() {
                 self.sync_dir(rel, recursive, absent)
-            } else if ft.is_file() {
+            } else if meta.is_file() {
                 // An event-driven entry says the content changed, even if a rewrite kept the
                 // size and put the mtime back; only walks use the quick check.
                 self.sync_file(rel, Some(&meta), top && self.force_copy, absent)
-            } else if ft.is_symlink() {
+            } else if meta.is_symlink() {
                 self.sync_symlink(rel, &meta)
             } else {
                 self.sync_special(rel, &meta)
@@ -930,7 +918,7 @@ impl<'a> Run<'a> {
             }
         }
         Err(Fail::Io(
-            spath.into_shown(),
+            self.h.src(rel),
             io::Error::other("source keeps changing while being synced"),
         ))
     }
@@ -948,16 +936,15 @@ impl<'a> Run<'a> {
         }
         // When a destination ancestor is not a real directory, there is nothing below it to
         // delete (and a symlink there must not be followed).
-        if !self.verify_chain(parent_of(rel), false)? {
+        let Some(dir) = self.dst_dir(parent_of(rel), false)? else {
             return Ok(());
-        }
-        let dp = self.h.dst(rel);
-        let Some(m) = lstat_opt(&dp)? else {
+        };
+        let Some(m) = self.dst_meta(&dir, rel)? else {
             return Ok(());
         };
         let kind = kind_of(&m);
         if self.h.deletable(rel, kind) && (!top || self.h.allowed_path(rel, kind)) {
-            self.remove_tree(rel, &m)?;
+            self.remove_tree(&dir, rel, &m)?;
         }
         Ok(())
     }
@@ -966,21 +953,8 @@ impl<'a> Run<'a> {
         // mkdir(2) never follows or replaces anything: when something unexpected is in the
         // way after all, the normal path below looks at it.
         let made = absent && self.mkdir(rel).is_ok();
-        if !made && !rel.as_os_str().is_empty() {
-            self.verify_chain(parent_of(rel), true)?;
-            let dp = self.h.dst(rel);
-            match lstat_opt(&dp)? {
-                Some(m) if m.is_dir() => {
-                    self.make_writable(rel, &m)?;
-                    self.verified.insert(rel.to_path_buf());
-                }
-                Some(_) => {
-                    fs::remove_file(&dp).map_err(io_err(&dp))?;
-                    self.touch_parent(rel);
-                    self.mkdir(rel)?;
-                }
-                None => self.mkdir(rel)?,
-            }
+        if !made {
+            self.need_dst_dir(rel)?;
         }
         self.synced.insert(rel.to_path_buf());
         if recursive && (rel.as_os_str().is_empty() || self.h.filter.allows_dir_walk(rel)) {
@@ -990,19 +964,16 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// Makes the destination directory `rel` (a verified real directory) hold what the
-    /// source directory holds, recursively.
+    /// Makes the destination directory `rel` hold what the source directory holds,
+    /// recursively.
     fn walk(&mut self, rel: &Path) -> Result<(), Fail> {
-        let spath = self.h.src(rel);
-        let listed = self
-            .open_source(rel, OFlags::RDONLY | OFlags::DIRECTORY)
-            .and_then(list_dir_typed_fd);
+        let listed = self.src.get(rel).and_then(|d| list(&*d));
         let mut names = match listed {
             Ok(v) => v,
             Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => {
                 return Err(Fail::Changed);
             }
-            Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
+            Err(e) => return Err(Fail::Io(self.h.src(rel), e)),
         };
         names.sort();
         // A directory this run created after the rename replays (`fresh`) is still empty
@@ -1018,29 +989,28 @@ impl<'a> Run<'a> {
         // object found in the way sends the child down the normal path), and the next run
         // removes what this one did not see.
         let absent = self.fresh.remove(rel);
+        let dir = self.need_dst_dir(rel)?;
         let dnames = if absent {
             Vec::new()
         } else {
-            let dpath = self.h.dst(rel);
-            list_dir(&dpath, true).map_err(io_err(&dpath))?
+            list(&*dir).map_err(io_err(self.h.dst(rel)))?
         };
 
         let present: HashSet<&OsStr> = names.iter().map(|(n, _)| n.as_os_str()).collect();
-        for name in dnames.iter().filter(|n| !present.contains(n.as_os_str())) {
+        for (name, _) in dnames
+            .iter()
+            .filter(|(n, _)| !present.contains(n.as_os_str()))
+        {
             self.check_deadline()?;
             let child = join_rel(rel, name);
-            let cp = self.h.dst(&child);
-            let m = match fs::symlink_metadata(&cp) {
-                Ok(m) => m,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => {
-                    self.note(Fail::Io(cp.into_shown(), e));
-                    continue;
+            let res = match self.dst_meta(&dir, &child) {
+                Ok(Some(m)) if self.h.deletable(&child, kind_of(&m)) => {
+                    self.remove_tree(&dir, &child, &m).map(|_| ())
                 }
+                Ok(_) => Ok(()),
+                Err(f) => Err(f),
             };
-            if self.h.deletable(&child, kind_of(&m))
-                && let Err(f) = self.remove_tree(&child, &m)
-            {
+            if let Err(f) = res {
                 self.note(f);
             }
         }
@@ -1060,27 +1030,29 @@ impl<'a> Run<'a> {
     fn sync_file(
         &mut self,
         rel: &Path,
-        meta: Option<&Metadata>,
+        meta: Option<&Meta>,
         force: bool,
         absent: bool,
     ) -> Result<(), Fail> {
-        let parent = parent_of(rel);
-        self.verify_chain(parent, true)?;
-        let dp = self.h.dst(rel);
-        let dmeta = if absent { None } else { lstat_opt(&dp)? };
+        let dir = self.need_dst_dir(parent_of(rel))?;
+        let name = leaf_of(rel);
+        let dmeta = if absent {
+            None
+        } else {
+            self.dst_meta(&dir, rel)?
+        };
         if !force
             && let Some(d) = &dmeta
             && let Some(meta) = meta
             && d.is_file()
             && d.nlink() == 1
             && d.len() == meta.len()
-            && same_mtime(d, meta)
+            && d.mtime() == meta.mtime()
         {
             // (A file with other names is copied anew: its other name may be anywhere.)
-            return self.fix_attrs(rel, &dp, d, meta, false);
+            return self.fix_attrs(rel, &dir, name, d, meta, false);
         }
 
-        let spath = self.h.src(rel);
         let sfile = match self.open_source(rel, OFlags::RDONLY | OFlags::NONBLOCK | OFlags::NOCTTY)
         {
             Ok(f) => f,
@@ -1089,43 +1061,46 @@ impl<'a> Run<'a> {
             {
                 return Err(Fail::Changed);
             }
-            Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
+            Err(e) => return Err(Fail::Io(self.h.src(rel), e)),
         };
         // The attributes that go with the content we copy. Taken before copying, so that a
         // file modified during the copy gets an older mtime and is copied again next time.
-        let smeta = sfile.metadata().map_err(io_err(&spath))?;
+        let smeta = Meta::of(&sfile).map_err(io_err(self.h.src(rel)))?;
         if !smeta.is_file() {
             return Err(Fail::Changed);
         }
-        let create = |p: &Path| {
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .custom_flags(libc::O_NOFOLLOW)
-                .open(p)
+        let create = |dir: BorrowedFd, name: &OsStr| {
+            let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+            let mode = rustix::fs::Mode::from_raw_mode(0o600);
+            Ok(fs::File::from(rustix::fs::openat(
+                dir,
+                name,
+                flags | OFlags::CLOEXEC,
+                mode,
+            )?))
         };
         let (tmp, mut tfile) = if absent {
-            match self.create_final(rel, create)? {
+            match self.create_final(&dir, rel, create)? {
                 Some(made) => made,
                 // Something is there after all: the normal path looks at it.
                 None => return self.sync_file(rel, Some(&smeta), force, false),
             }
         } else {
-            self.temp(parent, &dp, create)?
+            self.temp(&dir, rel, create)?
         };
-        self.copy_content(&sfile, &mut tfile, smeta.len(), &dp)?;
+        let shown = self.h.dst(rel);
+        self.copy_content(&sfile, &mut tfile, smeta.len(), &shown)?;
         if self.h.is_root {
             std::os::unix::fs::fchown(&tfile, Some(smeta.uid()), Some(smeta.gid()))
-                .map_err(io_err(&dp))?;
+                .map_err(io_err(shown.clone()))?;
         } else if nix::unistd::getegid().as_raw() != smeta.gid() {
             let _ = std::os::unix::fs::fchown(&tfile, None, Some(smeta.gid()));
         }
         tfile
             .set_permissions(Permissions::from_mode(smeta.mode() & 0o7777))
-            .map_err(io_err(&dp))?;
-        filetime::set_file_handle_times(&tfile, Some(atime(&smeta)), Some(mtime(&smeta)))
-            .map_err(io_err(&dp))?;
+            .map_err(io_err(shown.clone()))?;
+        filetime::set_file_handle_times(&tfile, Some(smeta.atime()), Some(smeta.mtime()))
+            .map_err(io_err(shown))?;
         drop(tfile);
         self.install(tmp, rel, dmeta.as_ref())
     }
@@ -1188,7 +1163,8 @@ impl<'a> Run<'a> {
         #[cfg(not(any(target_os = "linux", target_os = "android")))]
         let _ = len;
         loop {
-            let n = io::copy(&mut io::Read::take(from, COPY_CHUNK), to).map_err(io_err(dp))?;
+            let n = io::copy(&mut io::Read::take(from, COPY_CHUNK), to)
+                .map_err(io_err(dp.to_path_buf()))?;
             if n < COPY_CHUNK {
                 return Ok(());
             }
@@ -1196,63 +1172,64 @@ impl<'a> Run<'a> {
         }
     }
 
-    fn sync_symlink(&mut self, rel: &Path, meta: &Metadata) -> Result<(), Fail> {
-        let spath = self.h.src(rel);
-        let target = match self.src_root().and_then(|r| r.read_link(rel)) {
+    fn sync_symlink(&mut self, rel: &Path, meta: &Meta) -> Result<(), Fail> {
+        let target = match self
+            .src
+            .get(parent_of(rel))
+            .and_then(|d| read_link_at(&d, leaf_of(rel)))
+        {
             Ok(t) => t,
             Err(e)
                 if vanished(&e) || matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ELOOP)) =>
             {
                 return Err(Fail::Changed);
             }
-            Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
+            Err(e) => return Err(Fail::Io(self.h.src(rel), e)),
         };
-        let parent = parent_of(rel);
-        self.verify_chain(parent, true)?;
-        let dp = self.h.dst(rel);
-        let dmeta = lstat_opt(&dp)?;
+        let dir = self.need_dst_dir(parent_of(rel))?;
+        let name = leaf_of(rel);
+        let dmeta = self.dst_meta(&dir, rel)?;
         if let Some(d) = &dmeta
-            && d.file_type().is_symlink()
-            && fs::read_link(&dp).map_err(io_err(&dp))? == target
+            && d.is_symlink()
+            && read_link_at(&dir, name).map_err(io_err(self.h.dst(rel)))? == target
         {
-            return self.fix_attrs(rel, &dp, d, meta, true);
+            return self.fix_attrs(rel, &dir, name, d, meta, true);
         }
-        let (tmp, ()) = self.temp(parent, &dp, |p| std::os::unix::fs::symlink(&target, p))?;
+        let (tmp, ()) = self.temp(&dir, rel, |dir, name| {
+            Ok(rustix::fs::symlinkat(target.as_os_str(), dir, name)?)
+        })?;
         self.set_new_attrs(&tmp, rel, meta)?;
         self.install(tmp, rel, dmeta.as_ref())
     }
 
     /// Fifos, sockets and (root only) devices.
-    fn sync_special(&mut self, rel: &Path, meta: &Metadata) -> Result<(), Fail> {
-        let ft = meta.file_type();
-        let is_dev = ft.is_block_device() || ft.is_char_device();
+    fn sync_special(&mut self, rel: &Path, meta: &Meta) -> Result<(), Fail> {
+        let is_dev = meta.is_device();
         if is_dev && !self.h.is_root {
             self.warnings.push(format!(
                 "{}: not creating a device file (not running as root)",
-                self.h.destination.join(rel).display()
+                self.h.dst(rel).display()
             ));
             return Ok(());
         }
-        let parent = parent_of(rel);
-        self.verify_chain(parent, true)?;
-        // After the parents exist: a long path is resolved through them.
-        let dp = self.h.dst(rel);
-        let dmeta = lstat_opt(&dp)?;
-        let fmt = meta.mode() & S_IFMT;
+        let dir = self.need_dst_dir(parent_of(rel))?;
+        let dmeta = self.dst_meta(&dir, rel)?;
         if let Some(d) = &dmeta
-            && d.mode() & S_IFMT == fmt
+            && d.format() == meta.format()
             && (!is_dev || d.rdev() == meta.rdev())
         {
-            return self.fix_attrs(rel, &dp, d, meta, true);
+            return self.fix_attrs(rel, &dir, leaf_of(rel), d, meta, true);
         }
-        let (tmp, ()) = self.temp(parent, &dp, |p| {
-            nix::sys::stat::mknod(
-                p,
-                SFlag::from_bits_truncate(fmt as _),
-                Mode::from_bits_truncate(0o600),
-                meta.rdev(),
-            )
-            .map_err(io::Error::from)
+        let (tmp, ()) = self.temp(&dir, rel, |dir, name| {
+            let kind = rustix::fs::FileType::from_raw_mode(meta.format() as _);
+            let mode = rustix::fs::Mode::from_raw_mode(0o600);
+            Ok(rustix::fs::mknodat(
+                dir,
+                name,
+                kind,
+                mode,
+                meta.rdev() as _,
+            )?)
         })?;
         self.set_new_attrs(&tmp, rel, meta)?;
         self.install(tmp, rel, dmeta.as_ref())
@@ -1282,26 +1259,24 @@ impl<'a> Run<'a> {
     }
 
     fn try_rename(&mut self, from: &Path, to: &Path) -> Result<bool, Fail> {
-        if !self.verify_chain(parent_of(from), false)? {
+        let Some(fdir) = self.dst_dir(parent_of(from), false)? else {
             return Ok(false);
-        }
-        let fp = self.h.dst(from);
-        let Some(fm) = lstat_opt(&fp)? else {
+        };
+        let Some(fm) = self.dst_meta(&fdir, from)? else {
             return Ok(false);
         };
         let kind = kind_of(&fm);
         if !self.h.allowed_path(from, kind) || !self.h.allowed_path(to, kind) {
             return Ok(false);
         }
-        self.verify_chain(parent_of(to), true)?;
-        let tp = self.h.dst(to);
-        if let Err(e) = fs::rename(&fp, &tp) {
-            tracing::debug!("mirror: rename {fp:?} -> {tp:?}: {e}");
+        let tdir = self.need_dst_dir(parent_of(to))?;
+        if let Err(e) = rustix::fs::renameat(&*fdir, leaf_of(from), &*tdir, leaf_of(to)) {
+            tracing::debug!("mirror: rename {from:?} -> {to:?}: {e}");
             return Ok(false);
         }
         self.progressed = true;
-        self.forget_verified(from);
-        self.forget_verified(to);
+        self.forget(from);
+        self.forget(to);
         self.touch_parent(from);
         self.touch_parent(to);
         Ok(true)
@@ -1325,64 +1300,92 @@ impl<'a> Run<'a> {
     }
 
     fn fixup_dir(&mut self, rel: &Path) -> Result<(), Fail> {
-        let spath = self.h.src(rel);
         let smeta = match self.src_meta(rel) {
             Ok(m) if m.is_dir() => m,
             Ok(_) => return Ok(()),
             Err(e) if vanished(&e) || e.raw_os_error() == Some(libc::ELOOP) => return Ok(()),
-            Err(e) => return Err(Fail::Io(spath.into_shown(), e)),
+            Err(e) => return Err(Fail::Io(self.h.src(rel), e)),
         };
-        if !self.ancestors_are_dirs(rel) {
+        let Some(dir) = self.dst_dir(parent_of(rel), false)? else {
             return Ok(());
-        }
-        let dp = self.h.dst(rel);
-        match lstat_opt(&dp)? {
-            Some(d) if d.is_dir() => self.fix_attrs(rel, &dp, &d, &smeta, true),
+        };
+        match self.dst_meta(&dir, rel)? {
+            Some(d) if d.is_dir() => self.fix_attrs(rel, &dir, leaf_of(rel), &d, &smeta, true),
             _ => Ok(()),
         }
     }
 }
 
+/// Directories of a removal that keep their handles (the deepest ones); those above are
+/// resolved again when the removal climbs back to them.
+const FRAME_HANDLES: usize = 64;
+
 /// A destination directory being emptied by [`Run::remove_tree`].
 struct RemovalFrame {
     rel: PathBuf,
+    /// Its handle (`None`: dropped, see [`FRAME_HANDLES`]).
+    fd: Option<Handle>,
     /// Entries not looked at yet.
     names: Vec<OsString>,
     /// Everything looked at so far could be removed.
     complete: bool,
 }
 
-/// Removes its temporary path when dropped, unless disarmed. Holds the [`LongPath`] the
-/// path was made from: a `/proc/self/fd/N/...` path is valid only while N is open. The
-/// flag: the path is the object's final name ([`Run::create_final`]), not a temporary one.
-struct TempGuard(Option<PathBuf>, #[allow(dead_code)] LongPath, bool);
+impl RemovalFrame {
+    /// The directory's handle, resolved again beneath the root if it was dropped.
+    fn handle(&mut self, dst: &Dirs, h: &MirrorHandler) -> Result<Handle, Fail> {
+        if let Some(fd) = &self.fd {
+            return Ok(fd.clone());
+        }
+        let fd = Rc::new(
+            dst.root()
+                .dir(&self.rel)
+                .map_err(io_err(h.dst(&self.rel)))?,
+        );
+        self.fd = Some(fd.clone());
+        Ok(fd)
+    }
+}
+
+/// What [`Run::remove_entry`] did.
+enum Removal {
+    Done,
+    /// Excluded: left in place (so is its directory).
+    Kept,
+    /// A directory: empty it first.
+    Descend(RemovalFrame),
+}
+
+/// A new object under its name in a destination directory: removed when dropped, unless
+/// disarmed. `in_place`: the name is the object's final name ([`Run::create_final`]), not
+/// a temporary one.
+struct TempGuard {
+    dir: Handle,
+    name: OsString,
+    armed: bool,
+    in_place: bool,
+}
 
 impl TempGuard {
-    fn path(&self) -> &Path {
-        self.0.as_deref().expect("armed temp guard")
+    fn new(dir: &Handle, name: OsString, in_place: bool) -> TempGuard {
+        TempGuard {
+            dir: dir.clone(),
+            name,
+            armed: true,
+            in_place,
+        }
     }
 
     fn disarm(mut self) {
-        self.0 = None;
+        self.armed = false;
     }
 }
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
-            let _ = fs::remove_file(p);
+        if self.armed {
+            let _ = rustix::fs::unlinkat(&*self.dir, &self.name, AtFlags::empty());
         }
-    }
-}
-
-/// `base/rel`; the root is `base/.`, so that a root given as a symlink is followed while
-/// everything below it is handled with lstat / O_NOFOLLOW.
-/// Paths too long for a system call come back in their `/proc/self/fd/N/...` form.
-fn at(base: &Path, rel: &Path) -> LongPath {
-    if rel.as_os_str().is_empty() {
-        LongPath::new(base, Path::new("."))
-    } else {
-        LongPath::new(base, rel)
     }
 }
 
@@ -1396,6 +1399,27 @@ fn join_rel(rel: &Path, name: &OsStr) -> PathBuf {
 
 fn parent_of(rel: &Path) -> &Path {
     relpath::parent(rel).unwrap_or(Path::new(""))
+}
+
+/// The last component of `rel`, the name it has in its parent's handle (`.` for the root:
+/// the root's handle is its own parent here, see [`parent_of`]).
+fn leaf_of(rel: &Path) -> &OsStr {
+    let b = rel.as_os_str().as_bytes();
+    match b.iter().rposition(|&c| c == b'/') {
+        Some(i) => OsStr::from_bytes(&b[i + 1..]),
+        None if b.is_empty() => OsStr::new("."),
+        None => rel.as_os_str(),
+    }
+}
+
+/// The target of the symlink `name` in `dir`.
+fn read_link_at(dir: &OwnedFd, name: &OsStr) -> io::Result<PathBuf> {
+    let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
+    Ok(PathBuf::from(OsString::from_vec(target.into_bytes())))
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
 }
 
 /// Batch paths must be normalized and relative: no leading `/`, no empty, `.` or `..`
@@ -1419,108 +1443,29 @@ fn check_rel(rel: &Path) -> Result<(), Fail> {
     Ok(())
 }
 
-/// Names in a directory (without `.` and `..`); with `nofollow`, fails with ELOOP when the
-/// last component of `path` is a symlink.
-fn list_dir(path: &Path, nofollow: bool) -> io::Result<Vec<OsString>> {
-    Ok(list_dir_typed(path, nofollow)?
-        .into_iter()
-        .map(|(name, _)| name)
-        .collect())
-}
-
-/// [`list_dir`] with each entry's `d_type` (`DT_UNKNOWN` where the filesystem has none).
-fn list_dir_typed(path: &Path, nofollow: bool) -> io::Result<Vec<(OsString, u8)>> {
-    let flags = libc::O_DIRECTORY | if nofollow { libc::O_NOFOLLOW } else { 0 };
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(flags)
-        .open(path)?;
-    list_dir_typed_fd(file)
-}
-
-/// The entries of the open directory `file` with their `d_type`.
-fn list_dir_typed_fd(file: fs::File) -> io::Result<Vec<(OsString, u8)>> {
-    let fd = file.into_raw_fd();
-    // SAFETY: `fd` is an open directory descriptor that we own; on success fdopendir takes
-    // it over (closed by closedir below), on failure we close it ourselves.
-    let dirp = unsafe { libc::fdopendir(fd) };
-    if dirp.is_null() {
-        let e = io::Error::last_os_error();
-        // SAFETY: see above, the descriptor is still ours.
-        unsafe { libc::close(fd) };
-        return Err(e);
-    }
-    struct Closer(*mut libc::DIR);
-    impl Drop for Closer {
-        fn drop(&mut self) {
-            // SAFETY: a valid DIR stream from fdopendir, closed exactly once.
-            unsafe { libc::closedir(self.0) };
-        }
-    }
-    let dir = Closer(dirp);
-    let mut out = Vec::new();
-    loop {
-        // readdir reports errors only through errno.
-        Errno::clear();
-        // SAFETY: a valid DIR stream, used from this thread only.
-        let ent = unsafe { libc::readdir(dir.0) };
-        if ent.is_null() {
-            return match Errno::last_raw() {
-                0 => Ok(out),
-                n => Err(io::Error::from_raw_os_error(n)),
-            };
-        }
-        // SAFETY: readdir returned a valid entry whose d_name is NUL-terminated; it stays
-        // valid until the next readdir call, and we copy the name before that.
-        let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();
-        if name != b"." && name != b".." {
-            // SAFETY: as above, the entry is valid until the next readdir call.
-            let dtype = unsafe { (*ent).d_type };
-            out.push((OsString::from_vec(name.to_vec()), dtype));
-        }
-    }
-}
-
-fn lstat_opt<P: Shown + AsRef<Path> + ?Sized>(path: &P) -> Result<Option<Metadata>, Fail> {
-    match fs::symlink_metadata(path) {
-        Ok(m) => Ok(Some(m)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Fail::Io(path.shown().to_path_buf(), e)),
-    }
-}
-
 /// "The source is not there (anymore)".
 fn vanished(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
 }
 
-fn kind_of(m: &Metadata) -> Kind {
-    let ft = m.file_type();
-    if ft.is_dir() {
+fn kind_of(m: &Meta) -> Kind {
+    if m.is_dir() {
         Kind::Dir
-    } else if ft.is_file() {
+    } else if m.is_file() {
         Kind::File
     } else {
         Kind::Other
     }
 }
 
-fn same_mtime(a: &Metadata, b: &Metadata) -> bool {
-    a.mtime() == b.mtime() && a.mtime_nsec() == b.mtime_nsec()
-}
-
-fn mtime(m: &Metadata) -> FileTime {
-    FileTime::from_last_modification_time(m)
-}
-
-fn atime(m: &Metadata) -> FileTime {
-    FileTime::from_last_access_time(m)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::handler::Entry;
+    use filetime::FileTime;
+    use nix::sys::stat::{Mode, SFlag};
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     use std::os::unix::net::UnixListener;
     use std::process::Command;
     use tempfile::TempDir;
@@ -2206,7 +2151,7 @@ mod tests {
 
         // The chunk loop itself: one chunk once the deadline has passed and the run has
         // made progress; the whole file otherwise.
-        let mut run = Run::new(&h);
+        let mut run = Run::new(&h).unwrap();
         run.deadline = Some(Instant::now());
         let out = f.dst.path().join("out");
         let copy = |run: &mut Run| {
@@ -2225,10 +2170,10 @@ mod tests {
         fs::remove_file(&out).unwrap();
 
         // sync_file stopped mid-copy: the temporary file is gone, nothing is installed.
-        let mut run = Run::new(&h);
+        let mut run = Run::new(&h).unwrap();
         run.deadline = Some(Instant::now());
         run.progressed = true;
-        let meta = fs::symlink_metadata(f.s("big")).unwrap();
+        let meta = Meta::at(fs::File::open(f.src.path()).unwrap(), OsStr::new("big")).unwrap();
         assert!(matches!(
             run.sync_file(Path::new("big"), Some(&meta), false, false),
             Err(Fail::Timeout)
@@ -2338,9 +2283,8 @@ mod tests {
 
         // Timeout in the middle of a file created under its final name.
         let h = with_timeout(&f, Duration::from_nanos(1));
-        let mut run = Run::new(&h);
+        let mut run = Run::new(&h).unwrap();
         run.track_fresh = true;
-        run.verified.insert(PathBuf::new());
         assert!(run.mkdir(Path::new("d")).is_ok());
         assert!(run.fresh.contains(Path::new("d")));
         run.deadline = Some(Instant::now());
@@ -2356,9 +2300,8 @@ mod tests {
         );
 
         // Objects in the way of a "fresh" directory's children (written by someone else).
-        let mut run = Run::new(&f.h);
+        let mut run = Run::new(&f.h).unwrap();
         run.track_fresh = true;
-        run.verified.insert(PathBuf::new());
         fs::remove_dir(f.d("d")).unwrap();
         assert!(run.mkdir(Path::new("d")).is_ok());
         fs::write(f.d("d/file"), b"old").unwrap();
