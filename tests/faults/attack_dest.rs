@@ -546,3 +546,201 @@ fn dest_dir_swapped_mid_batch_rsync() {
     dir_swapped_mid_batch(Mode::Rsync);
 }
 
+const PROTECTED_HARDLINKS: &str = "/proc/sys/fs/protected_hardlinks";
+
+/// `fs.protected_hardlinks = 0` (anyone may link anyone's file) until dropped, even on a
+/// panic; `None` when it cannot be set.
+fn allow_foreign_hard_links() -> Option<SysctlGuard> {
+    let g = SysctlGuard::set(PROTECTED_HARDLINKS, "0");
+    if g.is_none() {
+        eprintln!("skipped: cannot set {PROTECTED_HARDLINKS}");
+    }
+    g
+}
+
+/// Shell code (as nobody, in `SRC/u`) that makes `f` look like `victim` to a quick
+/// check (same size, same mtime) but not in content nor mode.
+fn lookalike_cmd(victim: &Path, len: u64) -> String {
+    format!(
+        "head -c {len} /dev/zero | tr '\\0' x > f && touch -m -r {} f",
+        victim.display()
+    )
+}
+
+/// A root 0600 file `victim` and a source file `SRC/u/f` (0644) that looks like it.
+fn lookalike(w: &World, victim: &Path) -> Ident {
+    let id = root_file(victim, "root's secret, mode 0600\n");
+    as_nobody(
+        &w.u,
+        &format!("{} && chmod 0644 f", lookalike_cmd(victim, id.len)),
+    );
+    id
+}
+
+/// As nobody, in nobody's `DST/u`: `f` becomes a hard link to the victim.
+fn plant_link(w: &World, victim: &Path, id: &Ident) {
+    as_nobody(
+        &w.dst.join("u"),
+        &format!("ln {} .lnk && mv -f .lnk f", victim.display()),
+    );
+    let m = fs::symlink_metadata(w.dst.join("u/f")).unwrap();
+    assert_eq!(m.ino(), id.ino, "the link is planted");
+}
+
+fn assert_victim(victim: &Path, id: &Ident, step: &str) {
+    let now = ident(victim);
+    assert!(
+        now.as_ref() == Some(id),
+        "{step}: the root file changed through the hard link: {}",
+        ident_change(victim, id, now.as_ref())
+    );
+}
+
+/// Finding 7 (hard links): `DST/u/f` is made a hard link to a root 0600 file; then the
+/// source file's content changes, then only its mode (the link looks like the source to
+/// a quick check: same size and mtime), then only its mtime. Each time the destination
+/// must get the source's file and the root file must keep content, mode, owner, times.
+#[test]
+fn hard_link_to_root_file_at_destination() {
+    let _s = serial();
+    let Some(w) = world(Mode::Mirror, "100ms") else {
+        return;
+    };
+    let Some(_links) = allow_foreign_hard_links() else {
+        return;
+    };
+    let victim = w.env.p("victim");
+    let id = lookalike(&w, &victim);
+    let mut d = w.env.start(&["j"]);
+    d.assert_synced(&w.src, &w.dst, &[]);
+    let start = Instant::now();
+    let steps = [
+        ("content", "echo 'new content' > f".to_string()),
+        ("mode", "chmod 4755 f".to_string()),
+        ("mtime", "touch -m -d @1000000007 f".to_string()),
+    ];
+    for (step, change) in &steps {
+        if *step == "mode" {
+            // Back to the lookalike first: only the mode will differ.
+            as_nobody(&w.u, &lookalike_cmd(&victim, id.len));
+            d.assert_synced(&w.src, &w.dst, &[]);
+        }
+        plant_link(&w, &victim, &id);
+        let before = runs(&w.sock);
+        as_nobody(&w.u, change);
+        // The victim first (a run that reached it may leave the job unable to converge).
+        wait_run(&mut d, &w.sock, before, SYNC_DEADLINE);
+        assert_victim(&victim, &id, step);
+        d.assert_synced(&w.src, &w.dst, &[]);
+        assert_victim(&victim, &id, step);
+        assert_ne!(
+            fs::symlink_metadata(w.dst.join("u/f")).unwrap().ino(),
+            id.ino,
+            "{step}: the destination still holds the link"
+        );
+    }
+    report(
+        "attack-dest-hard-link-to-root-file",
+        Some(Mode::Mirror),
+        start.elapsed(),
+    );
+    assert!(d.stop().success());
+}
+
+/// Replaces `F` by a hard link to `VICTIM` (through `TMP` and a rename) whenever it is
+/// not one, until stdin says stop; prints how many links it planted.
+const LINK_LOOP: &str = r#"
+import os, select, sys, time
+victim, f, tmp, secs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+ino = os.stat(victim).st_ino
+end, links = time.time() + secs, 0
+print("ready", flush=True)
+while time.time() < end and not select.select([sys.stdin], [], [], 0)[0]:
+    try:
+        if os.lstat(f).st_ino != ino:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            os.link(victim, tmp)
+            os.rename(tmp, f)
+            links += 1
+    except OSError:
+        pass
+    time.sleep(0.0005)
+print("links %d" % links, flush=True)
+"#;
+
+/// Toggles `F`'s mode between 4755 and 0644 until stdin says stop.
+const CHMOD_LOOP: &str = r#"
+import os, select, sys, time
+f, secs = sys.argv[1], float(sys.argv[2])
+end, i = time.time() + secs, 0
+print("ready", flush=True)
+while time.time() < end and not select.select([sys.stdin], [], [], 0)[0]:
+    i += 1
+    os.chmod(f, 0o4755 if i % 2 else 0o644)
+    time.sleep(0.002)
+print("chmods %d" % i, flush=True)
+"#;
+
+/// The race version: nobody keeps replacing `DST/u/f` by a hard link to the root file
+/// (which the source file resembles to a quick check) while the source file's mode
+/// toggles, for 200 runs of the job; the root file must never change.
+#[test]
+fn hard_link_race_during_mode_toggles() {
+    let _s = serial();
+    // No delay: as many runs as the toggles allow.
+    let Some(w) = world(Mode::Mirror, "0s") else {
+        return;
+    };
+    let Some(_links) = allow_foreign_hard_links() else {
+        return;
+    };
+    let victim = w.env.p("victim");
+    let id = lookalike(&w, &victim);
+    let mut d = w.env.start(&["j"]);
+    d.assert_synced(&w.src, &w.dst, &[]);
+    let (f, tmp) = (w.dst.join("u/f"), w.dst.join("u/.lnk"));
+    let secs = OsStr::new("20");
+    let mut linker = Attacker::spawn(
+        "linker",
+        LINK_LOOP,
+        &[victim.as_os_str(), f.as_os_str(), tmp.as_os_str(), secs],
+    );
+    linker.expect("ready", Duration::from_secs(10));
+    let before = runs(&w.sock);
+    let sf = w.u.join("f");
+    let mut chmodder = Attacker::spawn("chmodder", CHMOD_LOOP, &[sf.as_os_str(), secs]);
+    chmodder.expect("ready", Duration::from_secs(10));
+    wait_for(
+        &mut d,
+        "200 runs under attack",
+        Duration::from_secs(15),
+        || runs(&w.sock) >= before + 200,
+    );
+    let chmods = chmodder.stop(Duration::from_secs(10));
+    let links = linker.stop(Duration::from_secs(10));
+    let n = runs(&w.sock) - before;
+    eprintln!("  {links}, {chmods}, {n} runs");
+    let now = ident(&victim);
+    let damage: Vec<String> = if now.as_ref() == Some(&id) {
+        Vec::new()
+    } else {
+        vec![ident_change(&victim, &id, now.as_ref())]
+    };
+    verdict(
+        "attack-dest-hard-link-race",
+        Mode::Mirror,
+        &damage,
+        || damage.join("\n"),
+        || {
+            // The attacker stops: its temporary name goes; the source settles.
+            as_nobody(&w.dst.join("u"), "rm -f .lnk");
+            as_nobody(&w.u, "chmod 0640 f");
+            d.assert_synced_within(&w.src, &w.dst, &[], SYNC_DEADLINE)
+        },
+    );
+    assert_victim(&victim, &id, "after the attack");
+    assert!(d.stop().success());
+}
