@@ -744,3 +744,193 @@ fn hard_link_race_during_mode_toggles() {
     assert_victim(&victim, &id, "after the attack");
     assert!(d.stop().success());
 }
+
+/// Exchanges `A` and `B` (`renameat2(RENAME_EXCHANGE)`) over and over until stdin says
+/// stop; when the daemon replaced the symlink (neither is one), plants `B -> VICTIM` again,
+/// moving what is at `B` out of the way (to `B.oldN`). Prints how many exchanges it made.
+const EXCHANGE_LOOP: &str = r#"
+import ctypes, os, select, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+a, b, victim, secs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+end, n, swaps = time.time() + secs, 0, 0
+print("ready", flush=True)
+while time.time() < end and not select.select([sys.stdin], [], [], 0)[0]:
+    for _ in range(500):
+        if libc.renameat2(-100, a.encode(), -100, b.encode(), 2) == 0:
+            swaps += 1
+    if not os.path.islink(a) and not os.path.islink(b):
+        n += 1
+        try:
+            if os.path.isdir(b):
+                os.rename(b, "%s.old%d" % (b, n))
+            elif os.path.lexists(b):
+                os.unlink(b)
+            os.symlink(victim, b)
+        except OSError:
+            pass
+print("exchanges %d" % swaps, flush=True)
+"#;
+
+/// Removes the attacker's leftovers in `DST/u` (the symlink, what it moved aside) and, if
+/// the name `keep` was left a symlink, that too: as root, since some of them may be
+/// directories the daemon made (root's until its run ends).
+fn clear_leftovers(du: &Path, link: &str, keep: &str) {
+    for e in fs::read_dir(du).unwrap().flatten() {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let p = e.path();
+        let is_link = fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink());
+        if name == link || name.starts_with(&format!("{link}.old")) || (name == keep && is_link) {
+            if fs::symlink_metadata(&p).is_ok_and(|m| m.is_dir()) {
+                fs::remove_dir_all(&p).unwrap();
+            } else {
+                fs::remove_file(&p).unwrap();
+            }
+        }
+    }
+}
+
+/// `mib` MiB of fresh random bytes into each of `names` (below `src/u`), as nobody.
+fn rewrite(u: &Path, names: &[&str], mib: usize) {
+    as_nobody(
+        u,
+        &format!(
+            "for f in {}; do head -c {} /dev/urandom > $f; done",
+            names.join(" "),
+            mib << 20
+        ),
+    );
+}
+
+/// Rewrites `names` up to `rounds` times, each time waiting until a run has finished
+/// after it; stops early once `damaged()` says the attack got through. Returns the rounds.
+fn rewrites(
+    d: &mut Daemon,
+    w: &World,
+    names: &[&str],
+    mib: usize,
+    rounds: usize,
+    damaged: impl Fn() -> bool,
+) -> usize {
+    for i in 0..rounds {
+        let before = runs(&w.sock);
+        rewrite(&w.u, names, mib);
+        wait_run(d, &w.sock, before, SYNC_DEADLINE);
+        if damaged() {
+            return i + 1;
+        }
+    }
+    rounds
+}
+
+/// `DST/u/big` is exchanged with a symlink to a root file, over and over, while the
+/// mirror copies a 32 MiB `SRC/u/big` (rewritten 4 times) and installs it: the root file
+/// must never change (nothing written, chmodded, chowned or timed through the symlink).
+#[test]
+fn exchange_file_with_symlink_during_copy() {
+    let _s = serial();
+    let Some(w) = world(Mode::Mirror, "100ms") else {
+        return;
+    };
+    let victim = w.env.p("victim");
+    let id = root_file(&victim, "root only, mode 0600\n");
+    rewrite(&w.u, &["big"], 32);
+    let mut d = w.env.start(&["j"]);
+    d.assert_synced(&w.src, &w.dst, &[]);
+    let du = w.dst.join("u");
+    as_nobody(&du, &format!("ln -s {} L", victim.display()));
+    let (a, b) = (du.join("big"), du.join("L"));
+    let mut atk = Attacker::spawn(
+        "exchanger",
+        EXCHANGE_LOOP,
+        &[
+            a.as_os_str(),
+            b.as_os_str(),
+            victim.as_os_str(),
+            OsStr::new("20"),
+        ],
+    );
+    atk.expect("ready", Duration::from_secs(10));
+    let rounds = rewrites(&mut d, &w, &["big"], 32, 4, || {
+        ident(&victim).as_ref() != Some(&id)
+    });
+    let swaps = atk.stop(Duration::from_secs(10));
+    eprintln!("  {swaps}, {rounds} rewrites");
+    let now = ident(&victim);
+    let damage: Vec<String> = if now.as_ref() == Some(&id) {
+        Vec::new()
+    } else {
+        vec![ident_change(&victim, &id, now.as_ref())]
+    };
+    verdict(
+        "attack-dest-exchange-file-during-copy",
+        Mode::Mirror,
+        &damage,
+        || damage.join("\n"),
+        || {
+            clear_leftovers(&du, "L", "big");
+            as_nobody(&w.u, "touch big");
+            d.assert_synced_within(&w.src, &w.dst, &[], SYNC_DEADLINE)
+        },
+    );
+    assert!(
+        ident(&victim).as_ref() == Some(&id),
+        "the root file changed after the attack"
+    );
+    assert!(d.stop().success());
+}
+
+/// `DST/u/sub` is exchanged with a symlink to a root-only directory (holding a root file
+/// `big1`), over and over, while the mirror copies 32 MiB in `SRC/u/sub` (four 8 MiB files
+/// `bigN`, rewritten up to 6 times) into temporary files there and installs them: nothing
+/// may land in that directory, root's `big1` must stay as it is. (Several files: a run
+/// checks the directory before the first; the others test what it does after that.)
+#[test]
+fn exchange_dir_with_symlink_during_copy() {
+    let _s = serial();
+    let Some(w) = world(Mode::Mirror, "100ms") else {
+        return;
+    };
+    let vault = Vault::new(&w.env, "vault", &["big1"]);
+    let bigs = ["sub/big0", "sub/big1", "sub/big2", "sub/big3"];
+    as_nobody(&w.u, "mkdir sub");
+    rewrite(&w.u, &bigs, 8);
+    let mut d = w.env.start(&["j"]);
+    d.assert_synced(&w.src, &w.dst, &[]);
+    let du = w.dst.join("u");
+    as_nobody(&du, &format!("ln -s {} L", vault.dir.display()));
+    let (a, b) = (du.join("sub"), du.join("L"));
+    let mut atk = Attacker::spawn(
+        "exchanger",
+        EXCHANGE_LOOP,
+        &[
+            a.as_os_str(),
+            b.as_os_str(),
+            vault.dir.as_os_str(),
+            OsStr::new("20"),
+        ],
+    );
+    atk.expect("ready", Duration::from_secs(10));
+    let rounds = rewrites(&mut d, &w, &bigs, 8, 6, || !vault.damage().is_empty());
+    let swaps = atk.stop(Duration::from_secs(10));
+    let damage = vault.damage();
+    eprintln!(
+        "  {swaps}, {rounds} rewrites; {} name(s) landed in the root-only directory",
+        vault.intruders()
+    );
+    verdict(
+        "attack-dest-exchange-dir-during-copy",
+        Mode::Mirror,
+        &damage,
+        || vault.summary(&damage),
+        || {
+            clear_leftovers(&du, "L", "sub");
+            resync_dir(&w.u, "sub");
+            d.assert_synced_within(&w.src, &w.dst, &[], SYNC_DEADLINE)
+        },
+    );
+    let late = vault.damage();
+    assert!(late.is_empty(), "later: {}", vault.summary(&late));
+    assert!(d.stop().success());
+}
+
