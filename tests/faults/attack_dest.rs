@@ -934,3 +934,73 @@ fn exchange_dir_with_symlink_during_copy() {
     assert!(d.stop().success());
 }
 
+/// Renames replayed into a destination directory that is swapped for a symlink after the
+/// first of them went in. One batch: 2,000 files `gN` move into `d`, then 1,000 files
+/// `d/kN` move out of it. At the first entry moved into `DST/u/d` the attacker swaps it for
+/// a symlink to a root-only directory holding root files `g2999` and `k1999` (names the
+/// batch moves last in each direction). Nothing may be moved into that directory, nor
+/// root's files out of it.
+fn rename_replay_into_swapped_dir(mode: Mode) {
+    let _s = serial();
+    let Some(w) = world(mode, "2s") else {
+        return;
+    };
+    let vault = Vault::new(&w.env, "vault", &["g2999", "k1999"]);
+    nobody_py(
+        &w.u,
+        "import os\n\
+         os.mkdir('d')\n\
+         for i in range(1000, 3000): open('g%d' % i, 'w').write('%d\\n' % i)\n\
+         for i in range(1000, 2000): open('d/k%d' % i, 'w').write('%d\\n' % i)",
+    );
+    let mut d = w.env.start(&["j"]);
+    d.assert_synced(&w.src, &w.dst, &[]);
+    let dd = w.dst.join("u/d");
+    let mut atk = Attacker::spawn(
+        "swapper",
+        SWAP_ON_FIRST_ENTRY,
+        &[dd.as_os_str(), vault.dir.as_os_str(), OsStr::new("30")],
+    );
+    atk.expect("ready", Duration::from_secs(10));
+    let before = runs(&w.sock);
+    nobody_py(
+        &w.u,
+        "import os\n\
+         for i in range(1000, 3000): os.rename('g%d' % i, 'd/g%d' % i)\n\
+         for i in range(1000, 2000): os.rename('d/k%d' % i, 'k%d' % i)",
+    );
+    let swapped = atk.expect("swapped", SYNC_DEADLINE);
+    wait_run(&mut d, &w.sock, before, SYNC_DEADLINE);
+    atk.tell("undo");
+    atk.expect("undone", Duration::from_secs(10));
+    atk.stop(Duration::from_secs(10));
+    let damage = vault.damage();
+    eprintln!(
+        "  [{}] {swapped}: {} name(s) moved into the root-only directory",
+        mode.as_str(),
+        vault.intruders()
+    );
+    verdict(
+        "attack-dest-rename-replay-into-swapped-dir",
+        mode,
+        &damage,
+        || vault.summary(&damage),
+        || {
+            resync_dir(&w.u, "d");
+            d.assert_synced_within(&w.src, &w.dst, &[], SYNC_DEADLINE)
+        },
+    );
+    let late = vault.damage();
+    assert!(late.is_empty(), "later: {}", vault.summary(&late));
+    assert!(d.stop().success());
+}
+
+#[test]
+fn rename_replay_into_swapped_dir_mirror() {
+    rename_replay_into_swapped_dir(Mode::Mirror);
+}
+
+#[test]
+fn rename_replay_into_swapped_dir_rsync() {
+    rename_replay_into_swapped_dir(Mode::Rsync);
+}
