@@ -383,6 +383,7 @@ fn reload_storm_under_writes() {
 
 mod attack_command;
 mod attack_daemon_files;
+mod attack_dest;
 mod attack_races;
 mod attack_replay;
 mod changing_files;
