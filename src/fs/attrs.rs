@@ -156,6 +156,7 @@ mod tests {
     use super::*;
     use crate::fs::Root;
     use std::fs;
+    use std::os::fd::AsFd;
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     use std::path::Path;
 
