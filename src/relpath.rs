@@ -29,6 +29,17 @@ pub fn parent(rel: &Path) -> Option<&Path> {
     }
 }
 
+/// The last component of `rel`, its name in its parent directory; `.` for the root (whose
+/// parent, for handle-based lookups, is the root itself).
+pub fn name(rel: &Path) -> &OsStr {
+    let bytes = rel.as_os_str().as_bytes();
+    match bytes.iter().rposition(|&b| b == b'/') {
+        Some(i) => OsStr::from_bytes(&bytes[i + 1..]),
+        None if bytes.is_empty() => OsStr::new("."),
+        None => rel.as_os_str(),
+    }
+}
+
 /// All proper ancestors of `rel`, nearest first, ending with the root (``).
 pub fn ancestors(rel: &Path) -> impl Iterator<Item = &Path> {
     let mut cur = parent(rel);

@@ -383,8 +383,8 @@ impl Supervisor {
         } else {
             p.components().collect()
         };
-        let full = crate::longpath::LongPath::new(&cfg.source, &rel);
-        let kind = match std::fs::symlink_metadata(&full) {
+        let meta = crate::fs::lstat_beneath(&cfg.source, &rel);
+        let kind = match &meta {
             Ok(m) if m.is_dir() => Kind::Dir,
             Ok(m) if m.is_file() => Kind::File,
             Ok(_) => Kind::Other,
@@ -397,7 +397,7 @@ impl Supervisor {
             "job": job,
             "path": rel.display().to_string(),
             "kind": match kind { Kind::Dir => "directory", Kind::File => "file", Kind::Other => "other" },
-            "exists": full.symlink_metadata().is_ok(),
+            "exists": meta.is_ok(),
             "allowed": e.allowed,
             "explanation": e.to_string(),
         })

@@ -12,6 +12,8 @@ use std::os::fd::AsFd;
 use filetime::FileTime;
 use rustix::fs::AtFlags;
 
+use crate::rules::Kind;
+
 /// `S_IFMT` is a u16 on the BSDs and a u32 on Linux.
 #[allow(clippy::unnecessary_cast)]
 const S_IFMT: u32 = libc::S_IFMT as u32;
@@ -101,6 +103,17 @@ impl Meta {
 
     pub fn atime(&self) -> FileTime {
         FileTime::from_unix_time(self.0.st_atime as i64, self.0.st_atime_nsec as u32)
+    }
+
+    /// What the filter calls this object.
+    pub fn kind(&self) -> Kind {
+        if self.is_dir() {
+            Kind::Dir
+        } else if self.is_file() {
+            Kind::File
+        } else {
+            Kind::Other
+        }
     }
 
     /// Same device, inode and type: the same object (an inode number freed and reused at

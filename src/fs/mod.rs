@@ -17,10 +17,12 @@ mod attrs;
 mod beneath;
 mod dirs;
 mod listing;
+mod lookup;
 mod meta;
 
 pub use attrs::{Attrs, set_attrs_at, set_attrs_fd};
 pub use beneath::{Root, open_dir};
 pub use dirs::Dirs;
 pub use listing::list;
+pub use lookup::{Lookup, lstat_beneath};
 pub use meta::Meta;

@@ -38,6 +38,7 @@ use super::receiver::MissingArgs;
 use super::rsync::{Pass, RsyncHandler, split_missing};
 use super::{Batch, Entry, Handler, HandlerError, Outcome};
 use crate::config::{CommandKind, CommandOptions, Destination, RsyncOptions, RunAs};
+use crate::fs::Lookup;
 use crate::relpath;
 use crate::rules::Filter;
 
@@ -130,10 +131,10 @@ pub(crate) fn event(full: bool, entry: &Entry, kind: &str) -> &'static str {
 }
 
 /// The type of `path` now (lstat): `file`, `dir`, `symlink`, `other` or `missing`.
-pub(crate) fn file_kind(path: &Path) -> &'static str {
-    match fs::symlink_metadata(path) {
+pub(crate) fn file_kind(source: &mut Lookup, rel: &Path) -> &'static str {
+    match source.lstat(rel) {
         Err(_) => "missing",
-        Ok(m) if m.file_type().is_symlink() => "symlink",
+        Ok(m) if m.is_symlink() => "symlink",
         Ok(m) if m.is_dir() => "dir",
         Ok(m) if m.is_file() => "file",
         Ok(_) => "other",
@@ -160,8 +161,9 @@ pub(crate) fn rel_arg(rel: &Path) -> OsString {
 /// shell mode's list: `EVENT\0TYPE\0PATH\0` per path.
 pub(crate) fn shell_records(source: &Path, entries: &[Entry], full: bool) -> Vec<u8> {
     let mut out = Vec::new();
+    let mut look = Lookup::new(source);
     for e in entries {
-        let kind = file_kind(&crate::longpath::LongPath::new(source, &e.rel));
+        let kind = file_kind(&mut look, &e.rel);
         for field in [
             event(full, e, kind).as_bytes(),
             kind.as_bytes(),
@@ -518,11 +520,7 @@ impl CommandHandler {
             Some(e) if kind == CommandKind::Simple => {
                 let abs = relpath::join(&self.source, &e.rel);
                 (
-                    event(
-                        full,
-                        e,
-                        file_kind(&crate::longpath::LongPath::new(&self.source, &e.rel)),
-                    ),
+                    event(full, e, file_kind(&mut Lookup::new(&self.source), &e.rel)),
                     abs,
                 )
             }

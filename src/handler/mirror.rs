@@ -39,16 +39,20 @@
 //! stuck on a hung filesystem cannot be interrupted: the deadline is only seen once it
 //! returns.
 //!
-//! Safety: the destination is never written through a symlink. Every destination directory
-//! a path goes through is checked with `lstat` (and replaced by a real directory when
-//! something else is there), leaf objects are inspected with `lstat`, new objects are created
-//! under fresh temporary names with `O_EXCL`/`O_NOFOLLOW` and renamed into place (new files
-//! in a directory the run created: under their final names, with the same flags), and
-//! deletions never follow symlinks. Source files are opened with `O_NOFOLLOW | O_NONBLOCK`
-//! and source directories are listed with `O_NOFOLLOW`, so a source object replaced by a
-//! symlink (or a fifo) while we look at it is detected and re-examined rather than followed.
-//! Paths are handled as bytes throughout; relative paths containing `.`/`..`/empty
-//! components or a leading `/` are rejected.
+//! Safety (see `docs/security.md`): whoever owns a directory at the destination, or writes
+//! the source, may swap any directory for a symlink at any moment. So the run resolves each
+//! directory once, beneath a handle on its root with no symlink followed in any component
+//! ([`crate::fs`]), and then works in that directory's handle: every `lstat`, creation
+//! (`O_EXCL | O_NOFOLLOW`, `mkdirat`, `symlinkat`, `mknodat`, under a fresh temporary name
+//! renamed into place, or under the final name in a directory this run created), rename,
+//! removal and attribute change is an `*at` call on it, and attributes go through a handle
+//! on the object that was looked at. A destination directory that turns out to be
+//! something else is replaced, never followed. A directory its owner moves away mid-run
+//! keeps receiving that run's writes wherever it went (only its owner could move it, and
+//! they can write there anyway); the next run syncs its old name again. Source files are
+//! opened in their directory's handle with `O_NOFOLLOW | O_NONBLOCK` and read only when
+//! `fstat` says regular file. Paths are bytes throughout; relative paths containing
+//! `.`/`..`/empty components or a leading `/` are rejected.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::ffi::{OsStr, OsString};
@@ -504,7 +508,7 @@ impl<'a> Run<'a> {
         rel: &Path,
         create: bool,
     ) -> Result<Option<OwnedFd>, Fail> {
-        let name = leaf_of(rel);
+        let name = relpath::name(rel);
         match open_dir(parent, name) {
             Ok(fd) => return Ok(Some(fd)),
             Err(_) if !create => return Ok(None),
@@ -533,7 +537,7 @@ impl<'a> Run<'a> {
 
     /// [`Self::mkdir`] in the directory handle `parent`.
     fn mkdir_in(&mut self, parent: &OwnedFd, rel: &Path) -> Result<(), Fail> {
-        let name = leaf_of(rel);
+        let name = relpath::name(rel);
         match rustix::fs::mkdirat(parent, name, rustix::fs::Mode::from_raw_mode(0o700)) {
             Ok(()) => {
                 if self.track_fresh {
@@ -559,7 +563,7 @@ impl<'a> Run<'a> {
 
     /// `lstat` of the destination `rel` in its directory's handle `dir`; `None` if absent.
     fn dst_meta(&self, dir: &OwnedFd, rel: &Path) -> Result<Option<Meta>, Fail> {
-        match Meta::at(dir, leaf_of(rel)) {
+        match Meta::at(dir, relpath::name(rel)) {
             Ok(m) => Ok(Some(m)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(Fail::Io(self.h.dst(rel), e)),
@@ -573,7 +577,7 @@ impl<'a> Run<'a> {
     /// directories holding it stay then).
     fn remove_tree(&mut self, parent: &Handle, rel: &Path, meta: &Meta) -> Result<bool, Fail> {
         if !meta.is_dir() {
-            match rustix::fs::unlinkat(&**parent, leaf_of(rel), AtFlags::empty()) {
+            match rustix::fs::unlinkat(&**parent, relpath::name(rel), AtFlags::empty()) {
                 Ok(()) => self.progressed = true,
                 Err(rustix::io::Errno::NOENT) => {}
                 Err(e) => return Err(Fail::Io(self.h.dst(rel), e.into())),
@@ -615,7 +619,7 @@ impl<'a> Run<'a> {
             };
             let mut removed = done.complete;
             if removed {
-                match rustix::fs::unlinkat(&*dir, leaf_of(&done.rel), AtFlags::REMOVEDIR) {
+                match rustix::fs::unlinkat(&*dir, relpath::name(&done.rel), AtFlags::REMOVEDIR) {
                     Ok(()) => self.progressed = true,
                     Err(rustix::io::Errno::NOENT) => {}
                     Err(e) if stack.is_empty() => {
@@ -646,13 +650,13 @@ impl<'a> Run<'a> {
         let Some(m) = self.dst_meta(dir, child)? else {
             return Ok(Removal::Done);
         };
-        if !self.h.deletable(child, kind_of(&m)) {
+        if !self.h.deletable(child, m.kind()) {
             return Ok(Removal::Kept);
         }
         if m.is_dir() {
             return Ok(Removal::Descend(self.open_for_removal(dir, child)?));
         }
-        match rustix::fs::unlinkat(&**dir, leaf_of(child), AtFlags::empty()) {
+        match rustix::fs::unlinkat(&**dir, relpath::name(child), AtFlags::empty()) {
             Ok(()) => self.progressed = true,
             Err(rustix::io::Errno::NOENT) => {}
             Err(e) => return Err(Fail::Io(self.h.dst(child), e.into())),
@@ -661,7 +665,7 @@ impl<'a> Run<'a> {
     }
 
     fn open_for_removal(&mut self, parent: &OwnedFd, rel: &Path) -> Result<RemovalFrame, Fail> {
-        let fd = open_dir(parent, leaf_of(rel)).map_err(io_err(self.h.dst(rel)))?;
+        let fd = open_dir(parent, relpath::name(rel)).map_err(io_err(self.h.dst(rel)))?;
         self.make_writable(rel, &fd)?;
         let names = list(&fd).map_err(io_err(self.h.dst(rel)))?;
         Ok(RemovalFrame {
@@ -693,7 +697,7 @@ impl<'a> Run<'a> {
     fn open_source(&mut self, rel: &Path, flags: OFlags) -> io::Result<fs::File> {
         let dir = self.src.get(parent_of(rel))?;
         let flags = flags | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-        let fd = rustix::fs::openat(&*dir, leaf_of(rel), flags, rustix::fs::Mode::empty())?;
+        let fd = rustix::fs::openat(&*dir, relpath::name(rel), flags, rustix::fs::Mode::empty())?;
         Ok(fs::File::from(fd))
     }
 
@@ -702,7 +706,7 @@ impl<'a> Run<'a> {
     /// outside).
     fn src_meta(&mut self, rel: &Path) -> io::Result<Meta> {
         let dir = self.src.get(parent_of(rel))?;
-        Meta::at(&*dir, leaf_of(rel))
+        Meta::at(&*dir, relpath::name(rel))
     }
 
     /// Creates a fresh object under a temporary name in the destination directory `dir`
@@ -747,7 +751,7 @@ impl<'a> Run<'a> {
         rel: &Path,
         make: impl FnOnce(BorrowedFd, &OsStr) -> io::Result<T>,
     ) -> Result<Option<(TempGuard, T)>, Fail> {
-        let name = leaf_of(rel);
+        let name = relpath::name(rel);
         match make(dir.as_fd(), name) {
             Ok(t) => Ok(Some((TempGuard::new(dir, name.to_os_string(), true), t))),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(None),
@@ -763,7 +767,7 @@ impl<'a> Run<'a> {
             if let Some(d) = old.filter(|d| d.is_dir()) {
                 self.clear_dir(&tmp.dir, rel, d)?;
             }
-            rustix::fs::renameat(&*tmp.dir, &tmp.name, &*tmp.dir, leaf_of(rel))
+            rustix::fs::renameat(&*tmp.dir, &tmp.name, &*tmp.dir, relpath::name(rel))
                 .map_err(|e| Fail::Io(self.h.dst(rel), e.into()))?;
         }
         tmp.disarm();
@@ -892,7 +896,7 @@ impl<'a> Run<'a> {
                 }
                 Err(e) => return Err(Fail::Io(self.h.src(rel), e)),
             };
-            let kind = kind_of(&meta);
+            let kind = meta.kind();
             let allowed = if top {
                 self.h.allowed_path(rel, kind)
             } else {
@@ -942,7 +946,7 @@ impl<'a> Run<'a> {
         let Some(m) = self.dst_meta(&dir, rel)? else {
             return Ok(());
         };
-        let kind = kind_of(&m);
+        let kind = m.kind();
         if self.h.deletable(rel, kind) && (!top || self.h.allowed_path(rel, kind)) {
             self.remove_tree(&dir, rel, &m)?;
         }
@@ -1004,7 +1008,7 @@ impl<'a> Run<'a> {
             self.check_deadline()?;
             let child = join_rel(rel, name);
             let res = match self.dst_meta(&dir, &child) {
-                Ok(Some(m)) if self.h.deletable(&child, kind_of(&m)) => {
+                Ok(Some(m)) if self.h.deletable(&child, m.kind()) => {
                     self.remove_tree(&dir, &child, &m).map(|_| ())
                 }
                 Ok(_) => Ok(()),
@@ -1035,7 +1039,7 @@ impl<'a> Run<'a> {
         absent: bool,
     ) -> Result<(), Fail> {
         let dir = self.need_dst_dir(parent_of(rel))?;
-        let name = leaf_of(rel);
+        let name = relpath::name(rel);
         let dmeta = if absent {
             None
         } else {
@@ -1176,7 +1180,7 @@ impl<'a> Run<'a> {
         let target = match self
             .src
             .get(parent_of(rel))
-            .and_then(|d| read_link_at(&d, leaf_of(rel)))
+            .and_then(|d| read_link_at(&d, relpath::name(rel)))
         {
             Ok(t) => t,
             Err(e)
@@ -1187,7 +1191,7 @@ impl<'a> Run<'a> {
             Err(e) => return Err(Fail::Io(self.h.src(rel), e)),
         };
         let dir = self.need_dst_dir(parent_of(rel))?;
-        let name = leaf_of(rel);
+        let name = relpath::name(rel);
         let dmeta = self.dst_meta(&dir, rel)?;
         if let Some(d) = &dmeta
             && d.is_symlink()
@@ -1218,7 +1222,7 @@ impl<'a> Run<'a> {
             && d.format() == meta.format()
             && (!is_dev || d.rdev() == meta.rdev())
         {
-            return self.fix_attrs(rel, &dir, leaf_of(rel), d, meta, true);
+            return self.fix_attrs(rel, &dir, relpath::name(rel), d, meta, true);
         }
         let (tmp, ()) = self.temp(&dir, rel, |dir, name| {
             let kind = rustix::fs::FileType::from_raw_mode(meta.format() as _);
@@ -1265,12 +1269,13 @@ impl<'a> Run<'a> {
         let Some(fm) = self.dst_meta(&fdir, from)? else {
             return Ok(false);
         };
-        let kind = kind_of(&fm);
+        let kind = fm.kind();
         if !self.h.allowed_path(from, kind) || !self.h.allowed_path(to, kind) {
             return Ok(false);
         }
         let tdir = self.need_dst_dir(parent_of(to))?;
-        if let Err(e) = rustix::fs::renameat(&*fdir, leaf_of(from), &*tdir, leaf_of(to)) {
+        if let Err(e) = rustix::fs::renameat(&*fdir, relpath::name(from), &*tdir, relpath::name(to))
+        {
             tracing::debug!("mirror: rename {from:?} -> {to:?}: {e}");
             return Ok(false);
         }
@@ -1310,7 +1315,9 @@ impl<'a> Run<'a> {
             return Ok(());
         };
         match self.dst_meta(&dir, rel)? {
-            Some(d) if d.is_dir() => self.fix_attrs(rel, &dir, leaf_of(rel), &d, &smeta, true),
+            Some(d) if d.is_dir() => {
+                self.fix_attrs(rel, &dir, relpath::name(rel), &d, &smeta, true)
+            }
             _ => Ok(()),
         }
     }
@@ -1401,17 +1408,6 @@ fn parent_of(rel: &Path) -> &Path {
     relpath::parent(rel).unwrap_or(Path::new(""))
 }
 
-/// The last component of `rel`, the name it has in its parent's handle (`.` for the root:
-/// the root's handle is its own parent here, see [`parent_of`]).
-fn leaf_of(rel: &Path) -> &OsStr {
-    let b = rel.as_os_str().as_bytes();
-    match b.iter().rposition(|&c| c == b'/') {
-        Some(i) => OsStr::from_bytes(&b[i + 1..]),
-        None if b.is_empty() => OsStr::new("."),
-        None => rel.as_os_str(),
-    }
-}
-
 /// The target of the symlink `name` in `dir`.
 fn read_link_at(dir: &OwnedFd, name: &OsStr) -> io::Result<PathBuf> {
     let target = rustix::fs::readlinkat(dir, name, Vec::new())?;
@@ -1446,16 +1442,6 @@ fn check_rel(rel: &Path) -> Result<(), Fail> {
 /// "The source is not there (anymore)".
 fn vanished(e: &io::Error) -> bool {
     e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ENOTDIR)
-}
-
-fn kind_of(m: &Meta) -> Kind {
-    if m.is_dir() {
-        Kind::Dir
-    } else if m.is_file() {
-        Kind::File
-    } else {
-        Kind::Other
-    }
 }
 
 #[cfg(test)]

@@ -331,15 +331,15 @@ pub fn confine(source: &std::path::Path, batch: Batch) -> Batch {
         return batch;
     }
     let mut real: HashMap<PathBuf, bool> = HashMap::new();
+    let mut look = crate::fs::Lookup::new(source);
     let mut out: BTreeMap<PathBuf, Entry> = BTreeMap::new();
     for e in batch.entries {
         let mut ancestors: Vec<&std::path::Path> = crate::relpath::ancestors(&e.rel).collect();
         ancestors.pop(); // the root itself
         let bad = ancestors.into_iter().rev().find(|a| {
-            !*real.entry(a.to_path_buf()).or_insert_with(|| {
-                std::fs::symlink_metadata(crate::longpath::LongPath::new(source, a))
-                    .is_ok_and(|m| m.is_dir())
-            })
+            !*real
+                .entry(a.to_path_buf())
+                .or_insert_with(|| look.lstat(a).is_ok_and(|m| m.is_dir()))
         });
         let e = match bad {
             Some(a) => Entry {

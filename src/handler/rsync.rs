@@ -17,7 +17,6 @@
 //! common case costs nothing (the check is rsync's own error message).
 
 use std::ffi::{OsStr, OsString};
-use std::fs;
 use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -31,6 +30,7 @@ use super::mirror::MirrorHandler;
 use super::receiver::{self, MissingArgs, Receiver};
 use super::{Batch, Handler, HandlerError, Outcome};
 use crate::config::{Destination, RsyncOptions};
+use crate::fs::Lookup;
 use crate::rules::{Filter, Kind};
 
 pub struct RsyncHandler {
@@ -86,8 +86,9 @@ impl<'a> Pass<'a> {
 pub(crate) fn split_missing(source: &Path, batch: &Batch) -> (Batch, Vec<PathBuf>) {
     let mut present = Batch::default();
     let mut gone = Vec::new();
+    let mut look = Lookup::new(source);
     for e in &batch.entries {
-        match fs::symlink_metadata(crate::longpath::LongPath::new(source, &e.rel)) {
+        match look.lstat(&e.rel) {
             Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
                 gone.push(e.rel.clone())
             }
@@ -99,8 +100,9 @@ pub(crate) fn split_missing(source: &Path, batch: &Batch) -> (Batch, Vec<PathBuf
 
 /// True when some entry of `batch` is missing at the source.
 fn has_missing(source: &Path, batch: &Batch) -> bool {
+    let mut look = Lookup::new(source);
     batch.entries.iter().any(|e| {
-        fs::symlink_metadata(crate::longpath::LongPath::new(source, &e.rel))
+        look.lstat(&e.rel)
             .is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound)
     })
 }
@@ -242,22 +244,12 @@ impl RsyncHandler {
     fn rule_excludes_in(&self, dirs: &[PathBuf], recurse: bool) -> Vec<u8> {
         let mut out = Vec::new();
         let mut stack: Vec<PathBuf> = dirs.to_vec();
+        let mut look = Lookup::new(&self.source);
         while let Some(rel) = stack.pop() {
-            let Ok(rd) = fs::read_dir(crate::longpath::LongPath::new(&self.source, &rel)) else {
+            let Ok(children) = look.children(&rel) else {
                 continue;
             };
-            for entry in rd.flatten() {
-                let child = if rel.as_os_str().is_empty() {
-                    PathBuf::from(entry.file_name())
-                } else {
-                    rel.join(entry.file_name())
-                };
-                let ft = entry.file_type().ok();
-                let kind = match ft {
-                    Some(t) if t.is_dir() => Kind::Dir,
-                    Some(t) if t.is_file() => Kind::File,
-                    _ => Kind::Other,
-                };
+            for (child, kind) in children {
                 let is_dir = kind == Kind::Dir;
                 let allowed = self.filter.allows(&child, kind)
                     && (!is_dir || self.filter.allows_dir_walk(&child));
@@ -278,16 +270,14 @@ impl RsyncHandler {
         if !self.filter.has_rules() {
             return Vec::new();
         }
+        let mut look = Lookup::new(&self.source);
         let recursed: Vec<PathBuf> = if batch.is_full() {
             vec![PathBuf::new()]
         } else {
             batch
                 .entries
                 .iter()
-                .filter(|e| {
-                    fs::symlink_metadata(crate::longpath::LongPath::new(&self.source, &e.rel))
-                        .is_ok_and(|m| m.is_dir())
-                })
+                .filter(|e| look.lstat(&e.rel).is_ok_and(|m| m.is_dir()))
                 .map(|e| e.rel.clone())
                 .collect()
         };
@@ -718,6 +708,7 @@ mod tests {
     use super::*;
     use crate::handler::{Entry, Rename};
     use crate::longpath::LongPath;
+    use std::fs;
 
     fn handler(src: &Path, dst: &Path) -> RsyncHandler {
         RsyncHandler::new(

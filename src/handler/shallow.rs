@@ -14,8 +14,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::{Batch, Entry};
-use crate::longpath::LongPath;
-use crate::relpath;
+use crate::fs::Lookup;
 use crate::rules::{Filter, Kind};
 
 /// Longest directory path whose contents rsync is given.
@@ -66,6 +65,7 @@ pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow 
     let mut deep = BTreeSet::new();
     let mut denied = BTreeSet::new();
     let mut walk = Vec::new();
+    let mut look = Lookup::new(source);
     let full = batch.is_full();
     if full {
         walk.push(PathBuf::new());
@@ -83,8 +83,7 @@ pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow 
             }
             None => e.clone(),
         };
-        let is_dir =
-            std::fs::symlink_metadata(LongPath::new(source, &e.rel)).is_ok_and(|m| m.is_dir());
+        let is_dir = look.lstat(&e.rel).is_ok_and(|m| m.is_dir());
         // rsync is run with `-r` on every entry: a directory entry recurses whether or not
         // it is marked recursive (an attribute change), so its deep roots must be found too.
         if is_dir {
@@ -103,16 +102,10 @@ pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow 
         x.attrs_only &= e.attrs_only;
     }
     while let Some(dir) = walk.pop() {
-        let Ok(rd) = std::fs::read_dir(LongPath::new(source, &dir)) else {
+        let Ok(children) = look.children(&dir) else {
             continue;
         };
-        for entry in rd.flatten() {
-            let rel = relpath::join(&dir, Path::new(&entry.file_name()));
-            let kind = match entry.file_type() {
-                Ok(t) if t.is_dir() => Kind::Dir,
-                Ok(t) if t.is_file() => Kind::File,
-                _ => Kind::Other,
-            };
+        for (rel, kind) in children {
             let is_dir = kind == Kind::Dir;
             if !filter.allows(&rel, kind) || (is_dir && !filter.allows_dir_walk(&rel)) {
                 denied.insert((rel, is_dir));
@@ -148,6 +141,7 @@ pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::longpath::LongPath;
 
     fn deep_dirs(root: &Path, n: usize) -> PathBuf {
         let mut rel = PathBuf::new();

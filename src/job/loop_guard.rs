@@ -7,9 +7,9 @@
 //! (At worst a path is sent once more than needed.)
 
 use std::collections::HashMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::fs::Lookup;
 use crate::handler::Batch;
 
 /// What identifies a path's state for the guard. The inode and ctime are left out: rsync
@@ -32,14 +32,14 @@ enum Sig {
 #[allow(clippy::unnecessary_cast)]
 const S_IFMT: u32 = libc::S_IFMT as u32;
 
-fn sig(source: &Path, rel: &Path) -> Sig {
-    match std::fs::symlink_metadata(crate::longpath::LongPath::new(source, rel)) {
+fn sig(source: &mut Lookup, rel: &Path) -> Sig {
+    match source.lstat(rel) {
         Err(_) => Sig::Missing,
         Ok(m) => Sig::Present {
             kind: m.mode() & S_IFMT,
             size: if m.is_dir() { 0 } else { m.len() },
-            mtime: m.mtime(),
-            mtime_ns: m.mtime_nsec(),
+            mtime: m.mtime().unix_seconds(),
+            mtime_ns: m.mtime().nanoseconds().into(),
             mode: m.mode() & 0o7777,
             uid: m.uid(),
             gid: m.gid(),
@@ -60,7 +60,9 @@ pub struct LoopGuard {
 impl LoopGuard {
     /// True when `rel` is exactly as this job last sent it: the event is an echo.
     pub fn is_echo(&self, source: &Path, rel: &Path) -> bool {
-        self.sent.get(rel).is_some_and(|s| *s == sig(source, rel))
+        self.sent
+            .get(rel)
+            .is_some_and(|s| *s == sig(&mut Lookup::new(source), rel))
     }
 
     /// Records the state of the batch's paths as it is sent (run `id`).
@@ -69,11 +71,12 @@ impl LoopGuard {
             self.sent.clear();
             return;
         }
+        let mut look = Lookup::new(source);
         let sigs = batch
             .entries
             .iter()
             .filter(|e| !e.recursive)
-            .map(|e| (e.rel.clone(), sig(source, &e.rel)))
+            .map(|e| (e.rel.clone(), sig(&mut look, &e.rel)))
             .collect();
         self.pending.insert(id, sigs);
     }

@@ -42,8 +42,9 @@ fn backoff(failures: u32, first: Duration, max: Duration) -> Duration {
     first.saturating_mul(1u32 << exp).min(max)
 }
 
-fn is_big(source: &Path, rel: &Path, threshold: u64) -> bool {
-    std::fs::symlink_metadata(crate::longpath::LongPath::new(source, rel))
+fn is_big(source: &mut crate::fs::Lookup, rel: &Path, threshold: u64) -> bool {
+    source
+        .lstat(rel)
         .is_ok_and(|m| m.is_file() && m.len() >= threshold)
 }
 
@@ -541,9 +542,10 @@ impl Runner {
                 && let Some(bf) = self.cfg.big_file.clone()
             {
                 let mut moved = Queue::default();
-                let source = &self.cfg.source;
-                self.normal
-                    .split_off(&mut moved, |p, rec| rec || !is_big(source, p, bf.threshold));
+                let mut source = crate::fs::Lookup::new(&self.cfg.source);
+                self.normal.split_off(&mut moved, |p, rec| {
+                    rec || !is_big(&mut source, p, bf.threshold)
+                });
                 if !moved.is_empty() {
                     self.big.restore(moved.take());
                     self.big_due.get_or_insert(now + bf.delay);
