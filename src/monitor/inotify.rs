@@ -10,7 +10,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +21,7 @@ use tracing::{debug, error, trace, warn};
 
 use super::tree::{NodeId, ROOT, Tree};
 use super::{Change, UNWATCHED_RESCAN};
-use crate::longpath::LongPath;
+use crate::fs::{Root, list};
 use crate::relpath;
 use crate::rules::{Filter, Kind};
 
@@ -65,6 +65,10 @@ struct PendingMove {
 pub struct InotifyMonitor {
     ino: Inotify,
     root: PathBuf,
+    /// A handle on the root: directories are listed and watched through handles beneath
+    /// it, no symlink followed on the way (a directory swapped for a symlink is not watched:
+    /// its parent's events report the swap).
+    src: Option<Root>,
     filter: Arc<Filter>,
     tree: Tree,
     moves: HashMap<u32, PendingMove>,
@@ -83,6 +87,7 @@ impl InotifyMonitor {
         let mut m = InotifyMonitor {
             ino,
             root: root.to_path_buf(),
+            src: None,
             filter,
             tree: Tree::new(-1),
             moves: HashMap::new(),
@@ -109,11 +114,17 @@ impl InotifyMonitor {
         self.moves.values().map(|m| m.at + MOVE_GRACE).min()
     }
 
-    fn add_watch(&mut self, path: &Path) -> io::Result<i32> {
-        self.add_watch_mask(path, mask())
+    /// Watches the directory `name` (not followed if a symlink) in the directory handle
+    /// `dir`; `rel` is its path, for messages. The kernel has no `inotify_add_watch` relative
+    /// to a handle, so the handle is named by its `/proc/self/fd` link: no path length limit,
+    /// and no component but `name` is looked up.
+    fn add_watch(&mut self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> io::Result<i32> {
+        let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
+        path.extend_from_slice(name.as_bytes());
+        self.add_watch_mask(Path::new(OsStr::from_bytes(&path)), rel, mask())
     }
 
-    fn add_watch_mask(&mut self, path: &Path, mask: WatchMask) -> io::Result<i32> {
+    fn add_watch_mask(&mut self, path: &Path, rel: &Path, mask: WatchMask) -> io::Result<i32> {
         match self.ino.watches().add(path, mask) {
             Ok(wd) => Ok(wd.get_watch_descriptor_id()),
             Err(e) => {
@@ -124,7 +135,7 @@ impl InotifyMonitor {
                     error!(
                         "inotify watch limit reached (fs.inotify.max_user_watches = {}): {} and other directories are not watched; they are rescanned every {:?} instead until the limit is raised (sysctl fs.inotify.max_user_watches=N)",
                         limit.trim(),
-                        path.display(),
+                        relpath::join(&self.root, rel).display(),
                         UNWATCHED_RESCAN
                     );
                 }
@@ -145,7 +156,8 @@ impl InotifyMonitor {
         self.watch_limit_hit = false;
         self.unwatched.clear();
         let root = self.root.clone();
-        let root_wd = self.add_watch_mask(&root, root_mask())?;
+        let root_wd = self.add_watch_mask(&root, Path::new(""), root_mask())?;
+        self.src = Some(Root::open(&root)?);
         let mut tree = Tree::new(root_wd);
         self.walk(&mut tree, ROOT, PathBuf::new());
         Ok(tree)
@@ -156,13 +168,20 @@ impl InotifyMonitor {
     fn walk(&mut self, tree: &mut Tree, start: NodeId, start_rel: PathBuf) {
         let mut stack = vec![(start, start_rel)];
         while let Some((node, rel)) = stack.pop() {
-            // Entry paths below are `dir`-relative: valid while `dir` lives.
-            let dir = LongPath::new(&self.root, &rel);
-            let entries = match std::fs::read_dir(&dir) {
+            let listed = self.dir(&rel).and_then(|d| Ok((list(&d)?, d)));
+            let (entries, dir) = match listed {
                 Ok(e) => e,
                 Err(e) => {
-                    if e.kind() != io::ErrorKind::NotFound {
-                        warn!("cannot list {}: {e}", dir.shown().display());
+                    // Gone, or no longer a directory (a symlink now): its parent's events
+                    // report that.
+                    if !matches!(
+                        e.raw_os_error(),
+                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
+                    ) {
+                        warn!(
+                            "cannot list {}: {e}",
+                            relpath::join(&self.root, &rel).display()
+                        );
                         // Its subdirectories are unknown, so unwatched: rescan it later.
                         self.unwatched.insert(rel.clone());
                     }
@@ -172,12 +191,15 @@ impl InotifyMonitor {
             // A directory whose node had no children yet gets only new nodes: no sibling
             // scan per insert (quadratic in flat directories).
             let fresh = tree.is_leaf(node);
-            for entry in entries.flatten() {
-                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
+            for (name, dtype) in entries {
+                let is_dir = match dtype {
+                    libc::DT_DIR => true,
+                    libc::DT_UNKNOWN => crate::fs::Meta::at(&dir, &name).is_ok_and(|m| m.is_dir()),
+                    _ => false,
+                };
                 if !is_dir {
                     continue;
                 }
-                let name = entry.file_name();
                 let child_rel = if rel.as_os_str().is_empty() {
                     PathBuf::from(&name)
                 } else {
@@ -188,7 +210,7 @@ impl InotifyMonitor {
                 {
                     continue;
                 }
-                match self.add_watch(&entry.path()) {
+                match self.add_watch(&dir, &name, &child_rel) {
                     Ok(wd) => {
                         let (id, dropped) = if fresh {
                             tree.insert_new(node, name.as_bytes(), wd)
@@ -201,7 +223,7 @@ impl InotifyMonitor {
                         stack.push((id, child_rel));
                     }
                     Err(e) => match e.raw_os_error() {
-                        Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
+                        Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP) => {}
                         Some(libc::ENOSPC) => {
                             self.unwatched.insert(child_rel);
                         }
@@ -219,8 +241,11 @@ impl InotifyMonitor {
 
     /// Watches a directory that appeared under `parent` (created or moved in) and its subtree.
     fn watch_new(&mut self, parent: NodeId, name: &[u8], rel: &Path) {
-        let path = LongPath::new(&self.root, rel);
-        match self.add_watch(&path) {
+        let parent_rel = relpath::parent(rel).unwrap_or(Path::new(""));
+        let watched = self
+            .dir(parent_rel)
+            .and_then(|d| self.add_watch(&d, relpath::name(rel), rel));
+        match watched {
             Ok(wd) => {
                 self.unwatched.remove(rel);
                 let mut tree = std::mem::replace(&mut self.tree, Tree::new(-1));
@@ -232,15 +257,26 @@ impl InotifyMonitor {
                 self.tree = tree;
             }
             Err(e) => match e.raw_os_error() {
-                Some(libc::ENOENT) | Some(libc::ENOTDIR) => {}
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP) => {}
                 Some(libc::ENOSPC) => {
                     self.unwatched.insert(rel.to_path_buf());
                 }
                 _ => {
-                    warn!("cannot watch {}: {e}", path.shown().display());
+                    warn!(
+                        "cannot watch {}: {e}",
+                        relpath::join(&self.root, rel).display()
+                    );
                     self.unwatched.insert(rel.to_path_buf());
                 }
             },
+        }
+    }
+
+    /// A handle on the source directory `rel`, beneath the root.
+    fn dir(&self, rel: &Path) -> io::Result<OwnedFd> {
+        match &self.src {
+            Some(root) => root.dir(rel),
+            None => Err(io::Error::from_raw_os_error(libc::ENOENT)),
         }
     }
 
