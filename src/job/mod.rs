@@ -6,6 +6,7 @@
 //! an idle job costs nothing. Failures never lose changes: a failed batch is put back in the
 //! queue and retried with capped exponential backoff, together with whatever came since.
 
+mod bell;
 mod inflight;
 mod loop_guard;
 mod pool;
@@ -17,7 +18,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tracing::{debug, error, info, info_span, warn};
 
 use crate::config::{JobConfig, Mode};
@@ -28,7 +28,7 @@ use crate::handler::{Batch, Handler};
 use crate::monitor::{Change, PlatformMonitor, UNWATCHED_RESCAN};
 use crate::queue::Queue;
 use crate::rules::Filter;
-use crate::waker::Waker;
+use bell::Bell;
 use inflight::InFlight;
 use pool::{Done, Pool};
 pub use status::{SharedStatus, State, Status};
@@ -77,7 +77,7 @@ pub struct Job {
     config: Arc<JobConfig>,
     status: SharedStatus,
     msgs: Sender<Msg>,
-    waker: Arc<Waker>,
+    waker: Arc<Bell>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -115,7 +115,7 @@ impl Job {
         };
         let status = SharedStatus::new(opts.notify.clone());
         let handler_ref = handler.clone();
-        let waker = Arc::new(Waker::new()?);
+        let waker = Arc::new(Bell::new());
         let (tx, rx) = unbounded();
         let span = info_span!("job", name = %config.name);
         let (done_tx, done_rx) = unbounded();
@@ -124,7 +124,7 @@ impl Job {
             config.workers,
             handler,
             done_tx,
-            Arc::new(move || wake.wake()),
+            Arc::new(move || wake.ring()),
             span.clone(),
         )?;
         let runner = Runner {
@@ -187,7 +187,7 @@ impl Job {
     /// more, and ends. Returns at once; [`join`](Self::join) waits.
     pub fn stop(&self) {
         let _ = self.msgs.send(Msg::Stop);
-        self.waker.wake();
+        self.waker.ring();
     }
 
     pub fn join(mut self) {
@@ -230,7 +230,7 @@ struct Runner {
     filter: Arc<Filter>,
     status: SharedStatus,
     msgs: Receiver<Msg>,
-    waker: Arc<Waker>,
+    waker: Arc<Bell>,
     done: Receiver<Done>,
     pool: Pool,
     normal: Queue,
@@ -269,7 +269,9 @@ impl Runner {
         let mut source_failures = 0u32;
         let mut last_error = String::new();
         while !self.stopping {
-            let mon = match PlatformMonitor::new(&self.cfg.source, self.filter.clone()) {
+            let bell = self.waker.clone();
+            let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || bell.ring());
+            let mon = match PlatformMonitor::new(&self.cfg.source, self.filter.clone(), wake) {
                 Ok(m) => m,
                 Err(e) => {
                     source_failures += 1;
@@ -363,47 +365,31 @@ impl Runner {
             if now >= until {
                 break;
             }
-            self.wait(None, Some(until - now));
+            self.wait(Some(until - now));
         }
     }
 
     /// Waits until no run is in flight.
     fn wait_idle(&mut self) {
         while self.pool.busy() > 0 {
-            self.wait(None, None);
+            self.wait(None);
         }
     }
 
-    /// Polls the waker (and the monitor's descriptor, if any) for at most `timeout`.
-    /// Returns true when the monitor is readable.
-    fn wait(&mut self, mon: Option<&PlatformMonitor>, timeout: Option<Duration>) -> bool {
-        let timeout = match timeout {
-            None => PollTimeout::NONE,
-            // Round up so that a deadline a fraction of a millisecond away does not spin.
-            Some(d) => {
-                PollTimeout::try_from(d + Duration::from_micros(999)).unwrap_or(PollTimeout::MAX)
-            }
-        };
-        let mut fds = vec![PollFd::new(self.waker.fd(), PollFlags::POLLIN)];
-        if let Some(m) = mon {
-            fds.push(PollFd::new(m.fd(), PollFlags::POLLIN));
-        }
-        let _ = poll(&mut fds, timeout);
-        let woke = fds[0].any().unwrap_or(false);
-        let readable = fds.get(1).and_then(|f| f.any()).unwrap_or(false);
-        drop(fds);
-        if woke {
-            self.waker.drain();
-            while let Ok(msg) = self.msgs.try_recv() {
-                match msg {
-                    Msg::Stop => self.stopping = true,
-                }
-            }
-            while let Ok(done) = self.done.try_recv() {
-                self.finished(done);
+    /// Sleeps until something arrives (a message, a finished run, events for the monitor)
+    /// or `timeout` passes, then takes the messages and finished runs.
+    fn wait(&mut self, timeout: Option<Duration>) {
+        // Round up so that a deadline a fraction of a millisecond away does not spin.
+        self.waker
+            .wait(timeout.map(|d| d + Duration::from_micros(999)));
+        while let Ok(msg) = self.msgs.try_recv() {
+            match msg {
+                Msg::Stop => self.stopping = true,
             }
         }
-        readable
+        while let Ok(done) = self.done.try_recv() {
+            self.finished(done);
+        }
     }
 
     fn watch(&mut self, mut mon: PlatformMonitor) -> Exit {
@@ -457,11 +443,11 @@ impl Runner {
                     return Exit::Stop;
                 }
             }
-            let readable = self.wait(Some(&mon), timeout);
+            self.wait(timeout);
             if self.stopping {
                 return Exit::Stop;
             }
-            if readable && let Err(e) = mon.read(&mut |c| changes.push(c)) {
+            if let Err(e) = mon.read(&mut |c| changes.push(c)) {
                 error!("reading events failed: {e}; rescanning");
                 if let Err(e) = mon.rescan(&mut |c| changes.push(c)) {
                     error!("rescan failed: {e}");

@@ -10,15 +10,16 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use inotify::{EventMask, Inotify, WatchMask};
+use inotify::{EventMask, WatchMask};
 use tracing::{debug, error, trace, warn};
 
+use super::shared::{Subscription, shared};
 use super::tree::{NodeId, ROOT, Tree};
 use super::{Change, UNWATCHED_RESCAN};
 use crate::fs::{Root, list};
@@ -28,9 +29,6 @@ use crate::rules::{Filter, Kind};
 /// How long a `MOVED_FROM` waits for its `MOVED_TO` before it counts as a move out. The
 /// kernel queues both in one rename, so this only covers a read that split the pair.
 const MOVE_GRACE: Duration = Duration::from_millis(20);
-
-/// Reads per call before returning to the job loop, so that a storm cannot starve flushes.
-const MAX_READS_PER_CALL: usize = 64;
 
 /// The mask of the source root: like [`mask`], but a root given as a symlink is followed, as
 /// `rsync SRC/` follows it.
@@ -63,7 +61,8 @@ struct PendingMove {
 
 /// A recursive inotify watcher for one job's source tree.
 pub struct InotifyMonitor {
-    ino: Inotify,
+    /// This monitor's share of the daemon's inotify instance.
+    sub: Subscription,
     root: PathBuf,
     /// A handle on the root: directories are listed and watched through handles beneath
     /// it, no symlink followed on the way (a directory swapped for a symlink is not watched:
@@ -72,7 +71,6 @@ pub struct InotifyMonitor {
     filter: Arc<Filter>,
     tree: Tree,
     moves: HashMap<u32, PendingMove>,
-    buf: Vec<u8>,
     /// Set when a watch could not be added for lack of resources; reported once per walk.
     watch_limit_hit: bool,
     /// Directories left unwatched by the watch limit (their subtrees are unwatched too):
@@ -81,27 +79,26 @@ pub struct InotifyMonitor {
 }
 
 impl InotifyMonitor {
-    /// Watches `root` and every directory below it that the filter lets through.
-    pub fn new(root: &Path, filter: Arc<Filter>) -> io::Result<InotifyMonitor> {
-        let ino = Inotify::init()?;
+    /// Watches `root` and every directory below it that the filter lets through; `wake`
+    /// is called whenever events arrive (from the daemon's inotify thread), and
+    /// [`read`](Self::read) then handles them.
+    pub fn new(
+        root: &Path,
+        filter: Arc<Filter>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> io::Result<InotifyMonitor> {
         let mut m = InotifyMonitor {
-            ino,
+            sub: shared()?.subscribe(wake),
             root: root.to_path_buf(),
             src: None,
             filter,
             tree: Tree::new(-1),
             moves: HashMap::new(),
-            buf: vec![0; 256 * 1024],
             watch_limit_hit: false,
             unwatched: BTreeSet::new(),
         };
         m.tree = m.build_tree()?;
         Ok(m)
-    }
-
-    /// The descriptor to poll for readability.
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.ino.as_fd()
     }
 
     /// Number of watched directories.
@@ -125,8 +122,8 @@ impl InotifyMonitor {
     }
 
     fn add_watch_mask(&mut self, path: &Path, rel: &Path, mask: WatchMask) -> io::Result<i32> {
-        match self.ino.watches().add(path, mask) {
-            Ok(wd) => Ok(wd.get_watch_descriptor_id()),
+        match self.sub.add_watch(path, mask) {
+            Ok(wd) => Ok(wd),
             Err(e) => {
                 if e.raw_os_error() == Some(libc::ENOSPC) && !self.watch_limit_hit {
                     self.watch_limit_hit = true;
@@ -145,10 +142,7 @@ impl InotifyMonitor {
     }
 
     fn rm_watch(&self, wd: i32) {
-        // SAFETY: plain syscall on our own inotify fd; a stale wd only yields EINVAL.
-        unsafe {
-            libc::inotify_rm_watch(self.ino.as_raw_fd(), wd);
-        }
+        self.sub.rm_watch(wd);
     }
 
     /// Builds a tree of the whole source by walking it from the root.
@@ -366,39 +360,11 @@ impl InotifyMonitor {
         out(Change::Path(m.rel));
     }
 
-    /// Reads every available event (up to a bound) and reports changes through `out`.
+    /// Handles every event routed to this monitor since the last call, reporting changes
+    /// through `out`.
     pub fn read(&mut self, out: &mut impl FnMut(Change)) -> io::Result<()> {
-        let mut buf = std::mem::take(&mut self.buf);
-        let result = self.read_into(&mut buf, out);
-        self.buf = buf;
-        result
-    }
-
-    fn read_into(&mut self, buf: &mut [u8], out: &mut impl FnMut(Change)) -> io::Result<()> {
-        for _ in 0..MAX_READS_PER_CALL {
-            let events = match self.ino.read_events(buf) {
-                Ok(ev) => ev,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            // Copy out what we need: handling an event may add watches, which borrows `ino`.
-            let batch: Vec<(i32, EventMask, u32, Option<Vec<u8>>)> = events
-                .map(|e| {
-                    (
-                        e.wd.get_watch_descriptor_id(),
-                        e.mask,
-                        e.cookie,
-                        e.name.map(|n| n.as_bytes().to_vec()),
-                    )
-                })
-                .collect();
-            if batch.is_empty() {
-                return Ok(());
-            }
-            for (wd, mask, cookie, name) in batch {
-                self.handle(wd, mask, cookie, name.as_deref(), out)?;
-            }
+        for ev in self.sub.take() {
+            self.handle(ev.wd, ev.mask, ev.cookie, ev.name.as_deref(), out)?;
         }
         Ok(())
     }

@@ -9,6 +9,8 @@ pub mod tree;
 #[cfg(target_os = "linux")]
 pub mod inotify;
 #[cfg(target_os = "linux")]
+pub mod shared;
+#[cfg(target_os = "linux")]
 pub use self::inotify::InotifyMonitor as PlatformMonitor;
 
 #[cfg(not(target_os = "linux"))]

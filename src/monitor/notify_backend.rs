@@ -6,7 +6,6 @@
 //! Anything `notify` flags as needing a rescan, or any error, becomes [`Change::Rescan`].
 
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -22,22 +21,19 @@ pub struct NotifyMonitor {
     root: PathBuf,
     filter: Arc<Filter>,
     pending: Arc<Mutex<Vec<notify::Result<notify::Event>>>>,
-    rx: OwnedFd,
 }
 
 impl NotifyMonitor {
-    pub fn new(root: &Path, filter: Arc<Filter>) -> io::Result<NotifyMonitor> {
-        let (rx, tx) = nix::unistd::pipe().map_err(io::Error::from)?;
-        nix::fcntl::fcntl(
-            &rx,
-            nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
-        )
-        .map_err(io::Error::from)?;
+    pub fn new(
+        root: &Path,
+        filter: Arc<Filter>,
+        wake: Arc<dyn Fn() + Send + Sync>,
+    ) -> io::Result<NotifyMonitor> {
         let pending = Arc::new(Mutex::new(Vec::new()));
         let sink = pending.clone();
         let mut watcher = notify::recommended_watcher(move |ev| {
             sink.lock().unwrap_or_else(|e| e.into_inner()).push(ev);
-            let _ = nix::unistd::write(&tx, &[1u8]);
+            wake();
         })
         .map_err(io::Error::other)?;
         watcher
@@ -48,12 +44,7 @@ impl NotifyMonitor {
             root: root.to_path_buf(),
             filter,
             pending,
-            rx,
         })
-    }
-
-    pub fn fd(&self) -> BorrowedFd<'_> {
-        self.rx.as_fd()
     }
 
     /// `notify` does not expose its watch count.
@@ -79,8 +70,6 @@ impl NotifyMonitor {
     }
 
     pub fn read(&mut self, out: &mut impl FnMut(Change)) -> io::Result<()> {
-        let mut buf = [0u8; 256];
-        while matches!(nix::unistd::read(&self.rx, &mut buf), Ok(n) if n > 0) {}
         let events = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         for ev in events {
             let ev = match ev {

@@ -1,0 +1,251 @@
+//! One inotify instance for the whole daemon, shared by every job's monitor.
+//!
+//! The kernel limits inotify *instances* per user (`fs.inotify.max_user_instances`, 128 on
+//! stock kernels), not what one instance may watch; one instance per job would stop a
+//! hosting server at 128 jobs. So the daemon opens one, lazily, and one thread reads it
+//! (blocking, no timer) and routes each event by watch descriptor to the monitors that
+//! hold that watch. Inside one instance the kernel gives the same descriptor for the same
+//! directory, so jobs with overlapping trees share their watches: a descriptor is removed
+//! from the kernel only when its last holder lets go.
+//!
+//! Ordering: a watch is added and its holder recorded under one lock, and the reader routes
+//! under the same lock, so no event of a new watch can reach the router before its holder is
+//! known. A queue overflow goes to every monitor (each rescans). A monitor that does not
+//! read its events for long gets one overflow instead of an unbounded backlog.
+
+use std::collections::{HashMap, HashSet};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use inotify::{EventMask, Inotify, WatchMask, Watches};
+use tracing::error;
+
+/// Events a monitor may have waiting before they are replaced by one overflow.
+const BACKLOG_MAX: usize = 1 << 16;
+
+/// One inotify event, as routed to a monitor.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub wd: i32,
+    pub mask: EventMask,
+    pub cookie: u32,
+    pub name: Option<Vec<u8>>,
+}
+
+impl RawEvent {
+    fn overflow() -> RawEvent {
+        RawEvent {
+            wd: -1,
+            mask: EventMask::Q_OVERFLOW,
+            cookie: 0,
+            name: None,
+        }
+    }
+}
+
+/// What a monitor receives: its events, and a way to wake its thread.
+struct Holder {
+    events: Arc<Mutex<Vec<RawEvent>>>,
+    wake: Arc<dyn Fn() + Send + Sync>,
+}
+
+#[derive(Default)]
+struct Registry {
+    holders: HashMap<u64, Holder>,
+    /// Watch descriptor -> the monitors holding it.
+    by_wd: HashMap<i32, HashSet<u64>>,
+    next: u64,
+}
+
+/// The daemon's inotify instance.
+pub struct Shared {
+    watches: Mutex<Watches>,
+    fd: i32,
+    registry: Mutex<Registry>,
+}
+
+/// A monitor's membership: its id and its event inbox. Dropping it releases every watch
+/// only it held.
+pub struct Subscription {
+    shared: &'static Shared,
+    id: u64,
+    events: Arc<Mutex<Vec<RawEvent>>>,
+}
+
+static SHARED: OnceLock<Result<&'static Shared, i32>> = OnceLock::new();
+
+/// The daemon's instance, opened (and its reader started) on first use.
+pub fn shared() -> io::Result<&'static Shared> {
+    let r =
+        SHARED.get_or_init(|| Shared::start().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)));
+    r.map_err(io::Error::from_raw_os_error)
+}
+
+impl Shared {
+    fn start() -> io::Result<&'static Shared> {
+        let ino = Inotify::init()?;
+        let fd = ino.as_raw_fd();
+        // The reader blocks in read(2): no poll, no timer.
+        // SAFETY: fcntl on our own open descriptor.
+        unsafe {
+            let fl = libc::fcntl(fd, libc::F_GETFL);
+            if fl == -1 || libc::fcntl(fd, libc::F_SETFL, fl & !libc::O_NONBLOCK) == -1 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        let shared: &'static Shared = Box::leak(Box::new(Shared {
+            watches: Mutex::new(ino.watches()),
+            fd,
+            registry: Mutex::new(Registry::default()),
+        }));
+        std::thread::Builder::new()
+            .name("clsync-inotify".into())
+            .spawn(move || shared.read_forever(ino))?;
+        Ok(shared)
+    }
+
+    /// Joins as a monitor; `wake` is called whenever events arrive for it.
+    pub fn subscribe(&'static self, wake: Arc<dyn Fn() + Send + Sync>) -> Subscription {
+        let events = Arc::new(Mutex::new(Vec::new()));
+        let mut reg = lock(&self.registry);
+        let id = reg.next;
+        reg.next += 1;
+        let holder = Holder {
+            events: events.clone(),
+            wake,
+        };
+        reg.holders.insert(id, holder);
+        Subscription {
+            shared: self,
+            id,
+            events,
+        }
+    }
+
+    fn read_forever(&self, mut ino: Inotify) {
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let batch: Vec<RawEvent> = match ino.read_events(&mut buf) {
+                Ok(events) => events
+                    .map(|e| RawEvent {
+                        wd: e.wd.get_watch_descriptor_id(),
+                        mask: e.mask,
+                        cookie: e.cookie,
+                        name: e
+                            .name
+                            .map(|n| std::os::unix::ffi::OsStrExt::as_bytes(n).to_vec()),
+                    })
+                    .collect(),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) => {
+                    // Nothing sensible is left to watch with: every monitor rescans, which
+                    // reports the failure through its job.
+                    error!("reading inotify events failed: {e}");
+                    vec![RawEvent::overflow()]
+                }
+            };
+            self.route(batch);
+        }
+    }
+
+    /// Hands each event to the monitors holding its watch, then wakes them once.
+    fn route(&self, batch: Vec<RawEvent>) {
+        let mut reg = lock(&self.registry);
+        let mut woken = HashSet::new();
+        for ev in batch {
+            let targets: Vec<u64> = if ev.mask.contains(EventMask::Q_OVERFLOW) {
+                reg.holders.keys().copied().collect()
+            } else {
+                reg.by_wd
+                    .get(&ev.wd)
+                    .map(|s| s.iter().copied().collect())
+                    .unwrap_or_default()
+            };
+            if ev.mask.contains(EventMask::IGNORED) {
+                // The kernel dropped the watch (directory gone, unmounted).
+                reg.by_wd.remove(&ev.wd);
+            }
+            for id in targets {
+                if let Some(h) = reg.holders.get(&id) {
+                    let mut q = lock(&h.events);
+                    if q.len() >= BACKLOG_MAX {
+                        q.clear();
+                        q.push(RawEvent::overflow());
+                    } else if q
+                        .last()
+                        .is_none_or(|l| !l.mask.contains(EventMask::Q_OVERFLOW))
+                    {
+                        q.push(ev.clone());
+                    }
+                    woken.insert(id);
+                }
+            }
+        }
+        for id in woken {
+            if let Some(h) = reg.holders.get(&id) {
+                (h.wake)();
+            }
+        }
+    }
+}
+
+impl Subscription {
+    /// Watches `path` for this monitor (the same descriptor as any other holder's for the
+    /// same directory).
+    pub fn add_watch(&self, path: &Path, mask: WatchMask) -> io::Result<i32> {
+        let mut reg = lock(&self.shared.registry);
+        let wd = lock(&self.shared.watches)
+            .add(path, mask)?
+            .get_watch_descriptor_id();
+        reg.by_wd.entry(wd).or_default().insert(self.id);
+        Ok(wd)
+    }
+
+    /// Lets go of `wd`; the kernel's watch goes when nobody else holds it.
+    pub fn rm_watch(&self, wd: i32) {
+        let mut reg = lock(&self.shared.registry);
+        self.release(&mut reg, wd);
+    }
+
+    fn release(&self, reg: &mut Registry, wd: i32) {
+        let Some(holders) = reg.by_wd.get_mut(&wd) else {
+            return;
+        };
+        holders.remove(&self.id);
+        if holders.is_empty() {
+            reg.by_wd.remove(&wd);
+            // SAFETY: plain syscall on the daemon's inotify fd; a stale wd only yields EINVAL.
+            unsafe {
+                libc::inotify_rm_watch(self.shared.fd, wd);
+            }
+        }
+    }
+
+    /// The events routed to this monitor since the last call.
+    pub fn take(&self) -> Vec<RawEvent> {
+        std::mem::take(&mut *lock(&self.events))
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        let mut reg = lock(&self.shared.registry);
+        reg.holders.remove(&self.id);
+        let held: Vec<i32> = reg
+            .by_wd
+            .iter()
+            .filter(|(_, h)| h.contains(&self.id))
+            .map(|(wd, _)| *wd)
+            .collect();
+        for wd in held {
+            self.release(&mut reg, wd);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
