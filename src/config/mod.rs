@@ -6,6 +6,7 @@
 //! [`Diagnostic`] so that `clsync check` and a reload can show them all at once.
 
 pub mod diag;
+mod fan_out;
 mod raw;
 pub mod units;
 
@@ -240,7 +241,7 @@ pub struct JobConfig {
     pub name: String,
     pub file: PathBuf,
     /// Every destination of the job file (`destinations = [...]`); a job file with several
-    /// runs one job per destination, named `NAME@1`, `NAME@2`, …
+    /// runs one job per destination (see [`fan_out`]), and each of those holds only its own.
     pub fan_out: Vec<Destination>,
     /// For one target of a fan-out: the job file's name.
     pub target_of: Option<String>,
@@ -391,13 +392,18 @@ pub fn default_socket(dir: &Path) -> PathBuf {
     if canon == Path::new(DEFAULT_CONFIG_DIR) {
         return base.join("clsync.sock");
     }
-    // FNV-1a: stable across builds and platforms, unlike the std hasher.
+    let h = fnv1a(canon.as_os_str().as_bytes());
+    base.join(format!("clsync-{:08x}.sock", h as u32))
+}
+
+/// FNV-1a: stable across builds and platforms, unlike the std hasher.
+fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in canon.as_os_str().as_bytes() {
+    for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    base.join(format!("clsync-{:08x}.sock", h as u32))
+    h
 }
 
 /// The result of loading a configuration directory.
@@ -464,7 +470,7 @@ pub fn load_dir(dir: &Path) -> Loaded {
                 out.diagnostics.push(diag::file_error(
                     &job.file,
                     format!(
-                        "job name {:?} is used twice (a fan-out target is named NAME@N)",
+                        "job name {:?} is used twice (a fan-out target is named NAME@DESTINATION)",
                         job.name
                     ),
                 ));
@@ -798,26 +804,8 @@ fn load_job_file(
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<JobConfig> {
     load_job_file_one(dir, path, defaults, diags)
-        .map(expand_fan_out)
+        .map(fan_out::expand)
         .unwrap_or_default()
-}
-
-/// A job with several destinations becomes one job per destination, each with its own
-/// watches, queue and retry state, so that one target down holds back no other.
-fn expand_fan_out(job: JobConfig) -> Vec<JobConfig> {
-    if job.fan_out.len() < 2 {
-        return vec![job];
-    }
-    job.fan_out
-        .iter()
-        .enumerate()
-        .map(|(i, d)| JobConfig {
-            name: format!("{}@{}", job.name, i + 1),
-            destination: d.clone(),
-            target_of: Some(job.name.clone()),
-            ..job.clone()
-        })
-        .collect()
 }
 
 fn load_job_file_one(
@@ -1742,7 +1730,12 @@ mod tests {
         );
         let l = load_dir(t.path());
         let names: Vec<&str> = l.jobs.iter().map(|j| j.name.as_str()).collect();
-        assert_eq!(names, ["web@1", "web@2"]);
+        assert_eq!(names.len(), 2);
+        assert!(
+            names[0].starts_with("web@") && names[0].ends_with("_a"),
+            "{names:?}"
+        );
+        assert_eq!(names[1], "web@host__b");
         assert_eq!(
             l.jobs[0].destination,
             Destination::Local(t.path().join("a"))

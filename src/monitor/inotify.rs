@@ -63,11 +63,11 @@ struct PendingMove {
 pub struct InotifyMonitor {
     /// This monitor's share of the daemon's inotify instance.
     sub: Subscription,
+    /// The source root. Directories are listed and watched through handles beneath it, no
+    /// symlink followed on the way (a directory swapped for a symlink is not watched: its
+    /// parent's events report the swap). Handles are held only while a walk runs: an open
+    /// handle on a deleted directory would hold back its `IN_DELETE_SELF`.
     root: PathBuf,
-    /// A handle on the root: directories are listed and watched through handles beneath
-    /// it, no symlink followed on the way (a directory swapped for a symlink is not watched:
-    /// its parent's events report the swap).
-    src: Option<Root>,
     filter: Arc<Filter>,
     tree: Tree,
     moves: HashMap<u32, PendingMove>,
@@ -90,7 +90,6 @@ impl InotifyMonitor {
         let mut m = InotifyMonitor {
             sub: shared()?.subscribe(wake),
             root: root.to_path_buf(),
-            src: None,
             filter,
             tree: Tree::new(-1),
             moves: HashMap::new(),
@@ -151,7 +150,6 @@ impl InotifyMonitor {
         self.unwatched.clear();
         let root = self.root.clone();
         let root_wd = self.add_watch_mask(&root, Path::new(""), root_mask())?;
-        self.src = Some(Root::open(&root)?);
         let mut tree = Tree::new(root_wd);
         self.walk(&mut tree, ROOT, PathBuf::new());
         Ok(tree)
@@ -268,10 +266,7 @@ impl InotifyMonitor {
 
     /// A handle on the source directory `rel`, beneath the root.
     fn dir(&self, rel: &Path) -> io::Result<OwnedFd> {
-        match &self.src {
-            Some(root) => root.dir(rel),
-            None => Err(io::Error::from_raw_os_error(libc::ENOENT)),
-        }
+        Root::open(&self.root)?.dir(rel)
     }
 
     /// Number of directories (subtree roots) that could not be watched.

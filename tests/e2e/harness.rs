@@ -719,3 +719,19 @@ pub fn count_lines(p: &Path) -> usize {
         .map(|s| s.lines().count())
         .unwrap_or(0)
 }
+
+/// The name of the fan-out target of job `job` whose destination is `dst` (as the daemon
+/// names it: the destination with bytes outside `[A-Za-z0-9._-]` as `_`).
+pub fn target_name(job: &str, dst: &str) -> String {
+    let label: String = dst
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{job}@{}", label.trim_matches('_'))
+}

@@ -441,7 +441,12 @@ fn fanout_local_and_remote() {
             sshd.job_extra()
         ),
     );
-    let mut r = Run::start(&env, &["web@1", "web@2"]);
+    let names = [
+        target_name("web", &local.to_string_lossy()),
+        target_name("web", &format!("root@127.0.0.1:{}", remote.display())),
+    ];
+    let names = [names[0].as_str(), names[1].as_str()];
+    let mut r = Run::start(&env, &names);
     r.step("initial sync", &src, &[&local, &remote]);
     deletions_renames_swaps(&mut r, &src, &[&local, &remote]);
     r.finish();
