@@ -4,12 +4,14 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use clsync::config::{self, Loaded, Severity};
 use clsync::control::{self, Request};
 use clsync::job::{Job, JobOptions};
 use clsync::supervisor::{self, Supervisor};
+
+mod manpages;
 
 /// Exit status for an invalid configuration (`check`, or `run` with nothing usable).
 const EXIT_CONFIG: u8 = 1;
@@ -101,6 +103,22 @@ enum Command {
         once: bool,
         /// The job's name (its file stem).
         job: String,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    ///
+    /// The package installs them; by hand e.g. `clsync completions bash >
+    /// /etc/bash_completion.d/clsync`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+    /// Write the manual pages clsync(8), clsync-COMMAND(8) and clsync.toml(5) into DIR
+    /// (used to build the package).
+    #[command(hide = true)]
+    Man {
+        /// Output directory (created if missing).
+        #[arg(default_value = ".")]
+        dir: PathBuf,
     },
 }
 
@@ -457,5 +475,21 @@ fn main() -> ExitCode {
             once: _,
             job,
         } => sync_once(config_dir, log_level, job),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "clsync", &mut std::io::stdout());
+            ExitCode::SUCCESS
+        }
+        Command::Man { dir } => match manpages::write_all(Cli::command(), &dir) {
+            Ok(files) => {
+                for f in files {
+                    println!("{}", f.display());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("clsync: {}: {e}", dir.display());
+                ExitCode::from(EXIT_RUNTIME)
+            }
+        },
     }
 }
