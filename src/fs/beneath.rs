@@ -243,6 +243,30 @@ pub fn open_dir(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
     )?)
 }
 
+/// Creates the fifo, socket or device `name` (one component, never an existing name) in
+/// the directory `dir`: `format` is the `S_IF*` type, `perm` the permission bits.
+pub fn mknod_at(dir: impl AsFd, name: &OsStr, format: u32, perm: u32, rdev: u64) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let c = std::ffi::CString::new(name.as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: a valid directory descriptor and a NUL-terminated name; the types of `mode_t`
+    // and `dev_t` differ between platforms, hence the casts.
+    #[allow(clippy::unnecessary_cast)]
+    let r = unsafe {
+        libc::mknodat(
+            dir.as_fd().as_raw_fd(),
+            c.as_ptr(),
+            (format | perm) as libc::mode_t,
+            rdev as libc::dev_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Opens `rel` (short, relative) beneath `at` without following any symlink.
 fn open_one<Fd: AsFd>(
     at: Fd,

@@ -21,7 +21,7 @@ mod lookup;
 mod meta;
 
 pub use attrs::{Attrs, set_attrs_at, set_attrs_fd};
-pub use beneath::{Root, open_dir};
+pub use beneath::{Root, mknod_at, open_dir};
 pub use dirs::Dirs;
 pub use listing::list;
 pub use lookup::{Lookup, lstat_beneath};

@@ -71,7 +71,7 @@ use std::time::{Duration, Instant};
 use rustix::fs::{AtFlags, OFlags};
 
 use super::{Batch, Handler, HandlerError, Outcome, Rename};
-use crate::fs::{Attrs, Dirs, Meta, Root, list, open_dir, set_attrs_at, set_attrs_fd};
+use crate::fs::{Attrs, Dirs, Meta, Root, list, mknod_at, open_dir, set_attrs_at, set_attrs_fd};
 use crate::relpath;
 use crate::rules::{Filter, Kind};
 
@@ -1225,15 +1225,7 @@ impl<'a> Run<'a> {
             return self.fix_attrs(rel, &dir, relpath::name(rel), d, meta, true);
         }
         let (tmp, ()) = self.temp(&dir, rel, |dir, name| {
-            let kind = rustix::fs::FileType::from_raw_mode(meta.format() as _);
-            let mode = rustix::fs::Mode::from_raw_mode(0o600);
-            Ok(rustix::fs::mknodat(
-                dir,
-                name,
-                kind,
-                mode,
-                meta.rdev() as _,
-            )?)
+            mknod_at(dir, name, meta.format(), 0o600, meta.rdev())
         })?;
         self.set_new_attrs(&tmp, rel, meta)?;
         self.install(tmp, rel, dmeta.as_ref())
@@ -1620,7 +1612,7 @@ mod tests {
                 &root.join("null-dev"),
                 SFlag::S_IFCHR,
                 Mode::from_bits_truncate(0o666),
-                nix::sys::stat::makedev(1, 3),
+                libc::makedev(1, 3),
             )
             .unwrap();
             w(Path::new("owned"), b"owned by someone else");
