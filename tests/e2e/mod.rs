@@ -9,6 +9,7 @@ mod handler_failures;
 mod jobs;
 mod live;
 mod long_paths;
+mod many_jobs;
 mod mirror_timeout;
 mod modes;
 mod names;
