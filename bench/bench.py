@@ -1301,6 +1301,8 @@ def main():
         rmtree(ctx.tmp)
     table, text = report(ctx, now() - t0, desc)
     print(table)
+    for n in ctx.notes:  # also when RESULTS.md is not written
+        print(f"note: {n}", file=sys.stderr)
     print(f"\nsuite took {now() - t0:.1f} s", file=sys.stderr)
     if not (args.quick or args.no_write or args.only):
         with open(os.path.join(HERE, "RESULTS.md"), "w") as fh:
