@@ -11,7 +11,10 @@ See bench/README.md for the method.
 """
 
 import argparse
+import collections
 import datetime
+import itertools
+import json
 import os
 import random
 import re
@@ -29,7 +32,12 @@ RSYNC = shutil.which("rsync") or "/usr/bin/rsync"
 TICK = os.sysconf("SC_CLK_TCK")
 READY_RE = re.compile(rb"initial sync done in ([0-9.]+)s; watching (\d+) directories"
                       rb"|watching (\d+) directories \(initial sync skipped\)")
-WORKLOADS = ["initial", "latency", "burst", "deletes", "rename", "overflow", "scale", "idle"]
+JOBS_READY = b"ready: every job finished its initial sync"  # src/supervisor.rs, once for the daemon
+WORKLOADS = ["initial", "latency", "burst", "deletes", "rename", "overflow", "scale", "idle", "jobs"]
+# The peers each workload runs with --peers (and so needs installed).
+PEERS = dict(initial=("lsyncd", "clsync-c"), latency=("lsyncd", "clsync-c"), burst=("lsyncd", "clsync-c"),
+             jobs=("lsyncd",))
+PEER_BIN = {"lsyncd": "/usr/bin/lsyncd", "clsync-c": "/usr/bin/clsync"}
 
 now = time.monotonic
 
@@ -49,6 +57,7 @@ FULL = dict(
     overflow_dirs=100, overflow_per_dir=1_000,
     scale_dirs=100_000,
     idle_files=10_000, idle_wait=60.0,
+    jobs=1_000, jobs_changes=10, jobs_grace=5.0,
     timeout=120.0,
 )
 QUICK = dict(
@@ -60,6 +69,7 @@ QUICK = dict(
     overflow_dirs=10, overflow_per_dir=1_000,
     scale_dirs=10_000,
     idle_files=1_000, idle_wait=5.0,
+    jobs=100, jobs_changes=10, jobs_grace=5.0,
     timeout=30.0,
 )
 
@@ -220,6 +230,42 @@ def proc_ctxt(pid):
     return total
 
 
+def proc_counts(pid):
+    """(threads, fds, inotify instances, inotify watches) of a process."""
+    threads = len(os.listdir(f"/proc/{pid}/task"))
+    fds = os.listdir(f"/proc/{pid}/fd")
+    inst = watches = 0
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "anon_inode:inotify":
+                continue
+            with open(f"/proc/{pid}/fdinfo/{fd}") as fh:
+                watches += sum(line.startswith("inotify wd:") for line in fh)
+            inst += 1
+        except (FileNotFoundError, ProcessLookupError):
+            pass
+    return threads, len(fds), inst, watches
+
+
+def inotify_instances_of(uid):
+    """inotify instances held by every process of `uid` (what max_user_instances limits)."""
+    total = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{pid}").st_uid != uid:
+                continue
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                try:
+                    total += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify"
+                except OSError:
+                    pass
+        except OSError:
+            pass
+    return total
+
+
 class Sysctl:
     """Set a /proc/sys value; restore() puts the old one back (idempotent)."""
 
@@ -360,6 +406,56 @@ class Daemon:
             self.log.close()
             if self in self.ctx.live:
                 self.ctx.live.remove(self)
+
+
+class JobsDaemon(Daemon):
+    """One daemon running many jobs: `pairs` is a list of (name, src, dst). Our clsync (mirror
+    mode): one jobs.d/NAME.toml per pair, written as Daemon._command writes its one job; lsyncd:
+    one sync{} block per pair in one config."""
+
+    def __init__(self, ctx, tool, pairs, delay="0s"):
+        self.pairs = pairs
+        super().__init__(ctx, tool, None, None, delay=delay)
+
+    def _command(self, delay, initial_sync):
+        if self.tool == "mirror":
+            self.cfg = os.path.join(self.work, "cfg")
+            os.makedirs(os.path.join(self.cfg, "jobs.d"))
+            with open(os.path.join(self.cfg, "clsync.toml"), "w") as fh:
+                fh.write(f'[daemon]\nsocket = "{self.work}/ctl.sock"\n')
+            for name, src, dst in self.pairs:
+                with open(os.path.join(self.cfg, "jobs.d", f"{name}.toml"), "w") as fh:
+                    fh.write(f'source = "{src}"\ndestination = "{dst}"\n'
+                             f'mode = "{self.tool}"\ndelay = "{delay}"\n'
+                             f'initial_sync = {"true" if initial_sync else "false"}\n'
+                             f'[rsync]\npath = "{self.wrapper}"\n')
+            return [self.ctx.bin, "run", "--config-dir", self.cfg]
+        if self.tool == "lsyncd":
+            conf = os.path.join(self.work, "lsyncd.conf.lua")
+            with open(conf, "w") as fh:
+                fh.write('settings { nodaemon = true, }\n')
+                for _, src, dst in self.pairs:
+                    fh.write('sync {\n  default.rsync,\n'
+                             f'  source = "{src}", target = "{dst}",\n'
+                             '  delay = 0, delete = true,\n'
+                             f'  rsync = {{ binary = "{self.wrapper}", archive = true,'
+                             ' protect_args = true },\n}\n')
+            return ["/usr/bin/lsyncd", conf]
+        raise ValueError(self.tool)
+
+    def log_has(self, needle):
+        """`needle` is in the log (reads only what was appended since the last call)."""
+        if not hasattr(self, "_log_pos"):
+            self._log_pos, self._log_tail = 0, b""
+        with open(self.log_path, "rb") as fh:
+            fh.seek(self._log_pos)
+            new = fh.read()
+        self._log_pos += len(new)
+        buf = self._log_tail + new
+        if needle in buf:
+            return True
+        self._log_tail = buf[-len(needle):]
+        return False
 
 
 class Ctx:
@@ -894,8 +990,206 @@ def w_idle(ctx):
     rmtree(src)
 
 
+def new_file_latency(sp, dp, payload, timeout):
+    """Write `payload` to the new file SP; seconds until DP has it (2 ms polls), None after `timeout`."""
+    t0 = now()
+    with open(sp, "wb") as fh:
+        fh.write(payload)
+    deadline = t0 + timeout
+    while now() < deadline:
+        try:
+            if os.stat(dp).st_size == len(payload):
+                with open(dp, "rb") as fh:
+                    if fh.read() == payload:
+                        return now() - t0
+        except FileNotFoundError:
+            pass
+        time.sleep(0.002)
+    return None
+
+
+def w_jobs(ctx):
+    """8. Many jobs: N small mirror jobs in one daemon (one jobs.d/*.toml each), stock inotify sysctls."""
+    s = ctx.s
+    n, k = s["jobs"], s["jobs_changes"]
+    max_inst = read_int("/proc/sys/fs/inotify/max_user_instances")
+    max_watches = read_int("/proc/sys/fs/inotify/max_user_watches")
+    in_use = inotify_instances_of(os.geteuid())
+    ctx.notes.append(f"Jobs: stock inotify sysctls, not changed: max_user_instances = {max_inst}, "
+                     f"max_user_watches = {max_watches:,}; {in_use} inotify instances of uid {os.geteuid()} "
+                     "were already in use by other processes before the workload.")
+    if max_inst != 128:
+        ctx.notes.append(f"Jobs: max_user_instances is {max_inst} here, not the stock 128 of the issue's target.")
+    base = ctx.fresh("jobs-src")
+    names = [f"j{i:04d}" for i in range(n)]
+    srcs = [os.path.join(base, nm) for nm in names]
+    for src in srcs:  # 3 directories (the root, a, a/b), 2 files
+        os.makedirs(os.path.join(src, "a", "b"))
+        for rel in ("f", "a/b/f"):
+            with open(os.path.join(src, rel), "wb") as fh:
+                fh.write(ctx.rng.randbytes(ctx.rng.randint(1, 4096)))
+    size = [os.stat(os.path.join(src, "a/b/f")).st_size for src in srcs]
+    os.sync()
+    counter = itertools.count()
+    deadline = 2.0  # per change: a missed change (a job not watching) costs this much
+
+    def missing(pairs, todo):
+        """Jobs in `todo` whose DST lacks a/b/f (with the source's size)."""
+        out = set()
+        for i in todo:
+            try:
+                if os.stat(os.path.join(pairs[i][2], "a/b/f")).st_size == size[i]:
+                    continue
+            except FileNotFoundError:
+                pass
+            out.add(i)
+        return out
+
+    def changes(pairs, picks):
+        """A new 31-byte file in a/ of each picked job, each after latency_idle of quiet."""
+        lat = []
+        for i in picks:
+            time.sleep(s["latency_idle"])
+            _, src, dst = pairs[i]
+            rel = f"a/new{next(counter):04d}"
+            lat.append(new_file_latency(os.path.join(src, rel), os.path.join(dst, rel),
+                                        ctx.rng.randbytes(31), deadline))
+        return lat
+
+    def settle_and_sample(d, r):
+        time.sleep(1.0)
+        r["rss"] = proc_mem(d.pid)[0]
+        r["threads"], r["fds"], r["inotify"], r["watches"] = proc_counts(d.pid)
+        c0, x0 = d.cpu()[0], proc_ctxt(d.pid)
+        time.sleep(s["idle_wait"])
+        r["cpu"], r["ctxt"] = d.cpu()[0] - c0, proc_ctxt(d.pid) - x0
+        r["threads_after"] = len(os.listdir(f"/proc/{d.pid}/task"))
+
+    tools = ["mirror"] + [p for p in ctx.peers() if p in PEERS["jobs"]]
+    res = {t: [] for t in ["single"] + tools}
+    for _ in range(ctx.args.runs):
+        # Reference: the same change in a one-job daemon (job 0's tree).
+        dst = os.path.join(ctx.fresh("jobs-dst1"), names[0])
+        d = ctx.daemon("mirror", srcs[0], dst, delay="0s")
+        try:
+            d.wait_ready(s["timeout"])
+            time.sleep(1.0)
+            res["single"].append(dict(lat=changes([(names[0], srcs[0], dst)], [0] * k)))
+        finally:
+            d.stop()
+        rmtree(os.path.dirname(dst))
+        for tool in tools:
+            root = ctx.fresh(f"jobs-dst-{tool}")
+            pairs = [(nm, src, os.path.join(root, nm)) for nm, src in zip(names, srcs)]
+            d = JobsDaemon(ctx, tool, pairs, delay="0s").start()
+            r = dict(lat=[])
+            try:
+                end = d.t_start + s["timeout"]
+                todo = set(range(n))
+                if tool == "mirror":
+                    while not d.log_has(JOBS_READY):
+                        if d.proc.poll() is not None or now() > end:
+                            raise BenchError(f"{n} jobs: no ready line (rc={d.proc.poll()}):\n"
+                                             + d.log_text()[-2000:].decode(errors="replace"))
+                        time.sleep(0.01)
+                    r["ready"] = now() - d.t_start
+                    todo = missing(pairs, todo)
+                    r["at_ready"] = n - len(todo)
+                    end = now() + s["jobs_grace"]
+                r["ready_all"] = None
+                while now() < end:
+                    todo = missing(pairs, todo)
+                    if not todo:
+                        r["ready_all"] = now() - d.t_start
+                        break
+                    time.sleep(0.02)
+                r["have"] = n - len(todo)
+                if tool == "lsyncd":
+                    r["ready"] = r["ready_all"]
+                settle_and_sample(d, r)
+                r["lat"] = changes(pairs, ctx.rng.sample(range(n), min(k, n)))
+                if tool == "mirror":
+                    st = []
+                    for _ in range(5):
+                        t0 = now()
+                        p = subprocess.run([ctx.bin, "status", "--config-dir", d.cfg],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                        st.append(now() - t0)
+                        if p.returncode not in (0, 4):  # 4: some job failing or retrying
+                            raise BenchError(f"clsync status failed ({p.returncode}): {p.stderr.decode()[:200]}")
+                    r["status"] = med(st)
+                    p = subprocess.run([ctx.bin, "status", "--json", "--config-dir", d.cfg],
+                                       capture_output=True)
+                    states = collections.Counter(j["state"] for j in json.loads(p.stdout)["jobs"])
+                    r["watching"], r["states"] = states.get("watching", 0), states
+            finally:
+                d.stop()
+            res[tool].append(r)
+            rmtree(root)
+    rmtree(base)
+
+    W = "8 jobs"
+    one = [x for r in res["single"] for x in r["lat"]]
+    one_m = med(one)
+
+    def lat_row(tool, label, xs, ref):
+        ok = [x for x in xs if x is not None]
+        row(ctx, W, label, f"new-file latency, {len(xs)} jobs" if tool != "single" else
+            f"new-file latency, {len(xs)} changes", med(xs), ref, "≤ 1 job (reported)" if ref else None, None,
+            f"max {fmt(max(ok) if ok else None, 'ms')}; misses {len(xs) - len(ok)}/{len(xs)}", unit="ms")
+
+    lat_row("single", "mirror, 1 job", one, None)
+    g = lambda tool, key: med([r[key] for r in res[tool]])  # noqa: E731
+    idle = f"{s['idle_wait']:g} s"
+    for tool in tools:
+        rs = res[tool]
+        label = f"mirror, {n:,} jobs" if tool == "mirror" else f"lsyncd, {n:,} sync{{}}"
+        have = f"{min(r['have'] for r in rs)}/{n} DST with their file"
+        at = min(r.get("at_ready", 0) for r in rs)
+        if tool == "mirror":
+            w_ = g(tool, "watching")
+            st = ", ".join(f"{v} {k_}" for k_, v in rs[-1]["states"].most_common())
+            row(ctx, W, label, "jobs watching (status)", w_, None, f"{n}/{n}",
+                all(r["watching"] == n for r in rs), st, unit="")
+            row(ctx, W, label, "start→ready line", g(tool, "ready"), None, f"≤ 1 s, {n}/{n} DST with their file",
+                all(r["ready"] <= 1.0 and r["at_ready"] == n for r in rs),
+                f"{at}/{n} DST with their file at the line"
+                + ("" if at == n else f", {have} within {s['jobs_grace']:g} s")
+                + f"; runs {runs_str([r['ready'] for r in rs])}")
+        else:
+            xs = [r["ready_all"] for r in rs]
+            row(ctx, W, label, "start→all DST have their file", med(xs), None, runs=f"{have}; runs {runs_str(xs)}")
+        mine = tool == "mirror"
+        row(ctx, W, label, "VmRSS once ready", g(tool, "rss"), None, "≤ 40 MB" if mine else None,
+            g(tool, "rss") <= 40 if mine else None, unit="MB")
+        row(ctx, W, label, "threads once ready", g(tool, "threads"), None, f"≤ {n + 16}" if mine else None,
+            all(r["threads"] <= n + 16 for r in rs) if mine else None,
+            f"{g(tool, 'threads_after'):g} after the idle window", unit="")
+        row(ctx, W, label, "fds once ready", g(tool, "fds"), None, "≤ 64" if mine else None,
+            g(tool, "fds") <= 64 if mine else None,
+            f"inotify: {g(tool, 'inotify'):g} instances, {g(tool, 'watches'):g} watches", unit="")
+        row(ctx, W, label, f"CPU in {idle} idle", g(tool, "cpu"), None, "≤ 0.01 CPU-s" if mine else None,
+            g(tool, "cpu") <= 0.01 if mine else None, runs_str([r["cpu"] for r in rs]))
+        row(ctx, W, label, f"ctx switches in {idle} idle", g(tool, "ctxt"), None,
+            runs=", ".join(str(r["ctxt"]) for r in rs), unit="")
+        lat_row(tool, label, [x for r in rs for x in r["lat"]], one_m)
+        if mine:
+            row(ctx, W, label, "`clsync status` wall time (median of 5)", g(tool, "status"), None, "≤ 200 ms",
+                g(tool, "status") <= 0.2, runs_str([r["status"] for r in rs], "ms") + " ms", unit="ms")
+    ctx.details.append(("8. Many jobs", f"{n:,} mirror jobs in one daemon, one `jobs.d/jNNNN.toml` each "
+                        "(delay 0s), each a 3-directory tree (root, a, a/b) with 2 files of 1–4096 bytes, stock "
+                        "inotify sysctls. Ready: the daemon's line \"ready: every job finished its initial sync\", "
+                        "then every DST must have a/b/f (lsyncd: start until every DST has it, 20 ms polls). After 1 s "
+                        "of settling: VmRSS, threads, fds, inotify instances and watches (/proc/PID/fdinfo); CPU and "
+                        f"context switches over {idle} of nothing; then a new 31-byte file in a/ of {k} random jobs "
+                        f"(each after {s['latency_idle']:g} s idle; 2 ms polls, {deadline:g} s deadline) and, as the "
+                        "reference, the same change 10 times in a one-job daemon on job 0's tree; `clsync status "
+                        "--config-dir CFG` wall time (a subprocess). lsyncd: one config with one `sync{}` per job "
+                        "(default.rsync, delay = 0, the same trees, its own DSTs), settings { nodaemon = true }.", []))
+
+
 FUNCS = dict(initial=w_initial, latency=w_latency, burst=w_burst, deletes=w_deletes, rename=w_rename,
-             overflow=w_overflow, scale=w_scale, idle=w_idle)
+             overflow=w_overflow, scale=w_scale, idle=w_idle, jobs=w_jobs)
 
 
 # ---------------------------------------------------------------- report
@@ -962,7 +1256,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1 run, small sizes (CI smoke; does not write RESULTS.md)")
     ap.add_argument("--only", help=f"comma-separated workloads: {','.join(WORKLOADS)}")
     ap.add_argument("--runs", type=int, help="runs per figure (default 3; --quick: 1)")
-    ap.add_argument("--peers", action="store_true", help="also run lsyncd and Debian's C clsync (workloads 1-3)")
+    ap.add_argument("--peers", action="store_true", help="also run lsyncd and Debian's C clsync (workloads 1-3; jobs: lsyncd only)")
     ap.add_argument("--bin", help="use this clsync binary instead of building")
     ap.add_argument("--rsync", help="the rsync for the daemons and the references (default: PATH's)")
     ap.add_argument("--tmpdir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(), help="parent of the one temp dir (default %(default)s)")
@@ -978,7 +1272,8 @@ def main():
         if w not in FUNCS:
             ap.error(f"unknown workload {w!r}; choose from {','.join(WORKLOADS)}")
     if args.peers:
-        missing = [p for p in ("/usr/bin/lsyncd", "/usr/bin/clsync") if not os.access(p, os.X_OK)]
+        need = sorted({PEER_BIN[p] for w in only for p in PEERS.get(w, ())})
+        missing = [p for p in need if not os.access(p, os.X_OK)]
         if missing:
             ap.error(f"--peers needs {' and '.join(missing)} (apt-get install -y lsyncd clsync)")
     if os.geteuid() != 0 and any(w in only for w in ("overflow", "scale")):
@@ -1006,6 +1301,8 @@ def main():
         rmtree(ctx.tmp)
     table, text = report(ctx, now() - t0, desc)
     print(table)
+    for n in ctx.notes:  # also when RESULTS.md is not written
+        print(f"note: {n}", file=sys.stderr)
     print(f"\nsuite took {now() - t0:.1f} s", file=sys.stderr)
     if not (args.quick or args.no_write or args.only):
         with open(os.path.join(HERE, "RESULTS.md"), "w") as fh:
