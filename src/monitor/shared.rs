@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::path::Path;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use inotify::{EventMask, Inotify, WatchMask, Watches};
 use tracing::error;
@@ -74,13 +74,18 @@ pub struct Subscription {
     events: Arc<Mutex<Vec<RawEvent>>>,
 }
 
-static SHARED: OnceLock<Result<&'static Shared, i32>> = OnceLock::new();
+static SHARED: Mutex<Option<&'static Shared>> = Mutex::new(None);
 
-/// The daemon's instance, opened (and its reader started) on first use.
+/// The daemon's instance, opened (and its reader started) on first use; a failure (the
+/// user's instance limit reached) is tried again on the next call.
 pub fn shared() -> io::Result<&'static Shared> {
-    let r =
-        SHARED.get_or_init(|| Shared::start().map_err(|e| e.raw_os_error().unwrap_or(libc::EIO)));
-    r.map_err(io::Error::from_raw_os_error)
+    let mut s = lock(&SHARED);
+    if let Some(shared) = *s {
+        return Ok(shared);
+    }
+    let shared = Shared::start()?;
+    *s = Some(shared);
+    Ok(shared)
 }
 
 impl Shared {

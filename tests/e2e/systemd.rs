@@ -90,7 +90,7 @@ fn unit_file_reloads_with_sighup_and_waits_for_readiness() {
     for line in [
         "Type=notify",
         "ExecReload=/bin/kill -HUP $MAINPID",
-        "ExecStart=/usr/bin/clsync run --config-dir /etc/clsync",
+        "ExecStart=/usr/bin/clsync run --config-dir /etc/clsync $CLSYNC_ARGS",
     ] {
         assert!(unit.lines().any(|l| l == line), "missing {line:?}");
     }
