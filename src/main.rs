@@ -1,6 +1,5 @@
 //! The `clsync` command line.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -133,20 +132,9 @@ impl DaemonArgs {
     }
 }
 
-fn init_logging(level: &str) {
-    let checked = config::check_log_level(level).map_err(|e| e.to_string());
-    let filter = checked
-        .and_then(|()| tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string()))
-        .unwrap_or_else(|e| {
-            eprintln!("clsync: {e}; logging at \"info\"");
-            tracing_subscriber::EnvFilter::new("info")
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+/// Logging to `[daemon] log_target` (see `clsync::logging`).
+fn init_logging(level: &str, daemon: &config::DaemonConfig) {
+    clsync::logging::init(level, daemon);
 }
 
 fn print_diagnostics(loaded: &Loaded) {
@@ -190,7 +178,7 @@ fn run(config_dir: PathBuf, log_level: Option<String>) -> ExitCode {
     let level = log_level
         .or_else(|| loaded.daemon.log_level.clone())
         .unwrap_or_else(|| "info".into());
-    init_logging(&level);
+    init_logging(&level, &loaded.daemon);
     supervisor::log_diagnostics(&loaded);
     if !loaded.main_ok {
         let errors = loaded
@@ -403,6 +391,7 @@ fn sync_once(config_dir: PathBuf, log_level: Option<String>, name: String) -> Ex
         &log_level
             .or_else(|| loaded.daemon.log_level.clone())
             .unwrap_or_else(|| "info".into()),
+        &loaded.daemon,
     );
     let Some(cfg) = loaded.jobs.iter().find(|j| j.name == name).cloned() else {
         for d in loaded.diagnostics.iter().filter(|d| {

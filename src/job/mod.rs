@@ -590,7 +590,8 @@ impl Runner {
         // The first few paths, so that a debug log shows what is being synced.
         let sample: Vec<_> = batch.entries.iter().take(5).map(|e| &e.rel).collect();
         debug!(
-            id,
+            event = "sync-started",
+            batch = id,
             paths = batch.len(),
             full = batch.is_full(),
             "sync started: {sample:?}{}",
@@ -631,7 +632,10 @@ impl Runner {
                 // A job failed by its handler's errors is healthy again.
                 let recovered = self.failures > 0;
                 if recovered {
-                    info!("sync recovered after {} failed attempts", self.failures);
+                    info!(
+                        event = "recovered",
+                        "sync recovered after {} failed attempts", self.failures
+                    );
                 }
                 self.failures = 0;
                 self.permanent = 0;
@@ -645,11 +649,15 @@ impl Runner {
                 if full && std::mem::take(&mut self.verifying) && !self.announce {
                     s.last_verify = Some((SystemTime::now(), outcome.changed));
                     match outcome.changed {
-                        Some(0) => info!("verification: destination was in sync"),
+                        Some(0) => {
+                            info!(event = "verified", "verification: destination was in sync")
+                        }
                         Some(n) => warn!(
+                            event = "verified",
+                            repaired = n,
                             "verification repaired {n} path(s) that differed (changed outside the daemon's view)"
                         ),
-                        None => info!("verification: full sync done"),
+                        None => info!(event = "verified", "verification: full sync done"),
                     }
                 }
                 s.syncs += 1;
@@ -660,13 +668,16 @@ impl Runner {
                     self.announce = false;
                     s.initial_syncs += 1;
                     info!(
+                        event = "initial-sync-done",
+                        batch = done.id,
                         "initial sync done in {:.3}s; watching {} directories",
                         done.took.as_secs_f64(),
                         s.watched_dirs
                     );
                 } else {
                     debug!(
-                        id = done.id,
+                        event = "synced",
+                        batch = done.id,
                         paths = done.batch.len(),
                         "synced in {:.3}s",
                         done.took.as_secs_f64()
@@ -702,6 +713,8 @@ impl Runner {
                 let exhausted = r.retries > 0 && self.failures >= r.retries;
                 if self.permanent == PERMANENT_AFTER {
                     error!(
+                        event = "sync-failed",
+                        batch = done.id,
                         "sync of {} paths failed {} times: {e}; rsync rejects the call itself, \
                          which retrying cannot fix (check the job's [rsync] settings and the \
                          receiving rsync); the job is failed, still retrying every {wait:?} \
@@ -711,12 +724,16 @@ impl Runner {
                     );
                 } else if exhausted && self.failures == r.retries {
                     error!(
+                        event = "sync-failed",
+                        batch = done.id,
                         "sync of {} paths failed {} times: {e}; the job is failed, still retrying every {wait:?} with its changes kept",
                         done.batch.len(),
                         self.failures
                     );
                 } else {
                     warn!(
+                        event = "sync-failed",
+                        batch = done.id,
                         "sync of {} paths failed (attempt {}): {e}; retrying in {wait:?}",
                         done.batch.len(),
                         self.failures
