@@ -86,6 +86,12 @@ enum Command {
         /// A path inside the job's source: absolute, or relative to the source.
         path: String,
     },
+    /// Print the daemon's metrics in Prometheus' text format: the same text that
+    /// `[daemon] metrics_file` and `metrics_listen` serve.
+    Metrics {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
     /// Run one job without the daemon: a full sync, then keep syncing changes until none
     /// arrives for the job's delay, then exit (copy a tree that is still being written).
     Sync {
@@ -384,6 +390,26 @@ fn explain(daemon: DaemonArgs, as_json: bool, job: String, path: String) -> Exit
     ExitCode::SUCCESS
 }
 
+fn metrics(daemon: DaemonArgs) -> ExitCode {
+    let v = match daemon.call(&Request::Metrics) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    match v["metrics"].as_str() {
+        Some(text) if v["ok"] == true => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!(
+                "clsync: {}",
+                v["error"].as_str().unwrap_or("the daemon sent no metrics")
+            );
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
 fn sync_once(config_dir: PathBuf, log_level: Option<String>, name: String) -> ExitCode {
     let config_dir = absolute(config_dir);
     let loaded = config::load_dir(&config_dir);
@@ -440,6 +466,7 @@ fn main() -> ExitCode {
             job,
             path,
         } => explain(daemon, json, job, path),
+        Command::Metrics { daemon } => metrics(daemon),
         Command::Sync {
             config_dir,
             log_level,

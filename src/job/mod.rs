@@ -6,6 +6,7 @@
 //! an idle job costs nothing. Failures never lose changes: a failed batch is put back in the
 //! queue and retried with capped exponential backoff, together with whatever came since.
 
+pub mod counters;
 mod inflight;
 mod loop_guard;
 mod pool;
@@ -461,12 +462,16 @@ impl Runner {
             if self.stopping {
                 return Exit::Stop;
             }
+            let read_from = changes.len();
             if readable && let Err(e) = mon.read(&mut |c| changes.push(c)) {
                 error!("reading events failed: {e}; rescanning");
                 if let Err(e) = mon.rescan(&mut |c| changes.push(c)) {
                     error!("rescan failed: {e}");
                     return Exit::RootGone;
                 }
+            } else if changes[read_from..].contains(&Change::Rescan) {
+                // The monitor lost events (an inotify queue overflow) and rescanned.
+                self.status.lock().counters.overflows += 1;
             }
         }
     }
@@ -494,6 +499,7 @@ impl Runner {
                 continue;
             }
             if c == Change::Rescan {
+                self.status.lock().counters.rescans += 1;
                 self.big = Queue::default();
                 self.big_due = None;
             }
@@ -603,6 +609,9 @@ impl Runner {
         }
         self.pool.submit(id, batch);
         let mut s = self.status.lock();
+        if self.failures > 0 {
+            s.counters.retries += 1;
+        }
         // A retry in flight is still "retrying" until it succeeds.
         if s.state != State::InitialSync && self.failures == 0 {
             s.state = State::Syncing;
@@ -615,6 +624,10 @@ impl Runner {
     }
 
     fn finish(&mut self, done: Done) {
+        self.status
+            .lock()
+            .counters
+            .record_run(done.batch.len(), done.took, &done.result);
         if let Some(g) = &mut self.guard {
             g.finished(done.id, done.result.is_ok());
         }
@@ -648,6 +661,7 @@ impl Runner {
                 let mut s = self.status.lock();
                 if full && std::mem::take(&mut self.verifying) && !self.announce {
                     s.last_verify = Some((SystemTime::now(), outcome.changed));
+                    s.counters.record_verify(outcome.changed);
                     match outcome.changed {
                         Some(0) => {
                             info!(event = "verified", "verification: destination was in sync")
