@@ -12,6 +12,7 @@ mod long_paths;
 mod mirror_timeout;
 mod modes;
 mod names;
+mod observability;
 mod privileges;
 mod reload;
 mod remote;
