@@ -58,6 +58,17 @@ pub const IDENT: &str = "clsync";
 const MAX_MESSAGE: usize = 32 * 1024;
 /// Longest other field value sent.
 const MAX_FIELD: usize = 4 * 1024;
+/// How long sending one entry may block on a full socket (a stuck journald or syslog
+/// daemon) before the entry is dropped: a blocking send, as `syslog(3)` and
+/// `sd_journal_send` do, but one that cannot stop the daemon for good.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An unbound datagram socket whose sends block at most [`SEND_TIMEOUT`].
+fn sender() -> io::Result<UnixDatagram> {
+    let s = UnixDatagram::unbound()?;
+    s.set_write_timeout(Some(SEND_TIMEOUT))?;
+    Ok(s)
+}
 
 fn journald_path() -> PathBuf {
     std::env::var_os("CLSYNC_JOURNAL_SOCKET")
@@ -335,7 +346,7 @@ impl Journald {
         // A connect tells whether something listens, and sends nothing.
         UnixDatagram::unbound()?.connect(path)?;
         Ok(Journald {
-            socket: UnixDatagram::unbound()?,
+            socket: sender()?,
             path: path.to_path_buf(),
             facility,
         })
@@ -453,7 +464,7 @@ impl Syslog {
     pub fn new(path: &Path, facility: u8) -> io::Result<Syslog> {
         UnixDatagram::unbound()?.connect(path)?;
         Ok(Syslog(Arc::new(SyslogInner {
-            socket: UnixDatagram::unbound()?,
+            socket: sender()?,
             path: path.to_path_buf(),
             facility,
             pid: std::process::id(),

@@ -12,6 +12,8 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::ctl::*;
@@ -57,42 +59,74 @@ fn parse_entry(b: &[u8]) -> Entry {
     out
 }
 
-/// Receives datagrams into `seen` until one satisfies `pred` (returned), or panics after
-/// 30 s with what arrived and the daemon's stderr.
-fn recv_until<T: Clone>(
-    sock: &UnixDatagram,
-    seen: &mut Vec<T>,
-    parse: impl Fn(&[u8]) -> Option<T>,
-    pred: impl Fn(&T) -> bool,
-    d: &mut Daemon,
-    what: &str,
-) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        if let Some(x) = seen.iter().find(|x| pred(x)) {
-            return x.clone();
+/// Receives every datagram sent to a socket of the test's, on a thread of its own: a
+/// daemon whose log socket is full would block (Linux queues few datagrams per socket).
+struct Collector {
+    got: Arc<Mutex<Vec<Vec<u8>>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Collector {
+    fn bind(path: &Path) -> Collector {
+        let sock = UnixDatagram::bind(path).unwrap();
+        sock.set_read_timeout(Some(POLL)).unwrap();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (g, st) = (got.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 1 << 16];
+            while !st.load(Ordering::SeqCst) {
+                if let Ok(n) = sock.recv(&mut buf) {
+                    g.lock().unwrap().push(buf[..n].to_vec());
+                }
+            }
+        });
+        Collector {
+            got,
+            stop,
+            thread: Some(thread),
         }
-        if Instant::now() > deadline {
-            panic!(
-                "no datagram with {what} within 30 s ({} received)\n{}",
-                seen.len(),
-                d.log_tail()
-            );
-        }
-        d.assert_running();
-        if let Ok(n) = sock.recv(&mut buf)
-            && let Some(x) = parse(&buf[..n])
-        {
-            seen.push(x);
+    }
+
+    fn all(&self) -> Vec<Vec<u8>> {
+        self.got.lock().unwrap().clone()
+    }
+
+    /// Waits until a datagram parses to something `pred` accepts (returned), or panics after
+    /// 30 s with the daemon's stderr.
+    fn wait<T>(
+        &self,
+        parse: impl Fn(&[u8]) -> Option<T>,
+        pred: impl Fn(&T) -> bool,
+        d: &mut Daemon,
+        what: &str,
+    ) -> T {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(x) = self.all().iter().filter_map(|b| parse(b)).find(|x| pred(x)) {
+                return x;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "no datagram with {what} within 30 s ({} received)\n{}",
+                    self.all().len(),
+                    d.log_tail()
+                );
+            }
+            d.assert_running();
+            std::thread::sleep(POLL);
         }
     }
 }
 
-fn bind(path: &Path) -> UnixDatagram {
-    let s = UnixDatagram::bind(path).unwrap();
-    s.set_read_timeout(Some(POLL)).unwrap();
-    s
+impl Drop for Collector {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 fn run_args(env: &Env) -> Vec<&OsStr> {
@@ -115,7 +149,7 @@ fn journald_entries_carry_job_event_and_batch() {
     populate(&src, "j");
     env.job("www", &src, &dst, Mode::Rsync, "");
     let sock_path = env.p("journal.sock");
-    let sock = bind(&sock_path);
+    let journal = Collector::bind(&sock_path);
     // The harness sends stderr to root/daemon.log (truncated, same inode): that file is
     // "the journal stream".
     let log = env.root.join("daemon.log");
@@ -129,12 +163,9 @@ fn journald_entries_carry_job_event_and_batch() {
             ("CLSYNC_JOURNAL_SOCKET", sock_path.as_os_str()),
         ],
     );
-    let mut seen: Vec<Entry> = Vec::new();
     let parse = |b: &[u8]| (!b.is_empty()).then(|| parse_entry(b));
     let has = |e: &Entry, k: &str, v: &str| e.get(k).is_some_and(|x| x == v);
-    let initial = recv_until(
-        &sock,
-        &mut seen,
+    let initial = journal.wait(
         parse,
         |e| has(e, "CLSYNC_JOB", "www") && has(e, "CLSYNC_EVENT", "initial-sync-done"),
         &mut d,
@@ -150,9 +181,7 @@ fn journald_entries_carry_job_event_and_batch() {
     assert_eq!(initial["SYSLOG_FACILITY"], "3", "daemon by default");
     let first_batch: u64 = initial["CLSYNC_BATCH"].parse().expect("numeric batch id");
     // Daemon-wide lines have no job.
-    let started = recv_until(
-        &sock,
-        &mut seen,
+    let started = journal.wait(
         parse,
         |e| e["MESSAGE"].contains("started 1 job(s)"),
         &mut d,
@@ -162,9 +191,7 @@ fn journald_entries_carry_job_event_and_batch() {
 
     write(&src.join("new.txt"), "new\n");
     d.assert_synced(&src, &dst, &[]);
-    let synced = recv_until(
-        &sock,
-        &mut seen,
+    let synced = journal.wait(
         parse,
         |e| has(e, "CLSYNC_JOB", "www") && has(e, "CLSYNC_EVENT", "synced"),
         &mut d,
@@ -174,6 +201,7 @@ fn journald_entries_carry_job_event_and_batch() {
     let batch: u64 = synced["CLSYNC_BATCH"].parse().unwrap();
     assert!(batch > first_batch, "{synced:?}");
     assert!(synced["CLSYNC_PATHS"].parse::<u64>().unwrap() >= 1);
+    let seen: Vec<Entry> = journal.all().iter().filter_map(|b| parse(b)).collect();
     let started_sync = seen.iter().find(|e| {
         has(e, "CLSYNC_EVENT", "sync-started") && has(e, "CLSYNC_BATCH", &batch.to_string())
     });
@@ -201,16 +229,13 @@ fn syslog_lines_carry_facility_tag_and_job() {
     populate(&src, "s");
     env.job("www", &src, &dst, Mode::Mirror, "");
     let sock_path = env.p("log.sock");
-    let sock = bind(&sock_path);
+    let syslog = Collector::bind(&sock_path);
     let mut d = env.spawn_with(
         &run_args(&env),
         &[("CLSYNC_SYSLOG_SOCKET", sock_path.as_os_str())],
     );
-    let mut seen: Vec<String> = Vec::new();
     let parse = |b: &[u8]| Some(String::from_utf8_lossy(b).into_owned());
-    let line = recv_until(
-        &sock,
-        &mut seen,
+    let line = syslog.wait(
         parse,
         |l| l.contains("job{name=www}: initial sync done"),
         &mut d,
