@@ -180,6 +180,36 @@ mod tests {
     }
 
     #[test]
+    fn loaded_into_the_daemon_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("clsync.toml"),
+            "[daemon]\nlog_target = \"syslog\"\nsyslog_facility = \"local3\"\nmetrics_file = \"run/m.prom\"\nmetrics_file_interval = \"2s\"\nmetrics_listen = \"[::1]:9798\"\n",
+        )
+        .unwrap();
+        let loaded = super::super::load_dir(dir.path());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let d = &loaded.daemon;
+        assert_eq!(d.log_target, Some(LogTarget::Syslog));
+        assert_eq!(d.syslog_facility, Some(19));
+        assert_eq!(
+            d.metrics_file.as_deref(),
+            Some(dir.path().join("run/m.prom").as_path())
+        );
+        assert_eq!(d.metrics_file_interval, Some(Duration::from_secs(2)));
+        assert_eq!(d.metrics_listen.map(|a| a.port()), Some(9798));
+        let none = super::super::DaemonConfig::default();
+        assert_eq!(
+            (
+                none.log_target,
+                none.metrics_file.as_ref(),
+                none.metrics_listen
+            ),
+            (None, None, None)
+        );
+    }
+
+    #[test]
     fn bad_values_point_at_their_line_and_column() {
         let text = "[daemon]\nlog_target = \"file\"\nsyslog_facility = \"local9\"\nmetrics_listen = \"x\"\nmetrics_file_interval = \"1ms\"\nmetrics_file = \"\"\n";
         let f = SourceFile::new(Path::new("clsync.toml"), text.into());
