@@ -43,7 +43,12 @@ pub const REPLY_TIMEOUT: Duration = Duration::from_secs(600);
 pub enum Request {
     Status,
     Reload,
-    Explain { job: String, path: String },
+    Explain {
+        job: String,
+        path: String,
+    },
+    /// The metrics in Prometheus' text format (`{"ok": true, "metrics": TEXT}`).
+    Metrics,
 }
 
 /// A request handed to the supervisor, with where to send the answer.
@@ -493,6 +498,7 @@ mod tests {
         for (text, req) in [
             (r#"{"cmd":"status"}"#, Request::Status),
             (r#"{"cmd":"reload"}"#, Request::Reload),
+            (r#"{"cmd":"metrics"}"#, Request::Metrics),
             (
                 r#"{"cmd":"explain","job":"web","path":"a/b"}"#,
                 Request::Explain {

@@ -1,6 +1,5 @@
 //! The `clsync` command line.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -89,6 +88,12 @@ enum Command {
         /// A path inside the job's source: absolute, or relative to the source.
         path: String,
     },
+    /// Print the daemon's metrics in Prometheus' text format: the same text that
+    /// `[daemon] metrics_file` and `metrics_listen` serve.
+    Metrics {
+        #[command(flatten)]
+        daemon: DaemonArgs,
+    },
     /// Run one job without the daemon: a full sync, then keep syncing changes until none
     /// arrives for the job's delay, then exit (copy a tree that is still being written).
     Sync {
@@ -151,20 +156,9 @@ impl DaemonArgs {
     }
 }
 
-fn init_logging(level: &str) {
-    let checked = config::check_log_level(level).map_err(|e| e.to_string());
-    let filter = checked
-        .and_then(|()| tracing_subscriber::EnvFilter::try_new(level).map_err(|e| e.to_string()))
-        .unwrap_or_else(|e| {
-            eprintln!("clsync: {e}; logging at \"info\"");
-            tracing_subscriber::EnvFilter::new("info")
-        });
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+/// Logging to `[daemon] log_target` (see `clsync::logging`).
+fn init_logging(level: &str, daemon: &config::DaemonConfig) {
+    clsync::logging::init(level, daemon);
 }
 
 fn print_diagnostics(loaded: &Loaded) {
@@ -208,7 +202,7 @@ fn run(config_dir: PathBuf, log_level: Option<String>) -> ExitCode {
     let level = log_level
         .or_else(|| loaded.daemon.log_level.clone())
         .unwrap_or_else(|| "info".into());
-    init_logging(&level);
+    init_logging(&level, &loaded.daemon);
     supervisor::log_diagnostics(&loaded);
     if !loaded.main_ok {
         let errors = loaded
@@ -414,6 +408,26 @@ fn explain(daemon: DaemonArgs, as_json: bool, job: String, path: String) -> Exit
     ExitCode::SUCCESS
 }
 
+fn metrics(daemon: DaemonArgs) -> ExitCode {
+    let v = match daemon.call(&Request::Metrics) {
+        Ok(v) => v,
+        Err(code) => return code,
+    };
+    match v["metrics"].as_str() {
+        Some(text) if v["ok"] == true => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!(
+                "clsync: {}",
+                v["error"].as_str().unwrap_or("the daemon sent no metrics")
+            );
+            ExitCode::from(EXIT_RUNTIME)
+        }
+    }
+}
+
 fn sync_once(config_dir: PathBuf, log_level: Option<String>, name: String) -> ExitCode {
     let config_dir = absolute(config_dir);
     let loaded = config::load_dir(&config_dir);
@@ -421,6 +435,7 @@ fn sync_once(config_dir: PathBuf, log_level: Option<String>, name: String) -> Ex
         &log_level
             .or_else(|| loaded.daemon.log_level.clone())
             .unwrap_or_else(|| "info".into()),
+        &loaded.daemon,
     );
     let Some(cfg) = loaded.jobs.iter().find(|j| j.name == name).cloned() else {
         for d in loaded.diagnostics.iter().filter(|d| {
@@ -469,6 +484,7 @@ fn main() -> ExitCode {
             job,
             path,
         } => explain(daemon, json, job, path),
+        Command::Metrics { daemon } => metrics(daemon),
         Command::Sync {
             config_dir,
             log_level,

@@ -21,6 +21,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::{self, JobConfig, Loaded};
 use crate::control::{self, Call, Request};
 use crate::job::{Job, JobOptions, State, Status};
+use crate::metrics::Metrics;
 use crate::rules::Kind;
 
 /// What a reload does, by job name.
@@ -151,6 +152,8 @@ pub struct Supervisor {
     calls: Receiver<Call>,
     /// Dropped (socket removed) when the daemon stops.
     server: Option<control::Server>,
+    /// Reload counts and the metrics file (see [`crate::metrics`]).
+    metrics: Metrics,
     _pid_file: Option<PidFile>,
 }
 
@@ -165,7 +168,7 @@ impl Supervisor {
         let (calls_tx, calls) = unbounded::<Call>();
         let socket = loaded.daemon.socket_path(&loaded.dir);
         let private = loaded.daemon.socket_dir_private();
-        let server = match control::Server::start(&socket, private, calls_tx) {
+        let server = match control::Server::start(&socket, private, calls_tx.clone()) {
             Ok(s) => {
                 info!("control socket {}", s.path().display());
                 Some(s)
@@ -198,7 +201,9 @@ impl Supervisor {
             None => None,
         };
         let (changed_tx, changed_rx) = crossbeam_channel::bounded(1);
+        let metrics = Metrics::start(&loaded.daemon, calls_tx);
         let mut sup = Supervisor {
+            metrics,
             signals,
             calls,
             server,
@@ -314,6 +319,7 @@ impl Supervisor {
             }
         };
         let answer = json!({"ok": result.ok, "reload": result.to_json()});
+        self.metrics.reloaded(result.ok);
         self.last_reload = Some(result);
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
         self.state_changed();
@@ -411,6 +417,7 @@ impl Supervisor {
                 self.reload()
             }
             Request::Explain { job, path } => self.explain(job, path),
+            Request::Metrics => json!({"ok": true, "metrics": self.metrics_text()}),
         };
         let _ = call.reply.send(answer);
     }
@@ -436,6 +443,35 @@ impl Supervisor {
                 warn!("cannot write status file {}: {e}", path.display());
             }
         }
+        if self.metrics.file_due() {
+            self.write_metrics_file();
+        }
+    }
+
+    /// Every metric, in Prometheus' text format.
+    pub fn metrics_text(&self) -> String {
+        let statuses: Vec<(&str, Status)> = self
+            .jobs
+            .iter()
+            .map(|(n, j)| (n.as_str(), j.status()))
+            .chain(self.invalid.iter().map(|i| {
+                let s = Status {
+                    state: State::Failed,
+                    ..Status::default()
+                };
+                (i.name.as_str(), s)
+            }))
+            .collect();
+        let jobs: Vec<crate::metrics::JobFacts<'_>> = statuses
+            .iter()
+            .map(|(name, status)| crate::metrics::JobFacts { name, status })
+            .collect();
+        crate::metrics::encode(&self.metrics.facts(self.started), &jobs)
+    }
+
+    fn write_metrics_file(&mut self) {
+        let text = self.metrics_text();
+        self.metrics.write_file(&text);
     }
 
     fn summary(&self) -> String {
@@ -463,6 +499,7 @@ impl Supervisor {
         };
         self.state_changed();
         let stop_signal = loop {
+            let metrics_timer = self.metrics.timer();
             select! {
                 recv(signals) -> sig => match sig {
                     Ok(SIGHUP) => {
@@ -478,6 +515,11 @@ impl Supervisor {
                     }
                 }
                 recv(self.changed_rx) -> _ => self.state_changed(),
+                recv(metrics_timer) -> _ => {
+                    if self.metrics.timer_fired() {
+                        self.write_metrics_file();
+                    }
+                }
                 recv(watchdog) -> _ => {
                     let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
                 }
@@ -488,12 +530,14 @@ impl Supervisor {
         let started = Instant::now();
         self.server = None;
         let status_file = self.daemon.status_file.clone();
+        let metrics = std::mem::take(&mut self.metrics);
         self.shutdown();
         // A status file saying "watching" would outlive the daemon: remove it, like the pid
         // file and the socket.
         if let Some(p) = status_file {
             let _ = std::fs::remove_file(p);
         }
+        metrics.remove_file();
         debug!("jobs stopped in {:?}", started.elapsed());
         info!("stopped");
         Ok(())

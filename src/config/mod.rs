@@ -7,6 +7,7 @@
 
 pub mod diag;
 mod fan_out;
+pub mod observability;
 mod raw;
 pub mod units;
 
@@ -325,6 +326,17 @@ pub struct DaemonConfig {
     pub status_file: Option<PathBuf>,
     /// The status file's mode; `None`: [`DEFAULT_STATUS_FILE_MODE`].
     pub status_file_mode: Option<u32>,
+    /// Where the log goes; `None`: journald when systemd connects stderr to the journal,
+    /// else stderr.
+    pub log_target: Option<observability::LogTarget>,
+    /// The syslog facility code; `None`: `daemon`.
+    pub syslog_facility: Option<u8>,
+    /// The Prometheus text file (node_exporter's textfile collector), rewritten atomically.
+    pub metrics_file: Option<PathBuf>,
+    /// At most one rewrite of the metrics file per this interval.
+    pub metrics_file_interval: Option<Duration>,
+    /// Serve the metrics over HTTP on this address.
+    pub metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// The status file names paths of every job (and errors about them), so it is the daemon's
@@ -591,6 +603,7 @@ fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
         {
             out.diagnostics.push(file.error(m.span(), e));
         }
+        observability::check(&file, d, &mut out.diagnostics);
     }
     let defaults = raw.defaults.unwrap_or_default();
     for (field, span) in [
@@ -651,6 +664,15 @@ fn daemon_config(dir: &Path, d: &RawDaemon) -> DaemonConfig {
             .status_file_mode
             .as_ref()
             .and_then(|m| parse_status_file_mode(m.get_ref()).ok()),
+        log_target: observability::log_target(d),
+        syslog_facility: observability::syslog_facility(d),
+        metrics_file: path(&d.metrics_file).filter(|_| {
+            d.metrics_file
+                .as_ref()
+                .is_some_and(|f| !f.get_ref().trim().is_empty())
+        }),
+        metrics_file_interval: observability::metrics_file_interval(d),
+        metrics_listen: observability::metrics_listen(d),
     }
 }
 

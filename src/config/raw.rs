@@ -90,6 +90,11 @@ pub struct RawDaemon {
     pub pid_file: Option<Spanned<String>>,
     pub status_file: Option<Spanned<String>>,
     pub status_file_mode: Option<Spanned<String>>,
+    pub log_target: Option<Spanned<String>>,
+    pub syslog_facility: Option<Spanned<String>>,
+    pub metrics_file: Option<Spanned<String>>,
+    pub metrics_file_interval: Option<Spanned<String>>,
+    pub metrics_listen: Option<Spanned<String>>,
 }
 
 /// The keys of a job file, in the order the documentation lists them.
@@ -130,6 +135,11 @@ const DAEMON_KEYS: &[&str] = &[
     "pid_file",
     "status_file",
     "status_file_mode",
+    "log_target",
+    "syslog_facility",
+    "metrics_file",
+    "metrics_file_interval",
+    "metrics_listen",
 ];
 
 /// Reads one file's tables and values, pushing a diagnostic for every problem.
@@ -312,6 +322,11 @@ pub fn read_main(file: &SourceFile, diags: &mut Vec<Diagnostic>) -> Option<RawMa
                             "pid_file" => d.pid_file = r.value(v),
                             "status_file" => d.status_file = r.value(v),
                             "status_file_mode" => d.status_file_mode = r.value(v),
+                            "log_target" => d.log_target = r.value(v),
+                            "syslog_facility" => d.syslog_facility = r.value(v),
+                            "metrics_file" => d.metrics_file = r.value(v),
+                            "metrics_file_interval" => d.metrics_file_interval = r.value(v),
+                            "metrics_listen" => d.metrics_listen = r.value(v),
                             _ => r.unknown(k, DAEMON_KEYS),
                         }
                     }

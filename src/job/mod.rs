@@ -7,6 +7,7 @@
 //! queue and retried with capped exponential backoff, together with whatever came since.
 
 mod bell;
+pub mod counters;
 mod inflight;
 mod loop_guard;
 mod pool;
@@ -447,12 +448,16 @@ impl Runner {
             if self.stopping {
                 return Exit::Stop;
             }
+            let read_from = changes.len();
             if let Err(e) = mon.read(&mut |c| changes.push(c)) {
                 error!("reading events failed: {e}; rescanning");
                 if let Err(e) = mon.rescan(&mut |c| changes.push(c)) {
                     error!("rescan failed: {e}");
                     return Exit::RootGone;
                 }
+            } else if changes[read_from..].contains(&Change::Rescan) {
+                // The monitor lost events (an inotify queue overflow) and rescanned.
+                self.status.lock().counters.overflows += 1;
             }
         }
     }
@@ -480,6 +485,7 @@ impl Runner {
                 continue;
             }
             if c == Change::Rescan {
+                self.status.lock().counters.rescans += 1;
                 self.big = Queue::default();
                 self.big_due = None;
             }
@@ -576,7 +582,8 @@ impl Runner {
         // The first few paths, so that a debug log shows what is being synced.
         let sample: Vec<_> = batch.entries.iter().take(5).map(|e| &e.rel).collect();
         debug!(
-            id,
+            event = "sync-started",
+            batch = id,
             paths = batch.len(),
             full = batch.is_full(),
             "sync started: {sample:?}{}",
@@ -588,6 +595,9 @@ impl Runner {
         }
         self.pool.submit(id, batch);
         let mut s = self.status.lock();
+        if self.failures > 0 {
+            s.counters.retries += 1;
+        }
         // A retry in flight is still "retrying" until it succeeds.
         if s.state != State::InitialSync && self.failures == 0 {
             s.state = State::Syncing;
@@ -600,6 +610,10 @@ impl Runner {
     }
 
     fn finish(&mut self, done: Done) {
+        self.status
+            .lock()
+            .counters
+            .record_run(done.batch.len(), done.took, &done.result);
         if let Some(g) = &mut self.guard {
             g.finished(done.id, done.result.is_ok());
         }
@@ -617,7 +631,10 @@ impl Runner {
                 // A job failed by its handler's errors is healthy again.
                 let recovered = self.failures > 0;
                 if recovered {
-                    info!("sync recovered after {} failed attempts", self.failures);
+                    info!(
+                        event = "recovered",
+                        "sync recovered after {} failed attempts", self.failures
+                    );
                 }
                 self.failures = 0;
                 self.permanent = 0;
@@ -630,12 +647,17 @@ impl Runner {
                 let mut s = self.status.lock();
                 if full && std::mem::take(&mut self.verifying) && !self.announce {
                     s.last_verify = Some((SystemTime::now(), outcome.changed));
+                    s.counters.record_verify(outcome.changed);
                     match outcome.changed {
-                        Some(0) => info!("verification: destination was in sync"),
+                        Some(0) => {
+                            info!(event = "verified", "verification: destination was in sync")
+                        }
                         Some(n) => warn!(
+                            event = "verified",
+                            repaired = n,
                             "verification repaired {n} path(s) that differed (changed outside the daemon's view)"
                         ),
-                        None => info!("verification: full sync done"),
+                        None => info!(event = "verified", "verification: full sync done"),
                     }
                 }
                 s.syncs += 1;
@@ -646,13 +668,16 @@ impl Runner {
                     self.announce = false;
                     s.initial_syncs += 1;
                     info!(
+                        event = "initial-sync-done",
+                        batch = done.id,
                         "initial sync done in {:.3}s; watching {} directories",
                         done.took.as_secs_f64(),
                         s.watched_dirs
                     );
                 } else {
                     debug!(
-                        id = done.id,
+                        event = "synced",
+                        batch = done.id,
                         paths = done.batch.len(),
                         "synced in {:.3}s",
                         done.took.as_secs_f64()
@@ -688,6 +713,8 @@ impl Runner {
                 let exhausted = r.retries > 0 && self.failures >= r.retries;
                 if self.permanent == PERMANENT_AFTER {
                     error!(
+                        event = "sync-failed",
+                        batch = done.id,
                         "sync of {} paths failed {} times: {e}; rsync rejects the call itself, \
                          which retrying cannot fix (check the job's [rsync] settings and the \
                          receiving rsync); the job is failed, still retrying every {wait:?} \
@@ -697,12 +724,16 @@ impl Runner {
                     );
                 } else if exhausted && self.failures == r.retries {
                     error!(
+                        event = "sync-failed",
+                        batch = done.id,
                         "sync of {} paths failed {} times: {e}; the job is failed, still retrying every {wait:?} with its changes kept",
                         done.batch.len(),
                         self.failures
                     );
                 } else {
                     warn!(
+                        event = "sync-failed",
+                        batch = done.id,
                         "sync of {} paths failed (attempt {}): {e}; retrying in {wait:?}",
                         done.batch.len(),
                         self.failures

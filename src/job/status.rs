@@ -55,6 +55,8 @@ pub struct Status {
     pub last_error_permanent: bool,
     /// The job's rsync and what its receiver accepts (rsync and `%RSYNC-ARGS%` modes).
     pub rsync: Option<crate::handler::receiver::Report>,
+    /// What the metrics count beyond the fields above.
+    pub counters: super::counters::Counters,
 }
 
 impl Default for Status {
@@ -73,6 +75,7 @@ impl Default for Status {
             last_error: None,
             last_error_permanent: false,
             rsync: None,
+            counters: Default::default(),
         }
     }
 }

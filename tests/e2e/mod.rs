@@ -13,6 +13,7 @@ mod many_jobs;
 mod mirror_timeout;
 mod modes;
 mod names;
+mod observability;
 mod privileges;
 mod reload;
 mod remote;
