@@ -613,6 +613,7 @@ mod tests {
                 ignore_exit_codes: vec![24],
                 ..Default::default()
             },
+            sandbox: Default::default(),
         }
     }
 
