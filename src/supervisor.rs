@@ -524,6 +524,7 @@ fn job_json(cfg: &JobConfig, enabled: bool, s: &Status) -> Value {
             "permanent": s.last_error_permanent,
         })),
         "rsync": s.rsync,
+        "sandbox": crate::sandbox::state(cfg.sandbox.enabled).as_str(),
     })
 }
 

@@ -119,9 +119,13 @@ impl Job {
         let span = info_span!("job", name = %config.name);
         let (done_tx, done_rx) = unbounded();
         let wake = waker.clone();
+        let policy = crate::sandbox::Policy::for_job(&config)
+            .filter(|_| crate::sandbox::support() != crate::sandbox::State::Unsupported)
+            .map(Arc::new);
         let pool = Pool::new(
             config.workers,
             handler,
+            policy,
             done_tx,
             Arc::new(move || wake.wake()),
             span.clone(),

@@ -1,4 +1,9 @@
 //! A job's worker pool: threads that run the handler on batches and report back.
+//!
+//! With the job's sandbox on, each run gets a thread of its own that enters the sandbox
+//! before running the handler ([`crate::sandbox`]: Landlock restricts a thread for good,
+//! and what it starts inherits that); the worker itself stays unrestricted, so the next
+//! run's rules are made afresh (a destination removed and made again is a new inode).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +14,7 @@ use crossbeam_channel::{Sender, unbounded};
 use tracing::Span;
 
 use crate::handler::{Batch, Handler, HandlerError, Outcome};
+use crate::sandbox::Policy;
 
 /// A finished handler run.
 pub struct Done {
@@ -26,9 +32,11 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `n` workers; each finished run is sent on `done` and announced by `notify`.
+    /// With a `policy`, every run is sandboxed by it.
     pub fn new(
         n: usize,
         handler: Arc<dyn Handler>,
+        policy: Option<Arc<Policy>>,
         done: Sender<Done>,
         notify: Arc<dyn Fn() + Send + Sync>,
         span: Span,
@@ -50,6 +58,7 @@ impl Pool {
                 span.clone(),
             );
             let dest_seen = dest_seen.clone();
+            let policy = policy.clone();
             let t = std::thread::Builder::new()
                 .name(format!("clsync-worker-{i}"))
                 .spawn(move || {
@@ -70,7 +79,10 @@ impl Pool {
                             Some(src) => crate::handler::confine(src, batch),
                             None => batch,
                         };
-                        let result = handler.run(&batch);
+                        let result = match &policy {
+                            Some(p) => sandboxed(p, &*handler, &batch),
+                            None => handler.run(&batch),
+                        };
                         if result.is_ok() && dest.is_some_and(|d| d.exists()) {
                             dest_seen.store(true, Ordering::SeqCst);
                         }
@@ -122,6 +134,30 @@ impl Pool {
     pub fn finished(&mut self) {
         self.busy = self.busy.saturating_sub(1);
     }
+}
+
+/// Runs `handler` on `batch` in a thread of its own, confined by `policy`.
+fn sandboxed(
+    policy: &Policy,
+    handler: &dyn Handler,
+    batch: &Batch,
+) -> Result<Outcome, HandlerError> {
+    let lists = handler.prepare()?;
+    let span = Span::current();
+    std::thread::scope(|s| {
+        let run = std::thread::Builder::new()
+            .name("clsync-sandboxed".into())
+            .spawn_scoped(s, || {
+                let _g = span.enter();
+                policy.enter(&lists).map_err(|e| {
+                    HandlerError::Other(format!("cannot enter the job's sandbox: {e}"))
+                })?;
+                handler.run(batch)
+            })
+            .map_err(|e| HandlerError::Other(format!("cannot start a sandboxed run: {e}")))?;
+        run.join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    })
 }
 
 impl Drop for Pool {

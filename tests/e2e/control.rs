@@ -135,8 +135,8 @@ fn status_with_failing_jobs_exits_4() {
     assert_eq!(
         head,
         [
-            "JOB", "STATE", "DIRS", "QUEUED", "SYNCS", "FAILURES", "LAST", "SUCCESS", "LAST",
-            "ERROR"
+            "JOB", "STATE", "SANDBOX", "DIRS", "QUEUED", "SYNCS", "FAILURES", "LAST", "SUCCESS",
+            "LAST", "ERROR"
         ],
         "{}",
         out.describe()
