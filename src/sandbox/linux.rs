@@ -165,3 +165,27 @@ mod tests {
         assert!(std::fs::read(&secret).is_ok());
     }
 }
+
+#[cfg(test)]
+mod cost {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn enter_cost() {
+        let mut p = Policy::system();
+        p.read.push("/tmp".into());
+        p.write.push("/var/tmp".into());
+        let n = 200;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::thread::scope(|s| s.spawn(|| p.enter(&[]).unwrap()).join().unwrap());
+        }
+        let with = t.elapsed() / n;
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            std::thread::scope(|s| s.spawn(|| ()).join().unwrap());
+        }
+        eprintln!("sandboxed thread {with:?}, plain thread {:?}", t.elapsed() / n);
+    }
+}
