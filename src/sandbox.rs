@@ -9,12 +9,12 @@
 //! beneath the destination and the job's lists directory; so what a tricked sender (or a
 //! subverted handler) can reach is the source tree.
 //!
-//! Contract: [`Policy::for_job`] says what a job's runs may reach; [`Policy::enter`]
-//! restricts the *calling thread*, for good, and every process it starts afterwards
-//! inherits that. So each run gets a thread of its own (see `job::pool`), which also lets
-//! the rules follow a destination or lists directory that was removed and made again (a
-//! Landlock rule holds an inode, not a path). `PR_SET_NO_NEW_PRIVS` is set on that thread:
-//! set-id programs run there do not gain privileges (rsync and ssh need none).
+//! Contract: [`Policy::for_job`] says what a job's runs may reach; [`Policy::rules`] makes
+//! the rules of every path that exists now (a Landlock rule holds an inode, not a path:
+//! [`Policy::key`] tells when they no longer fit); [`Rules::enter`] restricts the *calling
+//! thread*, for good, and every process it starts afterwards inherits that. So runs happen
+//! on threads made for them (`job::confined`). `PR_SET_NO_NEW_PRIVS` is set on such a
+//! thread: set-id programs run there do not gain privileges (rsync and ssh need none).
 //!
 //! Where the kernel has no Landlock, or only ABI 1 (which refuses every rename across
 //! directories, which rsync and the mirror need), jobs run unrestricted and the daemon
@@ -133,6 +133,9 @@ pub fn state(enabled: bool) -> State {
 /// then include it).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
+    /// The job's own directories (source, local destination): rules made for them are
+    /// made again when one of them is not the same directory any more ([`Policy::key`]).
+    pub roots: Vec<PathBuf>,
     /// Read files and list directories.
     pub read: Vec<PathBuf>,
     /// Read and execute.
@@ -151,8 +154,10 @@ impl Policy {
         }
         let mut p = Policy::system();
         p.read.push(cfg.source.clone());
+        p.roots.push(cfg.source.clone());
         if let Destination::Local(d) = &cfg.destination {
             p.write.push(d.clone());
+            p.roots.push(d.clone());
         }
         p.exec.extend(program(&cfg.rsync.path));
         if let Mode::Command(c) = &cfg.mode {
@@ -174,10 +179,23 @@ impl Policy {
         Some(p)
     }
 
+    /// The device and inode of each root and of `lists` (symlinks followed; `None` when
+    /// missing): rules hold inodes, so rules made for one key do not fit another (a
+    /// destination removed and made again).
+    pub fn key(&self, lists: &[PathBuf]) -> Vec<Option<(u64, u64)>> {
+        use std::os::unix::fs::MetadataExt;
+        self.roots
+            .iter()
+            .chain(lists)
+            .map(|p| std::fs::metadata(p).ok().map(|m| (m.dev(), m.ino())))
+            .collect()
+    }
+
     /// What every run needs: [`SYSTEM_EXEC`], [`SYSTEM_READ`], [`SYSTEM_WRITE_FILES`].
     fn system() -> Policy {
         let paths = |l: &[&str]| l.iter().map(PathBuf::from).collect();
         Policy {
+            roots: Vec::new(),
             read: paths(SYSTEM_READ),
             exec: paths(SYSTEM_EXEC),
             write: Vec::new(),
@@ -336,10 +354,12 @@ fn home_of(uid: Option<u32>) -> Option<PathBuf> {
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub use linux::{Error, support};
+pub use linux::{Error, Rules, support};
 
 #[cfg(not(target_os = "linux"))]
 mod other {
+    use std::path::PathBuf;
+
     /// No Landlock here.
     pub fn support() -> super::State {
         super::State::Unsupported
@@ -349,15 +369,23 @@ mod other {
     #[error("no Landlock on this system")]
     pub struct Error;
 
+    pub struct Rules;
+
     impl super::Policy {
-        /// Nothing to enter without Landlock (jobs are told so by [`support`]).
-        pub fn enter(&self, _extra_write: &[std::path::PathBuf]) -> Result<(), Error> {
+        /// Nothing to make without Landlock (jobs are told so by [`support`]).
+        pub fn rules(&self, _: &[PathBuf]) -> Result<Rules, Error> {
+            Ok(Rules)
+        }
+    }
+
+    impl Rules {
+        pub fn enter(self) -> Result<(), Error> {
             Ok(())
         }
     }
 }
 #[cfg(not(target_os = "linux"))]
-pub use other::{Error, support};
+pub use other::{Error, Rules, support};
 
 #[cfg(test)]
 mod tests {

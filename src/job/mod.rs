@@ -6,6 +6,7 @@
 //! an idle job costs nothing. Failures never lose changes: a failed batch is put back in the
 //! queue and retried with capped exponential backoff, together with whatever came since.
 
+mod confined;
 mod inflight;
 mod loop_guard;
 mod pool;

@@ -1,9 +1,7 @@
 //! A job's worker pool: threads that run the handler on batches and report back.
 //!
-//! With the job's sandbox on, each run gets a thread of its own that enters the sandbox
-//! before running the handler ([`crate::sandbox`]: Landlock restricts a thread for good,
-//! and what it starts inherits that); the worker itself stays unrestricted, so the next
-//! run's rules are made afresh (a destination removed and made again is a new inode).
+//! With the job's sandbox on, a worker hands each batch to its sandboxed companion thread
+//! ([`Confined`]) and stays unrestricted itself.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,6 +13,8 @@ use tracing::Span;
 
 use crate::handler::{Batch, Handler, HandlerError, Outcome};
 use crate::sandbox::Policy;
+
+use super::confined::Confined;
 
 /// A finished handler run.
 pub struct Done {
@@ -63,6 +63,8 @@ impl Pool {
                 .name(format!("clsync-worker-{i}"))
                 .spawn(move || {
                     let _g = span.enter();
+                    let mut confined =
+                        policy.map(|p| Confined::new(p, handler.clone(), span.clone()));
                     for (id, mut batch) in rx {
                         let start = Instant::now();
                         let dest = handler.local_destination();
@@ -79,9 +81,12 @@ impl Pool {
                             Some(src) => crate::handler::confine(src, batch),
                             None => batch,
                         };
-                        let result = match &policy {
-                            Some(p) => sandboxed(p, &*handler, &batch),
-                            None => handler.run(&batch),
+                        let (batch, result) = match &mut confined {
+                            Some(c) => c.run(batch),
+                            None => {
+                                let r = handler.run(&batch);
+                                (batch, r)
+                            }
                         };
                         if result.is_ok() && dest.is_some_and(|d| d.exists()) {
                             dest_seen.store(true, Ordering::SeqCst);
@@ -134,30 +139,6 @@ impl Pool {
     pub fn finished(&mut self) {
         self.busy = self.busy.saturating_sub(1);
     }
-}
-
-/// Runs `handler` on `batch` in a thread of its own, confined by `policy`.
-fn sandboxed(
-    policy: &Policy,
-    handler: &dyn Handler,
-    batch: &Batch,
-) -> Result<Outcome, HandlerError> {
-    let lists = handler.prepare()?;
-    let span = Span::current();
-    std::thread::scope(|s| {
-        let run = std::thread::Builder::new()
-            .name("clsync-sandboxed".into())
-            .spawn_scoped(s, || {
-                let _g = span.enter();
-                policy.enter(&lists).map_err(|e| {
-                    HandlerError::Other(format!("cannot enter the job's sandbox: {e}"))
-                })?;
-                handler.run(batch)
-            })
-            .map_err(|e| HandlerError::Other(format!("cannot start a sandboxed run: {e}")))?;
-        run.join()
-            .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    })
 }
 
 impl Drop for Pool {
