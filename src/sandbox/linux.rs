@@ -209,3 +209,53 @@ mod cost {
         eprintln!("rules made and entered on a thread {sandboxed:?}, plain thread {plain:?}");
     }
 }
+
+#[cfg(test)]
+mod mirror_cost {
+    use super::*;
+    use crate::handler::Handler;
+
+    /// `cargo test --release --lib sandbox_mirror_cost -- --ignored --nocapture`: a mirror
+    /// initial sync of 20,000 files with and without the sandbox.
+    #[test]
+    #[ignore]
+    fn sandbox_mirror_cost() {
+        let t = tempfile::tempdir_in("/dev/shm").unwrap();
+        let src = t.path().join("src");
+        for d in 0..1000 {
+            let dir = src.join(format!("d{d:04}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            for f in 0..20 {
+                std::fs::write(dir.join(format!("f{f}")), [b'x'; 100]).unwrap();
+            }
+        }
+        let filter = std::sync::Arc::new(crate::rules::Filter::new(&[], vec![]).unwrap());
+        for round in 0..6 {
+            let sandboxed = round % 2 == 1;
+            let dst = t.path().join(format!("dst{round}"));
+            let h = crate::handler::mirror::MirrorHandler::new(
+                src.clone(),
+                dst.clone(),
+                filter.clone(),
+            );
+            let mut p = Policy::system();
+            p.read.push(src.clone());
+            std::fs::create_dir(&dst).unwrap();
+            p.write.push(dst.clone());
+            let rules = p.rules(&[]).unwrap();
+            let took = std::thread::scope(|s| {
+                s.spawn(|| {
+                    if sandboxed {
+                        rules.enter().unwrap();
+                    }
+                    let t0 = std::time::Instant::now();
+                    h.run(&crate::handler::Batch::full()).unwrap();
+                    t0.elapsed()
+                })
+                .join()
+                .unwrap()
+            });
+            eprintln!("sandboxed {sandboxed}: {took:?}");
+        }
+    }
+}
