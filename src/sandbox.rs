@@ -40,8 +40,9 @@ const SYSTEM_EXEC: &[&str] = &[
 
 /// Read: what rsync and ssh (and the C library for them) open before and besides their
 /// work, found with `strace -f` of rsync local and over ssh: the loader's cache, name
-/// service, time zone, resolver, popt's and OpenSSL's configuration, locale aliases. Only
-/// these files of `/etc`: a tricked sender must not read `/etc/shadow` or host keys.
+/// service, time zone, resolver, popt's and OpenSSL's configuration (Debian's and
+/// Fedora's places), locale aliases. Only these files of `/etc`: a tricked sender must not
+/// read `/etc/shadow` or host keys.
 const SYSTEM_READ: &[&str] = &[
     "/etc/ld.so.cache",
     "/etc/ld.so.preload",
@@ -58,6 +59,8 @@ const SYSTEM_READ: &[&str] = &[
     "/etc/popt",
     "/etc/popt.d",
     "/etc/ssl/openssl.cnf",
+    "/etc/pki/tls/openssl.cnf",
+    "/etc/crypto-policies/back-ends",
     "/etc/locale.alias",
     "/proc/filesystems",
     "/var/lib/sss/mc",
@@ -72,7 +75,6 @@ const SSH_READ: &[&str] = &[
     "/etc/ssh/ssh_config.d",
     "/etc/ssh/ssh_known_hosts",
     "/etc/ssh/ssh_known_hosts2",
-    "/etc/crypto-policies/back-ends",
     "/etc/krb5.conf",
 ];
 
@@ -128,9 +130,9 @@ pub fn state(enabled: bool) -> State {
     if enabled { support() } else { State::Off }
 }
 
-/// What a job's handler runs may reach. Paths that do not exist when a run starts get no
-/// rule (a missing path cannot be reached either, until it is made: the next run's rules
-/// then include it).
+/// What a job's handler runs may reach. A path that does not exist when the rules are made
+/// gets no rule (nor can it be reached until it is made; rules are made again after a
+/// failed run, see `job::confined`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     /// The job's own directories (source, local destination): rules made for them are
@@ -207,7 +209,7 @@ impl Policy {
     /// (`--exclude-from=F`, `--temp-dir D`, `-T D`, ...). Relative ones are beneath the
     /// destination (rsync's receiver works there) or the daemon's directory (not allowed).
     fn add_rsync_args(&mut self, args: &[String]) {
-        let mut it = args.iter().peekable();
+        let mut it = args.iter();
         while let Some(a) = it.next() {
             let (name, value) = match a.split_once('=') {
                 Some((n, v)) if n.starts_with("--") => (n, Some(v.to_string())),
