@@ -318,9 +318,12 @@ class Daemon:
             with open(os.path.join(cfg, "clsync.toml"), "w") as fh:
                 fh.write(f'[daemon]\nsocket = "{self.work}/ctl.sock"\n')
             with open(os.path.join(cfg, "jobs.d", "bench.toml"), "w") as fh:
+                # The wrapper counts calls outside the job's trees: the sandbox must let it.
+                sandbox = "false" if self.ctx.args.no_sandbox else '"auto"'
                 fh.write(f'source = "{self.src}"\ndestination = "{self.dst}"\n'
                          f'mode = "{self.tool}"\ndelay = "{delay}"\n'
                          f'initial_sync = {"true" if initial_sync else "false"}\n'
+                         f'sandbox = {sandbox}\nsandbox_write = ["{self.calls_path}"]\n'
                          f'[rsync]\npath = "{self.wrapper}"\n')
             return [self.ctx.bin, "run", "--config-dir", cfg]
         # Peers, configured as in the peer benchmark (delay 0 everywhere).
@@ -1262,6 +1265,7 @@ def main():
     ap.add_argument("--tmpdir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(), help="parent of the one temp dir (default %(default)s)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
+    ap.add_argument("--no-sandbox", action="store_true", help="run the daemon's jobs with sandbox = false (what the Landlock sandbox costs)")
     args = ap.parse_args()
     if args.rsync:
         global RSYNC

@@ -18,5 +18,6 @@ pub mod monitor;
 pub mod queue;
 pub mod relpath;
 pub mod rules;
+pub mod sandbox;
 pub mod supervisor;
 pub mod waker;

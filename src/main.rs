@@ -268,7 +268,7 @@ fn format_status(v: &serde_json::Value) -> String {
             ", initial syncs running"
         }
     );
-    let rows: Vec<[String; 8]> = v["jobs"]
+    let rows: Vec<[String; 9]> = v["jobs"]
         .as_array()
         .into_iter()
         .flatten()
@@ -280,6 +280,7 @@ fn format_status(v: &serde_json::Value) -> String {
                 } else {
                     "disabled".into()
                 },
+                s(&j["sandbox"]),
                 s(&j["watched_dirs"]),
                 s(&j["queued"]),
                 s(&j["syncs"]),
@@ -300,6 +301,7 @@ fn format_status(v: &serde_json::Value) -> String {
     let head = [
         "JOB",
         "STATE",
+        "SANDBOX",
         "DIRS",
         "QUEUED",
         "SYNCS",
@@ -309,14 +311,14 @@ fn format_status(v: &serde_json::Value) -> String {
     ];
     let mut width = head.map(|h| h.len());
     for r in &rows {
-        for (w, c) in width.iter_mut().zip(r.iter()).take(7) {
+        for (w, c) in width.iter_mut().zip(r.iter()).take(8) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: [&str; 8]| {
+    let line = |cells: [&str; 9]| {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i < 7 {
+            if i < 8 {
                 let _ = write!(l, "{:<w$}  ", c, w = width[i]);
             } else {
                 l.push_str(c);

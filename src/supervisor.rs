@@ -568,6 +568,7 @@ fn job_json(cfg: &JobConfig, enabled: bool, s: &Status) -> Value {
             "permanent": s.last_error_permanent,
         })),
         "rsync": s.rsync,
+        "sandbox": crate::sandbox::state(cfg.sandbox.enabled).as_str(),
     })
 }
 
@@ -657,6 +658,7 @@ mod tests {
                 ignore_exit_codes: vec![24],
                 ..Default::default()
             },
+            sandbox: Default::default(),
         }
     }
 

@@ -266,6 +266,19 @@ pub struct JobConfig {
     pub loop_guard: bool,
     pub retry: RetryOptions,
     pub rsync: RsyncOptions,
+    pub sandbox: SandboxOptions,
+}
+
+/// `sandbox`, `sandbox_read`, `sandbox_write`: what Landlock lets the job's handler runs
+/// reach ([`crate::sandbox`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxOptions {
+    /// `"auto"` resolved: on for modes rsync and mirror, off for the command modes.
+    pub enabled: bool,
+    /// Readable besides what the job needs anyway (absolute).
+    pub read: Vec<PathBuf>,
+    /// Writable (and readable) besides the destination and the lists directory.
+    pub write: Vec<PathBuf>,
 }
 
 impl JobConfig {
@@ -1337,6 +1350,8 @@ fn resolve_job(
     .map(|a| a.get().iter().map(|s| s.get_ref().clone()).collect())
     .unwrap_or_default();
 
+    let sandbox = resolve_sandbox(dir, raw, f, d, df, command_kind.is_some(), diags);
+
     let command = resolve_command(
         dir,
         raw,
@@ -1393,6 +1408,55 @@ fn resolve_job(
             },
             run_as: run_as?,
         },
+        sandbox: sandbox?,
+    })
+}
+
+/// `sandbox` (`true`, `false` or `"auto"`: on unless `command` mode), `sandbox_read` and
+/// `sandbox_write` (paths, relative ones against the configuration directory).
+fn resolve_sandbox(
+    dir: &Path,
+    raw: &RawJob,
+    f: &SourceFile,
+    d: &RawJob,
+    df: Option<&SourceFile>,
+    command: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Option<SandboxOptions> {
+    let enabled = match pick(raw.sandbox.as_ref(), f, d.sandbox.as_ref(), df) {
+        None => Some(!command),
+        Some(a) => match a.get() {
+            toml::Value::Boolean(b) => Some(*b),
+            toml::Value::String(s) if s == "auto" => Some(!command),
+            other => {
+                diags.push(a.err(format!(
+                    "sandbox must be true, false or \"auto\", not {other}"
+                )));
+                None
+            }
+        },
+    };
+    let mut paths = |job: Option<&Spanned<Vec<Spanned<String>>>>,
+                     def: Option<&Spanned<Vec<Spanned<String>>>>| {
+        let Some(a) = pick(job, f, def, df) else {
+            return Some(Vec::new());
+        };
+        let mut out = Vec::new();
+        for p in a.get() {
+            if p.get_ref().is_empty() {
+                diags.push(a.file.error(p.span(), "empty path"));
+            } else {
+                out.push(resolve(dir, p.get_ref()));
+            }
+        }
+        (out.len() == a.get().len()).then_some(out)
+    };
+    let read = paths(raw.sandbox_read.as_ref(), d.sandbox_read.as_ref());
+    let write = paths(raw.sandbox_write.as_ref(), d.sandbox_write.as_ref());
+    Some(SandboxOptions {
+        enabled: enabled?,
+        read: read?,
+        write: write?,
     })
 }
 
@@ -1889,6 +1953,7 @@ mod schema_tests {
             "rules_file" => "\"r.rules\"",
             "path" => "\"rsync\"",
             "user" | "group" => "\"root\"",
+            "sandbox" => "\"auto\"",
             _ => match spec["type"].as_str() {
                 Some("string") => "\"x\"",
                 Some("boolean") => "true",

@@ -34,6 +34,10 @@ pub struct RawJob {
     pub user: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
     pub ignore_exit_codes: Option<Spanned<Vec<Spanned<i64>>>>,
+    /// `true`, `false` or `"auto"`.
+    pub sandbox: Option<Spanned<toml::Value>>,
+    pub sandbox_read: Option<Spanned<Vec<Spanned<String>>>>,
+    pub sandbox_write: Option<Spanned<Vec<Spanned<String>>>>,
     pub big_file: Option<RawBigFile>,
     pub rsync: Option<RawRsync>,
     pub ssh: Option<RawSsh>,
@@ -119,6 +123,9 @@ pub const JOB_KEYS: &[&str] = &[
     "user",
     "group",
     "ignore_exit_codes",
+    "sandbox",
+    "sandbox_read",
+    "sandbox_write",
     "big_file",
     "rsync",
     "ssh",
@@ -221,6 +228,9 @@ impl Reader<'_> {
                 "user" => r.user = self.value(v),
                 "group" => r.group = self.value(v),
                 "ignore_exit_codes" => r.ignore_exit_codes = self.value(v),
+                "sandbox" => r.sandbox = self.value(v),
+                "sandbox_read" => r.sandbox_read = self.value(v),
+                "sandbox_write" => r.sandbox_write = self.value(v),
                 "big_file" => {
                     if let Some(t) = self.table("big_file", v) {
                         let mut b = RawBigFile::default();

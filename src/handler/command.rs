@@ -618,6 +618,19 @@ impl Handler for CommandHandler {
         Ok(outcome)
     }
 
+    /// The destination as a run makes it, and the lists directory when it can be had (if
+    /// not, a run that needs it fails with the reason).
+    fn prepare(&self) -> Result<Vec<PathBuf>, HandlerError> {
+        if let Destination::Local(dst) = &self.destination {
+            super::ensure_local_destination(dst, self.rsync.options().run_as.as_ref())?;
+        }
+        Ok(self
+            .lists_dir()
+            .map(|d| d.path.clone())
+            .into_iter()
+            .collect())
+    }
+
     fn rsync_report(&self) -> Option<super::receiver::Report> {
         self.runs_rsync()
             .then(|| self.rsync.rsync_report())

@@ -180,6 +180,17 @@ pub trait Handler: Send + Sync {
     fn is_permanent(&self, _e: &HandlerError) -> bool {
         false
     }
+
+    /// Makes ready, before a sandboxed run and outside its sandbox, what the run writes
+    /// into without being able to create it there: a missing local destination (made as
+    /// the run would make it), and the handler's lists directory, whose path is returned
+    /// for the sandbox ([`crate::sandbox`]) to let the run write beneath it.
+    fn prepare(&self) -> Result<Vec<PathBuf>, HandlerError> {
+        if let Some(d) = self.local_destination() {
+            ensure_local_destination(d, None)?;
+        }
+        Ok(Vec::new())
+    }
 }
 
 /// Runs a handler process to completion: in its own process group (so that a timeout or a

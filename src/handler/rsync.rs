@@ -51,6 +51,10 @@ pub struct RsyncHandler {
     count_changes: bool,
     /// Whether the receiving rsync takes `--delete-missing-args`.
     receiver: Receiver,
+    /// A private `0700` directory (the job's `user`'s when it has one) for the exclude
+    /// and hide lists, made on first use, removed with the handler: a sandboxed run may
+    /// write there, and nowhere else in `$TMPDIR`.
+    lists: std::sync::Mutex<Option<tempfile::TempDir>>,
 }
 
 /// What one rsync run sends.
@@ -192,6 +196,7 @@ impl RsyncHandler {
             deep,
             deep_seen: std::sync::atomic::AtomicBool::new(false),
             count_changes: false,
+            lists: std::sync::Mutex::new(None),
         }
     }
 
@@ -446,6 +451,13 @@ impl Handler for RsyncHandler {
         is_usage_error(e)
     }
 
+    fn prepare(&self) -> Result<Vec<PathBuf>, HandlerError> {
+        if let Destination::Local(dst) = &self.destination {
+            super::ensure_local_destination(dst, self.options.run_as.as_ref())?;
+        }
+        Ok(vec![self.lists_dir()?])
+    }
+
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         let too_long = batch
             .entries
@@ -534,18 +546,42 @@ impl RsyncHandler {
         }
     }
 
-    /// A private temporary file holding `bytes` for rsync to read (owned by the job's
-    /// `user` when rsync runs as one).
+    /// The handler's lists directory ([`RsyncHandler::lists`]), made on the first call.
+    fn lists_dir(&self) -> Result<PathBuf, HandlerError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut guard = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = guard.as_ref() {
+            return Ok(d.path().to_path_buf());
+        }
+        let io = |path: PathBuf| move |e| HandlerError::Io { path, source: e };
+        let d = tempfile::Builder::new()
+            .prefix("clsync-rsync.")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(io(std::env::temp_dir()))?;
+        if let Some(w) = &self.options.run_as {
+            // Made by us, 0700, in $TMPDIR (sticky): nobody else can have replaced it yet.
+            std::os::unix::fs::chown(d.path(), Some(w.uid), Some(w.gid))
+                .map_err(io(d.path().to_path_buf()))?;
+        }
+        let path = d.path().to_path_buf();
+        *guard = Some(d);
+        Ok(path)
+    }
+
+    /// A private temporary file in the lists directory holding `bytes` for rsync to read
+    /// (owned by the job's `user` when rsync runs as one).
     fn list_file(
         &self,
         prefix: &str,
         bytes: &[u8],
     ) -> Result<tempfile::NamedTempFile, HandlerError> {
         let io = |path: PathBuf| move |e| HandlerError::Io { path, source: e };
+        let dir = self.lists_dir()?;
         let mut f = tempfile::Builder::new()
             .prefix(prefix)
-            .tempfile()
-            .map_err(io(std::env::temp_dir()))?;
+            .tempfile_in(&dir)
+            .map_err(io(dir))?;
         f.write_all(bytes).map_err(io(f.path().to_path_buf()))?;
         if let Some(w) = &self.options.run_as {
             std::os::unix::fs::fchown(f.as_file(), Some(w.uid), Some(w.gid))

@@ -7,6 +7,7 @@
 //! queue and retried with capped exponential backoff, together with whatever came since.
 
 mod bell;
+mod confined;
 pub mod counters;
 mod inflight;
 mod loop_guard;
@@ -121,9 +122,13 @@ impl Job {
         let span = info_span!("job", name = %config.name);
         let (done_tx, done_rx) = unbounded();
         let wake = waker.clone();
+        let policy = crate::sandbox::Policy::for_job(&config)
+            .filter(|_| crate::sandbox::support() != crate::sandbox::State::Unsupported)
+            .map(Arc::new);
         let pool = Pool::new(
             config.workers,
             handler,
+            policy,
             done_tx,
             Arc::new(move || wake.ring()),
             span.clone(),

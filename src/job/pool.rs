@@ -1,4 +1,7 @@
 //! A job's worker pool: threads that run the handler on batches and report back.
+//!
+//! With the job's sandbox on, a worker hands each batch to its sandboxed companion thread
+//! ([`Confined`]) and stays unrestricted itself.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +12,9 @@ use crossbeam_channel::{Sender, unbounded};
 use tracing::Span;
 
 use crate::handler::{Batch, Handler, HandlerError, Outcome};
+use crate::sandbox::Policy;
+
+use super::confined::Confined;
 
 /// A finished handler run.
 pub struct Done {
@@ -26,9 +32,11 @@ pub struct Pool {
 
 impl Pool {
     /// Starts `n` workers; each finished run is sent on `done` and announced by `notify`.
+    /// With a `policy`, every run is sandboxed by it.
     pub fn new(
         n: usize,
         handler: Arc<dyn Handler>,
+        policy: Option<Arc<Policy>>,
         done: Sender<Done>,
         notify: Arc<dyn Fn() + Send + Sync>,
         span: Span,
@@ -50,10 +58,13 @@ impl Pool {
                 span.clone(),
             );
             let dest_seen = dest_seen.clone();
+            let policy = policy.clone();
             let t = std::thread::Builder::new()
                 .name(format!("clsync-worker-{i}"))
                 .spawn(move || {
                     let _g = span.enter();
+                    let mut confined =
+                        policy.map(|p| Confined::new(p, handler.clone(), span.clone()));
                     for (id, mut batch) in rx {
                         let start = Instant::now();
                         let dest = handler.local_destination();
@@ -70,7 +81,13 @@ impl Pool {
                             Some(src) => crate::handler::confine(src, batch),
                             None => batch,
                         };
-                        let result = handler.run(&batch);
+                        let (batch, result) = match &mut confined {
+                            Some(c) => c.run(batch),
+                            None => {
+                                let r = handler.run(&batch);
+                                (batch, r)
+                            }
+                        };
                         if result.is_ok() && dest.is_some_and(|d| d.exists()) {
                             dest_seen.store(true, Ordering::SeqCst);
                         }

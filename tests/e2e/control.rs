@@ -135,8 +135,8 @@ fn status_with_failing_jobs_exits_4() {
     assert_eq!(
         head,
         [
-            "JOB", "STATE", "DIRS", "QUEUED", "SYNCS", "FAILURES", "LAST", "SUCCESS", "LAST",
-            "ERROR"
+            "JOB", "STATE", "SANDBOX", "DIRS", "QUEUED", "SYNCS", "FAILURES", "LAST", "SUCCESS",
+            "LAST", "ERROR"
         ],
         "{}",
         out.describe()
@@ -185,6 +185,54 @@ fn status_exit_codes_healthy_and_unreachable() {
     let out = cli_conf(&env, "status", &[]);
     assert_eq!(out.code, Some(3), "{}", out.describe());
     assert!(!sock(&env).exists(), "socket left behind after exit");
+}
+
+/// `sandbox` per job in `status --json` and the human table: on by default in modes rsync
+/// and mirror (`active` where the kernel has Landlock), off with `sandbox = false` and by
+/// default in the command modes, on there with `sandbox = true`.
+#[test]
+fn status_shows_each_jobs_sandbox() {
+    let env = sup_env("");
+    let jobs = [
+        ("rs", Mode::Rsync, ""),
+        ("mi", Mode::Mirror, "sandbox = false\n"),
+        (
+            "cmd",
+            Mode::Rsync,
+            "mode = \"direct\"\n[command]\npath = \"true\"\n",
+        ),
+        (
+            "cmdbox",
+            Mode::Rsync,
+            "mode = \"direct\"\nsandbox = true\n[command]\npath = \"true\"\n",
+        ),
+    ];
+    for (name, mode, extra) in jobs {
+        let s = env.dir(&format!("src-{name}"));
+        populate(&s, name);
+        let mut text = job_toml(&s, &env.p(&format!("dst-{name}")), mode, extra);
+        if extra.contains("mode = ") {
+            text = text.replacen("mode = \"rsync\"\n", "", 1);
+        }
+        env.write_job(name, &text);
+    }
+    let mut d = start_sup(&env, &["rs", "mi", "cmd", "cmdbox"]);
+    let v = status(&sock(&env)).unwrap();
+    let on = job(&v, "rs").unwrap()["sandbox"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        ["active", "partial", "unsupported"].contains(&on.as_str()),
+        "{v:#}"
+    );
+    assert_eq!(job(&v, "mi").unwrap()["sandbox"], "off", "{v:#}");
+    assert_eq!(job(&v, "cmd").unwrap()["sandbox"], "off", "{v:#}");
+    assert_eq!(job(&v, "cmdbox").unwrap()["sandbox"], on.as_str(), "{v:#}");
+    let out = cli_conf(&env, "status", &[]);
+    assert_eq!(row(&out, "rs")[2], on, "{}", out.describe());
+    assert_eq!(row(&out, "mi")[2], "off", "{}", out.describe());
+    assert!(d.stop().success(), "{}", d.log_tail());
 }
 
 /// Mode 0600; junk, unknown commands and oversized requests get an error; an idle client does

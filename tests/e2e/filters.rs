@@ -175,7 +175,8 @@ fn defaults_inherited() {
     let env = Env::new();
     let (counter_script, counter) = env.rsync_counter();
     env.write_main_config(&format!(
-        "[defaults]\ndelay = \"4s\"\nexclude = [\"*.tmp\"]\n\n[defaults.rsync]\npath = {}\n",
+        "[defaults]\ndelay = \"4s\"\nexclude = [\"*.tmp\"]\n{}\n[defaults.rsync]\npath = {}\n",
+        sandbox_write(&[&counter]),
         toml_path(&counter_script)
     ));
     let (src1, dst1) = (env.dir("src1"), env.p("dst1"));

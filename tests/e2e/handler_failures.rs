@@ -19,7 +19,11 @@ fn hung_handler_is_killed_and_retried() {
         &src,
         &dst,
         Mode::Rsync,
-        &format!("timeout = \"1s\"\n[rsync]\npath = {}", toml_path(&rsync)),
+        &format!(
+            "timeout = \"1s\"\n{}[rsync]\npath = {}",
+            sandbox_write(&[&calls]),
+            toml_path(&rsync)
+        ),
     );
     let mut d = env.spawn();
     d.assert_synced(&src, &dst, &[]);
@@ -69,7 +73,11 @@ fn ignored_exit_codes_and_transient_failures() {
         &sb,
         &db,
         Mode::Rsync,
-        &format!("[rsync]\npath = {}", toml_path(&flaky)),
+        &format!(
+            "{}[rsync]\npath = {}",
+            sandbox_write(&[&calls]),
+            toml_path(&flaky)
+        ),
     );
     let mut d = env.start(&["a", "b"]);
     d.assert_synced(&sa, &da, &[]);
@@ -104,6 +112,7 @@ fn retries_mark_the_job_failed_and_it_still_recovers() {
     let down = env.p("target-down");
     write(&down, "");
     let calls = env.p("calls");
+    write(&calls, "");
     let rsync = env.script(
         "rsync-down.sh",
         &format!(
@@ -118,7 +127,8 @@ fn retries_mark_the_job_failed_and_it_still_recovers() {
         &dst,
         Mode::Rsync,
         &format!(
-            "retries = 3\nretry_delay = \"100ms\"\nretry_max_delay = \"400ms\"\n[rsync]\npath = {}\n",
+            "retries = 3\nretry_delay = \"100ms\"\nretry_max_delay = \"400ms\"\n{}[rsync]\npath = {}\n",
+            sandbox_write(&[&calls]),
             toml_path(&rsync)
         ),
     );

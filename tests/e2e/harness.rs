@@ -111,6 +111,13 @@ pub fn job_toml(src: &Path, dst: &Path, mode: Mode, extra: &str) -> String {
     )
 }
 
+/// A job's `sandbox_write` line for the files a test's handler wrapper writes besides the
+/// destination (call counters): the sandbox lets a run write nowhere else.
+pub fn sandbox_write(files: &[&Path]) -> String {
+    let list: Vec<String> = files.iter().map(|f| toml_path(f)).collect();
+    format!("sandbox_write = [{}]\n", list.join(", "))
+}
+
 /// One test's world: a temp dir holding the config dir (`conf/`), sources, destinations,
 /// the daemon's log.
 pub struct Env {
@@ -176,8 +183,11 @@ impl Env {
 
     /// A handler script `name` that runs `first` (shell code) on its first `n` calls and
     /// `then` on the others. Returns (script, call counter file).
+    /// The counter file exists (empty), so that a job can name it in `sandbox_write`
+    /// ([`sandbox_write`]).
     pub fn flaky_script(&self, name: &str, n: u32, first: &str, then: &str) -> (PathBuf, PathBuf) {
         let calls = self.p(&format!("{name}.calls"));
+        fs::write(&calls, "").unwrap();
         let script = self.script(
             name,
             &format!(
@@ -189,8 +199,10 @@ impl Env {
     }
 
     /// An rsync wrapper that counts its calls in `root/rsync-calls` and returns (script, counter).
+    /// The counter exists (empty), for the job's `sandbox_write` ([`sandbox_write`]).
     pub fn rsync_counter(&self) -> (PathBuf, PathBuf) {
         let counter = self.p("rsync-calls");
+        fs::write(&counter, "").unwrap();
         let script = self.script(
             "rsync-counter.sh",
             &format!(

@@ -26,7 +26,11 @@ fn ten_thousand(mode: Mode) {
         &src,
         &dst,
         mode,
-        &format!("\n[rsync]\npath = {}", toml_path(&counter_script)),
+        &format!(
+            "{}[rsync]\npath = {}",
+            sandbox_write(&[&counter]),
+            toml_path(&counter_script)
+        ),
     );
     let mut d = env.start(&["burst"]);
     d.assert_synced(&src, &dst, &[]);

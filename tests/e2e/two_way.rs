@@ -16,7 +16,8 @@ fn two_way_sync_settles() {
     // write it makes is a content change at the other side: without the guard, a change
     // would bounce between a and b for ever.
     let extra = format!(
-        "loop_guard = true\n[rsync]\npath = {}\nargs = [\"--inplace\"]\n",
+        "loop_guard = true\n{}[rsync]\npath = {}\nargs = [\"--inplace\"]\n",
+        sandbox_write(&[&calls]),
         toml_path(&rsync)
     );
     env.job("ab", &a, &b, Mode::Rsync, &extra);

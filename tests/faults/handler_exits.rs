@@ -33,13 +33,18 @@ fn exit_codes(first: usize) {
     populate(&sf, "f");
     populate(&sh, "h");
     let calls = env.p("calls");
+    write(&calls, "");
     let rsync = flaky_wrapper(&env, &calls, first);
     env.job(
         "flaky",
         &sf,
         &df,
         Mode::Rsync,
-        &format!("[rsync]\npath = {}", toml_path(&rsync)),
+        &format!(
+            "{}[rsync]\npath = {}",
+            sandbox_write(&[&calls]),
+            toml_path(&rsync)
+        ),
     );
     env.job("healthy", &sh, &dh, Mode::Rsync, "");
     // A job says `watching` once its initial sync succeeded.
@@ -166,6 +171,7 @@ fn permanent_failure_backs_off() {
     populate(&sb, "b");
     populate(&sh, "h");
     let stamp_file = env.p("attempts");
+    write(&stamp_file, "");
     let failing = format!(
         "{PROBES_PASS}date +%s.%N >> '{}'\necho 'injected: permanent failure' >&2\nexit 1",
         stamp_file.display()
@@ -176,7 +182,11 @@ fn permanent_failure_backs_off() {
         &sb,
         &db,
         Mode::Rsync,
-        &format!("[rsync]\npath = {}", toml_path(&rsync)),
+        &format!(
+            "{}[rsync]\npath = {}",
+            sandbox_write(&[&stamp_file]),
+            toml_path(&rsync)
+        ),
     );
     env.job("healthy", &sh, &dh, Mode::Rsync, "");
     let mut d = env.start(&["healthy"]);

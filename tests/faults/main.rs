@@ -386,6 +386,7 @@ mod attack_daemon_files;
 mod attack_dest;
 mod attack_races;
 mod attack_replay;
+mod attack_sandbox;
 mod changing_files;
 mod dest_full;
 mod escape;
