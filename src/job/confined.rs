@@ -7,7 +7,7 @@
 //! directories are the same ones); if not, or after a failed run (a path the run needed
 //! may have appeared since), it replaces the companion by one with rules made now. Making
 //! rules costs a few hundred microseconds; a companion kept for the next runs costs a
-//! message each. A worker always has one companion, so a job's threads do not vary.
+//! message each. A companion lives as long as its worker (see [`super::pool`]).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;

@@ -5,7 +5,8 @@
 //! path of any event is rebuilt from the node chain when needed.
 //!
 //! Memory is what limits trees of millions of directories, so a node is 28 bytes in
-//! fixed-size chunks (no doubling, no copy when the tree grows), and names live in one byte
+//! fixed-size chunks (no copy when a big tree grows; only the first chunk grows by doubling,
+//! so that a thousand jobs with small trees do not pay a full chunk each), and names live in one byte
 //! arena, compacted when more than half of it belongs to removed or renamed nodes: about
 //! 50 bytes per directory with the watch-descriptor index.
 
@@ -47,7 +48,8 @@ const EMPTY: Node = Node {
 /// Watched directories of one job, by node id and by watch descriptor.
 #[derive(Debug)]
 pub struct Tree {
-    chunks: Vec<Box<[Node]>>,
+    /// `CHUNK` nodes each (the last one may be shorter).
+    chunks: Vec<Vec<Node>>,
     /// Slots handed out so far (live or free).
     slots: u32,
     free: Vec<u32>,
@@ -80,8 +82,10 @@ impl Tree {
             return id;
         }
         if (self.slots as usize).is_multiple_of(CHUNK) {
-            self.chunks.push(vec![EMPTY; CHUNK].into_boxed_slice());
+            let cap = if self.chunks.is_empty() { 8 } else { CHUNK };
+            self.chunks.push(Vec::with_capacity(cap));
         }
+        self.chunks.last_mut().expect("a chunk").push(EMPTY);
         self.slots += 1;
         self.slots - 1
     }
