@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
@@ -48,7 +47,6 @@ pub struct Pool {
     n: usize,
     work: Option<Sender<(u64, Batch)>>,
     crew: Arc<Crew>,
-    threads: Vec<JoinHandle<()>>,
     busy: usize,
 }
 
@@ -79,7 +77,6 @@ impl Pool {
             n: n.max(1),
             work: Some(tx),
             crew,
-            threads: Vec::new(),
             busy: 0,
         })
     }
@@ -106,15 +103,15 @@ impl Pool {
         self.busy += 1;
         // Sent first, counted after: a worker that is leaving either sees this batch or is
         // no longer counted here (see `Crew::next`).
-        self.threads.retain(|t| !t.is_finished());
         if self.crew.alive.load(Ordering::SeqCst) < self.busy.min(self.n) {
             self.crew.alive.fetch_add(1, Ordering::SeqCst);
             let crew = self.crew.clone();
+            // Detached: a worker's stack goes when it ends (a kept handle would hold it).
             match std::thread::Builder::new()
                 .name("clsync-worker".into())
                 .spawn(move || crew.work())
             {
-                Ok(t) => self.threads.push(t),
+                Ok(_) => {}
                 Err(e) => {
                     self.crew.alive.fetch_sub(1, Ordering::SeqCst);
                     tracing::error!("cannot start a worker thread: {e}");
@@ -201,12 +198,3 @@ impl Crew {
 }
 
 type RunResult = Result<Outcome, HandlerError>;
-
-impl Drop for Pool {
-    fn drop(&mut self) {
-        self.work = None;
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
