@@ -135,8 +135,8 @@ pub fn state(enabled: bool) -> State {
 /// failed run, see `job::confined`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
-    /// The job's own directories (source, local destination): rules made for them are
-    /// made again when one of them is not the same directory any more ([`Policy::key`]).
+    /// The job's own paths (source, local destination, its programs): rules made for them
+    /// are made again when one of them is not the same file any more ([`Policy::key`]).
     pub roots: Vec<PathBuf>,
     /// Read files and list directories.
     pub read: Vec<PathBuf>,
@@ -166,6 +166,8 @@ impl Policy {
             p.exec.extend(program(&c.path));
             p.write.extend(c.lists_dir.clone());
         }
+        // A program replaced by a new file (renamed over) needs a new rule.
+        p.roots.extend(p.exec[SYSTEM_EXEC.len()..].iter().cloned());
         p.add_rsync_args(&cfg.rsync.args);
         let home = home_of(cfg.rsync.run_as.as_ref().map(|w| w.uid));
         if let Some(h) = &home {
@@ -183,7 +185,7 @@ impl Policy {
 
     /// The device and inode of each root and of `lists` (symlinks followed; `None` when
     /// missing): rules hold inodes, so rules made for one key do not fit another (a
-    /// destination removed and made again).
+    /// destination removed and made again, a program renamed over).
     pub fn key(&self, lists: &[PathBuf]) -> Vec<Option<(u64, u64)>> {
         use std::os::unix::fs::MetadataExt;
         self.roots

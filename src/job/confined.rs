@@ -3,9 +3,10 @@
 //!
 //! Landlock restricts a thread for good, so the worker itself stays unrestricted: before
 //! each run it makes ready what the run writes into ([`Handler::prepare`]) and checks that
-//! the companion's rules still fit ([`Policy::key`]: the source, destination and lists
-//! directories are the same ones); if not, or after a failed run (a path the run needed
-//! may have appeared since), it replaces the companion by one with rules made now. Making
+//! the companion's rules still fit ([`Policy::key`]: the source, destination, lists
+//! directories and programs are the same ones); if not, or when the previous run failed (a
+//! path the run needed may have appeared since), it replaces the companion by one with
+//! rules made now. Making
 //! rules costs a few hundred microseconds; a companion kept for the next runs costs a
 //! message each. A companion lives as long as its worker (see [`super::pool`]).
 
@@ -26,6 +27,8 @@ pub struct Confined {
     handler: Arc<dyn Handler>,
     span: Span,
     current: Option<Companion>,
+    /// The last run failed: the next one gets rules made then.
+    stale: bool,
 }
 
 struct Companion {
@@ -45,6 +48,7 @@ impl Confined {
             handler,
             span,
             current: None,
+            stale: false,
         };
         let key = c.policy.key(&[]);
         if let Err(e) = c.replace(&[], key) {
@@ -60,17 +64,13 @@ impl Confined {
             Err(e) => return (batch, Err(e)),
         };
         let key = self.policy.key(&lists);
-        if self.current.as_ref().is_none_or(|c| c.key != key)
-            && let Err(e) = self.replace(&lists, key.clone())
+        if (self.stale || self.current.as_ref().is_none_or(|c| c.key != key))
+            && let Err(e) = self.replace(&lists, key)
         {
             return (batch, Err(e));
         }
         let (batch, result) = self.hand_over(batch);
-        if result.is_err()
-            && let Err(e) = self.replace(&lists, key)
-        {
-            tracing::debug!("sandboxed companion not restarted yet: {e}");
-        }
+        self.stale = result.is_err();
         (batch, result)
     }
 
@@ -93,7 +93,8 @@ impl Confined {
         }
     }
 
-    /// Ends the current companion and starts one with rules made now for `lists`.
+    /// Ends the current companion and starts one with rules made now for `lists` (the
+    /// thread is replaced, so a job's threads do not vary).
     fn replace(
         &mut self,
         lists: &[std::path::PathBuf],
