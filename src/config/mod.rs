@@ -1644,6 +1644,56 @@ mod tests {
         assert_eq!(b.rsync.path, PathBuf::from("/usr/bin/rsync"));
     }
 
+    /// `sandbox`: "auto" is on for rsync and mirror, off for the command modes; `true` and
+    /// `false` force it; paths resolve against the configuration directory; `[defaults]`
+    /// gives them to every job; a bad value is an error at its line and column.
+    #[test]
+    fn sandbox_keys() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        write(
+            t.path(),
+            "clsync.toml",
+            "[defaults]\nsandbox_write = [\"logs\"]\n",
+        );
+        let job = |name: &str, rest: &str| {
+            write(
+                t.path(),
+                &format!("jobs.d/{name}.toml"),
+                &format!("source = \"src\"\ndestination = \"dst-{name}\"\n{rest}"),
+            )
+        };
+        job("r", "sandbox_read = [\"/etc/extra\", \"rel\"]\n");
+        job("m", "mode = \"mirror\"\nsandbox = false\n");
+        job("c", "mode = \"direct\"\n[command]\npath = \"true\"\n");
+        job(
+            "cs",
+            "mode = \"direct\"\nsandbox = true\n[command]\npath = \"true\"\n",
+        );
+        let l = load_dir(t.path());
+        assert!(!l.has_errors(), "{:#?}", l.diagnostics);
+        let get = |n: &str| l.jobs.iter().find(|j| j.name == n).unwrap().sandbox.clone();
+        let r = get("r");
+        assert!(r.enabled);
+        assert_eq!(r.read, [PathBuf::from("/etc/extra"), t.path().join("rel")]);
+        assert_eq!(r.write, [t.path().join("logs")]);
+        assert!(!get("m").enabled);
+        assert!(!get("c").enabled);
+        assert!(get("cs").enabled);
+        job("bad", "sandbox = \"yes\"\n");
+        let l = load_dir(t.path());
+        let msgs: Vec<String> = l.errors().map(|d| d.to_string()).collect();
+        let bad = t.path().join("jobs.d/bad.toml");
+        assert!(
+            msgs.iter().any(|m| m
+                == &format!(
+                    "{}:3:11: sandbox must be true, false or \"auto\", not \"yes\"",
+                    bad.display()
+                )),
+            "{msgs:#?}"
+        );
+    }
+
     #[test]
     fn errors_have_file_line_column() {
         let t = tempfile::tempdir().unwrap();

@@ -6,9 +6,9 @@
 //! the companion's rules still fit ([`Policy::key`]: the source, destination, lists
 //! directories and programs are the same ones); if not, or when the previous run failed (a
 //! path the run needed may have appeared since), it replaces the companion by one with
-//! rules made now. Making
-//! rules costs a few hundred microseconds; a companion kept for the next runs costs a
-//! message each. A companion lives as long as its worker (see [`super::pool`]).
+//! rules made now. Making rules costs a few hundred microseconds; a companion kept for the
+//! next runs costs a message each. A companion lives as long as its worker (see
+//! [`super::pool`]).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
