@@ -14,7 +14,7 @@ mod loop_guard;
 mod pool;
 pub mod status;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -149,6 +149,7 @@ impl Job {
             big_due: None,
             inflight: InFlight::default(),
             next_id: 0,
+            newest_done: 0,
             failures: 0,
             stalled: 0,
             retry_at: None,
@@ -245,6 +246,9 @@ struct Runner {
     big_due: Option<Instant>,
     inflight: InFlight,
     next_id: u64,
+    /// The newest run that has finished: a run older than it finishing now finished out of
+    /// order (see [`Self::resync_ancestors`]).
+    newest_done: u64,
     /// Consecutive failed runs.
     failures: u32,
     /// Consecutive failed runs that made no progress (all but a mirror run stopped by its
@@ -614,6 +618,36 @@ impl Runner {
         self.status.changed();
     }
 
+    /// Runs in flight at once may share no path, but rsync also sets the times of every
+    /// directory above the paths it is given (the root included, through `./`). When an
+    /// older run finishes after a newer one, those directories may keep the older run's
+    /// view of them: their attributes are synced again. (The mirror takes directory
+    /// attributes from the source when it finishes, so it needs none of this.)
+    fn resync_ancestors(&mut self, done: &Done, now: Instant) {
+        let out_of_order = done.id < self.newest_done;
+        self.newest_done = self.newest_done.max(done.id);
+        if !out_of_order || done.batch.is_full() || self.cfg.mode == Mode::Mirror {
+            return;
+        }
+        let mut dirs: Vec<PathBuf> = done
+            .batch
+            .entries
+            .iter()
+            .flat_map(|e| crate::relpath::ancestors(&e.rel).map(Path::to_path_buf))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        debug!(
+            batch = done.id,
+            dirs = dirs.len(),
+            "finished after a newer run: syncing the attributes of its directories again"
+        );
+        for d in dirs {
+            self.normal.push(Change::Attrib(d));
+        }
+        self.normal_due.get_or_insert(now + self.cfg.delay);
+    }
+
     fn finish(&mut self, done: Done) {
         self.status
             .lock()
@@ -628,6 +662,9 @@ impl Runner {
         self.report_rsync(false);
         let now = Instant::now();
         self.last_activity = now;
+        if done.result.is_ok() {
+            self.resync_ancestors(&done, now);
+        }
         match done.result {
             Ok(outcome) => {
                 for w in outcome.warnings {
