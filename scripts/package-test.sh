@@ -73,7 +73,10 @@ dpkg -i "$deb" >/tmp/clsync-install.log 2>&1 || { cat /tmp/clsync-install.log; f
 [ "$(installed)" = installed ] && [ "$(version)" = "$want" ] || fail "dpkg -i: $(installed) $(version)"
 ok "dpkg -i installs clsync $want"
 [ "$(command -v clsync)" = /usr/bin/clsync ] || fail "clsync is not /usr/bin/clsync"
-clsync --version | tee /dev/stderr | grep -qx "clsync ${want%-*}" || fail "clsync --version"
+# (Not `tee /dev/stderr`: tee opens it with O_TRUNC, emptying a log file that stderr is.)
+version=$(clsync --version)
+echo "$version"
+[ "$version" = "clsync ${want%-*}" ] || fail "clsync --version"
 ok "clsync --version"
 conffiles=$(dpkg-query -W -f='${Conffiles}' clsync)
 for f in /etc/clsync/clsync.toml /etc/default/clsync; do
