@@ -45,7 +45,7 @@ struct Crew {
 /// no worker thread and no timer.
 pub struct Pool {
     n: usize,
-    work: Option<Sender<(u64, Batch)>>,
+    work: Sender<(u64, Batch)>,
     crew: Arc<Crew>,
     busy: usize,
 }
@@ -75,7 +75,7 @@ impl Pool {
         });
         Ok(Pool {
             n: n.max(1),
-            work: Some(tx),
+            work: tx,
             crew,
             busy: 0,
         })
@@ -94,10 +94,7 @@ impl Pool {
     }
 
     pub fn submit(&mut self, id: u64, batch: Batch) {
-        let Some(tx) = &self.work else {
-            return;
-        };
-        if tx.send((id, batch)).is_err() {
+        if self.work.send((id, batch)).is_err() {
             return;
         }
         self.busy += 1;

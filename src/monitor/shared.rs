@@ -49,6 +49,8 @@ impl RawEvent {
 struct Holder {
     events: Arc<Mutex<Vec<RawEvent>>>,
     wake: Arc<dyn Fn() + Send + Sync>,
+    /// The watches it holds (what it lets go of when it leaves).
+    wds: HashSet<i32>,
 }
 
 #[derive(Default)]
@@ -120,6 +122,7 @@ impl Shared {
         let holder = Holder {
             events: events.clone(),
             wake,
+            wds: HashSet::new(),
         };
         reg.holders.insert(id, holder);
         Subscription {
@@ -206,6 +209,9 @@ impl Subscription {
             .add(path, mask)?
             .get_watch_descriptor_id();
         reg.by_wd.entry(wd).or_default().insert(self.id);
+        if let Some(h) = reg.holders.get_mut(&self.id) {
+            h.wds.insert(wd);
+        }
         Ok(wd)
     }
 
@@ -216,6 +222,9 @@ impl Subscription {
     }
 
     fn release(&self, reg: &mut Registry, wd: i32) {
+        if let Some(h) = reg.holders.get_mut(&self.id) {
+            h.wds.remove(&wd);
+        }
         let Some(holders) = reg.by_wd.get_mut(&wd) else {
             return;
         };
@@ -238,13 +247,11 @@ impl Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         let mut reg = lock(&self.shared.registry);
-        reg.holders.remove(&self.id);
-        let held: Vec<i32> = reg
-            .by_wd
-            .iter()
-            .filter(|(_, h)| h.contains(&self.id))
-            .map(|(wd, _)| *wd)
-            .collect();
+        let held = reg
+            .holders
+            .remove(&self.id)
+            .map(|h| h.wds)
+            .unwrap_or_default();
         for wd in held {
             self.release(&mut reg, wd);
         }

@@ -13,27 +13,12 @@
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::process::{Child, Command};
+
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
 use crate::util::*;
 use crate::{report, serial};
-
-/// Debian's `python3 -c SCRIPT ARGS...` as nobody, in the background (a python3 under
-/// root's home, as pyenv installs it, is not one nobody can run).
-fn nobody_python(script: &str, args: &[&Path], secs: f64) -> Child {
-    use std::os::unix::process::CommandExt;
-    Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .arg(secs.to_string())
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .spawn()
-        .expect("python3")
-}
 
 /// A world where nobody owns `src/u`; `None` unless root.
 fn world() -> Option<(Env, std::path::PathBuf, std::path::PathBuf)> {

@@ -17,7 +17,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::harness::*;
@@ -204,20 +204,6 @@ while time.time() < until:
     if data.startswith(b"root words"):
         sys.exit(42)
 "#;
-
-/// Debian's python3 running `script` as nobody, in the background.
-fn nobody_python(script: &str, args: &[&Path], secs: f64) -> Child {
-    use std::os::unix::process::CommandExt;
-    Command::new("/usr/bin/python3")
-        .arg("-c")
-        .arg(script)
-        .args(args)
-        .arg(secs.to_string())
-        .uid(NOBODY)
-        .gid(NOBODY)
-        .spawn()
-        .expect("python3")
-}
 
 /// The rsync builds to attack: the machine's, and Debian 12's deb12u5 (unpacked by
 /// `scripts/second-rsync.sh`, as the test script does) when it can be had.

@@ -39,6 +39,20 @@ pub fn spawn_wrapped(env: &Env, mut wrapper: Command) -> (Child, PathBuf) {
     (child, log_path)
 }
 
+/// Debian's `python3 -c SCRIPT ARGS... SECS` as nobody, in the background (a python3 under
+/// root's home, as pyenv installs it, is not one nobody can run). The caller stops it by PID.
+pub fn nobody_python(script: &str, args: &[&Path], secs: f64) -> Child {
+    Command::new("/usr/bin/python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .arg(secs.to_string())
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .expect("python3")
+}
+
 /// Runs `script` with `sh -c` as nobody in `cwd`; it must succeed.
 pub fn as_nobody(cwd: &Path, script: &str) {
     use std::os::unix::process::CommandExt;
