@@ -14,6 +14,7 @@ pub mod job;
 pub mod logging;
 pub mod longpath;
 pub mod metrics;
+pub mod model;
 pub mod monitor;
 pub mod queue;
 pub mod relpath;

@@ -13,8 +13,7 @@ use std::ops::Bound;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use crate::handler::{Batch, Entry, Rename};
-use crate::monitor::Change;
+use crate::model::{Batch, Change, Entry, Rename};
 use crate::relpath;
 
 /// Past this many pending paths the queue collapses into one full sync: a full rsync is

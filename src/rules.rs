@@ -20,14 +20,7 @@ use std::path::{Path, PathBuf};
 
 use regex::bytes::{Regex, RegexBuilder, RegexSet};
 
-/// What kind of filesystem object a path is (from `lstat`, or guessed from an event).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    File,
-    Dir,
-    /// Symlinks, fifos, sockets, devices.
-    Other,
-}
+use crate::model::Kind;
 
 /// The things a rule can permit or deny for an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

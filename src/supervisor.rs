@@ -22,7 +22,7 @@ use crate::config::{self, JobConfig, Loaded};
 use crate::control::{self, Call, Request};
 use crate::job::{Job, JobOptions, State, Status};
 use crate::metrics::Metrics;
-use crate::rules::Kind;
+use crate::model::Kind;
 
 /// What a reload does, by job name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

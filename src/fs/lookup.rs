@@ -13,8 +13,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::{Dirs, Meta, Root, list};
+use crate::model::Kind;
 use crate::relpath;
-use crate::rules::Kind;
 
 /// Lookups beneath one root, for one batch (handles are held until it is dropped).
 #[derive(Debug)]

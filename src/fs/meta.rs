@@ -12,7 +12,7 @@ use std::os::fd::AsFd;
 use filetime::FileTime;
 use rustix::fs::AtFlags;
 
-use crate::rules::Kind;
+use crate::model::Kind;
 
 /// `S_IFMT` is a u16 on the BSDs and a u32 on Linux.
 #[allow(clippy::unnecessary_cast)]

@@ -36,9 +36,10 @@ use tracing::debug;
 use super::deletions::{self, DeletionPass};
 use super::receiver::MissingArgs;
 use super::rsync::{Pass, RsyncHandler, split_missing};
-use super::{Batch, Entry, Handler, HandlerError, Outcome};
+use super::{Handler, HandlerError, Outcome};
 use crate::config::{CommandKind, CommandOptions, Destination, RsyncOptions, RunAs};
 use crate::fs::Lookup;
+use crate::model::{Batch, Entry};
 use crate::relpath;
 use crate::rules::Filter;
 

@@ -70,10 +70,11 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{AtFlags, OFlags};
 
-use super::{Batch, Handler, HandlerError, Outcome, Rename};
+use super::{Handler, HandlerError, Outcome};
 use crate::fs::{Attrs, Dirs, Meta, Root, list, mknod_at, open_dir, set_attrs_at, set_attrs_fd};
+use crate::model::{Batch, Kind, Rename};
 use crate::relpath;
-use crate::rules::{Filter, Kind};
+use crate::rules::Filter;
 
 /// How often one path is re-examined when the source keeps changing type under us.
 const MAX_ATTEMPTS: usize = 4;
@@ -1439,7 +1440,7 @@ fn vanished(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::Entry;
+    use crate::model::Entry;
     use filetime::FileTime;
     use nix::sys::stat::{Mode, SFlag};
     use std::fs::OpenOptions;

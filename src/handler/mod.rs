@@ -20,68 +20,11 @@ pub mod timeout;
 use std::io::{Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
+
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// A rename observed inside the source tree, in source-relative paths.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Rename {
-    pub from: PathBuf,
-    pub to: PathBuf,
-}
-
-/// One path to bring up to date. `rel` is relative to the source root; the root is ``.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Entry {
-    pub rel: PathBuf,
-    /// Sync the whole subtree below `rel` too (new or moved-in directory, rescan, initial sync).
-    pub recursive: bool,
-    /// Only attributes changed (chmod, chown, touch): a handler may trust a size and mtime
-    /// match instead of copying the content again. When false, the content is known to have
-    /// changed even if a rewrite kept the size and put the old mtime back.
-    pub attrs_only: bool,
-}
-
-/// The unit of work handed to a handler: one handler run (one rsync call) per batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Batch {
-    /// Renames inside the tree, in the order they happened. A handler that can replay them
-    /// cheaply (mirror) does so first; the others treat `from` as deleted and `to` as a
-    /// recursive entry (both are also listed in `entries`).
-    pub renames: Vec<Rename>,
-    /// Sorted, without duplicates.
-    pub entries: Vec<Entry>,
-}
-
-impl Batch {
-    /// A batch that makes the whole destination equal to the source.
-    pub fn full() -> Batch {
-        Batch {
-            renames: Vec::new(),
-            entries: vec![Entry {
-                rel: PathBuf::new(),
-                recursive: true,
-                attrs_only: false,
-            }],
-        }
-    }
-
-    /// True when this batch syncs the whole tree.
-    pub fn is_full(&self) -> bool {
-        self.entries
-            .iter()
-            .any(|e| e.recursive && e.rel.as_os_str().is_empty())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.renames.is_empty()
-    }
-
-    /// Number of paths in the batch (for logs and status).
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-}
+use crate::model::{Batch, Entry};
 
 /// Why a handler run failed. Every failure is retried by the job with backoff.
 #[derive(Debug, thiserror::Error)]

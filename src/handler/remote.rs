@@ -11,8 +11,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use super::{HandlerError, Rename};
+use super::HandlerError;
 use crate::config::{RsyncOptions, SshOptions};
+use crate::model::Rename;
 use crate::relpath;
 
 /// Quotes one argument for a POSIX shell: `'…'`, with `'` written as `'\''`.

@@ -28,10 +28,11 @@ use tracing::debug;
 use super::deletions;
 use super::mirror::MirrorHandler;
 use super::receiver::{self, MissingArgs, Receiver};
-use super::{Batch, Handler, HandlerError, Outcome};
+use super::{Handler, HandlerError, Outcome};
 use crate::config::{Destination, RsyncOptions};
 use crate::fs::Lookup;
-use crate::rules::{Filter, Kind};
+use crate::model::{Batch, Kind};
+use crate::rules::Filter;
 
 pub struct RsyncHandler {
     source: PathBuf,
@@ -120,14 +121,14 @@ fn without_renames(batch: &Batch) -> Batch {
     if batch.renames.is_empty() {
         return batch.clone();
     }
-    let mut entries: std::collections::BTreeMap<PathBuf, super::Entry> = batch
+    let mut entries: std::collections::BTreeMap<PathBuf, crate::model::Entry> = batch
         .entries
         .iter()
         .map(|e| (e.rel.clone(), e.clone()))
         .collect();
     for r in &batch.renames {
         for rel in [&r.from, &r.to] {
-            let e = entries.entry(rel.clone()).or_insert(super::Entry {
+            let e = entries.entry(rel.clone()).or_insert(crate::model::Entry {
                 rel: rel.clone(),
                 recursive: true,
                 attrs_only: false,
@@ -136,7 +137,7 @@ fn without_renames(batch: &Batch) -> Batch {
             e.attrs_only = false;
         }
     }
-    let mut entries: Vec<super::Entry> = entries.into_values().collect();
+    let mut entries: Vec<crate::model::Entry> = entries.into_values().collect();
     entries.sort();
     Batch {
         renames: Vec::new(),
@@ -742,8 +743,8 @@ impl RsyncHandler {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::{Entry, Rename};
     use crate::longpath::LongPath;
+    use crate::model::{Entry, Rename};
     use std::fs;
 
     fn handler(src: &Path, dst: &Path) -> RsyncHandler {

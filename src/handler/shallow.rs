@@ -13,9 +13,9 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use super::{Batch, Entry};
 use crate::fs::Lookup;
-use crate::rules::{Filter, Kind};
+use crate::model::{Batch, Entry, Kind};
+use crate::rules::Filter;
 
 /// Longest directory path whose contents rsync is given.
 pub(crate) const DEEP: usize = 2048;

@@ -16,7 +16,8 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use tracing::Span;
 
-use crate::handler::{Batch, Handler, HandlerError, Outcome};
+use crate::handler::{Handler, HandlerError, Outcome};
+use crate::model::Batch;
 use crate::sandbox::Policy;
 
 type Done = (Batch, Result<Outcome, HandlerError>);

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::PathBuf;
 
-use crate::handler::Batch;
+use crate::model::Batch;
 use crate::relpath;
 
 #[derive(Debug, Default)]
@@ -57,7 +57,7 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::Entry;
+    use crate::model::Entry;
 
     fn batch(paths: &[&str]) -> Batch {
         Batch {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::fs::Lookup;
-use crate::handler::Batch;
+use crate::model::Batch;
 
 /// What identifies a path's state for the guard. The inode and ctime are left out: rsync
 /// replaces files (new inode), and any write changes the ctime.
@@ -97,7 +97,7 @@ impl LoopGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::handler::Entry;
+    use crate::model::Entry;
 
     #[test]
     fn echoes_are_recognised_and_real_changes_are_not() {

@@ -23,11 +23,12 @@ use crossbeam_channel::{Receiver, Sender, unbounded};
 use tracing::{debug, error, info, info_span, warn};
 
 use crate::config::{JobConfig, Mode};
+use crate::handler::Handler;
 use crate::handler::command::CommandHandler;
 use crate::handler::mirror::MirrorHandler;
 use crate::handler::rsync::RsyncHandler;
-use crate::handler::{Batch, Handler};
-use crate::monitor::{Change, PlatformMonitor, UNWATCHED_RESCAN};
+use crate::model::{Batch, Change};
+use crate::monitor::{PlatformMonitor, UNWATCHED_RESCAN};
 use crate::queue::Queue;
 use crate::rules::Filter;
 use bell::Bell;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use tracing::Span;
 
-use crate::handler::{Batch, Handler, HandlerError, Outcome};
+use crate::handler::{Handler, HandlerError, Outcome};
+use crate::model::Batch;
 use crate::sandbox::Policy;
 
 use super::confined::Confined;

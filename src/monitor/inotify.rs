@@ -19,12 +19,13 @@ use std::time::{Duration, Instant};
 use inotify::{EventMask, WatchMask};
 use tracing::{debug, error, trace, warn};
 
+use super::UNWATCHED_RESCAN;
 use super::shared::{Subscription, shared};
 use super::tree::{NodeId, ROOT, Tree};
-use super::{Change, UNWATCHED_RESCAN};
 use crate::fs::{Root, list};
+use crate::model::{Change, Kind};
 use crate::relpath;
-use crate::rules::{Filter, Kind};
+use crate::rules::Filter;
 
 /// How long a `MOVED_FROM` waits for its `MOVED_TO` before it counts as a move out. The
 /// kernel queues both in one rename, so this only covers a read that split the pair.

@@ -18,26 +18,8 @@ pub mod notify_backend;
 #[cfg(not(target_os = "linux"))]
 pub use self::notify_backend::NotifyMonitor as PlatformMonitor;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 /// How often directories that the watch limit left unwatched are rescanned (and watches
 /// for them tried again).
 pub const UNWATCHED_RESCAN: Duration = Duration::from_secs(30);
-
-/// What a monitor reports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Change {
-    /// This path changed in some way (created, written, deleted).
-    Path(PathBuf),
-    /// Only this path's attributes changed (mode, owner, times).
-    Attrib(PathBuf),
-    /// This directory and everything below it must be synced (a new or moved-in directory).
-    Tree(PathBuf),
-    /// A rename inside the tree.
-    Rename { from: PathBuf, to: PathBuf },
-    /// The monitor lost track (overflow, errors): the whole tree must be compared.
-    Rescan,
-    /// The source root itself was removed, moved away or unmounted.
-    RootGone,
-}

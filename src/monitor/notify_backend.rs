@@ -12,8 +12,8 @@ use std::time::Instant;
 
 use notify::{RecursiveMode, Watcher};
 
-use super::Change;
-use crate::rules::{Filter, Kind};
+use crate::model::{Change, Kind};
+use crate::rules::Filter;
 
 /// A recursive watcher for one job's source tree, built on `notify`.
 pub struct NotifyMonitor {

@@ -249,7 +249,7 @@ mod mirror_cost {
                         rules.enter().unwrap();
                     }
                     let t0 = std::time::Instant::now();
-                    h.run(&crate::handler::Batch::full()).unwrap();
+                    h.run(&crate::model::Batch::full()).unwrap();
                     t0.elapsed()
                 })
                 .join()
