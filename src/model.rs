@@ -71,8 +71,8 @@ impl Batch {
 /// What a monitor reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// This path changed in some way (created, written, deleted).
-    Path(PathBuf),
+    /// This path's content or existence changed (created, written, deleted).
+    Content(PathBuf),
     /// Only this path's attributes changed (mode, owner, times).
     Attrib(PathBuf),
     /// This directory and everything below it must be synced (a new or moved-in directory).

@@ -101,7 +101,7 @@ impl Queue {
     /// Records one change from the monitor.
     pub fn push(&mut self, change: Change) {
         match change {
-            Change::Path(rel) => self.mark(rel, false, true),
+            Change::Content(rel) => self.mark(rel, false, true),
             Change::Attrib(rel) => self.mark(rel, false, false),
             Change::Tree(rel) => self.mark(rel, true, true),
             Change::Rename { from, to } => self.rename(from, to),
@@ -292,9 +292,9 @@ mod tests {
     fn coalesces_per_path() {
         let mut q = Queue::default();
         for _ in 0..3 {
-            q.push(Change::Path(p("a")));
+            q.push(Change::Content(p("a")));
         }
-        q.push(Change::Path(p("b")));
+        q.push(Change::Content(p("b")));
         let b = q.take();
         assert_eq!(entries(&b), [("a".into(), false), ("b".into(), false)]);
         assert!(q.is_empty());
@@ -303,11 +303,11 @@ mod tests {
     #[test]
     fn recursive_entries_cover_their_subtree() {
         let mut q = Queue::default();
-        q.push(Change::Path(p("d/x")));
+        q.push(Change::Content(p("d/x")));
         q.push(Change::Tree(p("d")));
-        q.push(Change::Path(p("d/e/f")));
-        q.push(Change::Path(p("dd")));
-        q.push(Change::Path(p("d")));
+        q.push(Change::Content(p("d/e/f")));
+        q.push(Change::Content(p("dd")));
+        q.push(Change::Content(p("d")));
         let b = q.take();
         assert_eq!(entries(&b), [("d".into(), true), ("dd".into(), false)]);
     }
@@ -315,8 +315,8 @@ mod tests {
     #[test]
     fn renames_move_pending_changes() {
         let mut q = Queue::default();
-        q.push(Change::Path(p("a/f")));
-        q.push(Change::Path(p("ab")));
+        q.push(Change::Content(p("a/f")));
+        q.push(Change::Content(p("ab")));
         q.push(Change::Rename {
             from: p("a"),
             to: p("b"),
@@ -338,7 +338,7 @@ mod tests {
         let mut q = Queue::default();
         q.push(Change::Attrib(p("a")));
         q.push(Change::Attrib(p("b")));
-        q.push(Change::Path(p("b")));
+        q.push(Change::Content(p("b")));
         let b = q.take();
         let flags: Vec<bool> = b.entries.iter().map(|e| e.attrs_only).collect();
         assert_eq!(flags, [true, false]);
@@ -351,7 +351,7 @@ mod tests {
     fn too_many_pending_paths_collapse_into_a_full_sync() {
         let mut q = Queue::default();
         for i in 0..=MAX_PENDING {
-            q.push(Change::Path(PathBuf::from(format!("f{i}"))));
+            q.push(Change::Content(PathBuf::from(format!("f{i}"))));
         }
         assert!(q.is_full(), "memory stays bounded");
         assert_eq!(q.len(), 1);
@@ -361,9 +361,9 @@ mod tests {
     #[test]
     fn overflow_makes_a_full_sync() {
         let mut q = Queue::default();
-        q.push(Change::Path(p("a")));
+        q.push(Change::Content(p("a")));
         q.push(Change::Rescan);
-        q.push(Change::Path(p("b")));
+        q.push(Change::Content(p("b")));
         assert!(q.take().is_full());
         assert!(q.is_empty());
     }
@@ -377,7 +377,7 @@ mod tests {
         });
         let b = q.take();
         q.restore(b);
-        q.push(Change::Path(p("z")));
+        q.push(Change::Content(p("z")));
         let b = q.take();
         assert!(b.renames.is_empty());
         assert_eq!(
@@ -390,8 +390,8 @@ mod tests {
     fn split_moves_selected_paths() {
         let mut q = Queue::default();
         let mut big = Queue::default();
-        q.push(Change::Path(p("small")));
-        q.push(Change::Path(p("huge.img")));
+        q.push(Change::Content(p("small")));
+        q.push(Change::Content(p("huge.img")));
         q.split_off(&mut big, |p, _| !p.ends_with("huge.img"));
         assert_eq!(entries(&q.take()), [("small".into(), false)]);
         assert_eq!(entries(&big.take()), [("huge.img".into(), false)]);
@@ -464,7 +464,7 @@ mod tests {
                 b"\xff/a",
             ];
             for p in changed {
-                q.push(Change::Path(b(p)));
+                q.push(Change::Content(b(p)));
             }
             q.push(Change::Attrib(p("a/b")));
             q.push(Change::Tree(p("a/b/c")));
@@ -515,13 +515,13 @@ mod tests {
     #[test]
     fn rename_onto_a_path_with_pending_changes_merges_them() {
         for mut q in queues() {
-            q.push(Change::Path(p("src/f")));
+            q.push(Change::Content(p("src/f")));
             q.push(Change::Attrib(p("src/g")));
             q.push(Change::Attrib(p("dst")));
-            q.push(Change::Path(p("dst/old")));
+            q.push(Change::Content(p("dst/old")));
             q.push(Change::Attrib(p("dst/f")));
             q.push(Change::Tree(p("dst/g")));
-            q.push(Change::Path(p("tmp")));
+            q.push(Change::Content(p("tmp")));
             q.push(Change::Attrib(p("file")));
             rename(&mut q, b"src", b"dst");
             rename(&mut q, b"tmp", b"file");
@@ -544,10 +544,10 @@ mod tests {
     #[test]
     fn chained_renames_carry_pending_changes_to_the_last_name() {
         for mut q in queues() {
-            q.push(Change::Path(p("a/x")));
+            q.push(Change::Content(p("a/x")));
             q.push(Change::Attrib(p("a/y/z")));
-            q.push(Change::Path(p("b-sib")));
-            q.push(Change::Path(p("b0")));
+            q.push(Change::Content(p("b-sib")));
+            q.push(Change::Content(p("b0")));
             rename(&mut q, b"a", b"b");
             rename(&mut q, b"b", b"c");
             assert_eq!(
@@ -581,7 +581,7 @@ mod tests {
     fn many_renames_in_a_batch_switch_to_the_index() {
         let mut q = Queue::default();
         for i in 0..100 {
-            q.push(Change::Path(PathBuf::from(format!("d{}/f{i}", i % 10))));
+            q.push(Change::Content(PathBuf::from(format!("d{}/f{i}", i % 10))));
         }
         let n = SCANS_BEFORE_INDEX as usize + 5;
         for i in 0..n {
@@ -630,7 +630,7 @@ mod tests {
 
         fn op() -> impl Strategy<Value = Op> {
             prop_oneof![
-                3 => rel().prop_map(|r| Op::Push(Change::Path(r))),
+                3 => rel().prop_map(|r| Op::Push(Change::Content(r))),
                 1 => rel().prop_map(|r| Op::Push(Change::Attrib(r))),
                 1 => rel().prop_map(|r| Op::Push(Change::Tree(r))),
                 4 => (rel(), rel()).prop_map(|(from, to)| Op::Push(Change::Rename { from, to })),
@@ -704,7 +704,7 @@ mod tests {
         fn filled(n: usize) -> Queue {
             let mut q = Queue::default();
             for i in 0..n {
-                q.push(Change::Path(path(i)));
+                q.push(Change::Content(path(i)));
             }
             q
         }
@@ -750,7 +750,7 @@ mod tests {
 
         // 1M coalescing inserts: 10k distinct paths, each changed 100 times, interleaved.
         let hot: Vec<Change> = (0..1_000_000)
-            .map(|i| Change::Path(path(i % 10_000)))
+            .map(|i| Change::Content(path(i % 10_000)))
             .collect();
         let d = best(RUNS, || {
             let changes = hot.clone();
@@ -766,7 +766,7 @@ mod tests {
 
         // 1M coalescing inserts over a large set: 200k distinct paths, 5 times each.
         let wide: Vec<Change> = (0..1_000_000)
-            .map(|i| Change::Path(path(i % 200_000)))
+            .map(|i| Change::Content(path(i % 200_000)))
             .collect();
         let d = best(RUNS, || {
             let changes = wide.clone();
@@ -781,7 +781,7 @@ mod tests {
         println!("bench 1M coalescing inserts over 200k paths: {d:?}");
 
         // 500k inserts of distinct paths.
-        let fresh: Vec<Change> = (0..500_000).map(|i| Change::Path(path(i))).collect();
+        let fresh: Vec<Change> = (0..500_000).map(|i| Change::Content(path(i))).collect();
         let d = best(RUNS, || {
             let changes = fresh.clone();
             timed(move || {

@@ -630,7 +630,7 @@ fn signal_channel() -> anyhow::Result<Receiver<i32>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Destination, Mode, RsyncOptions};
+    use crate::config::{Destination, HandlerOptions, Mode};
     use std::time::Duration;
 
     fn job(name: &str, delay_ms: u64, enabled: bool) -> JobConfig {
@@ -654,7 +654,7 @@ mod tests {
             verify_interval: None,
             loop_guard: false,
             retry: Default::default(),
-            rsync: RsyncOptions {
+            rsync: HandlerOptions {
                 ignore_exit_codes: vec![24],
                 ..Default::default()
             },

@@ -8,8 +8,11 @@
 pub mod diag;
 mod fan_out;
 pub mod observability;
+mod placeholder;
 mod raw;
 pub mod units;
+
+pub use placeholder::Placeholder;
 
 use std::ffi::OsStr;
 use std::fs;
@@ -132,9 +135,11 @@ pub struct BigFile {
     pub delay: Duration,
 }
 
-/// `[rsync]` options.
+/// How handlers run, from `[rsync]` and the job's top-level keys: the rsync program and its
+/// extra arguments (rsync mode, and `%RSYNC-ARGS%` of the command modes), the timeout and
+/// accepted exit codes of every mode, ssh, and the identity handler processes take.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RsyncOptions {
+pub struct HandlerOptions {
     pub path: PathBuf,
     pub args: Vec<String>,
     /// Kill a handler run (its whole process group) that takes longer than this. The
@@ -153,9 +158,9 @@ pub struct RsyncOptions {
 /// `rsync` from PATH, no extra arguments, no timeout, no exit code ignored, default ssh,
 /// the daemon's identity (what tests start from; job files get their defaults in
 /// [`resolve_job`]).
-impl Default for RsyncOptions {
-    fn default() -> RsyncOptions {
-        RsyncOptions {
+impl Default for HandlerOptions {
+    fn default() -> HandlerOptions {
+        HandlerOptions {
             path: "rsync".into(),
             args: Vec::new(),
             timeout: None,
@@ -265,7 +270,7 @@ pub struct JobConfig {
     /// Two-way setups: drop changes that only echo what this job itself sent.
     pub loop_guard: bool,
     pub retry: RetryOptions,
-    pub rsync: RsyncOptions,
+    pub rsync: HandlerOptions,
     pub sandbox: SandboxOptions,
 }
 
@@ -1395,7 +1400,7 @@ fn resolve_job(
         retry: retry?,
         loop_guard: pick(raw.loop_guard.as_ref(), f, d.loop_guard.as_ref(), df)
             .is_some_and(|a| *a.get()),
-        rsync: RsyncOptions {
+        rsync: HandlerOptions {
             path: rsync_path,
             args: rsync_args,
             timeout: timeout?,
@@ -1504,7 +1509,7 @@ fn resolve_command(
     // Whole-argument placeholders must be known, so that a typo is not passed on literally.
     if let Some(a) = &args_at {
         for arg in a.get() {
-            match crate::handler::command::Placeholder::parse(arg.get_ref()) {
+            match Placeholder::parse(arg.get_ref()) {
                 None => {}
                 Some(Err(())) => {
                     ok = false;
@@ -1513,7 +1518,7 @@ fn resolve_command(
                         format!(
                             "unknown placeholder {:?}: expected one of {}",
                             arg.get_ref(),
-                            crate::handler::command::Placeholder::names().join(", ")
+                            Placeholder::names().join(", ")
                         ),
                     ));
                 }

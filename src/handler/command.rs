@@ -37,7 +37,7 @@ use super::deletions::{self, DeletionPass};
 use super::receiver::MissingArgs;
 use super::rsync::{Pass, RsyncHandler, split_missing};
 use super::{Handler, HandlerError, Outcome};
-use crate::config::{CommandKind, CommandOptions, Destination, RsyncOptions, RunAs};
+use crate::config::{CommandKind, CommandOptions, Destination, HandlerOptions, Placeholder, RunAs};
 use crate::fs::Lookup;
 use crate::model::{Batch, Entry};
 use crate::relpath;
@@ -48,73 +48,6 @@ pub(crate) const MAX_ARGS: usize = 100_000;
 /// …or above this many bytes of path arguments (Linux allows 2 MiB of argv and environment
 /// by default; the template and the environment need some of it).
 pub(crate) const MAX_ARG_BYTES: usize = 1 << 20;
-
-/// A whole-argument placeholder of `[command] args`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Placeholder {
-    /// One argument per path of the run, relative to the source, the root as `.`.
-    IncludeList,
-    /// The path of the run's list file.
-    IncludeListPath,
-    /// The path of the run's exclude file (NUL-separated rsync exclude patterns).
-    ExcludeListPath,
-    /// The arguments clsync itself would give rsync for the run, as separate arguments.
-    RsyncArgs,
-    /// `initialsync` for a full sync, else `sync`.
-    Type,
-    /// simple mode: the path's event (`initialsync`, `tree`, `sync`, `attrib`, `delete`).
-    Event,
-    /// simple mode: the absolute path.
-    Path,
-    Source,
-    Destination,
-    Job,
-}
-
-impl Placeholder {
-    const ALL: [(&'static str, Placeholder); 10] = [
-        ("%INCLUDE-LIST%", Placeholder::IncludeList),
-        ("%INCLUDE-LIST-PATH%", Placeholder::IncludeListPath),
-        ("%EXCLUDE-LIST-PATH%", Placeholder::ExcludeListPath),
-        ("%RSYNC-ARGS%", Placeholder::RsyncArgs),
-        ("%TYPE%", Placeholder::Type),
-        ("%EVENT%", Placeholder::Event),
-        ("%PATH%", Placeholder::Path),
-        ("%source%", Placeholder::Source),
-        ("%destination%", Placeholder::Destination),
-        ("%job%", Placeholder::Job),
-    ];
-
-    /// `None` for a literal argument; `Some(Ok(_))` for a known placeholder; `Some(Err(()))`
-    /// for an argument that looks like a placeholder (`%NAME%`, letters, digits, `-`, `_`)
-    /// but is not one (a typo must not be passed on literally).
-    pub fn parse(arg: &str) -> Option<Result<Placeholder, ()>> {
-        let inner = arg.strip_prefix('%')?.strip_suffix('%')?;
-        let mut chars = inner.chars();
-        let looks = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-            && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-        if !looks {
-            return None;
-        }
-        Some(
-            Self::ALL
-                .iter()
-                .find(|(n, _)| *n == arg)
-                .map(|(_, p)| *p)
-                .ok_or(()),
-        )
-    }
-
-    /// The placeholders' names, for error messages.
-    pub fn names() -> Vec<&'static str> {
-        Self::ALL.iter().map(|(n, _)| *n).collect()
-    }
-
-    /// `%EVENT%` and `%PATH%` describe one path: only mode `simple` runs once per path.
-    pub fn simple_only(self) -> bool {
-        matches!(self, Placeholder::Event | Placeholder::Path)
-    }
-}
 
 /// What a shell-mode record (and simple mode's `%EVENT%`) says happened to a path.
 pub(crate) fn event(full: bool, entry: &Entry, kind: &str) -> &'static str {
@@ -267,7 +200,7 @@ impl CommandHandler {
         source: PathBuf,
         destination: Destination,
         options: CommandOptions,
-        rsync: RsyncOptions,
+        rsync: HandlerOptions,
         filter: Arc<Filter>,
     ) -> CommandHandler {
         CommandHandler {
@@ -1130,10 +1063,10 @@ mod tests {
         fs::write(&prog, format!("#!/bin/sh\n{script}\n")).unwrap();
         fs::set_permissions(&prog, fs::Permissions::from_mode(0o755)).unwrap();
         fs::create_dir_all(t.join("src")).unwrap();
-        let rsync = RsyncOptions {
+        let rsync = HandlerOptions {
             path: fake_rsync(t, rejects),
             run_as,
-            ..RsyncOptions::default()
+            ..HandlerOptions::default()
         };
         CommandHandler::new(
             "j".into(),

@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use super::HandlerError;
-use crate::config::{RsyncOptions, SshOptions};
+use crate::config::{HandlerOptions, SshOptions};
 use crate::model::Rename;
 use crate::relpath;
 
@@ -123,7 +123,7 @@ pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
 
 /// Replays `renames` on the remote host in one ssh call. Errors are for the log only: the
 /// rsync run that follows syncs both sides of every rename anyway.
-pub fn replay(opts: &RsyncOptions, dest: &str, renames: &[Rename]) -> Result<(), HandlerError> {
+pub fn replay(opts: &HandlerOptions, dest: &str, renames: &[Rename]) -> Result<(), HandlerError> {
     let Some((host, root)) = split_remote(dest) else {
         return Ok(());
     };
@@ -132,7 +132,7 @@ pub fn replay(opts: &RsyncOptions, dest: &str, renames: &[Rename]) -> Result<(),
 
 /// Runs a shell script on `host` in one ssh call (`BatchMode`, the job's ssh options and
 /// user, its timeout or 120 s).
-pub fn run_script(opts: &RsyncOptions, host: &str, script: &[u8]) -> Result<(), HandlerError> {
+pub fn run_script(opts: &HandlerOptions, host: &str, script: &[u8]) -> Result<(), HandlerError> {
     let argv = opts.ssh.argv();
     let mut cmd = Command::new(&argv[0]);
     super::run_as(&mut cmd, opts.run_as.as_ref());
@@ -152,7 +152,7 @@ pub fn run_script(opts: &RsyncOptions, host: &str, script: &[u8]) -> Result<(), 
 
 /// The version of the rsync that receives at an ssh destination (`--rsync-path`, else
 /// `rsync`), asked in one ssh call: for the log and status when a rejection did not name it.
-pub fn remote_version(opts: &RsyncOptions, dest: &str) -> Option<String> {
+pub fn remote_version(opts: &HandlerOptions, dest: &str) -> Option<String> {
     let (host, _) = split_remote(dest)?;
     let program = opts
         .args

@@ -29,7 +29,7 @@ use super::deletions;
 use super::mirror::MirrorHandler;
 use super::receiver::{self, MissingArgs, Receiver};
 use super::{Handler, HandlerError, Outcome};
-use crate::config::{Destination, RsyncOptions};
+use crate::config::{Destination, HandlerOptions};
 use crate::fs::Lookup;
 use crate::model::{Batch, Kind};
 use crate::rules::Filter;
@@ -37,7 +37,7 @@ use crate::rules::Filter;
 pub struct RsyncHandler {
     source: PathBuf,
     destination: Destination,
-    options: RsyncOptions,
+    options: HandlerOptions,
     filter: Arc<Filter>,
     /// Syncs the batches rsync cannot (paths over its 4,096-byte limit); local
     /// destinations without `user` only (the mirror runs inside the daemon, and stops
@@ -177,7 +177,7 @@ impl RsyncHandler {
     pub fn new(
         source: PathBuf,
         destination: Destination,
-        options: RsyncOptions,
+        options: HandlerOptions,
         filter: Arc<Filter>,
     ) -> RsyncHandler {
         let deep = match (&destination, &options.run_as) {
@@ -208,7 +208,7 @@ impl RsyncHandler {
     }
 
     /// The job's handler options (timeout, exit codes, ssh, identity).
-    pub(crate) fn options(&self) -> &RsyncOptions {
+    pub(crate) fn options(&self) -> &HandlerOptions {
         &self.options
     }
 
@@ -751,7 +751,7 @@ mod tests {
         RsyncHandler::new(
             src.to_path_buf(),
             Destination::Local(dst.to_path_buf()),
-            RsyncOptions::default(),
+            HandlerOptions::default(),
             Arc::new(Filter::new(&[], vec![]).unwrap()),
         )
     }

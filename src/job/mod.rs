@@ -499,7 +499,7 @@ impl Runner {
                 self.big = Queue::default();
                 self.big_due = None;
             }
-            if let (Some(g), Change::Path(rel) | Change::Attrib(rel)) = (&self.guard, &c)
+            if let (Some(g), Change::Content(rel) | Change::Attrib(rel)) = (&self.guard, &c)
                 && g.is_echo(&self.cfg.source, rel)
             {
                 debug!(path = ?rel, "loop guard: unchanged since this job sent it");

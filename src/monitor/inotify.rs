@@ -353,7 +353,7 @@ impl InotifyMonitor {
         {
             self.drop_subtree(id);
         }
-        out(Change::Path(m.rel));
+        out(Change::Content(m.rel));
     }
 
     /// Handles every event routed to this monitor since the last call, reporting changes
@@ -447,7 +447,7 @@ impl InotifyMonitor {
                         self.watch_new(node, name, &rel);
                         out(Change::Tree(rel));
                     } else {
-                        out(Change::Path(rel));
+                        out(Change::Content(rel));
                     }
                 }
             }
@@ -478,7 +478,7 @@ impl InotifyMonitor {
             {
                 out(Change::Attrib(rel));
             } else {
-                out(Change::Path(rel));
+                out(Change::Content(rel));
             }
         }
         Ok(())

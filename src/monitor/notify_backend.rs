@@ -100,7 +100,7 @@ impl NotifyMonitor {
                 if is_dir {
                     out(Change::Tree(rel.to_path_buf()));
                 } else {
-                    out(Change::Path(rel.to_path_buf()));
+                    out(Change::Content(rel.to_path_buf()));
                 }
             }
         }
