@@ -927,6 +927,12 @@ impl Filter {
         self.allows_dir_walk_bytes(bytes_of(rel))
     }
 
+    /// What a walk asks of each child it meets: `rel` is synced and, if a directory, also
+    /// descended into ([`Filter::allows`] and, for a directory, [`Filter::allows_dir_walk`]).
+    pub fn allows_child(&self, rel: &Path, kind: Kind) -> bool {
+        self.allows(rel, kind) && (kind != Kind::Dir || self.allows_dir_walk(rel))
+    }
+
     /// Like [`Filter::allows`], but every proper ancestor directory must also pass
     /// [`Filter::allows_dir_walk`] and `allows(.., Kind::Dir)`.
     pub fn allows_path(&self, rel: &Path, kind: Kind) -> bool {
