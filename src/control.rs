@@ -170,8 +170,8 @@ pub fn check_socket_dir(dir: &Path, uid: u32) -> io::Result<PathBuf> {
 }
 
 /// `/tmp/clsync-<uid>`, a directory in a world-writable place: it must be the daemon's own,
-/// private one. One of its own that nobody else can write (older versions made it 0755) is
-/// tightened to 0700 through a descriptor; anything else is refused.
+/// private one. One of its own that others can read but not write (0755) is tightened to
+/// 0700 through a descriptor; anything else is refused.
 fn check_private(dir: &Path, uid: u32) -> io::Result<()> {
     let refuse = |what: String| {
         unsafe_path(format!(

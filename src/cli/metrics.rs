@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clsync::control::Request;
-use clsync::supervisor::MetricsAnswer;
+use clsync::metrics::MetricsAnswer;
 
 use super::client::DaemonArgs;
 

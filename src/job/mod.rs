@@ -15,7 +15,7 @@ mod loop_guard;
 mod pool;
 mod runner;
 mod schedule;
-pub mod status;
+mod status;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,7 +32,8 @@ use inflight::InFlight;
 use pool::Pool;
 use runner::Runner;
 use schedule::{Schedule, Timing};
-pub use status::{SharedStatus, State, Status};
+use status::SharedStatus;
+pub use status::{State, Status};
 
 /// How a job starts.
 #[derive(Debug, Default, Clone)]

@@ -492,129 +492,131 @@ mod tests {
         dispatch: [bool; 2],
     }
 
+    /// Which lanes may run after each setup.
+    const LANE_CASES: &[Case] = &[
+        Case {
+            name: "nothing queued",
+            setup: |_, _| {},
+            at: Duration::from_secs(5),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "a change waits the delay",
+            setup: |s, t| s.change_queued(t),
+            at: Duration::from_millis(500),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "a change is due after the delay",
+            setup: |s, t| s.change_queued(t),
+            at: S,
+            dispatch: [true, false],
+        },
+        Case {
+            name: "later changes do not push the deadline",
+            setup: |s, t| {
+                s.change_queued(t);
+                s.change_queued(t + S / 2);
+            },
+            at: S,
+            dispatch: [true, false],
+        },
+        Case {
+            name: "a full sync is due at once",
+            setup: |s, t| s.begin_full_sync(t),
+            at: Duration::ZERO,
+            dispatch: [true, false],
+        },
+        Case {
+            name: "big files wait their own delay",
+            setup: |s, t| s.big_files_held(t),
+            at: Duration::from_secs(9),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "big files are due after it",
+            setup: |s, t| s.big_files_held(t),
+            at: Duration::from_secs(10),
+            dispatch: [false, true],
+        },
+        Case {
+            name: "a rescan drops the big lane",
+            setup: |s, t| {
+                s.big_files_held(t);
+                s.rescanned();
+            },
+            at: Duration::from_secs(10),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "a full batch takes the big lane too",
+            setup: |s, t| {
+                s.begin_full_sync(t);
+                s.big_files_held(t);
+                s.taken(Lane::Normal, true);
+            },
+            at: Duration::from_secs(10),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "a conflict blocks every lane until a run ends",
+            setup: |s, t| {
+                s.big_files_held(t);
+                s.blocked(Lane::Normal, t);
+            },
+            at: Duration::from_secs(10),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "a run ending unblocks",
+            setup: |s, t| {
+                s.blocked(Lane::Normal, t);
+                let _ = s.run_done(t, 1, ok(false));
+            },
+            at: Duration::ZERO,
+            dispatch: [true, false],
+        },
+        Case {
+            name: "a failed batch waits for its retry",
+            setup: |s, t| {
+                let _ = s.run_done(t, 1, err(false, false));
+            },
+            at: Duration::from_millis(500),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "and is retried then",
+            setup: |s, t| {
+                let _ = s.run_done(t, 1, err(false, false));
+            },
+            at: S,
+            dispatch: [true, false],
+        },
+        Case {
+            name: "stopping does not wait for the retry",
+            setup: |s, t| {
+                let _ = s.run_done(t, 1, err(false, false));
+                s.stopping();
+            },
+            at: Duration::ZERO,
+            dispatch: [true, false],
+        },
+        Case {
+            name: "the source gone: nothing is due",
+            setup: |s, t| {
+                s.begin_full_sync(t);
+                s.big_files_held(t);
+                s.source_lost();
+            },
+            at: Duration::from_secs(20),
+            dispatch: [false, false],
+        },
+    ];
+
     #[test]
     fn lanes_are_due_after_their_delay_and_wait_for_retries_and_conflicts() {
-        let cases = [
-            Case {
-                name: "nothing queued",
-                setup: |_, _| {},
-                at: 5 * S,
-                dispatch: [false, false],
-            },
-            Case {
-                name: "a change waits the delay",
-                setup: |s, t| s.change_queued(t),
-                at: S / 2,
-                dispatch: [false, false],
-            },
-            Case {
-                name: "a change is due after the delay",
-                setup: |s, t| s.change_queued(t),
-                at: S,
-                dispatch: [true, false],
-            },
-            Case {
-                name: "later changes do not push the deadline",
-                setup: |s, t| {
-                    s.change_queued(t);
-                    s.change_queued(t + S / 2);
-                },
-                at: S,
-                dispatch: [true, false],
-            },
-            Case {
-                name: "a full sync is due at once",
-                setup: |s, t| s.begin_full_sync(t),
-                at: Duration::ZERO,
-                dispatch: [true, false],
-            },
-            Case {
-                name: "big files wait their own delay",
-                setup: |s, t| s.big_files_held(t),
-                at: 9 * S,
-                dispatch: [false, false],
-            },
-            Case {
-                name: "big files are due after it",
-                setup: |s, t| s.big_files_held(t),
-                at: 10 * S,
-                dispatch: [false, true],
-            },
-            Case {
-                name: "a rescan drops the big lane",
-                setup: |s, t| {
-                    s.big_files_held(t);
-                    s.rescanned();
-                },
-                at: 10 * S,
-                dispatch: [false, false],
-            },
-            Case {
-                name: "a full batch takes the big lane too",
-                setup: |s, t| {
-                    s.begin_full_sync(t);
-                    s.big_files_held(t);
-                    s.taken(Lane::Normal, true);
-                },
-                at: 10 * S,
-                dispatch: [false, false],
-            },
-            Case {
-                name: "a conflict blocks every lane until a run ends",
-                setup: |s, t| {
-                    s.big_files_held(t);
-                    s.blocked(Lane::Normal, t);
-                },
-                at: 10 * S,
-                dispatch: [false, false],
-            },
-            Case {
-                name: "a run ending unblocks",
-                setup: |s, t| {
-                    s.blocked(Lane::Normal, t);
-                    let _ = s.run_done(t, 1, ok(false));
-                },
-                at: Duration::ZERO,
-                dispatch: [true, false],
-            },
-            Case {
-                name: "a failed batch waits for its retry",
-                setup: |s, t| {
-                    let _ = s.run_done(t, 1, err(false, false));
-                },
-                at: S / 2,
-                dispatch: [false, false],
-            },
-            Case {
-                name: "and is retried then",
-                setup: |s, t| {
-                    let _ = s.run_done(t, 1, err(false, false));
-                },
-                at: S,
-                dispatch: [true, false],
-            },
-            Case {
-                name: "stopping does not wait for the retry",
-                setup: |s, t| {
-                    let _ = s.run_done(t, 1, err(false, false));
-                    s.stopping();
-                },
-                at: Duration::ZERO,
-                dispatch: [true, false],
-            },
-            Case {
-                name: "the source gone: nothing is due",
-                setup: |s, t| {
-                    s.begin_full_sync(t);
-                    s.big_files_held(t);
-                    s.source_lost();
-                },
-                at: 20 * S,
-                dispatch: [false, false],
-            },
-        ];
         let t0 = Instant::now();
-        for c in cases {
+        for c in LANE_CASES {
             let mut s = Schedule::new(timing(), t0);
             (c.setup)(&mut s, t0);
             let got = Lane::ALL.map(|l| s.may_dispatch(l, t0 + c.at, 1));

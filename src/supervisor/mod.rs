@@ -1,8 +1,10 @@
-//! The daemon: owns the jobs, turns signals into graceful stops and reloads.
+//! The daemon: owns the jobs, turns signals into graceful stops and reloads ([`reload`]),
+//! and answers the control socket: its [`status`] report, [`explain`], the metrics.
 //!
-//! A reload is a diff by job name: jobs whose effective configuration is unchanged are not
-//! touched (their watches, queues and workers keep running), changed jobs are restarted,
-//! removed ones stopped, new ones started. A configuration with any error changes nothing.
+//! A reload is a diff by job name ([`diff::JobsDiff`]): jobs whose effective configuration is
+//! unchanged are not touched (their watches, queues and workers keep running), changed jobs
+//! are restarted, removed ones stopped, new ones started. A configuration with any error
+//! changes nothing.
 //!
 //! The supervisor's loop sleeps on three channels: signals, control-socket calls and job
 //! state changes (which update systemd and the status file). It has no timer of its own
@@ -20,7 +22,7 @@ use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use crossbeam_channel::{Receiver, never, select, tick, unbounded};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
@@ -29,18 +31,10 @@ use tracing::{debug, error, info, warn};
 use crate::config::{self, JobConfig, Loaded};
 use crate::control::{self, Call, Refusal, Request};
 use crate::job::{Job, JobOptions, State, Status};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, MetricsAnswer};
 pub(crate) use atomic::write_atomic;
-pub use diff::JobsDiff;
 use pidfile::PidFile;
 use status::{JobReport, ReloadReport, StatusReport};
-
-/// The answer to a metrics request: every metric in Prometheus' text format.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MetricsAnswer {
-    pub ok: bool,
-    pub metrics: String,
-}
 
 /// Logs every diagnostic of a load.
 pub fn log_diagnostics(loaded: &Loaded) {
@@ -190,7 +184,7 @@ impl Supervisor {
     }
 
     /// The daemon's status (the `clsync status --json` format).
-    pub fn status(&self) -> StatusReport {
+    fn status(&self) -> StatusReport {
         let mut jobs: Vec<JobReport> = Vec::new();
         for job in self.jobs.values() {
             jobs.push(JobReport::of(job.config(), true, &job.status()));
@@ -276,7 +270,7 @@ impl Supervisor {
     }
 
     /// Every metric, in Prometheus' text format.
-    pub fn metrics_text(&self) -> String {
+    fn metrics_text(&self) -> String {
         let statuses: Vec<(&str, Status)> = self
             .jobs
             .iter()
@@ -311,7 +305,7 @@ impl Supervisor {
     }
 
     /// Stops every job gracefully.
-    pub fn shutdown(mut self) {
+    fn shutdown(mut self) {
         let names: Vec<String> = self.jobs.keys().cloned().collect();
         self.stop_jobs(&names);
     }

@@ -8,7 +8,7 @@ use tracing::{error, info, warn};
 
 use super::diff::JobsDiff;
 use super::status::ReloadReport;
-use super::{Invalid, Supervisor, log_diagnostics};
+use super::{Supervisor, log_diagnostics};
 use crate::config::{self, Loaded};
 
 /// The answer to a reload request.
@@ -25,7 +25,7 @@ pub struct ReloadAnswer {
 
 impl Supervisor {
     /// Applies a new configuration as a diff; with any error in it, changes nothing.
-    pub fn reload(&mut self) -> ReloadAnswer {
+    pub(super) fn reload(&mut self) -> ReloadAnswer {
         let _ = sd_notify::notify(&[
             sd_notify::NotifyState::Reloading,
             sd_notify::NotifyState::monotonic_usec_now()
@@ -75,7 +75,7 @@ impl Supervisor {
             warn!("[daemon] settings changed: they take effect at the next restart");
         }
         self.disabled = loaded.jobs.iter().filter(|j| !j.enabled).cloned().collect();
-        self.invalid = Vec::<Invalid>::new();
+        self.invalid = Vec::new();
         ReloadReport {
             time: SystemTime::now(),
             ok: true,
