@@ -1,6 +1,6 @@
-//! One sync job: a thread that watches the source and batches changes ([`runner`]), the
-//! decisions of when to sync ([`schedule`]), and a worker pool that runs the handler
-//! ([`pool`]) chosen for the job's mode ([`factory`]).
+//! One sync job: a thread that watches the source and batches changes (`runner`), the
+//! decisions of when to sync (`schedule`), and a worker pool that runs the handler
+//! (`pool`) chosen for the job's mode (`factory`).
 //!
 //! [`Job`] is what the supervisor (and `clsync sync`) holds: start it, read its status,
 //! stop it. Stopping is graceful: runs in flight finish and what is pending is synced once

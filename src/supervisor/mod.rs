@@ -1,7 +1,7 @@
 //! The daemon: owns the jobs, turns signals into graceful stops and reloads ([`reload`]),
 //! and answers the control socket: its [`status`] report, [`explain`], the metrics.
 //!
-//! A reload is a diff by job name ([`diff::JobsDiff`]): jobs whose effective configuration is
+//! A reload is a diff by job name (`diff::JobsDiff`): jobs whose effective configuration is
 //! unchanged are not touched (their watches, queues and workers keep running), changed jobs
 //! are restarted, removed ones stopped, new ones started. A configuration with any error
 //! changes nothing.

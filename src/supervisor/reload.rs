@@ -1,4 +1,4 @@
-//! Reloading the configuration (SIGHUP or `clsync reload`): a [`JobsDiff`] applied, or,
+//! Reloading the configuration (SIGHUP or `clsync reload`): a `JobsDiff` applied, or,
 //! with any error in the new configuration, nothing changed at all.
 
 use std::time::SystemTime;
