@@ -25,7 +25,7 @@ use std::time::Duration;
 use crossbeam_channel::{Sender, bounded};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tracing::{debug, info, warn};
 
 use crate::waker::Waker;
@@ -49,6 +49,26 @@ pub enum Request {
     },
     /// The metrics in Prometheus' text format (`{"ok": true, "metrics": TEXT}`).
     Metrics,
+}
+
+/// The answer to a request that could not be served: `{"ok": false, "error": WHY}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    pub ok: bool,
+    pub error: String,
+}
+
+impl Refusal {
+    pub fn new(error: impl Into<String>) -> Refusal {
+        Refusal {
+            ok: false,
+            error: error.into(),
+        }
+    }
+
+    fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
 }
 
 /// A request handed to the supervisor, with where to send the answer.
@@ -150,8 +170,8 @@ pub fn check_socket_dir(dir: &Path, uid: u32) -> io::Result<PathBuf> {
 }
 
 /// `/tmp/clsync-<uid>`, a directory in a world-writable place: it must be the daemon's own,
-/// private one. One of its own that nobody else can write (older versions made it 0755) is
-/// tightened to 0700 through a descriptor; anything else is refused.
+/// private one. One of its own that others can read but not write (0755) is tightened to
+/// 0700 through a descriptor; anything else is refused.
 fn check_private(dir: &Path, uid: u32) -> io::Result<()> {
     let refuse = |what: String| {
         unsafe_path(format!(
@@ -304,7 +324,7 @@ impl Server {
                     }
                     if active.fetch_add(1, Ordering::SeqCst) >= MAX_CLIENTS {
                         active.fetch_sub(1, Ordering::SeqCst);
-                        let _ = reply(&conn, &json!({"ok": false, "error": "too many clients"}));
+                        let _ = reply(&conn, &Refusal::new("too many clients").to_json());
                         continue;
                     }
                     let (calls, active) = (calls.clone(), active.clone());
@@ -358,22 +378,21 @@ fn serve(conn: UnixStream, calls: &Sender<Call>) {
         .take(MAX_REQUEST as u64 + 1)
         .read_until(b'\n', &mut line);
     let answer = match read {
-        Err(e) => json!({"ok": false, "error": format!("cannot read the request: {e}")}),
+        Err(e) => Refusal::new(format!("cannot read the request: {e}")).to_json(),
         Ok(_) if line.len() > MAX_REQUEST => {
-            json!({"ok": false, "error": format!("request longer than {MAX_REQUEST} bytes")})
+            Refusal::new(format!("request longer than {MAX_REQUEST} bytes")).to_json()
         }
         Ok(0) => return,
         Ok(_) => match parse_request(&line) {
-            Err(e) => json!({"ok": false, "error": format!("bad request: {e}")}),
+            Err(e) => Refusal::new(format!("bad request: {e}")).to_json(),
             Ok(request) => {
                 debug!(?request, "control request");
                 let (tx, rx) = bounded(1);
                 if calls.send(Call { request, reply: tx }).is_err() {
-                    json!({"ok": false, "error": "the daemon is stopping"})
+                    Refusal::new("the daemon is stopping").to_json()
                 } else {
-                    rx.recv_timeout(REPLY_TIMEOUT).unwrap_or_else(
-                        |_| json!({"ok": false, "error": "no answer from the daemon"}),
-                    )
+                    rx.recv_timeout(REPLY_TIMEOUT)
+                        .unwrap_or_else(|_| Refusal::new("no answer from the daemon").to_json())
                 }
             }
         },
@@ -492,6 +511,7 @@ pub fn request(socket: &Path, req: &Request) -> io::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn requests_round_trip() {

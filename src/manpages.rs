@@ -268,7 +268,7 @@ mod tests {
 
     #[test]
     fn a_page_per_visible_command() {
-        let pages = pages(crate::Cli::command()).unwrap();
+        let pages = pages(crate::cli::Cli::command()).unwrap();
         let names: Vec<&str> = pages.iter().map(|(n, _)| n.as_str()).collect();
         for n in [
             "clsync.8",

@@ -81,8 +81,9 @@ impl LoopGuard {
         self.pending.insert(id, sigs);
     }
 
-    /// Run `id` finished: on success its signatures become what was sent.
-    pub fn finished(&mut self, id: u64, ok: bool) {
+    /// Run `id` ended: on success the signatures recorded when it was dispatched become
+    /// what was sent; on failure they are dropped.
+    pub fn commit(&mut self, id: u64, ok: bool) {
         if let Some(sigs) = self.pending.remove(&id)
             && ok
         {
@@ -114,7 +115,7 @@ mod tests {
         };
         g.dispatched(t.path(), 1, &batch);
         assert!(!g.is_echo(t.path(), Path::new("f")), "not sent yet");
-        g.finished(1, true);
+        g.commit(1, true);
         assert!(g.is_echo(t.path(), Path::new("f")));
         // The other direction writes the same state back: rename over it, same mtime.
         let m = std::fs::metadata(&f).unwrap();
@@ -128,7 +129,7 @@ mod tests {
         assert!(!g.is_echo(t.path(), Path::new("f")), "a real change");
         // A failed run records nothing.
         g.dispatched(t.path(), 2, &batch);
-        g.finished(2, false);
+        g.commit(2, false);
         assert!(!g.is_echo(t.path(), Path::new("f")));
     }
 }

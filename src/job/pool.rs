@@ -118,8 +118,8 @@ impl Pool {
         }
     }
 
-    /// Called for every [`Done`] received.
-    pub fn finished(&mut self) {
+    /// A [`Done`] was received: its worker is free for the next batch.
+    pub fn collect(&mut self) {
         self.busy = self.busy.saturating_sub(1);
     }
 }

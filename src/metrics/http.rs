@@ -148,7 +148,9 @@ fn metrics(calls: &Sender<Call>) -> Option<String> {
         })
         .ok()?;
     let v = rx.recv_timeout(REPLY_TIMEOUT).ok()?;
-    v["metrics"].as_str().map(str::to_string)
+    serde_json::from_value::<super::MetricsAnswer>(v)
+        .ok()
+        .map(|a| a.metrics)
 }
 
 #[cfg(test)]

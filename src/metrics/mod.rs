@@ -26,6 +26,13 @@ pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// The metrics file's mode: node_exporter runs as its own user.
 pub const FILE_MODE: u32 = 0o644;
 
+/// The control socket's answer to a metrics request: every metric in the text format.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MetricsAnswer {
+    pub ok: bool,
+    pub metrics: String,
+}
+
 /// Daemon-wide facts.
 #[derive(Debug, Clone, Default)]
 pub struct DaemonFacts {
@@ -107,17 +114,10 @@ impl Enc {
     }
 
     /// A family with one sample per job.
-    fn per_job(
-        &mut self,
-        jobs: &[JobFacts<'_>],
-        name: &str,
-        kind: &str,
-        help: &str,
-        f: impl Fn(&Status) -> f64,
-    ) {
-        self.family(name, kind, help);
+    fn per_job(&mut self, jobs: &[JobFacts<'_>], f: &PerJob) {
+        self.family(f.name, f.kind, f.help);
         for j in jobs {
-            self.sample(name, &[("job", j.name)], f(j.status));
+            self.sample(f.name, &[("job", j.name)], (f.value)(j.status));
         }
     }
 }
@@ -139,9 +139,123 @@ pub fn resident_bytes() -> Option<u64> {
     }
 }
 
+/// A family with one sample per job, read from its status.
+struct PerJob {
+    name: &'static str,
+    kind: &'static str,
+    help: &'static str,
+    value: fn(&Status) -> f64,
+}
+
+/// The per-job families listed before the handler runs, in output order.
+const SYNC_FAMILIES: &[PerJob] = &[
+    PerJob {
+        name: "clsync_syncs_total",
+        kind: "counter",
+        help: "Successful syncs: handler runs (one rsync, mirror or command run per batch) that succeeded.",
+        value: |s| s.syncs as f64,
+    },
+    PerJob {
+        name: "clsync_sync_failures_total",
+        kind: "counter",
+        help: "Failed syncs (each is retried with backoff; nothing is dropped).",
+        value: |s| s.failures as f64,
+    },
+    PerJob {
+        name: "clsync_initial_syncs_total",
+        kind: "counter",
+        help: "Full syncs done at start, at a restart by a reload, and when the source came back.",
+        value: |s| s.initial_syncs as f64,
+    },
+    PerJob {
+        name: "clsync_synced_paths_total",
+        kind: "counter",
+        help: "Paths in the batches synced successfully (a full sync counts as one).",
+        value: |s| s.counters.synced_paths as f64,
+    },
+];
+
+/// The per-job families listed after the run durations, in output order.
+const JOB_FAMILIES: &[PerJob] = &[
+    PerJob {
+        name: "clsync_queued_paths",
+        kind: "gauge",
+        help: "Changed paths waiting for a sync (the queue depth).",
+        value: |s| s.queued as f64,
+    },
+    PerJob {
+        name: "clsync_watched_directories",
+        kind: "gauge",
+        help: "Directories of the source being watched.",
+        value: |s| s.watched_dirs as f64,
+    },
+    PerJob {
+        name: "clsync_unwatched_directories",
+        kind: "gauge",
+        help: "Directories the watch limit (fs.inotify.max_user_watches) left unwatched; rescanned every 30 s.",
+        value: |s| s.unwatched_dirs as f64,
+    },
+    PerJob {
+        name: "clsync_monitor_overflows_total",
+        kind: "counter",
+        help: "Times the monitor lost events (an inotify queue overflow) and the whole source was rescanned.",
+        value: |s| s.counters.overflows as f64,
+    },
+    PerJob {
+        name: "clsync_rescans_total",
+        kind: "counter",
+        help: "Whole-source rescans (after an overflow or a monitor error), each followed by a full sync.",
+        value: |s| s.counters.rescans as f64,
+    },
+    PerJob {
+        name: "clsync_retries_total",
+        kind: "counter",
+        help: "Handler runs started to retry after a failed one.",
+        value: |s| s.counters.retries as f64,
+    },
+    PerJob {
+        name: "clsync_consecutive_failures",
+        kind: "gauge",
+        help: "Failed runs since the last success (0 when healthy).",
+        value: |s| f64::from(s.consecutive_failures),
+    },
+    PerJob {
+        name: "clsync_last_success_timestamp_seconds",
+        kind: "gauge",
+        help: "When the last successful sync ended, in seconds since the Unix epoch (0: none yet).",
+        value: |s| s.last_success.map_or(0.0, secs),
+    },
+    PerJob {
+        name: "clsync_verifications_total",
+        kind: "counter",
+        help: "Periodic verifications (verify_interval full syncs) done.",
+        value: |s| s.counters.verifications as f64,
+    },
+    PerJob {
+        name: "clsync_verify_repaired_paths_total",
+        kind: "counter",
+        help: "Paths that verifications found different and repaired (rsync mode tells; others count 0).",
+        value: |s| s.counters.verify_repaired as f64,
+    },
+];
+
 /// Every metric, in the text format. Jobs are listed in the order given.
 pub fn encode(daemon: &DaemonFacts, jobs: &[JobFacts<'_>]) -> String {
     let mut e = Enc(String::with_capacity(4096 + jobs.len() * 3072));
+    encode_daemon(&mut e, daemon);
+    encode_states(&mut e, jobs);
+    for f in SYNC_FAMILIES {
+        e.per_job(jobs, f);
+    }
+    encode_runs(&mut e, jobs);
+    for f in JOB_FAMILIES {
+        e.per_job(jobs, f);
+    }
+    e.0
+}
+
+/// The daemon's own families: version, start time, memory, reloads.
+fn encode_daemon(e: &mut Enc, daemon: &DaemonFacts) {
     e.family(
         "clsync_build_info",
         "gauge",
@@ -183,7 +297,10 @@ pub fn encode(daemon: &DaemonFacts, jobs: &[JobFacts<'_>]) -> String {
         &[("result", "failed")],
         daemon.reloads_failed as f64,
     );
+}
 
+/// `clsync_job_state`: 1 for each job's state, 0 for the others.
+fn encode_states(e: &mut Enc, jobs: &[JobFacts<'_>]) {
     e.family(
         "clsync_job_state",
         "gauge",
@@ -198,34 +315,10 @@ pub fn encode(daemon: &DaemonFacts, jobs: &[JobFacts<'_>]) -> String {
             );
         }
     }
-    e.per_job(
-        jobs,
-        "clsync_syncs_total",
-        "counter",
-        "Successful syncs: handler runs (one rsync, mirror or command run per batch) that succeeded.",
-        |s| s.syncs as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_sync_failures_total",
-        "counter",
-        "Failed syncs (each is retried with backoff; nothing is dropped).",
-        |s| s.failures as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_initial_syncs_total",
-        "counter",
-        "Full syncs done at start, at a restart by a reload, and when the source came back.",
-        |s| s.initial_syncs as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_synced_paths_total",
-        "counter",
-        "Paths in the batches synced successfully (a full sync counts as one).",
-        |s| s.counters.synced_paths as f64,
-    );
+}
+
+/// Handler runs by result, and their durations as a histogram.
+fn encode_runs(e: &mut Enc, jobs: &[JobFacts<'_>]) {
     e.family(
         "clsync_handler_runs_total",
         "counter",
@@ -252,77 +345,6 @@ pub fn encode(daemon: &DaemonFacts, jobs: &[JobFacts<'_>]) -> String {
         e.sample(&format!("{name}_sum"), &[("job", j.name)], h.sum);
         e.sample(&format!("{name}_count"), &[("job", j.name)], h.count as f64);
     }
-    e.per_job(
-        jobs,
-        "clsync_queued_paths",
-        "gauge",
-        "Changed paths waiting for a sync (the queue depth).",
-        |s| s.queued as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_watched_directories",
-        "gauge",
-        "Directories of the source being watched.",
-        |s| s.watched_dirs as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_unwatched_directories",
-        "gauge",
-        "Directories the watch limit (fs.inotify.max_user_watches) left unwatched; rescanned every 30 s.",
-        |s| s.unwatched_dirs as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_monitor_overflows_total",
-        "counter",
-        "Times the monitor lost events (an inotify queue overflow) and the whole source was rescanned.",
-        |s| s.counters.overflows as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_rescans_total",
-        "counter",
-        "Whole-source rescans (after an overflow or a monitor error), each followed by a full sync.",
-        |s| s.counters.rescans as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_retries_total",
-        "counter",
-        "Handler runs started to retry after a failed one.",
-        |s| s.counters.retries as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_consecutive_failures",
-        "gauge",
-        "Failed runs since the last success (0 when healthy).",
-        |s| f64::from(s.consecutive_failures),
-    );
-    e.per_job(
-        jobs,
-        "clsync_last_success_timestamp_seconds",
-        "gauge",
-        "When the last successful sync ended, in seconds since the Unix epoch (0: none yet).",
-        |s| s.last_success.map_or(0.0, secs),
-    );
-    e.per_job(
-        jobs,
-        "clsync_verifications_total",
-        "counter",
-        "Periodic verifications (verify_interval full syncs) done.",
-        |s| s.counters.verifications as f64,
-    );
-    e.per_job(
-        jobs,
-        "clsync_verify_repaired_paths_total",
-        "counter",
-        "Paths that verifications found different and repaired (rsync mode tells; others count 0).",
-        |s| s.counters.verify_repaired as f64,
-    );
-    e.0
 }
 
 /// `[daemon] metrics_file`: rewritten (temporary file and rename) when something changed,

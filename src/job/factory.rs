@@ -1,0 +1,43 @@
+//! Which handler runs a job's batches: the job's mode and destination decide, once, when
+//! the job starts. The only place that names the concrete handlers, so that the rest of the
+//! job sees a [`Handler`] and nothing else.
+
+use std::sync::Arc;
+
+use crate::config::{Destination, JobConfig, Mode};
+use crate::handler::Handler;
+use crate::handler::command::CommandHandler;
+use crate::handler::mirror::MirrorHandler;
+use crate::handler::rsync::RsyncHandler;
+use crate::rules::Filter;
+
+/// The handler for `config`, filtering by `filter`. Fails for a combination no handler
+/// serves (the mirror to a remote destination; the configuration refuses it first).
+pub fn handler_for(config: &JobConfig, filter: &Arc<Filter>) -> anyhow::Result<Arc<dyn Handler>> {
+    Ok(match (&config.mode, &config.destination) {
+        (Mode::Mirror, Destination::Local(dst)) => Arc::new(
+            MirrorHandler::new(config.source.clone(), dst.clone(), filter.clone())
+                .with_timeout(config.rsync.timeout),
+        ),
+        (Mode::Mirror, Destination::Remote(_)) => {
+            anyhow::bail!("mode \"mirror\" needs a local destination")
+        }
+        (Mode::Rsync, dst) => Arc::new(
+            RsyncHandler::new(
+                config.source.clone(),
+                dst.clone(),
+                config.rsync.clone(),
+                filter.clone(),
+            )
+            .counting_changes(config.verify_interval.is_some()),
+        ),
+        (Mode::Command(c), dst) => Arc::new(CommandHandler::new(
+            config.name.clone(),
+            config.source.clone(),
+            dst.clone(),
+            c.clone(),
+            config.rsync.clone(),
+            filter.clone(),
+        )),
+    })
+}

@@ -1,0 +1,67 @@
+//! `clsync explain JOB PATH`: which exclude pattern or rule decides whether a path of a
+//! job's source is synced, answered with the job's own filter and the path's real type.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::JobConfig;
+use crate::model::Kind;
+
+/// The answer to an explain request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExplainReport {
+    pub ok: bool,
+    pub job: String,
+    /// The path relative to the job's source.
+    pub path: String,
+    /// `directory`, `file` or `other`: what the path is, or (missing) what it looks like.
+    pub kind: String,
+    pub exists: bool,
+    pub allowed: bool,
+    /// Which pattern or rule decided, in words.
+    pub explanation: String,
+}
+
+/// Explains `path` (absolute, or relative to the source) for the job `cfg`. `Err`: the
+/// filter does not compile, or the path is outside the source.
+pub fn explain(cfg: &JobConfig, path: &str) -> Result<ExplainReport, String> {
+    let filter = cfg.filter()?;
+    let p = Path::new(path);
+    let rel = if p.is_absolute() {
+        p.strip_prefix(&cfg.source)
+            .map_err(|_| {
+                format!(
+                    "{path} is not inside the source of job {} ({})",
+                    cfg.name,
+                    cfg.source.display()
+                )
+            })?
+            .to_path_buf()
+    } else {
+        p.components().collect()
+    };
+    let meta = crate::fs::lstat_beneath(&cfg.source, &rel);
+    let kind = match &meta {
+        Ok(m) if m.is_dir() => Kind::Dir,
+        Ok(m) if m.is_file() => Kind::File,
+        Ok(_) => Kind::Other,
+        Err(_) if path.ends_with('/') => Kind::Dir,
+        Err(_) => Kind::File,
+    };
+    let e = filter.explain(&rel, kind);
+    Ok(ExplainReport {
+        ok: true,
+        job: cfg.name.clone(),
+        path: rel.display().to_string(),
+        kind: match kind {
+            Kind::Dir => "directory",
+            Kind::File => "file",
+            Kind::Other => "other",
+        }
+        .to_string(),
+        exists: meta.is_ok(),
+        allowed: e.allowed,
+        explanation: e.to_string(),
+    })
+}
