@@ -298,7 +298,17 @@ pub fn build(opts: &Options, imported: &mut Imported) -> Option<Job> {
         }
     };
     let t = secs("delay-collect", DELAY_COLLECT, findings);
-    doc.set_noted("", "delay", format!("{t}s"), Some("delay-collect (-t)"));
+    if new_mode == "simple" {
+        // Mode simple ran its handler at each event, without the queues and their delays.
+        doc.set_noted(
+            "",
+            "delay",
+            "0s",
+            Some("mode simple ran the handler at once"),
+        );
+    } else {
+        doc.set_noted("", "delay", format!("{t}s"), Some("delay-collect (-t)"));
+    }
     let w = secs("delay-sync", DELAY_SYNC, findings);
     if w > 0 {
         doc.set_noted(
@@ -309,7 +319,7 @@ pub fn build(opts: &Options, imported: &mut Imported) -> Option<Job> {
         );
         doc.set("", "retry_max_delay", format!("{w}s"));
     }
-    if w > t {
+    if w > t && new_mode != "simple" {
         doc.comment(
             "",
             format!("delay-sync (-w) {w}: the C clsync also let at least {w} s pass between syncs; clsync syncs `delay` after the first change"),
@@ -320,7 +330,7 @@ pub fn build(opts: &Options, imported: &mut Imported) -> Option<Job> {
         );
     }
     let threshold = secs("threshold-bigfile", THRESHOLD_BIGFILE, findings);
-    if threshold > 0 {
+    if threshold > 0 && new_mode != "simple" {
         let big = secs("delay-collect-bigfile", DELAY_BIGFILE, findings);
         doc.set_noted(
             "big_file",
