@@ -66,9 +66,7 @@ threading, lists directory. Modes rsyncdirect and rsyncshell become rsync and \
 rsync-shell; so and rsyncso (loaded libraries) are refused.\n\n\
 Whatever has no equivalent is written as a comment in the job file and reported on \
 stderr as a warning naming the line or argument of the original. Relative paths are \
-resolved against the current directory, as the original programs did.";
-
-const AFTER_HELP: &str = "\
+resolved against the current directory, as the original programs did.\n\n\
 Exit status: 0 everything was carried over; 5 files were written, but some settings are \
 only comments or some jobs were refused (see the warnings); 1 nothing could be imported; \
 2 usage error; 3 the files could not be written (one exists and --force was not given, \
@@ -81,7 +79,7 @@ clsync import clsync --out /tmp/imported 'ExecStart=/usr/bin/clsync -K www'";
 /// `clsync import`: the command line (its definition lives here so that `main` only
 /// dispatches).
 #[derive(clap::Args, Debug)]
-#[command(about = ABOUT, long_about = LONG_ABOUT, after_help = AFTER_HELP)]
+#[command(about = ABOUT, long_about = LONG_ABOUT)]
 pub struct ImportArgs {
     /// The configuration directory to write: DIR/jobs.d/NAME.toml, DIR/clsync.toml.
     /// Created if missing.

@@ -37,9 +37,7 @@ use crate::import::{Doc, Findings, Job, names};
 
 /// What mapping a `sync{}` needs besides the call.
 pub struct Ctx<'a> {
-    /// The configuration file, as shown to the user.
-    pub file: &'a str,
-    /// Its directory (canonical): `excludeFrom` files are read only below it.
+    /// The configuration's directory (canonical): `excludeFrom` files are read only below it.
     pub dir: &'a Path,
     /// Relative sources and targets resolve against it (lsyncd's working directory).
     pub cwd: &'a Path,
