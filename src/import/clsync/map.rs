@@ -206,6 +206,11 @@ pub fn build(opts: &Options, imported: &mut Imported) -> Option<Job> {
     };
     let command_mode = new_mode != "rsync";
     let cwd = std::env::current_dir().unwrap_or_default();
+    if cwd.to_str().is_none() {
+        // Relative paths become absolute against it, and a job file holds UTF-8 only.
+        findings.refuse("command line", "the current directory's path is not UTF-8");
+        return None;
+    }
 
     let Some(watch) = opts.text("watch-dir").filter(|w| !w.is_empty()) else {
         findings.refuse(
