@@ -10,6 +10,7 @@ pub mod config;
 pub mod control;
 pub mod fs;
 pub mod handler;
+pub mod import;
 pub mod job;
 pub mod logging;
 pub mod longpath;

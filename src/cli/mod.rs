@@ -68,6 +68,7 @@ enum Command {
     /// Run one job without the daemon: a full sync, then keep syncing changes until none
     /// arrives for the job's delay, then exit (copy a tree that is still being written).
     Sync(sync::Args),
+    Import(clsync::import::ImportArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
     ///
     /// The package installs them; by hand e.g. `clsync completions bash >
@@ -96,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Explain(a) => explain::run(a),
         Command::Metrics(a) => metrics::run(a),
         Command::Sync(a) => sync::run(a),
+        Command::Import(a) => clsync::import::run(a),
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
     }

@@ -6,6 +6,7 @@ mod ctl;
 mod fanout;
 mod filters;
 mod handler_failures;
+mod import;
 mod jobs;
 mod live;
 mod long_paths;
