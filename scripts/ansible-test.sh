@@ -123,7 +123,7 @@ if ! "$venv/bin/ansible-playbook" --version >/dev/null 2>&1; then
     "$venv/bin/pip" install -q --disable-pip-version-check 'ansible-core>=2.17,<2.20'
 fi
 "$venv/bin/ansible-playbook" --version | sed -n 1p
-ok "ansible-core in $venv ($(($(date +%s) - t0)) s)"
+ok "ansible-core in $venv"
 
 # The package: scripts/package.sh's, built when missing.
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n1)
@@ -165,6 +165,8 @@ play() {
         -e clsync_deb="$deb" -e @"$vars" "$@") >"$log" 2>&1
 }
 recap() { sed -n 's/^localhost *: .*changed=\([0-9]*\) .*failed=\([0-9]*\) .*/changed=\1 failed=\2/p' "$work/$1.log"; }
+# The package's clsync, whatever else PATH has (e.g. a `cargo install`ed one).
+clsync() { /usr/bin/clsync "$@"; }
 status_json() { clsync status --json 2>/dev/null; }
 job_names() { status_json | /usr/bin/python3 -c 'import json, sys; print(" ".join(j["name"] for j in json.load(sys.stdin)["jobs"]))'; }
 all_watching() {
@@ -195,7 +197,7 @@ grep -q 'clsync is not running: nothing to reload' "$work/first.log" || fail "th
 ok "first run ($(recap first)): clsync $want installed, clsync.toml and jobs.d/{www,logs}.toml written, clsync check passes, reload handler finds no daemon"
 
 # 2. The daemon (no systemd here: started and stopped by its PID) syncs a listed job.
-clsync run --config-dir "$conf" >"$work/daemon.log" 2>&1 &
+/usr/bin/clsync run --config-dir "$conf" >"$work/daemon.log" 2>&1 &
 daemon=$!
 wait_for 30 all_watching || fail "the daemon's jobs are not watching: $(clsync status 2>&1)"
 [ "$(job_names)" = "logs www" ] || fail "clsync status lists: $(job_names)"
