@@ -7,7 +7,8 @@
 #      archive before installing it;
 #   1. the play installs the package and writes clsync.toml and one jobs.d file per job;
 #   2. a listed job syncs a file to its destination;
-#   3. a job with an unknown key fails `validate` and leaves the old file in place;
+#   3. a job, or clsync.toml, with an unknown key fails `validate` and leaves the old file
+#      in place;
 #   4. editing one job and removing another fires the reload handler (`clsync reload`
 #      over the control socket) and the daemon runs the new configuration: the removed
 #      job's file is gone and `clsync status` no longer lists it, the edit is in force;
@@ -82,6 +83,7 @@ rm -rf /var/cache/clsync-ansible   # where the role copies the .deb
 
 work=$(mktemp -d /tmp/clsync-ansible-test.XXXXXX)
 daemon=
+ours=   # set once this script may have installed the package and written /etc/clsync
 cleanup() {
     local rc=$?
     if [ -n "$daemon" ]; then
@@ -97,9 +99,11 @@ cleanup() {
             tail -n 60 "$log" >&2
         done
     fi
-    for j in "${jobs[@]}"; do rm -f "$conf/jobs.d/$j.toml"; done
-    dpkg -P clsync >/dev/null 2>&1 || true
-    rmdir "$conf/jobs.d" "$conf" 2>/dev/null || true
+    if [ -n "$ours" ]; then
+        for j in "${jobs[@]}"; do rm -f "$conf/jobs.d/$j.toml"; done
+        dpkg -P clsync >/dev/null 2>&1 || true
+        rmdir "$conf/jobs.d" "$conf" 2>/dev/null || true
+    fi
     rm -rf /var/cache/clsync-ansible "$work"
     exit $rc
 }
@@ -176,6 +180,7 @@ sys.exit(not (s["ready"] and s["jobs"] and all(j["state"] == "watching" for j in
 
 # 0. Without clsync_deb the role installs clsync by name from apt, whose Debian archive
 # has only the C clsync 0.4.5 (or nothing, with other sources): refused before installing.
+ours=1
 if play apt first -e clsync_deb= -e clsync_apt_cache_valid_time=86400; then fail "the run without clsync_deb passed with apt's clsync"; fi
 grep -q 'clsync is not installed, the apt sources have .*: clsync 0.5 or later is needed' "$work/apt.log" \
     || fail "the run without clsync_deb did not refuse apt's clsync"
@@ -216,6 +221,19 @@ cmp -s "$work/www.toml.before" "$conf/jobs.d/www.toml" || fail "the refused job 
 ! grep -q 'RUNNING HANDLER' "$work/broken.log" || fail "the broken run (nothing changed) ran a handler"
 [ "$(job_names)" = "logs www" ] || fail "after the broken run clsync status lists: $(job_names)"
 ok "a job with an unknown key fails validate (clsync check: unknown field \`bogus_key\`); the old www.toml stays"
+
+# ... and so does clsync.toml with an unknown [daemon] key (validated in a directory of
+# its own, since clsync check FILE reads a job).
+cp "$conf/clsync.toml" "$work/clsync.toml.before"
+mkdir "$work/tmp"   # where validate's mktemp makes its directory
+if TMPDIR=$work/tmp play broken-main first -e '{"clsync_daemon": {"log_level": "info", "bogus_daemon_key": 1}}'; then
+    fail "clsync.toml with an unknown key passed"
+fi
+grep -q 'failed to validate' "$work/broken-main.log" && grep -q 'clsync.toml:[0-9]*:[0-9]*: unknown field `bogus_daemon_key`' "$work/broken-main.log" \
+    || fail "the broken clsync.toml did not fail in validate with clsync check's message"
+cmp -s "$work/clsync.toml.before" "$conf/clsync.toml" || fail "the refused clsync.toml replaced the old one"
+[ -z "$(ls -A "$work/tmp")" ] || fail "validate left behind: $(ls -A "$work/tmp")"
+ok "clsync.toml with an unknown [daemon] key fails validate; the old clsync.toml stays"
 
 # 4. Edit www (exclude *.tmp), remove logs: the handler reloads the daemon.
 play second second || fail "the second run failed"
