@@ -53,6 +53,10 @@ pub enum HandlerError {
         /// A handler process killed by the watchdog; false for the mirror, which stops
         /// cooperatively between operations.
         killed: bool,
+        /// The run changed the destination before it stopped, so a retry has less to do:
+        /// the mirror, which only stops a run that has made progress. Unknown (false) for
+        /// a killed process.
+        progressed: bool,
     },
     #[error("{path}: {source}")]
     Io {
@@ -62,6 +66,20 @@ pub enum HandlerError {
     },
     #[error("{0}")]
     Other(String),
+}
+
+impl HandlerError {
+    /// The failed run still changed the destination (see [`HandlerError::Timeout`]): not
+    /// a sign that the job is stuck.
+    pub fn made_progress(&self) -> bool {
+        matches!(
+            self,
+            HandlerError::Timeout {
+                progressed: true,
+                ..
+            }
+        )
+    }
 }
 
 fn stderr_tail(stderr: &str) -> String {
@@ -248,6 +266,7 @@ pub(crate) fn run_process(
             program,
             timeout: timeout.unwrap_or_default(),
             killed: true,
+            progressed: false,
         });
     }
     match status.code() {

@@ -736,10 +736,7 @@ impl Runner {
             }
             Err(e) => {
                 self.failures += 1;
-                if !matches!(
-                    e,
-                    crate::handler::HandlerError::Timeout { killed: false, .. }
-                ) {
+                if !e.made_progress() {
                     self.stalled += 1;
                 }
                 let r = &self.cfg.retry;
