@@ -13,6 +13,7 @@ pub mod deletions;
 pub mod mirror;
 pub mod receiver;
 pub mod remote;
+pub mod renames;
 pub mod rsync;
 pub mod shallow;
 pub mod timeout;
