@@ -5,8 +5,8 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::*;
 use super::lists::lists_dir_problem;
+use super::*;
 use crate::config::RunAs;
 use crate::handler::rsync::files_from_list;
 

@@ -168,7 +168,7 @@ impl Mirror {
         run.track_fresh = true;
         run.entries(&entries.into_vec());
         run.fixup_dirs();
-        run.finish()
+        run.into_result()
     }
 
     /// The source object `rel`, as messages show it.
@@ -391,7 +391,7 @@ impl<'a> Run<'a> {
 
     /// What the run reports: a timeout (which only ever stops a run that changed
     /// something, so it made progress), else its first error, else its warnings.
-    fn finish(self) -> Result<Outcome, HandlerError> {
+    fn into_result(self) -> Result<Outcome, HandlerError> {
         if self.timed_out {
             return Err(HandlerError::Timeout {
                 program: "mirror".into(),
