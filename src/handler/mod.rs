@@ -18,15 +18,15 @@
 //! (replaying renames at the destination), `remote` (ssh destinations).
 
 pub mod command;
-pub mod deletions;
+pub(crate) mod deletions;
 pub mod mirror;
 mod process;
 pub mod receiver;
 pub mod remote;
-pub mod renames;
+pub(crate) mod renames;
 pub mod rsync;
-pub mod shallow;
-pub mod timeout;
+pub(crate) mod shallow;
+pub(crate) mod timeout;
 
 pub(crate) use process::{ensure_local_destination, run_as, run_process};
 

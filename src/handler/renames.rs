@@ -24,7 +24,7 @@ use crate::relpath;
 /// the script itself just before it, and missing directories are created one at a time,
 /// each checked first. (A shell cannot hold a directory open: someone racing between a
 /// check and the next command can still redirect that one step.)
-pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
+pub(crate) fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
     let root = if root.is_empty() { "." } else { root };
     let mut s = b"cd -- ".to_vec();
     s.extend(sh_quote(root.as_bytes()));
@@ -81,7 +81,7 @@ pub fn move_script(root: &str, renames: &[Rename]) -> Vec<u8> {
 
 /// Replays `renames` on the remote host in one ssh call. Errors are for the log only: the
 /// rsync run that follows syncs both sides of every rename anyway.
-pub fn replay_remote(
+pub(crate) fn replay_remote(
     opts: &HandlerOptions,
     dest: &str,
     renames: &[Rename],
@@ -96,7 +96,7 @@ pub fn replay_remote(
 /// the remote script, through the [file-system layer](crate::fs): a component of either path
 /// that is a symlink or not a directory at the destination (its owner may have planted one)
 /// makes that move be skipped, never followed; rsync then syncs both paths.
-pub fn replay_local(dest: &Path, renames: &[Rename]) -> usize {
+pub(crate) fn replay_local(dest: &Path, renames: &[Rename]) -> usize {
     let Ok(root) = crate::fs::Root::open(dest) else {
         return 0;
     };

@@ -22,7 +22,8 @@
 //! entry's `attrs_only` decides `--ignore-times`). Only when rsync hands the batch over to
 //! the mirror or the shallow cut are the renames, already done, given as what is left of
 //! them, both sides synced whole ([`renames_as_trees`]): the mirror would otherwise replay
-//! them a second time, and undo a swap.
+//! them a second time, and undo a swap. (A batch with a path too long for rsync goes to the
+//! mirror before anything is replayed, renames included.)
 //!
 //! The mirror the handler falls back to is the engine ([`Mirror`]), not the mirror's
 //! handler; what the command modes share with this handler (arguments, rule excludes, the
@@ -53,6 +54,7 @@ use crate::config::{Destination, HandlerOptions};
 use crate::model::{Batch, Entry, EntrySet};
 use crate::rules::Filter;
 
+/// Syncs each batch with one rsync run (see the module documentation).
 pub struct RsyncHandler {
     /// The job's rsync, its receiver, and what both handler kinds share.
     target: RsyncTarget,
