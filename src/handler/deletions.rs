@@ -25,6 +25,8 @@ use std::collections::BTreeSet;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use crate::fs::Lookup;
+use crate::model::Batch;
 use crate::relpath;
 use crate::rules::Filter;
 
@@ -98,6 +100,22 @@ pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
         list,
         rules,
     })
+}
+
+/// `batch`'s entries that exist at the source, and the paths of those that do not.
+pub(crate) fn split_missing(source: &Path, batch: &Batch) -> (Batch, Vec<PathBuf>) {
+    let mut present = Batch::default();
+    let mut gone = Vec::new();
+    let mut look = Lookup::new(source);
+    for e in &batch.entries {
+        match look.lstat(&e.rel) {
+            Err(err) if matches!(err.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR)) => {
+                gone.push(e.rel.clone())
+            }
+            _ => present.entries.push(e.clone()),
+        }
+    }
+    (present, gone)
 }
 
 #[cfg(test)]

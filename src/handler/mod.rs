@@ -7,24 +7,32 @@
 //! exists is copied, and a `recursive` entry makes the whole subtree equal (including
 //! deletion of extraneous entries that the filter does not exclude). Because handlers look at
 //! the current state, replaying a batch is always safe, which is what makes retries simple.
+//!
+//! The three handlers are `rsync` (one rsync process per batch), `mirror` (the native engine
+//! for local destinations) and `command` (a user's program per batch). No handler owns
+//! another: the rsync handler falls back to the mirror *engine*, and the command modes that
+//! run rsync share the rsync handler's [`RsyncTarget`](rsync::RsyncTarget), not the handler.
+//! Beside them: `process` (running a handler program), `timeout` (its watchdog), `receiver`
+//! (what the receiving rsync accepts), `deletions` (deletions as a pass of their own),
+//! `shallow` (the part of a batch rsync can send to a remote destination), `renames`
+//! (replaying renames at the destination), `remote` (ssh destinations).
 
 pub mod command;
-pub mod deletions;
+pub(crate) mod deletions;
 pub mod mirror;
+mod process;
 pub mod receiver;
 pub mod remote;
+pub(crate) mod renames;
 pub mod rsync;
-pub mod shallow;
-pub mod timeout;
+pub(crate) mod shallow;
+pub(crate) mod timeout;
 
-use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+pub(crate) use process::{ensure_local_destination, run_as, run_process};
+
 use std::path::PathBuf;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
-use crate::model::{Batch, Entry};
+use crate::model::{Batch, Entry, EntrySet};
 
 /// Why a handler run failed. Every failure is retried by the job with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +61,10 @@ pub enum HandlerError {
         /// A handler process killed by the watchdog; false for the mirror, which stops
         /// cooperatively between operations.
         killed: bool,
+        /// The run changed the destination before it stopped, so a retry has less to do:
+        /// the mirror, which only stops a run that has made progress. Unknown (false) for
+        /// a killed process.
+        progressed: bool,
     },
     #[error("{path}: {source}")]
     Io {
@@ -62,6 +74,20 @@ pub enum HandlerError {
     },
     #[error("{0}")]
     Other(String),
+}
+
+impl HandlerError {
+    /// The failed run still changed the destination (see [`HandlerError::Timeout`]): not
+    /// a sign that the job is stuck.
+    pub fn made_progress(&self) -> bool {
+        matches!(
+            self,
+            HandlerError::Timeout {
+                progressed: true,
+                ..
+            }
+        )
+    }
 }
 
 fn stderr_tail(stderr: &str) -> String {
@@ -136,157 +162,19 @@ pub trait Handler: Send + Sync {
     }
 }
 
-/// Runs a handler process to completion: in its own process group (so that a timeout or a
-/// hard stop kills its children too), `stdin` written to it from another thread (a handler
-/// may fill its stderr pipe before it has read all of its input; `None`: no stdin), stdout
-/// discarded, stderr kept for the error message. Exit codes in `ignore` count as success,
-/// with a warning that `explain(code)` may complete.
-/// Makes `cmd` run as the job's `user`/`group`. (std clears the supplementary groups when
-/// root changes the uid.)
-pub(crate) fn run_as(cmd: &mut Command, who: Option<&crate::config::RunAs>) {
-    use std::os::unix::process::CommandExt;
-    if let Some(w) = who {
-        cmd.gid(w.gid).uid(w.uid);
-    }
-}
-
-/// Creates a local destination directory that does not exist yet (rsync would create only
-/// its last component), owned by the job's `user` when handlers run as one.
-pub(crate) fn ensure_local_destination(
-    dst: &std::path::Path,
-    who: Option<&crate::config::RunAs>,
-) -> Result<(), HandlerError> {
-    if dst.exists() {
-        return Ok(());
-    }
-    let io = |e| HandlerError::Io {
-        path: dst.to_path_buf(),
-        source: e,
-    };
-    std::fs::create_dir_all(dst).map_err(io)?;
-    if let Some(w) = who {
-        std::os::unix::fs::chown(dst, Some(w.uid), Some(w.gid)).map_err(io)?;
-    }
-    Ok(())
-}
-
-pub(crate) fn run_process(
-    mut cmd: Command,
-    program: &str,
-    stdin: Option<Vec<u8>>,
-    timeout: Option<Duration>,
-    ignore: &[i32],
-    explain: impl Fn(i32) -> &'static str,
-) -> Result<Outcome, HandlerError> {
-    cmd.stdin(if stdin.is_some() {
-        Stdio::piped()
-    } else {
-        Stdio::null()
-    })
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
-    cmd.process_group(0);
-    // A handler must not outlive a daemon killed with SIGKILL: an orphaned rsync would keep
-    // writing into the destination while the restarted daemon syncs it. SIGTERM lets rsync
-    // remove its temporary files. (The signal fires when the worker thread that started the
-    // handler ends; workers wait for their handlers, so that is only at the daemon's death.)
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe; nothing is allocated between fork and exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let program = program.to_string();
-    let mut child = cmd.spawn().map_err(|e| HandlerError::Spawn {
-        program: program.clone(),
-        source: e,
-    })?;
-    let writer = child.stdin.take().map(|mut pipe| {
-        let data = stdin.unwrap_or_default();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(&data);
-        })
-    });
-    let watchdog = timeout.map(|t| timeout::Watchdog::start(child.id() as i32, t));
-    // stdout is only counted (rsync's itemized changes), on its own thread so that neither
-    // pipe can fill up while the other is read.
-    let counter = child.stdout.take().map(|mut out| {
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 64 * 1024];
-            let mut lines = 0u64;
-            while let Ok(n) = out.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
-            }
-            lines
-        })
-    });
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        let mut bytes = Vec::new();
-        let _ = e.read_to_end(&mut bytes);
-        stderr = String::from_utf8_lossy(&bytes).into_owned();
-    }
-    let status = child.wait().map_err(|e| HandlerError::Spawn {
-        program: program.clone(),
-        source: e,
-    })?;
-    let timed_out = watchdog.is_some_and(|w| w.finish());
-    if let Some(w) = writer {
-        let _ = w.join();
-    }
-    let changed = counter.and_then(|c| c.join().ok());
-    if timed_out {
-        return Err(HandlerError::Timeout {
-            program,
-            timeout: timeout.unwrap_or_default(),
-            killed: true,
-        });
-    }
-    match status.code() {
-        Some(0) => Ok(Outcome {
-            warnings: Vec::new(),
-            changed,
-        }),
-        Some(code) if ignore.contains(&code) => Ok(Outcome {
-            warnings: vec![format!(
-                "{program} exited with status {code} (ignored by ignore_exit_codes){}",
-                explain(code)
-            )],
-            changed,
-        }),
-        Some(code) => Err(HandlerError::Exit {
-            program,
-            code,
-            stderr,
-        }),
-        None => Err(HandlerError::Signaled {
-            program,
-            signal: status.signal().unwrap_or(0),
-        }),
-    }
-}
-
 /// Keeps a batch inside the source: an entry whose path goes through something that is no
 /// longer a real directory (a directory swapped for a symlink, or removed) is replaced by the
 /// highest such ancestor. Without this, rsync and the mirror would follow a symlinked parent
 /// and copy what lies outside the source (e.g. `/etc`) into the destination; with it, the
 /// ancestor itself is synced (as a symlink, or deleted).
 pub fn confine(source: &std::path::Path, batch: Batch) -> Batch {
-    use std::collections::{BTreeMap, HashMap};
+    use std::collections::HashMap;
     if batch.is_full() {
         return batch;
     }
     let mut real: HashMap<PathBuf, bool> = HashMap::new();
     let mut look = crate::fs::Lookup::new(source);
-    let mut out: BTreeMap<PathBuf, Entry> = BTreeMap::new();
+    let mut out = EntrySet::new();
     for e in batch.entries {
         let mut ancestors: Vec<&std::path::Path> = crate::relpath::ancestors(&e.rel).collect();
         ancestors.pop(); // the root itself
@@ -303,19 +191,11 @@ pub fn confine(source: &std::path::Path, batch: Batch) -> Batch {
             },
             None => e,
         };
-        match out.get_mut(&e.rel) {
-            Some(x) => {
-                x.recursive |= e.recursive;
-                x.attrs_only &= e.attrs_only;
-            }
-            None => {
-                out.insert(e.rel.clone(), e);
-            }
-        }
+        out.add(e);
     }
     Batch {
         renames: batch.renames,
-        entries: out.into_values().collect(),
+        entries: out.into_vec(),
     }
 }
 

@@ -143,7 +143,7 @@ pub fn version_from(mut cmd: Command) -> Option<(Option<String>, Option<u32>)> {
     let mut out = String::new();
     let _ = child.stdout.take()?.read_to_string(&mut out);
     let ok = child.wait().ok()?.success();
-    let timed_out = watchdog.finish();
+    let timed_out = watchdog.killed();
     (ok && !timed_out).then(|| parse_version(&out))
 }
 

@@ -8,13 +8,14 @@
 //! shorter than `DEEP` + 256 bytes. (Local destinations go to the native mirror engine
 //! instead, which has no such limit.)
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+use super::rsync::{push_exclude, walk_denied};
 use crate::fs::Lookup;
-use crate::model::{Batch, Entry, Kind};
+use crate::model::{Batch, Entry, EntrySet};
 use crate::rules::Filter;
 
 /// Longest directory path whose contents rsync is given.
@@ -61,16 +62,58 @@ fn deep_ancestor(rel: &Path) -> Option<&Path> {
 /// Cuts `batch` at the deep roots (see the module documentation), walking the recursive
 /// entries to find those below them.
 pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow {
-    let mut entries: BTreeMap<PathBuf, Entry> = BTreeMap::new();
-    let mut deep = BTreeSet::new();
-    let mut denied = BTreeSet::new();
-    let mut walk = Vec::new();
     let mut look = Lookup::new(source);
     let full = batch.is_full();
-    if full {
-        walk.push(PathBuf::new());
+    let (entries, mut deep, walk) = if full {
+        (EntrySet::new(), BTreeSet::new(), vec![PathBuf::new()])
+    } else {
+        cut_entries(&mut look, batch)
+    };
+    let mut denied = BTreeSet::new();
+    walk_denied(
+        &mut look,
+        filter,
+        walk,
+        |rel, is_dir| {
+            denied.insert((rel, is_dir));
+        },
+        |dir| {
+            if dir.as_os_str().len() > DEEP {
+                deep.insert(dir.to_path_buf());
+                false
+            } else {
+                true
+            }
+        },
+    );
+    let hidden = deep.iter().map(|d| contents_pattern(d)).collect();
+    let mut excludes = Vec::new();
+    for (d, is_dir) in &denied {
+        push_exclude(&mut excludes, d, *is_dir);
     }
-    for e in batch.entries.iter().filter(|_| !full) {
+    let batch = if full {
+        Batch::full()
+    } else {
+        Batch {
+            renames: Vec::new(),
+            entries: entries.into_vec(),
+        }
+    };
+    Shallow {
+        batch,
+        excludes,
+        hidden,
+        deep,
+    }
+}
+
+/// A live batch's entries cut at the deep roots (an entry below one becomes the deep root
+/// itself), the deep roots met, and the directories among the entries to walk for more.
+fn cut_entries(look: &mut Lookup, batch: &Batch) -> (EntrySet, BTreeSet<PathBuf>, Vec<PathBuf>) {
+    let mut entries = EntrySet::new();
+    let mut deep = BTreeSet::new();
+    let mut walk = Vec::new();
+    for e in &batch.entries {
         let e = match deep_ancestor(&e.rel) {
             // Only the deep root itself is transferred.
             Some(root) => {
@@ -83,59 +126,18 @@ pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow 
             }
             None => e.clone(),
         };
-        let is_dir = look.lstat(&e.rel).is_ok_and(|m| m.is_dir());
         // rsync is run with `-r` on every entry: a directory entry recurses whether or not
         // it is marked recursive (an attribute change), so its deep roots must be found too.
-        if is_dir {
+        if look.lstat(&e.rel).is_ok_and(|m| m.is_dir()) {
             if e.rel.as_os_str().len() > DEEP {
                 deep.insert(e.rel.clone());
             } else {
                 walk.push(e.rel.clone());
             }
         }
-        let x = entries.entry(e.rel.clone()).or_insert(Entry {
-            rel: e.rel.clone(),
-            recursive: false,
-            attrs_only: true,
-        });
-        x.recursive |= e.recursive;
-        x.attrs_only &= e.attrs_only;
+        entries.add(e);
     }
-    while let Some(dir) = walk.pop() {
-        let Ok(children) = look.children(&dir) else {
-            continue;
-        };
-        for (rel, kind) in children {
-            let is_dir = kind == Kind::Dir;
-            if !filter.allows(&rel, kind) || (is_dir && !filter.allows_dir_walk(&rel)) {
-                denied.insert((rel, is_dir));
-            } else if is_dir && rel.as_os_str().len() > DEEP {
-                deep.insert(rel);
-            } else if is_dir {
-                walk.push(rel);
-            }
-        }
-    }
-    let hidden = deep.iter().map(|d| contents_pattern(d)).collect();
-    let mut excludes = Vec::new();
-    for (d, is_dir) in &denied {
-        excludes.extend(Filter::rsync_anchored(d, *is_dir));
-        excludes.push(0);
-    }
-    let batch = if full {
-        Batch::full()
-    } else {
-        Batch {
-            renames: Vec::new(),
-            entries: entries.into_values().collect(),
-        }
-    };
-    Shallow {
-        batch,
-        excludes,
-        hidden,
-        deep,
-    }
+    (entries, deep, walk)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Kills a handler's process group when it runs longer than the job's `timeout`.
 //!
 //! A thread waits on a channel with a deadline instead of polling the child: if the handler
-//! finishes first, [`Watchdog::finish`] wakes it at once; otherwise it sends SIGTERM to the
+//! exits first, [`Watchdog::killed`] wakes it at once; otherwise it sends SIGTERM to the
 //! whole process group (rsync and its ssh), then SIGKILL if that was not enough.
 
 use std::thread::JoinHandle;
@@ -38,8 +38,8 @@ impl Watchdog {
         Watchdog { done, thread }
     }
 
-    /// Call once the handler has exited; true when the watchdog had to kill it.
-    pub fn finish(self) -> bool {
+    /// Stops watching, once the handler has exited; true when the watchdog had to kill it.
+    pub fn killed(self) -> bool {
         let _ = self.done.send(());
         self.thread.join().unwrap_or(false)
     }

@@ -411,7 +411,7 @@ impl Runner {
                 full: done.batch.is_full(),
             },
             Err(e) => RunOutcome::Failed {
-                progressed: matches!(e, HandlerError::Timeout { killed: false, .. }),
+                progressed: e.made_progress(),
                 permanent: self.handler.is_permanent(e),
             },
         };

@@ -1,0 +1,167 @@
+//! Handler processes: how an external program (rsync, ssh, a command mode's program) is
+//! started and waited for, as the job's `user` when it has one, so that a timeout, a stop or
+//! the daemon's death reaches the whole process group; and the local destination those
+//! programs expect to exist.
+
+use std::io::{Read, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::{HandlerError, Outcome, timeout};
+
+/// Makes `cmd` run as the job's `user`/`group`. (std clears the supplementary groups when
+/// root changes the uid.)
+pub(crate) fn run_as(cmd: &mut Command, who: Option<&crate::config::RunAs>) {
+    if let Some(w) = who {
+        cmd.gid(w.gid).uid(w.uid);
+    }
+}
+
+/// Creates a local destination directory that does not exist yet (rsync would create only
+/// its last component), owned by the job's `user` when handlers run as one.
+pub(crate) fn ensure_local_destination(
+    dst: &std::path::Path,
+    who: Option<&crate::config::RunAs>,
+) -> Result<(), HandlerError> {
+    if dst.exists() {
+        return Ok(());
+    }
+    let io = |e| HandlerError::Io {
+        path: dst.to_path_buf(),
+        source: e,
+    };
+    std::fs::create_dir_all(dst).map_err(io)?;
+    if let Some(w) = who {
+        std::os::unix::fs::chown(dst, Some(w.uid), Some(w.gid)).map_err(io)?;
+    }
+    Ok(())
+}
+
+/// Runs a handler process to completion: in its own process group (so that a timeout or a
+/// hard stop kills its children too), `stdin` written to it from another thread (a handler
+/// may fill its stderr pipe before it has read all of its input; `None`: no stdin), stdout
+/// discarded, stderr kept for the error message. Exit codes in `ignore` count as success,
+/// with a warning that `explain(code)` may complete.
+pub(crate) fn run_process(
+    cmd: Command,
+    program: &str,
+    stdin: Option<Vec<u8>>,
+    timeout: Option<Duration>,
+    ignore: &[i32],
+    explain: impl Fn(i32) -> &'static str,
+) -> Result<Outcome, HandlerError> {
+    let program = program.to_string();
+    let mut child = spawn_in_group(cmd, stdin.is_some()).map_err(|e| HandlerError::Spawn {
+        program: program.clone(),
+        source: e,
+    })?;
+    let writer = child.stdin.take().map(|mut pipe| {
+        let data = stdin.unwrap_or_default();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        })
+    });
+    let watchdog = timeout.map(|t| timeout::Watchdog::start(child.id() as i32, t));
+    // stdout is only counted (rsync's itemized changes), on its own thread so that neither
+    // pipe can fill up while the other is read.
+    let counter = child.stdout.take().map(count_lines);
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let mut bytes = Vec::new();
+        let _ = e.read_to_end(&mut bytes);
+        stderr = String::from_utf8_lossy(&bytes).into_owned();
+    }
+    let status = child.wait().map_err(|e| HandlerError::Spawn {
+        program: program.clone(),
+        source: e,
+    })?;
+    let timed_out = watchdog.is_some_and(|w| w.killed());
+    if let Some(w) = writer {
+        let _ = w.join();
+    }
+    let changed = counter.and_then(|c| c.join().ok());
+    if timed_out {
+        return Err(HandlerError::Timeout {
+            program,
+            timeout: timeout.unwrap_or_default(),
+            killed: true,
+            progressed: false,
+        });
+    }
+    exit_outcome(status, program, stderr, changed, ignore, explain)
+}
+
+/// Starts `cmd` in a process group of its own, stdout and stderr piped, stdin piped when
+/// `stdin` (else none), to die with the thread that started it.
+fn spawn_in_group(mut cmd: Command, stdin: bool) -> std::io::Result<Child> {
+    cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.process_group(0);
+    // A handler must not outlive a daemon killed with SIGKILL: an orphaned rsync would keep
+    // writing into the destination while the restarted daemon syncs it. SIGTERM lets rsync
+    // remove its temporary files. (The signal fires when the worker thread that started the
+    // handler ends; workers wait for their handlers, so that is only at the daemon's death.)
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; nothing is allocated between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
+/// Counts the lines of `out` on a thread of its own, until end of file.
+fn count_lines(mut out: impl Read + Send + 'static) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 64 * 1024];
+        let mut lines = 0u64;
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            lines += buf[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+        }
+        lines
+    })
+}
+
+/// What an exit `status` means: success, an ignored code (with a warning that `explain`
+/// may complete), or the failure with the tail of `stderr`.
+fn exit_outcome(
+    status: ExitStatus,
+    program: String,
+    stderr: String,
+    changed: Option<u64>,
+    ignore: &[i32],
+    explain: impl Fn(i32) -> &'static str,
+) -> Result<Outcome, HandlerError> {
+    match status.code() {
+        Some(0) => Ok(Outcome {
+            warnings: Vec::new(),
+            changed,
+        }),
+        Some(code) if ignore.contains(&code) => Ok(Outcome {
+            warnings: vec![format!(
+                "{program} exited with status {code} (ignored by ignore_exit_codes){}",
+                explain(code)
+            )],
+            changed,
+        }),
+        Some(code) => Err(HandlerError::Exit {
+            program,
+            code,
+            stderr,
+        }),
+        None => Err(HandlerError::Signaled {
+            program,
+            signal: status.signal().unwrap_or(0),
+        }),
+    }
+}

@@ -1,0 +1,123 @@
+//! [`RsyncTarget`]: what every rsync call of a job shares — the source, the destination,
+//! the job's rsync options and filter — and what the receiving rsync has shown it accepts
+//! (`--delete-missing-args`), learned from the runs. The rsync handler and the command modes
+//! that run rsync each own one; neither owns the other's handler.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tracing::debug;
+
+use super::excludes;
+use crate::config::{Destination, HandlerOptions};
+use crate::fs::Lookup;
+use crate::handler::HandlerError;
+use crate::handler::deletions::DeletionPass;
+use crate::handler::receiver::{self, MissingArgs, Receiver};
+use crate::model::Batch;
+use crate::rules::Filter;
+
+/// A job's rsync and its receiver. See the module documentation.
+pub(crate) struct RsyncTarget {
+    pub(crate) source: PathBuf,
+    pub(crate) destination: Destination,
+    pub(crate) options: HandlerOptions,
+    pub(crate) filter: Arc<Filter>,
+    /// Whether the receiving rsync takes `--delete-missing-args`.
+    receiver: Receiver,
+}
+
+/// True when some entry of `batch` is missing at the source.
+fn has_missing(source: &Path, batch: &Batch) -> bool {
+    let mut look = Lookup::new(source);
+    batch.entries.iter().any(|e| {
+        look.lstat(&e.rel)
+            .is_err_and(|err| err.kind() == std::io::ErrorKind::NotFound)
+    })
+}
+
+impl RsyncTarget {
+    pub(crate) fn new(
+        source: PathBuf,
+        destination: Destination,
+        options: HandlerOptions,
+        filter: Arc<Filter>,
+    ) -> RsyncTarget {
+        let remote = matches!(destination, Destination::Remote(_));
+        RsyncTarget {
+            receiver: Receiver::new(&options.path, remote),
+            source,
+            destination,
+            options,
+            filter,
+        }
+    }
+
+    /// The job's rsync and what its receiver accepts, for the status.
+    pub(crate) fn report(&self) -> receiver::Report {
+        self.receiver.report()
+    }
+
+    /// The NUL-separated anchored excludes for what the regex rules deny in the directories
+    /// rsync will recurse into for `batch` (empty without rules).
+    pub(crate) fn batch_rule_excludes(&self, batch: &Batch) -> Vec<u8> {
+        excludes::batch_rule_excludes(&self.source, &self.filter, batch)
+    }
+
+    /// The anchored rule excludes for a deletion pass: the parents' entries, one level.
+    pub(crate) fn deletion_rule_excludes(&self, pass: &DeletionPass) -> Vec<u8> {
+        excludes::deletion_rule_excludes(&self.source, &self.filter, pass)
+    }
+
+    /// What the receiver has shown it accepts.
+    pub(crate) fn missing_args(&self) -> MissingArgs {
+        self.receiver.missing_args()
+    }
+
+    /// Learns from a failed run whether the receiver rejects missing entries; true (and
+    /// logged once) when it does.
+    pub(crate) fn learn_rejection(&self, e: &HandlerError) -> bool {
+        let Some(version) = receiver::rejects_missing_args(e) else {
+            return false;
+        };
+        self.learn_rejected(version);
+        true
+    }
+
+    /// True when `e`, from a batch that would show whether an unknown receiver takes
+    /// missing entries (`learning`), may be its refusal with the words lost: over ssh the
+    /// receiver's messages can vanish when the connection closes, leaving a bare exit 2. The
+    /// caller then tries the batch the other way once, and [`Self::learn_rejected`] if that
+    /// works.
+    pub(crate) fn may_be_silent_rejection(&self, learning: bool, e: &HandlerError) -> bool {
+        learning && matches!(e, HandlerError::Exit { code: 2, .. })
+    }
+
+    /// Records a receiver that rejects missing entries (`version` if it said), logged once.
+    pub(crate) fn learn_rejected(&self, mut version: Option<String>) {
+        if version.is_none()
+            && self.receiver.missing_args() != MissingArgs::Rejected
+            && let Destination::Remote(d) = &self.destination
+        {
+            // The receiver's last words may not reach us over ssh.
+            version = crate::handler::remote::remote_version(&self.options, d);
+        }
+        if self.receiver.learn(MissingArgs::Rejected, version) {
+            tracing::warn!("{}", self.receiver.report().describe());
+        }
+    }
+
+    /// Learns that the receiver took a batch with a missing entry.
+    pub(crate) fn learn_accepted(&self) {
+        if self.receiver.learn(MissingArgs::Accepted, None) {
+            debug!("{}", self.receiver.report().describe());
+        }
+    }
+
+    /// True while the receiver is not known and `batch` would show what it does.
+    pub(crate) fn would_learn(&self, batch: &Batch) -> bool {
+        !batch.is_full()
+            && self.receiver.missing_args() == MissingArgs::Unknown
+            && has_missing(&self.source, batch)
+    }
+}

@@ -1,0 +1,199 @@
+//! Running rsync for a batch: one process per pass, the `--files-from` list on its stdin,
+//! the exclude and hide lists in private files; a receiver that rejects missing entries gets
+//! the deletions as a pass of their own ([`deletions`]).
+
+use std::ffi::{OsStr, OsString};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::Command;
+
+use tracing::debug;
+
+use super::RsyncHandler;
+use super::args::{self, Pass};
+use crate::handler::deletions;
+use crate::handler::receiver::MissingArgs;
+use crate::handler::{HandlerError, Outcome};
+use crate::model::Batch;
+
+impl RsyncHandler {
+    /// The handler's lists directory ([`RsyncHandler::lists`]), made on the first call.
+    pub(super) fn lists_dir(&self) -> Result<PathBuf, HandlerError> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut guard = self.lists.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = guard.as_ref() {
+            return Ok(d.path().to_path_buf());
+        }
+        let io = |path: PathBuf| move |e| HandlerError::Io { path, source: e };
+        let d = tempfile::Builder::new()
+            .prefix("clsync-rsync.")
+            .permissions(std::fs::Permissions::from_mode(0o700))
+            .tempdir()
+            .map_err(io(std::env::temp_dir()))?;
+        if let Some(w) = &self.target.options.run_as {
+            // Made by us, 0700, in $TMPDIR (sticky): nobody else can have replaced it yet.
+            std::os::unix::fs::chown(d.path(), Some(w.uid), Some(w.gid))
+                .map_err(io(d.path().to_path_buf()))?;
+        }
+        let path = d.path().to_path_buf();
+        *guard = Some(d);
+        Ok(path)
+    }
+
+    /// A private temporary file in the lists directory holding `bytes` for rsync to read
+    /// (owned by the job's `user` when rsync runs as one).
+    fn list_file(
+        &self,
+        prefix: &str,
+        bytes: &[u8],
+    ) -> Result<tempfile::NamedTempFile, HandlerError> {
+        let io = |path: PathBuf| move |e| HandlerError::Io { path, source: e };
+        let dir = self.lists_dir()?;
+        let mut f = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(&dir)
+            .map_err(io(dir))?;
+        f.write_all(bytes).map_err(io(f.path().to_path_buf()))?;
+        if let Some(w) = &self.target.options.run_as {
+            std::os::unix::fs::fchown(f.as_file(), Some(w.uid), Some(w.gid))
+                .map_err(io(f.path().to_path_buf()))?;
+        }
+        Ok(f)
+    }
+
+    /// `batch` with the NUL-separated anchored `excludes` (besides the job's own) and
+    /// `hidden` patterns (`--filter=H`): one rsync run, or for a receiver that rejects
+    /// missing entries, a deletion pass and a run of the paths that exist.
+    pub(super) fn transfer(
+        &self,
+        batch: &Batch,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+    ) -> Result<Outcome, HandlerError> {
+        if batch.is_full() {
+            return self.transfer_pass(&Pass::Full, Vec::new(), excludes, hidden);
+        }
+        if self.target.missing_args() == MissingArgs::Rejected {
+            return self.transfer_split(batch, excludes, hidden);
+        }
+        let learning = self.target.would_learn(batch);
+        let list = args::files_from_list(batch);
+        match self.transfer_pass(&Pass::of(batch), list, excludes, hidden) {
+            // The receiver refused the list before transferring anything.
+            Err(e) if self.target.learn_rejection(&e) => {
+                self.transfer_split(batch, excludes, hidden)
+            }
+            Err(e) if self.target.may_be_silent_rejection(learning, &e) => {
+                match self.transfer_split(batch, excludes, hidden) {
+                    Ok(outcome) => {
+                        self.target.learn_rejected(None);
+                        Ok(outcome)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            Ok(outcome) => {
+                if learning {
+                    self.target.learn_accepted();
+                }
+                Ok(outcome)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `batch` as two runs: the deletion pass, then the paths that exist.
+    fn transfer_split(
+        &self,
+        batch: &Batch,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+    ) -> Result<Outcome, HandlerError> {
+        let (present, gone) = deletions::split_missing(&self.target.source, batch);
+        let mut outcome = Outcome::default();
+        if let Some(pass) = deletions::plan(&gone) {
+            // The pass sends the parents' other entries too: what the rules deny there
+            // stays excluded.
+            let excl = self.target.deletion_rule_excludes(&pass);
+            outcome = self.transfer_pass(&Pass::Deletions, pass.contents, &excl, hidden)?;
+        }
+        if !present.entries.is_empty() {
+            let list = args::files_from_list(&present);
+            let paths = Pass::Paths {
+                batch: &present,
+                missing_args: false,
+            };
+            outcome.absorb(self.transfer_pass(&paths, list, excludes, hidden)?);
+        }
+        Ok(outcome)
+    }
+
+    /// One rsync process for `pass`, its `--files-from` `list` on stdin.
+    fn transfer_pass(
+        &self,
+        pass: &Pass,
+        list: Vec<u8>,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+    ) -> Result<Outcome, HandlerError> {
+        let full = matches!(pass, Pass::Full);
+        // Kept alive until rsync has exited.
+        let _excl_file = if excludes.is_empty() {
+            None
+        } else {
+            Some(self.list_file(".clsync-exclude.", excludes)?)
+        };
+        let mut cmd = Command::new(&self.target.options.path);
+        crate::handler::run_as(&mut cmd, self.target.options.run_as.as_ref());
+        // In a merge file, not on the command line: there may be thousands of deep roots,
+        // each pattern over 2,048 bytes, far more than ARG_MAX allows. NUL-terminated rules,
+        // read with --from0 (which must come before the merge rule).
+        let mut _hide_file = None;
+        if !hidden.is_empty() {
+            let mut rules = Vec::new();
+            for h in hidden {
+                rules.extend_from_slice(b"H ");
+                rules.extend_from_slice(h);
+                rules.push(0);
+            }
+            let f = self.list_file(".clsync-hide.", &rules)?;
+            // First: a user's `--include` must not let rsync into the deep roots.
+            cmd.arg("--from0");
+            let mut arg = OsString::from("--filter=merge ");
+            arg.push(f.path());
+            cmd.arg(arg);
+            _hide_file = Some(f);
+        }
+        cmd.args(args::rsync_args(
+            &self.target,
+            self.count_changes,
+            pass,
+            OsStr::new("-"),
+            _excl_file.as_ref().map(|f| f.path()),
+        ));
+        cmd.arg("--");
+        cmd.arg(args::dir_arg(&self.target.source));
+        cmd.arg(args::dest_arg(&self.target.destination));
+        let program = self.target.options.path.display().to_string();
+        debug!(
+            list_bytes = list.len(),
+            full,
+            "running {program} {:?}",
+            cmd.get_args().collect::<Vec<_>>()
+        );
+        crate::handler::run_process(
+            cmd,
+            &program,
+            (!full).then_some(list),
+            self.target.options.timeout,
+            &self.target.options.ignore_exit_codes,
+            |code| {
+                if code == 24 {
+                    ": some files vanished during the transfer"
+                } else {
+                    ""
+                }
+            },
+        )
+    }
+}
