@@ -373,10 +373,7 @@ impl Supervisor {
         else {
             return json!({"ok": false, "error": format!("no job named {job:?}")});
         };
-        let filter = match cfg.filter() {
-            Ok(f) => f,
-            Err(e) => return json!({"ok": false, "error": e}),
-        };
+        let filter = cfg.filter();
         let p = Path::new(path);
         let rel = if p.is_absolute() {
             match p.strip_prefix(&cfg.source) {
@@ -644,10 +641,7 @@ mod tests {
             destination: Destination::Local(PathBuf::from("/dst")),
             mode: Mode::Rsync,
             delay: Duration::from_millis(delay_ms),
-            exclude: vec![],
-            rules: vec![],
-            rules_file: None,
-            rules_file_text: None,
+            filter: Default::default(),
             initial_sync: true,
             big_file: None,
             workers: 2,

@@ -402,3 +402,94 @@ mod tests {
         assert_eq!(edit_distance("", "abc"), 3);
     }
 }
+
+#[cfg(test)]
+mod schema_tests {
+    //! The checked-in JSON Schema must describe exactly the keys the parser accepts.
+
+    use crate::config::load_dir;
+    use std::fs;
+    use std::path::Path;
+
+    fn example(schema: &serde_json::Value) -> String {
+        let mut top = String::new();
+        let mut tables = String::new();
+        let props = schema["properties"].as_object().unwrap();
+        for (key, spec) in props {
+            if key == "destinations" {
+                // Exclusive with `destination`: checked by its own test.
+                continue;
+            }
+            if let Some(sub) = spec.get("properties").and_then(|p| p.as_object()) {
+                tables.push_str(&format!("[{key}]\n"));
+                for (k, s) in sub {
+                    tables.push_str(&format!("{k} = {}\n", value_for(k, s)));
+                }
+            } else {
+                top.push_str(&format!("{key} = {}\n", value_for(key, spec)));
+            }
+        }
+        top + &tables
+    }
+
+    fn value_for(key: &str, spec: &serde_json::Value) -> &'static str {
+        match key {
+            "source" => "\"src\"",
+            "destination" => "\"dst\"",
+            "mode" => "\"shell\"",
+            "lists_dir" => "\"lists\"",
+            "delay" | "timeout" | "verify_interval" | "retry_delay" | "retry_max_delay" => "\"2s\"",
+            "threshold" => "\"1MiB\"",
+            "rules" => "[\"-d^x$\"]",
+            "rules_file" => "\"r.rules\"",
+            "path" => "\"rsync\"",
+            "user" | "group" => "\"root\"",
+            "sandbox" => "\"auto\"",
+            _ => match spec["type"].as_str() {
+                Some("string") => "\"x\"",
+                Some("boolean") => "true",
+                Some("integer") => "1",
+                Some("array") => "[]",
+                _ => panic!("no example value for {key}"),
+            },
+        }
+    }
+
+    #[test]
+    fn schema_matches_the_parser() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/job.schema.json"),
+        )
+        .unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        fs::write(t.path().join("r.rules"), "+*\n").unwrap();
+        fs::create_dir(t.path().join("jobs.d")).unwrap();
+        let job = example(&schema);
+        fs::write(t.path().join("jobs.d/all.toml"), &job).unwrap();
+        let l = load_dir(t.path());
+        assert!(!l.has_errors(), "{job}\n{:#?}", l.diagnostics);
+        // A key the schema does not list is rejected, and the parser's own list of keys
+        // (from its "expected one of" message) is the schema's.
+        fs::write(t.path().join("jobs.d/all.toml"), "surprise = 1\n").unwrap();
+        let l = load_dir(t.path());
+        let msg = &l.errors().next().expect("unknown key rejected").message;
+        let mut parser_keys: Vec<&str> = msg
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the fields")
+            .split(", ")
+            .map(|k| k.trim_matches('`'))
+            .collect();
+        parser_keys.sort();
+        let mut schema_keys: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        schema_keys.sort();
+        assert_eq!(parser_keys, schema_keys);
+    }
+}

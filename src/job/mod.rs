@@ -89,7 +89,7 @@ impl Job {
     /// no threads); a missing source is waited for by the running job.
     pub fn start(config: JobConfig, opts: JobOptions) -> anyhow::Result<Job> {
         let config = Arc::new(config);
-        let filter = Arc::new(config.filter().map_err(anyhow::Error::msg)?);
+        let filter = config.filter();
         let handler: Arc<dyn Handler> = match (&config.mode, &config.destination) {
             (Mode::Mirror, crate::config::Destination::Local(dst)) => Arc::new(
                 MirrorHandler::new(config.source.clone(), dst.clone(), filter.clone())
