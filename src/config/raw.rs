@@ -231,69 +231,72 @@ impl Reader<'_> {
                 "sandbox" => r.sandbox = self.value(v),
                 "sandbox_read" => r.sandbox_read = self.value(v),
                 "sandbox_write" => r.sandbox_write = self.value(v),
-                "big_file" => {
-                    if let Some(t) = self.table("big_file", v) {
-                        let mut b = RawBigFile::default();
-                        for (k, v) in t {
-                            match k.get_ref().as_ref() {
-                                "threshold" => b.threshold = self.value(v),
-                                "delay" => b.delay = self.value(v),
-                                _ => self.unknown(k, BIG_FILE_KEYS),
-                            }
-                        }
-                        r.big_file = Some(b);
-                    }
-                }
-                "rsync" => {
-                    if let Some(t) = self.table("rsync", v) {
-                        let mut b = RawRsync::default();
-                        for (k, v) in t {
-                            match k.get_ref().as_ref() {
-                                "path" => b.path = self.value(v),
-                                "args" => b.args = self.value(v),
-                                _ => self.unknown(k, RSYNC_KEYS),
-                            }
-                        }
-                        r.rsync = Some(b);
-                    }
-                }
-                "ssh" => {
-                    if let Some(t) = self.table("ssh", v) {
-                        let mut b = RawSsh::default();
-                        for (k, v) in t {
-                            match k.get_ref().as_ref() {
-                                "command" => b.command = self.value(v),
-                                "port" => b.port = self.value(v),
-                                "identity_file" => b.identity_file = self.value(v),
-                                "options" => b.options = self.value(v),
-                                _ => self.unknown(k, SSH_KEYS),
-                            }
-                        }
-                        r.ssh = Some(b);
-                    }
-                }
+                "big_file" => r.big_file = self.table("big_file", v).map(|t| self.big_file(t)),
+                "rsync" => r.rsync = self.table("rsync", v).map(|t| self.rsync(t)),
+                "ssh" => r.ssh = self.table("ssh", v).map(|t| self.ssh(t)),
                 "command" => {
-                    if let Some(t) = self.table("command", v) {
-                        let mut c = RawCommand {
-                            span: k.span(),
-                            ..RawCommand::default()
-                        };
-                        for (k, v) in t {
-                            match k.get_ref().as_ref() {
-                                "path" => c.path = self.value(v),
-                                "args" => c.args = self.value(v),
-                                "lists_dir" => c.lists_dir = self.value(v),
-                                "keep_lists" => c.keep_lists = self.value(v),
-                                _ => self.unknown(k, COMMAND_KEYS),
-                            }
-                        }
-                        r.command = Some(c);
-                    }
+                    r.command = self.table("command", v).map(|t| self.command(k.span(), t))
                 }
                 _ => self.unknown(k, JOB_KEYS),
             }
         }
         r
+    }
+
+    fn big_file(&mut self, table: Vec<Entry<'_>>) -> RawBigFile {
+        let mut b = RawBigFile::default();
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "threshold" => b.threshold = self.value(v),
+                "delay" => b.delay = self.value(v),
+                _ => self.unknown(k, BIG_FILE_KEYS),
+            }
+        }
+        b
+    }
+
+    fn rsync(&mut self, table: Vec<Entry<'_>>) -> RawRsync {
+        let mut b = RawRsync::default();
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "path" => b.path = self.value(v),
+                "args" => b.args = self.value(v),
+                _ => self.unknown(k, RSYNC_KEYS),
+            }
+        }
+        b
+    }
+
+    fn ssh(&mut self, table: Vec<Entry<'_>>) -> RawSsh {
+        let mut b = RawSsh::default();
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "command" => b.command = self.value(v),
+                "port" => b.port = self.value(v),
+                "identity_file" => b.identity_file = self.value(v),
+                "options" => b.options = self.value(v),
+                _ => self.unknown(k, SSH_KEYS),
+            }
+        }
+        b
+    }
+
+    /// `[command]`; `span` is where its name is written.
+    fn command(&mut self, span: std::ops::Range<usize>, table: Vec<Entry<'_>>) -> RawCommand {
+        let mut c = RawCommand {
+            span,
+            ..RawCommand::default()
+        };
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "path" => c.path = self.value(v),
+                "args" => c.args = self.value(v),
+                "lists_dir" => c.lists_dir = self.value(v),
+                "keep_lists" => c.keep_lists = self.value(v),
+                _ => self.unknown(k, COMMAND_KEYS),
+            }
+        }
+        c
     }
 }
 
