@@ -143,7 +143,7 @@ pub struct JobConfig {
     pub name: String,
     pub file: PathBuf,
     /// Every destination of the job file (`destinations = [...]`); a job file with several
-    /// runs one job per destination (see [`fan_out`]), and each of those holds only its own.
+    /// runs one job per destination (see `config::fan_out`), and each of those holds only its own.
     pub fan_out: Vec<Destination>,
     /// For one target of a fan-out: the job file's name.
     pub target_of: Option<String>,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 /// The longest delay accepted: anything longer is almost surely a typo, and huge values
 /// overflow `Instant` arithmetic.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// `None` for zero ("off"), else the value: the one reading of a zero timeout, interval or
 /// threshold.

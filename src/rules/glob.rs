@@ -118,11 +118,6 @@ impl Glob {
         })
     }
 
-    /// True for a `+ `-prefixed (include) pattern.
-    pub fn is_include(&self) -> bool {
-        self.include
-    }
-
     /// True when the pattern had a trailing `/` and so only matches directories.
     pub fn dir_only(&self) -> bool {
         self.dir_only
