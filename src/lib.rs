@@ -17,6 +17,7 @@ pub mod longpath;
 pub mod metrics;
 pub mod model;
 pub mod monitor;
+pub mod program;
 pub mod queue;
 pub mod relpath;
 pub mod rules;

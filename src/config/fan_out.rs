@@ -7,7 +7,8 @@
 //! target. So a reload that edits, adds or removes one target restarts that one only, and
 //! the others keep their names.
 
-use super::{Destination, JobConfig};
+use super::model::{Destination, JobConfig};
+use super::socket::fnv1a;
 
 /// The jobs of a job file: itself, or one per target.
 pub(super) fn expand(job: JobConfig) -> Vec<JobConfig> {
@@ -25,7 +26,7 @@ pub(super) fn expand(job: JobConfig) -> Vec<JobConfig> {
                 format!(
                     "{}@{l}-{:08x}",
                     job.name,
-                    super::fnv1a(d.to_string().as_bytes()) as u32
+                    fnv1a(d.to_string().as_bytes()) as u32
                 )
             } else {
                 format!("{}@{l}", job.name)
@@ -63,6 +64,9 @@ fn label(dst: &Destination) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::load_dir;
+    use crate::config::test_support::write;
+    use std::fs;
     use std::path::PathBuf;
 
     #[test]
@@ -76,5 +80,51 @@ mod tests {
             "backup_host__srv"
         );
         assert_eq!(label(&Destination::Local(PathBuf::from("/"))), "root");
+    }
+
+    #[test]
+    fn several_destinations_fan_out_into_one_job_each() {
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        write(
+            t.path(),
+            "jobs.d/web.toml",
+            "source = \"src\"\ndestinations = [\"a\", \"host:/b\"]\n",
+        );
+        write(
+            t.path(),
+            "jobs.d/bad.toml",
+            "source = \"src\"\ndestination = \"x\"\ndestinations = [\"y\"]\n",
+        );
+        write(
+            t.path(),
+            "jobs.d/dup.toml",
+            "source = \"src\"\ndestinations = [\"z\", \"z\"]\n",
+        );
+        let l = load_dir(t.path());
+        let names: Vec<&str> = l.jobs.iter().map(|j| j.name.as_str()).collect();
+        assert_eq!(names.len(), 2);
+        assert!(
+            names[0].starts_with("web@") && names[0].ends_with("_a"),
+            "{names:?}"
+        );
+        assert_eq!(names[1], "web@host__b");
+        assert_eq!(
+            l.jobs[0].destination,
+            Destination::Local(t.path().join("a"))
+        );
+        assert_eq!(l.jobs[1].destination, Destination::Remote("host:/b".into()));
+        assert_eq!(l.jobs[1].target_of.as_deref(), Some("web"));
+        let msgs: Vec<String> = l.errors().map(|d| d.to_string()).collect();
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("bad.toml:3:16") && m.contains("not both")),
+            "{msgs:#?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("dup.toml:2:22") && m.contains("twice")),
+            "{msgs:#?}"
+        );
     }
 }

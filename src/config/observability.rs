@@ -41,7 +41,7 @@ impl LogTarget {
 }
 
 /// The syslog facilities by name, with their codes (RFC 5424 section 6.2.1).
-pub const FACILITIES: &[(&str, u8)] = &[
+const FACILITIES: &[(&str, u8)] = &[
     ("kern", 0),
     ("user", 1),
     ("mail", 2),
@@ -68,7 +68,7 @@ pub const FACILITIES: &[(&str, u8)] = &[
 pub const DEFAULT_FACILITY: u8 = 3;
 
 /// `[daemon] syslog_facility`: a facility name such as `"daemon"` or `"local3"`.
-pub fn parse_facility(s: &str) -> Result<u8, String> {
+fn parse_facility(s: &str) -> Result<u8, String> {
     FACILITIES
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(s))
@@ -86,7 +86,7 @@ pub fn parse_facility(s: &str) -> Result<u8, String> {
 pub const DEFAULT_METRICS_FILE_INTERVAL: Duration = Duration::from_secs(10);
 
 /// `[daemon] metrics_listen`: `ADDRESS:PORT`, e.g. `"127.0.0.1:9798"` or `"[::1]:9798"`.
-pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     s.trim().parse::<SocketAddr>().map_err(|_| {
         format!(
             "invalid metrics_listen {s:?}: an ADDRESS:PORT such as \"127.0.0.1:9798\" or \"[::1]:9798\""

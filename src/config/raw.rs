@@ -231,69 +231,72 @@ impl Reader<'_> {
                 "sandbox" => r.sandbox = self.value(v),
                 "sandbox_read" => r.sandbox_read = self.value(v),
                 "sandbox_write" => r.sandbox_write = self.value(v),
-                "big_file" => {
-                    if let Some(t) = self.table("big_file", v) {
-                        let mut b = RawBigFile::default();
-                        for (k, v) in t {
-                            match k.get_ref().as_ref() {
-                                "threshold" => b.threshold = self.value(v),
-                                "delay" => b.delay = self.value(v),
-                                _ => self.unknown(k, BIG_FILE_KEYS),
-                            }
-                        }
-                        r.big_file = Some(b);
-                    }
-                }
-                "rsync" => {
-                    if let Some(t) = self.table("rsync", v) {
-                        let mut b = RawRsync::default();
-                        for (k, v) in t {
-                            match k.get_ref().as_ref() {
-                                "path" => b.path = self.value(v),
-                                "args" => b.args = self.value(v),
-                                _ => self.unknown(k, RSYNC_KEYS),
-                            }
-                        }
-                        r.rsync = Some(b);
-                    }
-                }
-                "ssh" => {
-                    if let Some(t) = self.table("ssh", v) {
-                        let mut b = RawSsh::default();
-                        for (k, v) in t {
-                            match k.get_ref().as_ref() {
-                                "command" => b.command = self.value(v),
-                                "port" => b.port = self.value(v),
-                                "identity_file" => b.identity_file = self.value(v),
-                                "options" => b.options = self.value(v),
-                                _ => self.unknown(k, SSH_KEYS),
-                            }
-                        }
-                        r.ssh = Some(b);
-                    }
-                }
+                "big_file" => r.big_file = self.table("big_file", v).map(|t| self.big_file(t)),
+                "rsync" => r.rsync = self.table("rsync", v).map(|t| self.rsync(t)),
+                "ssh" => r.ssh = self.table("ssh", v).map(|t| self.ssh(t)),
                 "command" => {
-                    if let Some(t) = self.table("command", v) {
-                        let mut c = RawCommand {
-                            span: k.span(),
-                            ..RawCommand::default()
-                        };
-                        for (k, v) in t {
-                            match k.get_ref().as_ref() {
-                                "path" => c.path = self.value(v),
-                                "args" => c.args = self.value(v),
-                                "lists_dir" => c.lists_dir = self.value(v),
-                                "keep_lists" => c.keep_lists = self.value(v),
-                                _ => self.unknown(k, COMMAND_KEYS),
-                            }
-                        }
-                        r.command = Some(c);
-                    }
+                    r.command = self.table("command", v).map(|t| self.command(k.span(), t))
                 }
                 _ => self.unknown(k, JOB_KEYS),
             }
         }
         r
+    }
+
+    fn big_file(&mut self, table: Vec<Entry<'_>>) -> RawBigFile {
+        let mut b = RawBigFile::default();
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "threshold" => b.threshold = self.value(v),
+                "delay" => b.delay = self.value(v),
+                _ => self.unknown(k, BIG_FILE_KEYS),
+            }
+        }
+        b
+    }
+
+    fn rsync(&mut self, table: Vec<Entry<'_>>) -> RawRsync {
+        let mut b = RawRsync::default();
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "path" => b.path = self.value(v),
+                "args" => b.args = self.value(v),
+                _ => self.unknown(k, RSYNC_KEYS),
+            }
+        }
+        b
+    }
+
+    fn ssh(&mut self, table: Vec<Entry<'_>>) -> RawSsh {
+        let mut b = RawSsh::default();
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "command" => b.command = self.value(v),
+                "port" => b.port = self.value(v),
+                "identity_file" => b.identity_file = self.value(v),
+                "options" => b.options = self.value(v),
+                _ => self.unknown(k, SSH_KEYS),
+            }
+        }
+        b
+    }
+
+    /// `[command]`; `span` is where its name is written.
+    fn command(&mut self, span: std::ops::Range<usize>, table: Vec<Entry<'_>>) -> RawCommand {
+        let mut c = RawCommand {
+            span,
+            ..RawCommand::default()
+        };
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "path" => c.path = self.value(v),
+                "args" => c.args = self.value(v),
+                "lists_dir" => c.lists_dir = self.value(v),
+                "keep_lists" => c.keep_lists = self.value(v),
+                _ => self.unknown(k, COMMAND_KEYS),
+            }
+        }
+        c
     }
 }
 
@@ -400,5 +403,96 @@ mod tests {
         assert_eq!(edit_distance("delay", "dealy"), 2);
         assert_eq!(edit_distance("mode", "mode"), 0);
         assert_eq!(edit_distance("", "abc"), 3);
+    }
+}
+
+#[cfg(test)]
+mod schema_tests {
+    //! The checked-in JSON Schema must describe exactly the keys the parser accepts.
+
+    use crate::config::load_dir;
+    use std::fs;
+    use std::path::Path;
+
+    fn example(schema: &serde_json::Value) -> String {
+        let mut top = String::new();
+        let mut tables = String::new();
+        let props = schema["properties"].as_object().unwrap();
+        for (key, spec) in props {
+            if key == "destinations" {
+                // Exclusive with `destination`: checked by its own test.
+                continue;
+            }
+            if let Some(sub) = spec.get("properties").and_then(|p| p.as_object()) {
+                tables.push_str(&format!("[{key}]\n"));
+                for (k, s) in sub {
+                    tables.push_str(&format!("{k} = {}\n", value_for(k, s)));
+                }
+            } else {
+                top.push_str(&format!("{key} = {}\n", value_for(key, spec)));
+            }
+        }
+        top + &tables
+    }
+
+    fn value_for(key: &str, spec: &serde_json::Value) -> &'static str {
+        match key {
+            "source" => "\"src\"",
+            "destination" => "\"dst\"",
+            "mode" => "\"shell\"",
+            "lists_dir" => "\"lists\"",
+            "delay" | "timeout" | "verify_interval" | "retry_delay" | "retry_max_delay" => "\"2s\"",
+            "threshold" => "\"1MiB\"",
+            "rules" => "[\"-d^x$\"]",
+            "rules_file" => "\"r.rules\"",
+            "path" => "\"rsync\"",
+            "user" | "group" => "\"root\"",
+            "sandbox" => "\"auto\"",
+            _ => match spec["type"].as_str() {
+                Some("string") => "\"x\"",
+                Some("boolean") => "true",
+                Some("integer") => "1",
+                Some("array") => "[]",
+                _ => panic!("no example value for {key}"),
+            },
+        }
+    }
+
+    #[test]
+    fn schema_matches_the_parser() {
+        let text = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas/job.schema.json"),
+        )
+        .unwrap();
+        let schema: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let t = tempfile::tempdir().unwrap();
+        fs::create_dir(t.path().join("src")).unwrap();
+        fs::write(t.path().join("r.rules"), "+*\n").unwrap();
+        fs::create_dir(t.path().join("jobs.d")).unwrap();
+        let job = example(&schema);
+        fs::write(t.path().join("jobs.d/all.toml"), &job).unwrap();
+        let l = load_dir(t.path());
+        assert!(!l.has_errors(), "{job}\n{:#?}", l.diagnostics);
+        // A key the schema does not list is rejected, and the parser's own list of keys
+        // (from its "expected one of" message) is the schema's.
+        fs::write(t.path().join("jobs.d/all.toml"), "surprise = 1\n").unwrap();
+        let l = load_dir(t.path());
+        let msg = &l.errors().next().expect("unknown key rejected").message;
+        let mut parser_keys: Vec<&str> = msg
+            .split("expected one of ")
+            .nth(1)
+            .expect("serde lists the fields")
+            .split(", ")
+            .map(|k| k.trim_matches('`'))
+            .collect();
+        parser_keys.sort();
+        let mut schema_keys: Vec<&str> = schema["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        schema_keys.sort();
+        assert_eq!(parser_keys, schema_keys);
     }
 }

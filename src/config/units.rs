@@ -1,10 +1,18 @@
-//! Durations (`"1m 30s"`, `"200ms"`) and byte sizes (`"128MiB"`, `"1G"`, `4096`).
+//! Durations (`"1m 30s"`, `"200ms"`) and byte sizes (`"128MiB"`, `"1G"`, `4096`), and the
+//! convention of the keys that switch a feature off with zero (`timeout = "0s"`,
+//! `verify_interval = "0s"`, `big_file.threshold = 0`).
 
 use std::time::Duration;
 
 /// The longest delay accepted: anything longer is almost surely a typo, and huge values
 /// overflow `Instant` arithmetic.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// `None` for zero ("off"), else the value: the one reading of a zero timeout, interval or
+/// threshold.
+pub fn off_if_zero<T: Default + PartialEq>(value: T) -> Option<T> {
+    (value != T::default()).then_some(value)
+}
 
 /// Parses a humantime duration such as `"0s"`, `"200ms"`, `"1m 30s"`.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -56,6 +64,17 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zero_means_off() {
+        assert_eq!(off_if_zero(Duration::ZERO), None);
+        assert_eq!(
+            off_if_zero(Duration::from_secs(2)),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(off_if_zero(0u64), None);
+        assert_eq!(off_if_zero(4096u64), Some(4096));
+    }
 
     #[test]
     fn durations() {

@@ -57,11 +57,11 @@ pub struct Job {
 }
 
 impl Job {
-    /// Starts the job's thread. Fails only when the job cannot be set up at all (bad filter,
-    /// no threads); a missing source is waited for by the running job.
+    /// Starts the job's thread. Fails only when the job cannot be set up at all (a mode its
+    /// destination cannot take, no threads); a missing source is waited for by the running job.
     pub fn start(config: JobConfig, opts: JobOptions) -> anyhow::Result<Job> {
         let config = Arc::new(config);
-        let filter = Arc::new(config.filter().map_err(anyhow::Error::msg)?);
+        let filter = config.filter();
         let handler = factory::handler_for(&config, &filter)?;
         let status = SharedStatus::new(opts.notify.clone());
         let bell = Arc::new(Bell::new());

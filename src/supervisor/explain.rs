@@ -24,9 +24,9 @@ pub struct ExplainReport {
 }
 
 /// Explains `path` (absolute, or relative to the source) for the job `cfg`. `Err`: the
-/// filter does not compile, or the path is outside the source.
+/// path is outside the source.
 pub fn explain(cfg: &JobConfig, path: &str) -> Result<ExplainReport, String> {
-    let filter = cfg.filter()?;
+    let filter = cfg.filter();
     let p = Path::new(path);
     let rel = if p.is_absolute() {
         p.strip_prefix(&cfg.source)
