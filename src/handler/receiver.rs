@@ -58,19 +58,9 @@ type Key = (PathBuf, u64, u64, i64);
 
 static PROGRAMS: Mutex<Option<HashMap<Key, Arc<Program>>>> = Mutex::new(None);
 
-/// `program`, resolved through `PATH` when it has no `/`.
-fn resolve(program: &Path) -> Option<PathBuf> {
-    if program.as_os_str().as_encoded_bytes().contains(&b'/') {
-        return Some(program.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-}
-
 /// What `program` is; probed once per binary, then answered from memory.
 pub fn local(program: &Path) -> Arc<Program> {
-    let meta = resolve(program).and_then(|p| std::fs::metadata(p).ok());
+    let meta = crate::program::locate(program).and_then(|p| std::fs::metadata(p).ok());
     let Some(m) = meta else {
         // Not there (yet): the job's runs will say so; probe again next time.
         return Arc::new(Program {
@@ -380,7 +370,7 @@ mod tests {
     /// affected build to check the other answer).
     #[test]
     fn the_probe_answers_for_real_rsync() {
-        if resolve(Path::new("rsync")).is_none() {
+        if crate::program::locate(Path::new("rsync")).is_none() {
             eprintln!("skipped: no rsync");
             return;
         }

@@ -88,6 +88,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{Handler, HandlerError, Outcome};
+use crate::config::units::off_if_zero;
 use crate::fs::{Dirs, Root};
 use crate::model::{Batch, Entry, EntrySet, Kind};
 use crate::relpath;
@@ -137,7 +138,7 @@ impl Mirror {
             is_root: nix::unistd::geteuid().is_root(),
             tmp_counter: AtomicU64::new(0),
             pid: std::process::id(),
-            timeout: timeout.filter(|t| !t.is_zero()),
+            timeout: timeout.and_then(off_if_zero),
         }
     }
 
@@ -223,7 +224,7 @@ impl MirrorHandler {
     /// deadline check, failing it with [`HandlerError::Timeout`]. See the module
     /// documentation.
     pub fn with_timeout(mut self, timeout: Option<Duration>) -> MirrorHandler {
-        self.0.timeout = timeout.filter(|t| !t.is_zero());
+        self.0.timeout = timeout.and_then(off_if_zero);
         self
     }
 }
