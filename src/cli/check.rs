@@ -16,9 +16,24 @@ pub struct Args {
     config_dir: PathBuf,
     /// Job files to check instead of the whole directory (e.g. Ansible's `validate: clsync check %s`).
     files: Vec<PathBuf>,
+    /// Check the one FILE as if it were named FILE_NAME: `NAME.toml` checks it as the job NAME,
+    /// `clsync.toml` as the main configuration of --config-dir. For validators that check a
+    /// temporary copy under another name (Ansible's `validate: clsync check --as web.toml %s`).
+    #[arg(long = "as", value_name = "FILE_NAME", requires = "files")]
+    as_name: Option<PathBuf>,
 }
 
-pub fn run(Args { config_dir, files }: Args) -> ExitCode {
+pub fn run(
+    Args {
+        config_dir,
+        files,
+        as_name,
+    }: Args,
+) -> ExitCode {
+    if as_name.is_some() && files.len() != 1 {
+        eprintln!("clsync check: --as names exactly one FILE");
+        return ExitCode::from(super::EXIT_USAGE);
+    }
     let mut ok = true;
     let mut jobs = 0;
     let mut report = |loaded: Loaded| {
@@ -32,7 +47,8 @@ pub fn run(Args { config_dir, files }: Args) -> ExitCode {
         report(config::load_dir(&config_dir));
     } else {
         for f in files {
-            report(config::load_single(&config_dir, &f));
+            let named = as_name.as_deref().unwrap_or(&f);
+            report(config::load_single_as(&config_dir, &f, named));
         }
     }
     if ok {

@@ -22,6 +22,8 @@ use clsync::config;
 
 /// Exit status for an invalid configuration (`check`, or `run` with nothing usable).
 const EXIT_CONFIG: u8 = 1;
+/// Exit status for a command line clap cannot refuse by itself (clap exits 2 for its own).
+const EXIT_USAGE: u8 = 2;
 /// Exit status for a runtime failure of the daemon itself (or a daemon not reachable).
 const EXIT_RUNTIME: u8 = 3;
 /// `clsync status`: some job is failing or retrying.

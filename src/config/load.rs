@@ -111,22 +111,31 @@ fn dedup(diags: &mut Vec<Diagnostic>) {
 
 /// Loads one job file against `dir`'s defaults (used by `clsync check FILE`).
 pub fn load_single(dir: &Path, file: &Path) -> Loaded {
+    load_single_as(dir, file, file)
+}
+
+/// Loads `file` as if it were named `named`: `clsync.toml` checks it as `dir`'s main
+/// configuration, `NAME.toml` as the job `NAME` (for validators, such as Ansible's, that check
+/// a temporary copy under another name). Diagnostics name `file`.
+pub fn load_single_as(dir: &Path, file: &Path, named: &Path) -> Loaded {
     let mut out = Loaded {
         dir: dir.to_path_buf(),
         main_ok: true,
         ..Loaded::default()
     };
+    if named.file_name() == Some(OsStr::new(MAIN_FILE)) {
+        load_main_from(dir, file, &mut out);
+        dedup(&mut out.diagnostics);
+        return out;
+    }
     let defaults = if dir.is_dir() {
         load_main(dir, &mut out)
     } else {
         None
     };
-    out.jobs.extend(load_job_file(
-        dir,
-        file,
-        defaults.as_ref(),
-        &mut out.diagnostics,
-    ));
+    let job = load_job_file_one(dir, file, named, defaults.as_ref(), &mut out.diagnostics);
+    out.jobs
+        .extend(job.map(fan_out::expand).unwrap_or_default());
     dedup(&mut out.diagnostics);
     out
 }
@@ -170,13 +179,21 @@ fn read_text(path: &Path, diags: &mut Vec<Diagnostic>) -> Option<SourceFile> {
     }
 }
 
+/// The main configuration's file name in a configuration directory.
+const MAIN_FILE: &str = "clsync.toml";
+
 fn load_main(dir: &Path, out: &mut Loaded) -> Option<Defaults> {
-    let path = dir.join("clsync.toml");
+    let path = dir.join(MAIN_FILE);
     if !path.exists() {
         return None;
     }
+    load_main_from(dir, &path, out)
+}
+
+/// Reads `path` as `dir`'s main configuration.
+fn load_main_from(dir: &Path, path: &Path, out: &mut Loaded) -> Option<Defaults> {
     let before = out.diagnostics.len();
-    let Some(file) = read_text(&path, &mut out.diagnostics) else {
+    let Some(file) = read_text(path, &mut out.diagnostics) else {
         out.main_ok = false;
         return None;
     };
@@ -244,20 +261,22 @@ fn load_job_file(
     defaults: Option<&Defaults>,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<JobConfig> {
-    load_job_file_one(dir, path, defaults, diags)
+    load_job_file_one(dir, path, path, defaults, diags)
         .map(fan_out::expand)
         .unwrap_or_default()
 }
 
+/// Reads the job file `path`; the job is named after `named`'s file name.
 fn load_job_file_one(
     dir: &Path,
     path: &Path,
+    named: &Path,
     defaults: Option<&Defaults>,
     diags: &mut Vec<Diagnostic>,
 ) -> Option<JobConfig> {
     let before = diags.len();
     let file = read_text(path, diags)?;
-    let name = match job_name(path) {
+    let name = match job_name(named) {
         Ok(n) => n,
         Err(e) => {
             diags.push(diag::file_error(path, e));

@@ -34,7 +34,7 @@ pub use command::{CommandKind, CommandOptions};
 pub use daemon::{DEFAULT_STATUS_FILE_MODE, DaemonConfig, check_log_level, parse_status_file_mode};
 pub use diag::{Diagnostic, Severity, SourceFile};
 pub use job_filter::JobFilter;
-pub use load::{Loaded, load_dir, load_single};
+pub use load::{Loaded, load_dir, load_single, load_single_as};
 pub use model::{
     BigFile, Destination, HandlerOptions, JobConfig, Mode, RetryOptions, RunAs, SandboxOptions,
     SshOptions,

@@ -427,3 +427,45 @@ fn check_defaults_errors_in_main_config() {
     c.job("web", "");
     expect_diag(&c.check(), "clsync.toml", 3, &[], &[]);
 }
+
+/// `--as`: a validator's temporary copy (Ansible names it `source` or `.xyz.toml`) is checked
+/// as the job or main file it will become.
+#[test]
+fn check_a_copy_as_the_file_it_will_be() {
+    let c = Conf::new();
+    c.env.write_main_config("[defaults]\ndelay = \"200ms\"\n");
+    let conf = c.env.conf.as_os_str();
+    let copy = c.env.p("source");
+    fs::write(&copy, c.text("mode = \"mirror\"\n")).unwrap();
+    let check_as = |name: &str| {
+        run_check(
+            &c.env.root,
+            &[
+                OsStr::new("--config-dir"),
+                conf,
+                OsStr::new("--as"),
+                OsStr::new(name),
+                copy.as_os_str(),
+            ],
+        )
+    };
+    // Without --as, the copy's own name is not a job file's.
+    expect_diag(
+        &run_check(
+            &c.env.root,
+            &[OsStr::new("--config-dir"), conf, copy.as_os_str()],
+        ),
+        "source",
+        1,
+        &[],
+        &["NAME.toml"],
+    );
+    expect_ok(&check_as("web.toml"));
+    expect_diag(&check_as("web"), "source", 1, &[], &["NAME.toml"]);
+    // The same copy, as the main configuration: job keys are unknown there.
+    expect_diag(&check_as("clsync.toml"), "source", 1, &[1], &["source"]);
+    fs::write(&copy, "[daemon]\nlog_level = \"info\"\n").unwrap();
+    expect_ok(&check_as("clsync.toml"));
+    fs::write(&copy, "[daemon]\nlog_levl = \"info\"\n").unwrap();
+    expect_diag(&check_as("clsync.toml"), "source", 2, &[1], &["log_levl"]);
+}
