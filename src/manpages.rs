@@ -45,6 +45,17 @@ pub fn pages(cmd: clap::Command) -> io::Result<Vec<(String, Vec<u8>)>> {
     let mut main = main.into_bytes();
     main.extend_from_slice(MAIN_PAGE_EXTRA.as_bytes());
     out.push(("clsync.8".to_string(), main));
+    sub_pages(&cmd, &man, &mut out)?;
+    out.push(("clsync.toml.5".to_string(), config_page().into_bytes()));
+    Ok(out)
+}
+
+/// One page per visible subcommand, and per subcommand of those (`clsync-import-lsyncd.8`).
+fn sub_pages(
+    cmd: &clap::Command,
+    man: &impl Fn(clap::Command) -> clap_mangen::Man,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> io::Result<()> {
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
         let page = man(sub.clone());
         let name = page.get_filename();
@@ -52,9 +63,9 @@ pub fn pages(cmd: clap::Command) -> io::Result<Vec<(String, Vec<u8>)>> {
         page.render(&mut text)?;
         text.extend_from_slice(b".SH \"SEE ALSO\"\n.BR clsync (8),\n.BR clsync.toml (5)\n");
         out.push((name, text));
+        sub_pages(sub, man, out)?;
     }
-    out.push(("clsync.toml.5".to_string(), config_page().into_bytes()));
-    Ok(out)
+    Ok(())
 }
 
 /// clsync.toml(5): the template with the schema's keys and value types filled in.
