@@ -69,7 +69,8 @@ impl InotifyMonitor {
     /// through `out`.
     pub fn read(&mut self, out: &mut impl FnMut(Change)) -> io::Result<()> {
         for ev in self.watcher.take() {
-            trace!(wd = ev.wd, mask = ?ev.mask, cookie = ev.cookie, name = ?ev.name.as_deref().map(OsStr::from_bytes), "inotify");
+            let name = ev.name.as_deref().map(OsStr::from_bytes);
+            trace!(wd = ev.wd, mask = ?ev.mask, cookie = ev.cookie, ?name, "inotify");
             let filter = self.watcher.filter();
             translate(&mut self.view, filter, &ev, Instant::now(), &mut self.steps);
             self.carry_out(out)?;
@@ -109,7 +110,7 @@ impl InotifyMonitor {
     /// every one of them (watched now or not): the periodic rescan of the unwatched part.
     pub fn rescan_unwatched(&mut self, out: &mut impl FnMut(Change)) {
         let dirs = std::mem::take(&mut self.view.unwatched);
-        self.watcher.limit_reported();
+        self.watcher.mark_limit_reported();
         for rel in dirs {
             if rel.file_name().is_none() {
                 continue;

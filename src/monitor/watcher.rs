@@ -105,7 +105,7 @@ impl Watcher {
     }
 
     /// The watch limit was already reported: do not report it again.
-    pub fn limit_reported(&mut self) {
+    pub fn mark_limit_reported(&mut self) {
         self.watch_limit_hit = true;
     }
 
