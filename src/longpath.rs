@@ -9,6 +9,9 @@
 //!
 //! The directories opened on the way are opened with `O_NOFOLLOW`: a symlink in the middle
 //! of a long path is not followed (it stops the path, like a missing directory).
+//!
+//! The daemon itself reaches such paths through handles ([`crate::fs`]); this is for code
+//! that wants plain `std::fs` calls on a deep tree: the tests that build and compare them.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -16,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 /// Paths up to this length are used as they are. `PATH_MAX` is 4,096 bytes including the
 /// NUL; the margin lets a caller append one more component (255 bytes) to the result.
-pub const DIRECT_MAX: usize = 3800;
+const DIRECT_MAX: usize = 3800;
 
 /// Longest remainder named relative to an opened directory.
 #[cfg(target_os = "linux")]
@@ -27,9 +30,9 @@ const TAIL_MAX: usize = 3000;
 #[derive(Debug)]
 pub struct LongPath {
     path: PathBuf,
-    /// The long path itself, for messages (`None`: `path` is it).
-    shown: Option<PathBuf>,
+    /// The directory `path` is named relative to (`/proc/self/fd/N/...`): held, never read.
     #[cfg(target_os = "linux")]
+    #[allow(dead_code)]
     anchor: Option<std::os::fd::OwnedFd>,
 }
 
@@ -55,13 +58,7 @@ impl LongPath {
         }
         #[cfg(target_os = "linux")]
         {
-            match linux::resolve(base, rel_b) {
-                Some(mut p) => {
-                    p.shown = Some(direct());
-                    p
-                }
-                None => LongPath::plain(direct()),
-            }
+            linux::resolve(base, rel_b).unwrap_or_else(|| LongPath::plain(direct()))
         }
         #[cfg(not(target_os = "linux"))]
         {
@@ -72,40 +69,9 @@ impl LongPath {
     fn plain(path: PathBuf) -> LongPath {
         LongPath {
             path,
-            shown: None,
             #[cfg(target_os = "linux")]
             anchor: None,
         }
-    }
-
-    pub fn as_path(&self) -> &Path {
-        &self.path
-    }
-
-    /// The path as the user knows it, for messages.
-    pub fn shown(&self) -> &Path {
-        self.shown.as_deref().unwrap_or(&self.path)
-    }
-
-    pub fn into_shown(self) -> PathBuf {
-        self.shown.unwrap_or(self.path)
-    }
-
-    /// The descriptor the path is relative to, if any.
-    #[cfg(target_os = "linux")]
-    pub fn anchor_fd(&self) -> Option<std::os::fd::RawFd> {
-        use std::os::fd::AsRawFd;
-        self.anchor.as_ref().map(|f| f.as_raw_fd())
-    }
-
-    #[cfg(not(target_os = "linux"))]
-    pub fn anchor_fd(&self) -> Option<i32> {
-        None
-    }
-
-    /// Whether this is the short form of a long path.
-    pub fn is_anchored(&self) -> bool {
-        self.anchor_fd().is_some()
     }
 }
 
@@ -196,7 +162,6 @@ mod linux {
                     };
                     return Some(LongPath {
                         path,
-                        shown: None,
                         anchor: Some(fd),
                     });
                 }
@@ -205,7 +170,6 @@ mod linux {
         let tail = comps[k..].join(&b'/');
         Some(LongPath {
             path: proc_path(&fd, &tail),
-            shown: None,
             anchor: Some(fd),
         })
     }
@@ -218,7 +182,7 @@ mod tests {
 
     /// Creates `depth` directories of 200-byte names below `root` (by descriptor, as no
     /// path to the deepest one fits in a system call) and returns the relative path.
-    pub(crate) fn deep_dirs(root: &Path, depth: usize) -> PathBuf {
+    fn deep_dirs(root: &Path, depth: usize) -> PathBuf {
         let mut rel = PathBuf::new();
         for i in 0..depth {
             rel.push(format!("{i:03}{}", "d".repeat(197)));
@@ -231,10 +195,10 @@ mod tests {
     #[test]
     fn short_paths_are_untouched() {
         let p = LongPath::new(Path::new("/tmp"), Path::new("a/b"));
-        assert_eq!(p.as_path(), Path::new("/tmp/a/b"));
-        assert!(!p.is_anchored());
+        assert_eq!(&*p, Path::new("/tmp/a/b"));
+        assert!(p.anchor.is_none());
         let p = LongPath::new(Path::new("/tmp"), Path::new(""));
-        assert_eq!(p.as_path(), Path::new("/tmp"));
+        assert_eq!(&*p, Path::new("/tmp"));
     }
 
     #[test]
@@ -244,7 +208,7 @@ mod tests {
         assert!(rel.as_os_str().len() > 4096);
         let file = rel.join("f\nname");
         let p = LongPath::new(t.path(), &file);
-        assert!(p.is_anchored());
+        assert!(p.anchor.is_some());
         assert!(p.as_os_str().len() < 4096);
         fs::write(&p, b"data").unwrap();
         assert_eq!(fs::read(LongPath::new(t.path(), &file)).unwrap(), b"data");

@@ -682,11 +682,9 @@ mod tests {
         }
     }
 
-    /// Micro benchmark of the queue's hot paths. Run it with
-    /// `cargo test --release --lib queue::tests::bench -- --ignored --nocapture`.
-    #[test]
-    #[ignore = "benchmark: run in release with --ignored --nocapture"]
-    fn bench_queue() {
+    /// The micro benchmark and its helpers.
+    mod bench {
+        use super::*;
         use std::time::{Duration, Instant};
 
         // A path like a source tree's: `src/m17/sub3/file_00042.rs`.
@@ -709,133 +707,99 @@ mod tests {
             q
         }
         const RUNS: usize = 5;
+        // The best time of pushing `changes` into the queue `start` makes (the queue and the
+        // changes are made outside the timing).
+        fn pushing(start: impl Fn() -> Queue, changes: &[Change]) -> Duration {
+            best(RUNS, || {
+                let mut q = start();
+                let changes = changes.to_vec();
+                timed(move || {
+                    for c in changes {
+                        q.push(c);
+                    }
+                    q
+                })
+            })
+        }
+        fn rename(from: impl Into<PathBuf>, to: impl Into<PathBuf>) -> Change {
+            Change::Rename {
+                from: from.into(),
+                to: to.into(),
+            }
+        }
 
-        // 100k pending paths, then 10k renames of single files.
-        let renames: Vec<Change> = (0..10_000)
-            .map(|i| Change::Rename {
-                from: path(i * 10),
-                to: PathBuf::from(format!("src/m{}/sub{}/moved_{i:05}.rs", i % 97, i % 7)),
-            })
-            .collect();
-        let d = best(RUNS, || {
-            let mut q = filled(100_000);
-            let changes = renames.clone();
-            timed(move || {
-                for c in changes {
-                    q.push(c);
-                }
-                q
-            })
-        });
-        println!("bench 10k file renames over 100k pending: {d:?}");
+        /// Micro benchmark of the queue's hot paths. Run it with
+        /// `cargo test --release --lib queue::tests::bench -- --ignored --nocapture`.
+        #[test]
+        #[ignore = "benchmark: run in release with --ignored --nocapture"]
+        fn bench_queue() {
+            // 100k pending paths (most cases start there).
+            let full = || filled(100_000);
 
-        // 100k pending paths, then the 97 top directories renamed one by one (~1k paths each).
-        let dir_renames: Vec<Change> = (0..97)
-            .map(|i| Change::Rename {
-                from: PathBuf::from(format!("src/m{i}")),
-                to: PathBuf::from(format!("lib/m{i}")),
-            })
-            .collect();
-        let d = best(RUNS, || {
-            let mut q = filled(100_000);
-            let changes = dir_renames.clone();
-            timed(move || {
-                for c in changes {
-                    q.push(c);
-                }
-                q
-            })
-        });
-        println!("bench 97 dir renames moving 100k pending: {d:?}");
+            // 10k renames of single files.
+            let renames: Vec<Change> = (0..10_000)
+                .map(|i| {
+                    rename(
+                        path(i * 10),
+                        format!("src/m{}/sub{}/moved_{i:05}.rs", i % 97, i % 7),
+                    )
+                })
+                .collect();
+            let d = pushing(full, &renames);
+            println!("bench 10k file renames over 100k pending: {d:?}");
 
-        // 1M coalescing inserts: 10k distinct paths, each changed 100 times, interleaved.
-        let hot: Vec<Change> = (0..1_000_000)
-            .map(|i| Change::Content(path(i % 10_000)))
-            .collect();
-        let d = best(RUNS, || {
-            let changes = hot.clone();
-            timed(move || {
+            // The 97 top directories renamed one by one (~1k paths each).
+            let dir_renames: Vec<Change> = (0..97)
+                .map(|i| rename(format!("src/m{i}"), format!("lib/m{i}")))
+                .collect();
+            let d = pushing(full, &dir_renames);
+            println!("bench 97 dir renames moving 100k pending: {d:?}");
+
+            // 10k distinct paths, each changed 100 times, interleaved.
+            let hot: Vec<Change> = (0..1_000_000)
+                .map(|i| Change::Content(path(i % 10_000)))
+                .collect();
+            let d = pushing(Queue::default, &hot);
+            println!("bench 1M coalescing inserts over 10k paths: {d:?}");
+
+            // 200k distinct paths, 5 times each.
+            let wide: Vec<Change> = (0..1_000_000)
+                .map(|i| Change::Content(path(i % 200_000)))
+                .collect();
+            let d = pushing(Queue::default, &wide);
+            println!("bench 1M coalescing inserts over 200k paths: {d:?}");
+
+            // Distinct paths.
+            let fresh: Vec<Change> = (0..500_000).map(|i| Change::Content(path(i))).collect();
+            let d = pushing(Queue::default, &fresh);
+            println!("bench 500k distinct inserts: {d:?}");
+
+            // A batch with a single rename.
+            let one = [rename("src/m5/sub3", "src/m5/sub9")];
+            let d = pushing(full, &one);
+            println!("bench 1 dir rename over 100k pending: {d:?}");
+
+            // Distinct paths after 100 renames in the same batch (the queue has built its index by
+            // then, and keeps it up to date).
+            let renamed = || {
                 let mut q = Queue::default();
-                for c in changes {
-                    q.push(c);
+                for i in 0..100 {
+                    q.push(rename(format!("x{i}"), format!("y{i}")));
                 }
                 q
-            })
-        });
-        println!("bench 1M coalescing inserts over 10k paths: {d:?}");
-
-        // 1M coalescing inserts over a large set: 200k distinct paths, 5 times each.
-        let wide: Vec<Change> = (0..1_000_000)
-            .map(|i| Change::Content(path(i % 200_000)))
-            .collect();
-        let d = best(RUNS, || {
-            let changes = wide.clone();
-            timed(move || {
-                let mut q = Queue::default();
-                for c in changes {
-                    q.push(c);
-                }
-                q
-            })
-        });
-        println!("bench 1M coalescing inserts over 200k paths: {d:?}");
-
-        // 500k inserts of distinct paths.
-        let fresh: Vec<Change> = (0..500_000).map(|i| Change::Content(path(i))).collect();
-        let d = best(RUNS, || {
-            let changes = fresh.clone();
-            timed(move || {
-                let mut q = Queue::default();
-                for c in changes {
-                    q.push(c);
-                }
-                q
-            })
-        });
-        println!("bench 500k distinct inserts: {d:?}");
-
-        // One directory rename over 100k pending paths (a batch with a single rename).
-        let d = best(RUNS, || {
-            let mut q = filled(100_000);
-            let c = Change::Rename {
-                from: PathBuf::from("src/m5/sub3"),
-                to: PathBuf::from("src/m5/sub9"),
             };
-            timed(move || {
-                q.push(c);
-                q
-            })
-        });
-        println!("bench 1 dir rename over 100k pending: {d:?}");
+            let d = pushing(renamed, &fresh);
+            println!("bench 500k distinct inserts after 100 renames: {d:?}");
 
-        // 500k distinct inserts after 100 renames in the same batch (the queue has built its
-        // index by then, and keeps it up to date).
-        let d = best(RUNS, || {
-            let mut q = Queue::default();
-            for i in 0..100 {
-                q.push(Change::Rename {
-                    from: PathBuf::from(format!("x{i}")),
-                    to: PathBuf::from(format!("y{i}")),
-                });
-            }
-            let changes = fresh.clone();
-            timed(move || {
-                for c in changes {
-                    q.push(c);
+            // take() of 100k pending paths, some of them recursive.
+            let d = best(RUNS, || {
+                let mut q = filled(100_000);
+                for i in 0..97 {
+                    q.push(Change::Tree(PathBuf::from(format!("src/m{i}/sub0"))));
                 }
-                q
-            })
-        });
-        println!("bench 500k distinct inserts after 100 renames: {d:?}");
-
-        // take() of 100k pending paths, some of them recursive.
-        let d = best(RUNS, || {
-            let mut q = filled(100_000);
-            for i in 0..97 {
-                q.push(Change::Tree(PathBuf::from(format!("src/m{i}/sub0"))));
-            }
-            timed(move || q.take())
-        });
-        println!("bench take of 100k pending: {d:?}");
+                timed(move || q.take())
+            });
+            println!("bench take of 100k pending: {d:?}");
+        }
     }
 }

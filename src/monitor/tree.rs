@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Index of a node; the root is always [`ROOT`].
 pub type NodeId = u32;
@@ -141,16 +141,8 @@ impl Tree {
         self.by_wd.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_wd.is_empty()
-    }
-
     pub fn by_wd(&self, wd: i32) -> Option<NodeId> {
         self.by_wd.get(&wd).copied()
-    }
-
-    pub fn wd(&self, id: NodeId) -> i32 {
-        self.node(id).wd
     }
 
     /// The child directory of `parent` called `name`, if watched.
@@ -163,6 +155,15 @@ impl Tree {
             c = self.node(c).next;
         }
         None
+    }
+
+    /// The node of the directory at `rel` (relative to the root), if watched.
+    pub fn node_at(&self, rel: &Path) -> Option<NodeId> {
+        let mut node = ROOT;
+        for c in rel.components() {
+            node = self.child(node, c.as_os_str().as_bytes())?;
+        }
+        Some(node)
     }
 
     /// The path of a node relative to the root (the root is the empty path).
@@ -343,7 +344,6 @@ impl Tree {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
 
     #[test]
     fn paths_follow_renames() {
