@@ -67,6 +67,19 @@ pub(super) fn is_remote(dest: &str) -> bool {
     }
 }
 
+/// `host` and `path` of an rsync-over-ssh destination (`[user@]host:path`); `None` for
+/// `rsync://` and `host::module` daemon destinations, which have no shell.
+pub fn split_remote(dest: &str) -> Option<(&str, &str)> {
+    if dest.starts_with("rsync://") {
+        return None;
+    }
+    let (host, path) = dest.split_once(':')?;
+    if path.starts_with(':') || host.is_empty() {
+        return None;
+    }
+    Some((host, path))
+}
+
 /// A configured program: a path (with a `/`) against the configuration directory, a bare
 /// name as is, for `PATH` to find when it runs ([`crate::program`]).
 pub(super) fn program_path(dir: &Path, p: &str) -> PathBuf {
@@ -80,6 +93,14 @@ pub(super) fn program_path(dir: &Path, p: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_destinations() {
+        assert_eq!(split_remote("u@h:/srv/x"), Some(("u@h", "/srv/x")));
+        assert_eq!(split_remote("h:rel"), Some(("h", "rel")));
+        assert_eq!(split_remote("rsync://h/m"), None);
+        assert_eq!(split_remote("h::module"), None);
+    }
 
     #[test]
     fn remote_destinations_are_recognised() {

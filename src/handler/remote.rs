@@ -41,19 +41,6 @@ pub fn rsync_e(ssh: &SshOptions) -> String {
         .join(" ")
 }
 
-/// `host` and `path` of an rsync-over-ssh destination (`[user@]host:path`); `None` for
-/// `rsync://` and `host::module` daemon destinations, which have no shell.
-pub fn split_remote(dest: &str) -> Option<(&str, &str)> {
-    if dest.starts_with("rsync://") {
-        return None;
-    }
-    let (host, path) = dest.split_once(':')?;
-    if path.starts_with(':') || host.is_empty() {
-        return None;
-    }
-    Some((host, path))
-}
-
 /// Runs a shell script on `host` in one ssh call (`BatchMode`, the job's ssh options and
 /// user, its timeout or 120 s).
 pub fn run_script(opts: &HandlerOptions, host: &str, script: &[u8]) -> Result<(), HandlerError> {
@@ -77,7 +64,7 @@ pub fn run_script(opts: &HandlerOptions, host: &str, script: &[u8]) -> Result<()
 /// The version of the rsync that receives at an ssh destination (`--rsync-path`, else
 /// `rsync`), asked in one ssh call: for the log and status when a rejection did not name it.
 pub fn remote_version(opts: &HandlerOptions, dest: &str) -> Option<String> {
-    let (host, _) = split_remote(dest)?;
+    let (host, _) = crate::config::split_remote(dest)?;
     let program = opts
         .args
         .iter()
@@ -109,13 +96,5 @@ mod tests {
             ..SshOptions::default()
         };
         assert_eq!(rsync_e(&ssh), "'ssh' '-p' '2222' '-i' '/k ey'");
-    }
-
-    #[test]
-    fn remote_destinations() {
-        assert_eq!(split_remote("u@h:/srv/x"), Some(("u@h", "/srv/x")));
-        assert_eq!(split_remote("h:rel"), Some(("h", "rel")));
-        assert_eq!(split_remote("rsync://h/m"), None);
-        assert_eq!(split_remote("h::module"), None);
     }
 }

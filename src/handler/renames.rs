@@ -11,8 +11,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use super::HandlerError;
-use super::remote::{run_script, sh_quote, split_remote};
+use super::remote::{run_script, sh_quote};
 use crate::config::HandlerOptions;
+use crate::config::split_remote;
 use crate::model::Rename;
 use crate::relpath;
 

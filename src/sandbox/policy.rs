@@ -109,9 +109,9 @@ impl Policy {
             p.write.push(d.clone());
             p.roots.push(d.clone());
         }
-        p.exec.extend(program(&cfg.rsync.path));
+        p.exec.extend(crate::program::locate(&cfg.rsync.path));
         if let Mode::Command(c) = &cfg.mode {
-            p.exec.extend(program(&c.path));
+            p.exec.extend(crate::program::locate(&c.path));
             p.write.extend(c.lists_dir.clone());
         }
         // A program replaced by a new file (renamed over) needs a new rule.
@@ -122,7 +122,7 @@ impl Policy {
             p.read.push(h.join(".popt"));
         }
         if let Destination::Remote(d) = &cfg.destination
-            && crate::handler::remote::split_remote(d).is_some()
+            && crate::config::split_remote(d).is_some()
         {
             p.add_ssh(&cfg.rsync.ssh, home.as_deref());
         }
@@ -196,7 +196,7 @@ impl Policy {
         }
         named.scan(&ssh.options, home);
         if let Some(c) = ssh.command.as_deref() {
-            self.exec.extend(program(c));
+            self.exec.extend(crate::program::locate(c));
         }
         let dot_ssh = home.map(|h| h.join(".ssh"));
         if let Some(d) = &dot_ssh {
@@ -218,16 +218,6 @@ impl Policy {
         self.read.extend(named.read);
         self.write_files.extend(named.known_hosts);
     }
-}
-
-/// `program` as it will be executed: through `PATH` when it has no `/`.
-fn program(program: &Path) -> Option<PathBuf> {
-    if program.as_os_str().as_encoded_bytes().contains(&b'/') {
-        return Some(program.to_path_buf());
-    }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
 }
 
 /// The home directory of `uid` (the daemon's user when `None`), as ssh finds it.

@@ -99,7 +99,7 @@ pub(crate) fn rsync_args(
         args.push("--itemize-changes".into());
     }
     if let Destination::Remote(d) = &target.destination
-        && crate::handler::remote::split_remote(d).is_some()
+        && crate::config::split_remote(d).is_some()
         && !target.options.ssh.is_default()
     {
         args.push("-e".into());

@@ -191,7 +191,7 @@ impl Handler for RsyncHandler {
             .iter()
             .any(|e| e.rel.as_os_str().len() + 2 > RSYNC_NAME_MAX);
         let remote = match &self.target.destination {
-            Destination::Remote(d) => super::remote::split_remote(d),
+            Destination::Remote(d) => crate::config::split_remote(d),
             Destination::Local(_) => None,
         };
         if too_long && remote.is_none() {
