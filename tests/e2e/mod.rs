@@ -3,6 +3,7 @@ pub mod harness;
 mod check;
 mod control;
 mod ctl;
+mod dir_attrs;
 mod fanout;
 mod filters;
 mod handler_failures;

@@ -23,6 +23,9 @@ pub(crate) enum Pass<'a> {
     /// A deletion pass: the contents of the parents of deleted paths, one level deep
     /// ([`deletions`]).
     Deletions,
+    /// Directories whose attributes changed: each directory itself, not its tree (the
+    /// root, listed as `.`, with its entries one level deep).
+    DirAttrs,
 }
 
 impl<'a> Pass<'a> {
@@ -81,8 +84,9 @@ pub(crate) fn files_from_list(batch: &Batch) -> Vec<u8> {
 /// clsync's own rsync options for one run (everything before `-- SRC/ DST/`): `-a
 /// --delete`, the job's excludes, `[rsync] args`, and for a live batch `-r
 /// [--delete-missing-args] --files-from=FILES_FROM --from0` (the list from
-/// [`files_from_list`]), or for a deletion pass `-r
-/// --files-from=FILES_FROM --from0 --filter=merge RULES`. `itemize`: one line per change on stdout (full syncs).
+/// [`files_from_list`]), for directories' attributes `-d --no-r --files-from=FILES_FROM
+/// --from0`, or for a deletion pass `-d --no-r --files-from=FILES_FROM --from0
+/// --filter=merge RULES`. `itemize`: one line per change on stdout (full syncs).
 /// `exclude_from`: a NUL-separated file of the rule excludes, when there are any.
 pub(crate) fn rsync_args(
     target: &RsyncTarget,
@@ -118,6 +122,9 @@ pub(crate) fn rsync_args(
             } => args.extend(["-r".into(), "--delete-missing-args".into()]),
             // A path gone since the split is the next batch's deletion, not an error.
             Pass::Paths { .. } => args.extend(["-r".into(), "--ignore-missing-args".into()]),
+            Pass::DirAttrs => {
+                args.extend(["-d".into(), "--no-r".into(), "--ignore-missing-args".into()])
+            }
             // One level, and no subdirectory pruned from the list (which would make the
             // receiver delete it).
             _ => args.extend([

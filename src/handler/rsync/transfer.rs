@@ -4,17 +4,41 @@
 
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tracing::debug;
 
 use super::RsyncHandler;
 use super::args::{self, Pass};
+use crate::fs::Lookup;
 use crate::handler::deletions;
 use crate::handler::receiver::MissingArgs;
 use crate::handler::{HandlerError, Outcome};
-use crate::model::Batch;
+use crate::model::{Batch, Entry};
+
+/// `batch` as (the rest, the directories whose attributes alone changed). rsync recurses
+/// into every directory of a `-r` run's list, and `--ignore-times` (a file's new content)
+/// would then make it copy a whole tree again for one `chmod` of its top: such directories
+/// go to a run of their own ([`Pass::DirAttrs`]), after the rest, so that their times are
+/// set last.
+fn split_dir_attrs(source: &Path, batch: &Batch) -> (Batch, Batch) {
+    let mut look = Lookup::new(source);
+    let (dirs, rest): (Vec<Entry>, Vec<Entry>) = batch.entries.iter().cloned().partition(|e| {
+        e.attrs_only
+            && !e.recursive
+            && (e.rel.as_os_str().is_empty() || look.lstat(&e.rel).is_ok_and(|m| m.is_dir()))
+    });
+    let rest = Batch {
+        renames: batch.renames.clone(),
+        entries: rest,
+    };
+    let dirs = Batch {
+        renames: Vec::new(),
+        entries: dirs,
+    };
+    (rest, dirs)
+}
 
 impl RsyncHandler {
     /// The handler's lists directory ([`RsyncHandler::lists`]), made on the first call.
@@ -73,6 +97,26 @@ impl RsyncHandler {
         if batch.is_full() {
             return self.transfer_pass(&Pass::Full, Vec::new(), excludes, hidden);
         }
+        let (rest, dirs) = split_dir_attrs(&self.target.source, batch);
+        let mut outcome = Outcome::default();
+        if !rest.entries.is_empty() {
+            outcome = self.transfer_paths(&rest, excludes, hidden)?;
+        }
+        if !dirs.entries.is_empty() {
+            let list = args::files_from_list(&dirs);
+            outcome.absorb(self.transfer_pass(&Pass::DirAttrs, list, excludes, hidden)?);
+        }
+        Ok(outcome)
+    }
+
+    /// The paths of a live batch: one rsync run, or two for a receiver that rejects
+    /// missing entries.
+    fn transfer_paths(
+        &self,
+        batch: &Batch,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+    ) -> Result<Outcome, HandlerError> {
         if self.target.missing_args() == MissingArgs::Rejected {
             return self.transfer_split(batch, excludes, hidden);
         }
