@@ -1492,7 +1492,8 @@ def w_churn(ctx):
             mine = tool in ("rsync", "mirror")
             c = w["counts"]
             note = (f"p50 {fmt(m['p50'], 'ms')}, max {fmt(m['max'], 'ms')}, median first → last fifth "
-                    f"{fmt(m['first'], 'ms')} → {fmt(m['last'], 'ms')}; markers {m['arrived']}/{m['n']}; "
+                    f"{fmt(m['first'], 'ms')} → {fmt(m['last'], 'ms')}; markers {m['arrived']}/{m['n']} (poll gap p99 "
+                    f"{fmt(m['gap_p99'], 'ms')}, poller {'–' if m['poll_cpu'] is None else round(m['poll_cpu'], 2)} CPU-s); "
                     f"writer {w['rate']:,.0f} ops/s ({c['create'] + c['markers']:,} creates, {c['append']:,} appends, "
                     f"{c['rename']:,} renames, {c['delete']:,} deletes); DST "
                     + (f"consistent {m['consistent']:.2f} s after the writer stopped" if ok_dst
