@@ -236,6 +236,25 @@ def proc_ctxt(pid):
     return total
 
 
+def proc_runq(pid):
+    """Seconds the live threads of a process have waited on a run queue (runnable, no CPU):
+    field 2 of /proc/PID/task/TID/schedstat, summed; None where schedstat is missing."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[1])
+        except FileNotFoundError:
+            pass
+        except (OSError, IndexError, ValueError):
+            return None
+    return total / 1e9
+
+
 def proc_counts(pid):
     """(threads, fds, inotify instances, inotify watches) of a process."""
     threads = len(os.listdir(f"/proc/{pid}/task"))
@@ -1413,7 +1432,7 @@ def churn_run(ctx, tool, rate):
         time.sleep(0.5)
         rss0 = proc_mem(d.pid)[0]
         runs0, calls0 = handler_runs(ctx, d), d.calls()
-        (c0, cc0) = d.cpu()
+        (c0, cc0), q0, load = d.cpu(), proc_runq(d.pid), loadavg().split()[0]
         t0 = now() + 0.2
         mp = multiprocessing.get_context("fork")
         stop = mp.Event()
@@ -1434,7 +1453,7 @@ def churn_run(ctx, tool, rate):
         if "error" in res:
             raise BenchError(f"churn {tool} {rate}/s: marker poller: {res['error']}")
         time.sleep(0.2)  # the last handler run is reaped (its CPU is in cutime)
-        c1, cc1 = d.cpu()
+        (c1, cc1), q1, t1 = d.cpu(), proc_runq(d.pid), now()
         rss_end = proc_mem(d.pid)[0]
         runs1, calls1 = handler_runs(ctx, d), d.calls()
     finally:
@@ -1456,7 +1475,8 @@ def churn_run(ctx, tool, rate):
     return dict(w=w, consistent=r["t"], diffs=r.get("diffs"), check=r.get("check"),
                 n=len(lags), arrived=len(got), p50=pct(got, 0.5), p99=pct(got, 0.99), max=got[-1] if got else None,
                 first=med(first), last=med(last), gap_p99=res["gap_p99"], gap_max=res["gap_max"],
-                poll_cpu=res["cpu"], cpu=(c1 - c0) / k, hcpu=(cc1 - cc0) / k,
+                poll_cpu=res["cpu"], cpu=(c1 - c0) / k, hcpu=(cc1 - cc0) / k, load=load,
+                runq=None if None in (q0, q1) else (q1 - q0) / (t1 - t0),
                 runs=None if runs0 is None else (runs1 - runs0) / w["secs"], calls=(calls1 - calls0) / w["secs"],
                 rss0=rss0, rss_warm=warm, rss_max=max([v for _, v in rss] + [rss_end]), rss_end=rss_end)
 
@@ -1473,8 +1493,9 @@ def w_churn(ctx):
             res[tool, rate] = churn_run(ctx, tool, rate)
     lines = ["| tool | ops/s asked | achieved | markers arrived | lag p50 | p99 | max | median lag, first → last fifth "
              "| DST consistent after writer stopped | daemon CPU-s / 1k ops | handler CPU-s / 1k ops | handler runs/s "
-             "(metrics) | rsync calls/s (wrapper) | RSS start / after warm-up / max / end MB | poll gap p99 / max | poller CPU-s |",
-             "|" + "---|" * 16]
+             "(metrics) | rsync calls/s (wrapper) | RSS start / after warm-up / max / end MB | daemon run-queue wait s/s | load (1 min) | poll gap p99 / max "
+             "| poller CPU-s |",
+             "|" + "---|" * 18]
     for rate in s["churn_rates"]:
         for tool in tools:
             m = res[tool, rate]
@@ -1486,6 +1507,7 @@ def w_churn(ctx):
                 f"{fmt(m['p99'], 'ms')} | {fmt(m['max'], 'ms')} | {fmt(m['first'], 'ms')} → {fmt(m['last'], 'ms')} | "
                 f"{cons} | {m['cpu']:.3f} | {m['hcpu']:.3f} | {'–' if m['runs'] is None else round(m['runs'], 1)} | "
                 f"{m['calls']:.1f} | {m['rss0']:.1f} / {m['rss_warm']:.1f} / {m['rss_max']:.1f} / {m['rss_end']:.1f} | "
+                f"{'–' if m['runq'] is None else round(m['runq'], 2)} | {m['load']} | "
                 f"{fmt(m['gap_p99'], 'ms')} / {fmt(m['gap_max'], 'ms')} | {'–' if m['poll_cpu'] is None else round(m['poll_cpu'], 2)} |")
             rl = f"{rate:,} ops/s" if w["rate"] >= 0.98 * rate else f"{w['rate']:,.0f} ops/s ({rate:,} asked)"
             ok_dst = m["consistent"] is not None
@@ -1502,7 +1524,9 @@ def w_churn(ctx):
                 (ok_dst and m["arrived"] == m["n"] and m["p99"] <= lim) if mine else None, note, unit="ms")
             runs = f"{m['runs']:.1f} handler runs/s (metrics), " if m["runs"] is not None else ""
             row(ctx, W, tool, f"CPU-s per 1k ops, {rl}", m["cpu"] + m["hcpu"], None, "reported" if mine else None,
-                None, f"daemon {m['cpu']:.3f} + handler {m['hcpu']:.3f}; {runs}{m['calls']:.1f} rsync calls/s")
+                None, f"daemon {m['cpu']:.3f} + handler {m['hcpu']:.3f}; {runs}{m['calls']:.1f} rsync calls/s; "
+                f"the daemon's threads waited {'–' if m['runq'] is None else round(m['runq'], 2)} s/s for a CPU "
+                f"(load {m['load']})")
             row(ctx, W, tool, f"RSS max, {rl}", m["rss_max"], None, "≤ 1.2× after warm-up" if mine else None,
                 m["rss_max"] <= 1.2 * m["rss_warm"] if mine else None,
                 f"start {m['rss0']:.1f}, after {s['churn_warmup']:g} s {m['rss_warm']:.1f}, end {m['rss_end']:.1f} MB",
@@ -1520,7 +1544,9 @@ def w_churn(ctx):
         "daemon (every thread; mirror's copies are in-process) and its reaped children's cutime+cstime (rsync), "
         "from the writer's start until DST is consistent, per 1,000 operations done. RSS: VmRSS before the writer, "
         f"every second while it runs (the value at {s['churn_warmup']:g} s is the warm-up reference) and once "
-        "consistent. Handler runs from `clsync metrics` (clsync_handler_runs_total); rsync calls from the wrapper.",
+        "consistent. Handler runs from `clsync metrics` (clsync_handler_runs_total); rsync calls from the wrapper. "
+        "*Run-queue wait*: seconds per second the daemon's threads were runnable without a CPU (schedstat, "
+        "summed over threads): well above 0 means the machine, not the daemon, set the pace.",
         lines))
 
 
