@@ -1404,16 +1404,37 @@ def pct(xs, q):
     return xs[max(0, min(len(xs) - 1, math.ceil(q * len(xs)) - 1))]
 
 
-def handler_runs(ctx, d):
-    """Our clsync: handler runs so far (every result), from `clsync metrics`; peers: None."""
+def daemon_counts(ctx, d):
+    """(handler runs, inotify overflows) so far. Our clsync: clsync_handler_runs_total (every
+    result) and clsync_monitor_overflows_total from `clsync metrics`; lsyncd: (None, lines of
+    its log that mention an overflow)."""
     if d.tool not in ("rsync", "mirror"):
-        return None
+        return None, d.log_text().lower().count(b"overflow")
     p = subprocess.run([ctx.bin, "metrics", "--socket", os.path.join(d.work, "ctl.sock")],
                        capture_output=True, text=True)
     if p.returncode != 0:
         raise BenchError(f"clsync metrics failed ({p.returncode}): {p.stderr[:200]}")
-    return sum(float(line.rsplit(None, 1)[1]) for line in p.stdout.splitlines()
-               if line.startswith("clsync_handler_runs_total{"))
+    total = collections.Counter()
+    for line in p.stdout.splitlines():
+        if not line.startswith("#") and "{" in line:
+            total[line.split("{", 1)[0]] += float(line.rsplit(None, 1)[1])
+    return total["clsync_handler_runs_total"], total["clsync_monitor_overflows_total"]
+
+
+STOCK_QUEUE = 16384  # fs.inotify.max_queued_events' default
+QUEUE_SYSCTL = "/proc/sys/fs/inotify/max_queued_events"
+
+
+def wait_inotify_queue(timeout):
+    """fs.inotify.max_queued_events, after waiting up to `timeout` s for it to be at least the
+    stock value: a test elsewhere on the machine may lower it for a moment, and the kernel gives
+    each new inotify instance the value of that moment."""
+    deadline = now() + timeout
+    while True:
+        q = read_int(QUEUE_SYSCTL)
+        if q >= STOCK_QUEUE or now() >= deadline:
+            return q
+        time.sleep(0.1)
 
 
 def churn_run(ctx, tool, rate):
@@ -1425,13 +1446,23 @@ def churn_run(ctx, tool, rate):
     src, dst = ctx.fresh("churn-src"), ctx.fresh("churn-dst")
     live = churn_tree(src, ndirs, s["churn_per_dir"], ctx.rng)
     os.sync()
-    d = ctx.daemon(tool, src, dst, delay="100ms", peer_delay=0.1)
-    poller = None
+    # The daemon's inotify queue gets the stock size even where something else left the
+    # sysctl lowered: raised only while the daemon starts (it keeps the value of its
+    # inotify_init), then put back.
+    queue = wait_inotify_queue(getattr(ctx, "queue_wait", 10.0))
+    ctx.queue_wait = 10.0 if queue >= STOCK_QUEUE else 0.0  # still low after 10 s: left so; do not wait again
+    raised = Sysctl(QUEUE_SYSCTL, STOCK_QUEUE) if queue < STOCK_QUEUE else None
+    d = poller = None
     try:
-        d.wait_ready(s["timeout"])
+        try:
+            d = ctx.daemon(tool, src, dst, delay="100ms", peer_delay=0.1)
+            d.wait_ready(s["timeout"])
+        finally:
+            if raised is not None:
+                raised.restore()
         time.sleep(0.5)
         rss0 = proc_mem(d.pid)[0]
-        runs0, calls0 = handler_runs(ctx, d), d.calls()
+        (runs0, ovf0), calls0 = daemon_counts(ctx, d), d.calls()
         (c0, cc0), q0, load = d.cpu(), proc_runq(d.pid), loadavg().split()[0]
         t0 = now() + 0.2
         mp = multiprocessing.get_context("fork")
@@ -1455,7 +1486,7 @@ def churn_run(ctx, tool, rate):
         time.sleep(0.2)  # the last handler run is reaped (its CPU is in cutime)
         (c1, cc1), q1, t1 = d.cpu(), proc_runq(d.pid), now()
         rss_end = proc_mem(d.pid)[0]
-        runs1, calls1 = handler_runs(ctx, d), d.calls()
+        (runs1, ovf1), calls1 = daemon_counts(ctx, d), d.calls()
     finally:
         if poller is not None:  # started by us: ended by its handle, never left polling
             stop.set()
@@ -1463,7 +1494,8 @@ def churn_run(ctx, tool, rate):
             if poller.is_alive():
                 poller.kill()
                 poller.join()
-        d.stop()
+        if d is not None:
+            d.stop()
         rmtree(src)
         rmtree(dst)
     lags = res["lags"]
@@ -1478,6 +1510,7 @@ def churn_run(ctx, tool, rate):
                 poll_cpu=res["cpu"], cpu=(c1 - c0) / k, hcpu=(cc1 - cc0) / k, load=load,
                 runq=None if None in (q0, q1) else (q1 - q0) / (t1 - t0),
                 runs=None if runs0 is None else (runs1 - runs0) / w["secs"], calls=(calls1 - calls0) / w["secs"],
+                overflows=int(ovf1 - ovf0), queue=queue,
                 rss0=rss0, rss_warm=warm, rss_max=max([v for _, v in rss] + [rss_end]), rss_end=rss_end)
 
 
@@ -1493,9 +1526,9 @@ def w_churn(ctx):
             res[tool, rate] = churn_run(ctx, tool, rate)
     lines = ["| tool | ops/s asked | achieved | markers arrived | lag p50 | p99 | max | median lag, first → last fifth "
              "| DST consistent after writer stopped | daemon CPU-s / 1k ops | handler CPU-s / 1k ops | handler runs/s "
-             "(metrics) | rsync calls/s (wrapper) | RSS start / after warm-up / max / end MB | daemon run-queue wait s/s | load (1 min) | poll gap p99 / max "
-             "| poller CPU-s |",
-             "|" + "---|" * 18]
+             "(metrics) | rsync calls/s (wrapper) | RSS start / after warm-up / max / end MB | daemon run-queue wait s/s | load (1 min) | inotify overflows "
+             "(max_queued_events) | poll gap p99 / max | poller CPU-s |",
+             "|" + "---|" * 19]
     for rate in s["churn_rates"]:
         for tool in tools:
             m = res[tool, rate]
@@ -1507,7 +1540,7 @@ def w_churn(ctx):
                 f"{fmt(m['p99'], 'ms')} | {fmt(m['max'], 'ms')} | {fmt(m['first'], 'ms')} → {fmt(m['last'], 'ms')} | "
                 f"{cons} | {m['cpu']:.3f} | {m['hcpu']:.3f} | {'–' if m['runs'] is None else round(m['runs'], 1)} | "
                 f"{m['calls']:.1f} | {m['rss0']:.1f} / {m['rss_warm']:.1f} / {m['rss_max']:.1f} / {m['rss_end']:.1f} | "
-                f"{'–' if m['runq'] is None else round(m['runq'], 2)} | {m['load']} | "
+                f"{'–' if m['runq'] is None else round(m['runq'], 2)} | {m['load']} | {m['overflows']} ({m['queue']}) | "
                 f"{fmt(m['gap_p99'], 'ms')} / {fmt(m['gap_max'], 'ms')} | {'–' if m['poll_cpu'] is None else round(m['poll_cpu'], 2)} |")
             rl = f"{rate:,} ops/s" if w["rate"] >= 0.98 * rate else f"{w['rate']:,.0f} ops/s ({rate:,} asked)"
             ok_dst = m["consistent"] is not None
@@ -1517,7 +1550,9 @@ def w_churn(ctx):
                     f"{fmt(m['first'], 'ms')} → {fmt(m['last'], 'ms')}; markers {m['arrived']}/{m['n']} (poll gap p99 "
                     f"{fmt(m['gap_p99'], 'ms')}, poller {'–' if m['poll_cpu'] is None else round(m['poll_cpu'], 2)} CPU-s); "
                     f"writer {w['rate']:,.0f} ops/s ({c['create'] + c['markers']:,} creates, {c['append']:,} appends, "
-                    f"{c['rename']:,} renames, {c['delete']:,} deletes); DST "
+                    f"{c['rename']:,} renames, {c['delete']:,} deletes); inotify overflows {m['overflows']}"
+                    + (f" (max_queued_events raised from {m['queue']} to {STOCK_QUEUE} for the daemon's start)"
+                       if m["queue"] < STOCK_QUEUE else "") + "; DST "
                     + (f"consistent {m['consistent']:.2f} s after the writer stopped" if ok_dst
                        else f"NOT consistent ({m['diffs']} diffs after {s['timeout']:g} s)"))
             row(ctx, W, tool, f"p99 lag, {rl}", m["p99"], None, "≤ delay + 100 ms = 200 ms" if mine else None,
@@ -1531,6 +1566,11 @@ def w_churn(ctx):
                 m["rss_max"] <= 1.2 * m["rss_warm"] if mine else None,
                 f"start {m['rss0']:.1f}, after {s['churn_warmup']:g} s {m['rss_warm']:.1f}, end {m['rss_end']:.1f} MB",
                 unit="MB")
+    low = sorted({m["queue"] for m in res.values() if m["queue"] < STOCK_QUEUE})
+    if low:
+        ctx.notes.append(f"Churn: fs.inotify.max_queued_events was {', '.join(map(str, low))}, not the stock "
+                         f"{STOCK_QUEUE}, 10 s before some daemons started (something else on the machine lowered "
+                         f"it); it was set to {STOCK_QUEUE} while each of them started and then put back.")
     ctx.details.append((
         "9. Sustained churn",
         f"{s['churn_dirs']:,} directories holding {s['churn_per_dir']} files each; our daemon with delay 100ms "
@@ -1546,7 +1586,12 @@ def w_churn(ctx):
         f"every second while it runs (the value at {s['churn_warmup']:g} s is the warm-up reference) and once "
         "consistent. Handler runs from `clsync metrics` (clsync_handler_runs_total); rsync calls from the wrapper. "
         "*Run-queue wait*: seconds per second the daemon's threads were runnable without a CPU (schedstat, "
-        "summed over threads): well above 0 means the machine, not the daemon, set the pace.",
+        "summed over threads): well above 0 means the machine, not the daemon, set the pace. *inotify overflows*: "
+        "clsync_monitor_overflows_total (lsyncd: log lines naming an overflow) over the window; each is a "
+        "rescan and a full sync. Before each daemon starts, the workload waits (up to 10 s; not again once it waited "
+        "in vain) for "
+        f"fs.inotify.max_queued_events ≥ {STOCK_QUEUE} (tests elsewhere lower it for a moment), else sets it "
+        f"to {STOCK_QUEUE} until the daemon is ready and puts the old value (shown in brackets) back.",
         lines))
 
 
