@@ -15,6 +15,8 @@ import collections
 import datetime
 import itertools
 import json
+import math
+import multiprocessing
 import os
 import random
 import re
@@ -33,10 +35,10 @@ TICK = os.sysconf("SC_CLK_TCK")
 READY_RE = re.compile(rb"initial sync done in ([0-9.]+)s; watching (\d+) directories"
                       rb"|watching (\d+) directories \(initial sync skipped\)")
 JOBS_READY = b"ready: every job finished its initial sync"  # src/supervisor.rs, once for the daemon
-WORKLOADS = ["initial", "latency", "burst", "deletes", "rename", "overflow", "scale", "idle", "jobs"]
+WORKLOADS = ["initial", "latency", "burst", "deletes", "rename", "overflow", "scale", "idle", "jobs", "churn"]
 # The peers each workload runs with --peers (and so needs installed).
 PEERS = dict(initial=("lsyncd", "clsync-c"), latency=("lsyncd", "clsync-c"), burst=("lsyncd", "clsync-c"),
-             jobs=("lsyncd",))
+             jobs=("lsyncd",), churn=("lsyncd",))
 PEER_BIN = {"lsyncd": "/usr/bin/lsyncd", "clsync-c": "/usr/bin/clsync"}
 
 now = time.monotonic
@@ -58,6 +60,8 @@ FULL = dict(
     scale_dirs=100_000,
     idle_files=10_000, idle_wait=60.0,
     jobs=1_000, jobs_changes=10, jobs_grace=5.0,
+    churn_dirs=1_000, churn_per_dir=5, churn_rates=(500, 2_000, 6_000), churn_secs=60.0, churn_warmup=10.0,
+    churn_markers=50,
     timeout=120.0,
 )
 QUICK = dict(
@@ -70,6 +74,8 @@ QUICK = dict(
     scale_dirs=10_000,
     idle_files=1_000, idle_wait=5.0,
     jobs=100, jobs_changes=10, jobs_grace=5.0,
+    churn_dirs=1_000, churn_per_dir=5, churn_rates=(500, 2_000), churn_secs=7.0, churn_warmup=2.0,
+    churn_markers=50,
     timeout=30.0,
 )
 
@@ -230,6 +236,25 @@ def proc_ctxt(pid):
     return total
 
 
+def proc_runq(pid):
+    """Seconds the live threads of a process have waited on a run queue (runnable, no CPU):
+    field 2 of /proc/PID/task/TID/schedstat, summed; None where schedstat is missing."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[1])
+        except FileNotFoundError:
+            pass
+        except (OSError, IndexError, ValueError):
+            return None
+    return total / 1e9
+
+
 def proc_counts(pid):
     """(threads, fds, inotify instances, inotify watches) of a process."""
     threads = len(os.listdir(f"/proc/{pid}/task"))
@@ -295,8 +320,9 @@ class Daemon:
     """One daemon process started by us. `tool` is "rsync"/"mirror" (our clsync in that
     mode), "lsyncd" or "clsync-c" (Debian's C clsync 0.4.5). Stopped by its PID only."""
 
-    def __init__(self, ctx, tool, src, dst, delay="0s", initial_sync=True):
+    def __init__(self, ctx, tool, src, dst, delay="0s", initial_sync=True, peer_delay=0):
         self.ctx, self.tool, self.src, self.dst = ctx, tool, src, dst
+        self.peer_delay = peer_delay  # lsyncd's `delay` in seconds (our `delay` is not passed to peers)
         self.work = tempfile.mkdtemp(prefix=f"d-{tool}-", dir=ctx.tmp)
         self.log_path = os.path.join(self.work, "log")
         self.calls_path = os.path.join(self.work, "rsync-calls")
@@ -333,7 +359,7 @@ class Daemon:
                 fh.write('settings { nodaemon = true, }\n'
                          'sync {\n  default.rsync,\n'
                          f'  source = "{self.src}", target = "{self.dst}",\n'
-                         '  delay = 0, delete = true,\n'
+                         f'  delay = {self.peer_delay:g}, delete = true,\n'
                          f'  rsync = {{ binary = "{self.wrapper}", archive = true,'
                          ' protect_args = true },\n}\n')
             return ["/usr/bin/lsyncd", conf]
@@ -1191,8 +1217,396 @@ def w_jobs(ctx):
                         "(default.rsync, delay = 0, the same trees, its own DSTs), settings { nodaemon = true }.", []))
 
 
+# ---------------------------------------------------------------- 9. sustained churn
+
+CHURN_MIX = (0.25, 0.60, 0.75)  # cumulative: create 25 %, append 35 %, rename 15 %, delete 25 %
+
+
+def churn_marker(i, ndirs):
+    """Relative path of marker i: spread over every directory (7919 is prime to 10^k)."""
+    return f"c{(i * 7919) % ndirs:03d}/m{i:06d}"
+
+
+def churn_tree(root, ndirs, per_dir, rng):
+    """ndirs directories c000… holding per_dir files of 0..1023 bytes; returns their paths."""
+    live = []
+    for d in range(ndirs):
+        dpath = os.path.join(root, f"c{d:03d}")
+        os.makedirs(dpath)
+        for f in range(per_dir):
+            p = os.path.join(dpath, f"b{f}")
+            with open(p, "wb") as fh:
+                fh.write(rng.randbytes(rng.randint(0, 1023)))
+            live.append(p)
+    return live
+
+
+def churn_write(src, ndirs, live, rate, secs, mrate, t0, tick, rng):
+    """The writer: from monotonic time t0 for `secs` s, `rate` operations/s (checked against
+    the clock every 1 ms; behind schedule it runs flat out, at most 10 ms of operations between
+    looks at the clock) drawn from CHURN_MIX on the paths in `live` (updated in place), and
+    marker i (a new file holding the time it was written) at t0 + i/mrate; markers count as
+    creates. tick(t) is called once a second. Returns counts and the achieved rate."""
+    O_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+    O_APP = os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC
+    os_open, os_write, os_close, os_rename, os_unlink = os.open, os.write, os.close, os.rename, os.unlink
+    rnd = rng.random
+    dirs = [os.path.join(src, f"c{i:03d}") + "/" for i in range(ndirs)]
+    payloads = [rng.randbytes(rng.randint(0, 1023)) for _ in range(64)]
+    tail = rng.randbytes(31)
+    p_create, p_append, p_rename = CHURN_MIX
+    n_markers = int(secs * mrate)
+    step = max(1, rate // 100)
+    counts = dict(create=0, append=0, rename=0, delete=0, markers=0)
+    gone = collections.deque(maxlen=20)  # paths deleted or renamed away (absent at the end)
+    seq = mi = done = 0
+    t_end = t0 + secs
+    next_tick = t0
+    while now() < t0:
+        time.sleep(0.0005)
+    while True:
+        t = now()
+        if t >= t_end:
+            break
+        while mi < n_markers and t0 + mi / mrate <= t:
+            data = b"%.6f\n" % now()
+            fd = os_open(src + "/" + churn_marker(mi, ndirs), O_NEW, 0o644)
+            os_write(fd, data)
+            os_close(fd)
+            mi += 1
+            done += 1
+        if t >= next_tick:
+            tick(t)
+            next_tick += 1.0
+        k = min(int((t - t0) * rate) - done, step)
+        for _ in range(k):
+            r = rnd()
+            n = len(live)
+            if r < p_create or n == 0:
+                seq += 1
+                p = dirs[int(rnd() * ndirs)] + f"f{seq}"
+                fd = os_open(p, O_NEW, 0o644)
+                os_write(fd, payloads[seq & 63])
+                os_close(fd)
+                live.append(p)
+                counts["create"] += 1
+            elif r < p_append:
+                fd = os_open(live[int(rnd() * n)], O_APP)
+                os_write(fd, tail)
+                os_close(fd)
+                counts["append"] += 1
+            elif r < p_rename:
+                i = int(rnd() * n)
+                seq += 1
+                q = dirs[int(rnd() * ndirs)] + f"f{seq}"
+                os_rename(live[i], q)
+                gone.append(live[i])
+                live[i] = q
+                counts["rename"] += 1
+            else:
+                i = int(rnd() * n)
+                p = live[i]
+                os_unlink(p)
+                live[i] = live[-1]
+                live.pop()
+                gone.append(p)
+                counts["delete"] += 1
+        if k > 0:
+            done += k
+        if k < step:
+            time.sleep(0.001)
+    t_stop = now()
+    while mi < n_markers:  # behind schedule at the end: the remaining markers, late (they say when)
+        fd = os_open(src + "/" + churn_marker(mi, ndirs), O_NEW, 0o644)
+        os_write(fd, b"%.6f\n" % now())
+        os_close(fd)
+        mi += 1
+        done += 1
+    counts["markers"] = n_markers
+    return dict(counts=counts, ops=done, secs=t_stop - t0, rate=done / (t_stop - t0), end=now(),
+                gone=[os.path.relpath(p, src) for p in gone])
+
+
+def churn_poll(dst, ndirs, t0, mrate, n_markers, hard_stop, stop, conn):
+    """The poller (its own process, SCHED_FIFO if allowed): marker i is expected from
+    t0 + i/mrate; each pass (every ~1 ms) checks every pending marker younger than 0.5 s, those
+    younger than 5 s every 10th pass, older ones every 100th (the resolution stays ≤ 2 % of the
+    lag), with faccessat on a descriptor of its DST directory; a marker
+    has arrived when its DST file holds the whole timestamp line. Sends the lags (None: never
+    arrived), the gaps between passes and the poller's own CPU time."""
+    try:  # wake on time on a busy machine (SCHED_OTHER, even at nice -20, oversleeps by ms);
+        # every pass sleeps 1 ms, and its CPU time is reported (*poller CPU-s*)
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (OSError, AttributeError):
+        pass
+    dfds = [os.open(os.path.join(dst, f"c{d:03d}"), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            for d in range(ndirs)]
+    where = [((i * 7919) % ndirs, churn_marker(i, ndirs).split("/")[1]) for i in range(n_markers)]
+    access, F_OK, O_RD = os.access, os.F_OK, os.O_RDONLY | os.O_CLOEXEC
+    lags = [None] * n_markers
+    pending, nxt, passes, left = [], 0, 0, n_markers
+    gaps, last = [], None
+    while left:
+        t = now()
+        if last is not None:
+            gaps.append(t - last)
+        last = t
+        passes += 1
+        if t > hard_stop or (passes % 100 == 0 and stop.is_set()):
+            break
+        while nxt < n_markers and t0 + nxt / mrate <= t:
+            pending.append(nxt)
+            nxt += 1
+        keep = []
+        tier = 0.5 if passes % 10 else 5.0 if passes % 100 else math.inf  # oldest checked every 100th pass
+        for i in pending:
+            dfd, name = dfds[where[i][0]], where[i][1]
+            if t - (t0 + i / mrate) > tier or not access(name, F_OK, dir_fd=dfd):
+                keep.append(i)
+                continue
+            try:
+                fd = os.open(name, O_RD, dir_fd=dfd)
+            except FileNotFoundError:
+                keep.append(i)
+                continue
+            try:
+                data = os.read(fd, 64)
+            finally:
+                os.close(fd)
+            if not data.endswith(b"\n"):  # still being written
+                keep.append(i)
+                continue
+            lags[i] = now() - float(data)
+            left -= 1
+        pending = keep
+        time.sleep(0.001)
+    for fd in dfds:
+        os.close(fd)
+    gaps.sort()
+    cpu = os.times()
+    conn.send(dict(lags=lags, gap_p99=pct(gaps, 0.99), gap_max=gaps[-1] if gaps else None, cpu=cpu.user + cpu.system))
+    conn.close()
+
+
+def churn_poller(*args):
+    """churn_poll in the child process; an exception is sent back, not printed."""
+    conn = args[-1]
+    try:
+        churn_poll(*args)
+    except Exception as e:  # noqa: BLE001  (reported by the parent as a BenchError)
+        conn.send(dict(error=f"{type(e).__name__}: {e}"))
+
+
+def pct(xs, q):
+    """Nearest-rank percentile of an ascending list (None if empty)."""
+    if not xs:
+        return None
+    return xs[max(0, min(len(xs) - 1, math.ceil(q * len(xs)) - 1))]
+
+
+def daemon_counts(ctx, d):
+    """(handler runs, inotify overflows) so far. Our clsync: clsync_handler_runs_total (every
+    result) and clsync_monitor_overflows_total from `clsync metrics`; lsyncd: (None, lines of
+    its log that mention an overflow)."""
+    if d.tool not in ("rsync", "mirror"):
+        return None, d.log_text().lower().count(b"overflow")
+    p = subprocess.run([ctx.bin, "metrics", "--socket", os.path.join(d.work, "ctl.sock")],
+                       capture_output=True, text=True)
+    if p.returncode != 0:
+        raise BenchError(f"clsync metrics failed ({p.returncode}): {p.stderr[:200]}")
+    total = collections.Counter()
+    for line in p.stdout.splitlines():
+        if not line.startswith("#") and "{" in line:
+            total[line.split("{", 1)[0]] += float(line.rsplit(None, 1)[1])
+    return total["clsync_handler_runs_total"], total["clsync_monitor_overflows_total"]
+
+
+STOCK_QUEUE = 16384  # fs.inotify.max_queued_events' default
+QUEUE_SYSCTL = "/proc/sys/fs/inotify/max_queued_events"
+
+
+def wait_inotify_queue(timeout):
+    """fs.inotify.max_queued_events, after waiting up to `timeout` s for it to be at least the
+    stock value: a test elsewhere on the machine may lower it for a moment, and the kernel gives
+    each new inotify instance the value of that moment."""
+    deadline = now() + timeout
+    while True:
+        q = read_int(QUEUE_SYSCTL)
+        if q >= STOCK_QUEUE or now() >= deadline:
+            return q
+        time.sleep(0.1)
+
+
+def churn_run(ctx, tool, rate):
+    """One window: fresh trees, a ready daemon, `churn_secs` of writing at `rate`, then wait
+    for DST to equal SRC. Returns the measurements."""
+    s = ctx.s
+    ndirs, secs, mrate = s["churn_dirs"], s["churn_secs"], s["churn_markers"]
+    n_markers = int(secs * mrate)
+    src, dst = ctx.fresh("churn-src"), ctx.fresh("churn-dst")
+    live = churn_tree(src, ndirs, s["churn_per_dir"], ctx.rng)
+    os.sync()
+    # The daemon's inotify queue gets the stock size even where something else left the
+    # sysctl lowered: raised only while the daemon starts (it keeps the value of its
+    # inotify_init), then put back.
+    queue = wait_inotify_queue(getattr(ctx, "queue_wait", 10.0))
+    ctx.queue_wait = 10.0 if queue >= STOCK_QUEUE else 0.0  # still low after 10 s: left so; do not wait again
+    raised = None
+    if queue < STOCK_QUEUE:
+        try:
+            raised = Sysctl(QUEUE_SYSCTL, STOCK_QUEUE)
+        except OSError:  # not root: the daemon gets the small queue; its overflows are counted
+            pass
+    d = poller = None
+    try:
+        try:
+            d = ctx.daemon(tool, src, dst, delay="100ms", peer_delay=0.1)
+            d.wait_ready(s["timeout"])
+        finally:
+            if raised is not None:
+                raised.restore()
+        time.sleep(0.5)
+        rss0 = proc_mem(d.pid)[0]
+        (runs0, ovf0), calls0 = daemon_counts(ctx, d), d.calls()
+        (c0, cc0), q0, load = d.cpu(), proc_runq(d.pid), loadavg().split()[0]
+        t0 = now() + 0.2
+        mp = multiprocessing.get_context("fork")
+        stop = mp.Event()
+        rx, tx = mp.Pipe(duplex=False)
+        poller = mp.Process(target=churn_poller, args=(dst, ndirs, t0, mrate, n_markers,
+                                                      t0 + secs + s["timeout"] + 5, stop, tx), daemon=True)
+        poller.start()
+        tx.close()
+        rss = []
+        w = churn_write(src, ndirs, live, rate, secs, mrate, t0,
+                        lambda t: rss.append((t - t0, proc_mem(d.pid)[0])), ctx.rng)
+        present = [churn_marker(n_markers - 1, ndirs)] + [os.path.relpath(p, src) for p in ctx.rng.sample(live, 20)]
+        r = wait_consistent(src, dst, w["end"], s["timeout"], Gate(src, dst, present, w["gone"]))
+        stop.set()
+        if not rx.poll(15):
+            raise BenchError(f"churn {tool} {rate}/s: the marker poller sent nothing")
+        res = rx.recv()
+        if "error" in res:
+            raise BenchError(f"churn {tool} {rate}/s: marker poller: {res['error']}")
+        time.sleep(0.2)  # the last handler run is reaped (its CPU is in cutime)
+        (c1, cc1), q1, t1 = d.cpu(), proc_runq(d.pid), now()
+        rss_end = proc_mem(d.pid)[0]
+        (runs1, ovf1), calls1 = daemon_counts(ctx, d), d.calls()
+    finally:
+        if poller is not None:  # started by us: ended by its handle, never left polling
+            stop.set()
+            poller.join(5)
+            if poller.is_alive():
+                poller.kill()
+                poller.join()
+        if d is not None:
+            d.stop()
+        rmtree(src)
+        rmtree(dst)
+    lags = res["lags"]
+    got = sorted(x for x in lags if x is not None)
+    fifth = max(1, len(lags) // 5)
+    first, last = [x for x in lags[:fifth] if x is not None], [x for x in lags[-fifth:] if x is not None]
+    warm = next((v for t, v in rss if t >= s["churn_warmup"]), rss[-1][1] if rss else rss0)
+    k = w["ops"] / 1000
+    return dict(w=w, consistent=r["t"], diffs=r.get("diffs"), check=r.get("check"),
+                n=len(lags), arrived=len(got), p50=pct(got, 0.5), p99=pct(got, 0.99), max=got[-1] if got else None,
+                first=med(first), last=med(last), gap_p99=res["gap_p99"], gap_max=res["gap_max"],
+                poll_cpu=res["cpu"], cpu=(c1 - c0) / k, hcpu=(cc1 - cc0) / k, load=load,
+                runq=None if None in (q0, q1) else (q1 - q0) / (t1 - t0),
+                runs=None if runs0 is None else (runs1 - runs0) / w["secs"], calls=(calls1 - calls0) / w["secs"],
+                overflows=int(ovf1 - ovf0), queue=queue, raised=raised is not None,
+                rss0=rss0, rss_warm=warm, rss_max=max([v for _, v in rss] + [rss_end]), rss_end=rss_end)
+
+
+def w_churn(ctx):
+    """9. Sustained churn: create/append/rename/delete across 1,000 dirs at fixed rates, delay 100ms."""
+    s = ctx.s
+    W = "9 churn"
+    tools = ctx.modes() + [p for p in ctx.peers() if p in PEERS["churn"]]
+    lim = 0.1 + 0.1  # delay + 100 ms
+    res = {}
+    for rate in s["churn_rates"]:
+        for tool in tools:
+            res[tool, rate] = churn_run(ctx, tool, rate)
+    lines = ["| tool | ops/s asked | achieved | markers arrived | lag p50 | p99 | max | median lag, first → last fifth "
+             "| DST consistent after writer stopped | daemon CPU-s / 1k ops | handler CPU-s / 1k ops | handler runs/s "
+             "(metrics) | rsync calls/s (wrapper) | RSS start / after warm-up / max / end MB | daemon run-queue wait s/s | load (1 min) | inotify overflows "
+             "(max_queued_events) | poll gap p99 / max | poller CPU-s |",
+             "|" + "---|" * 19]
+    for rate in s["churn_rates"]:
+        for tool in tools:
+            m = res[tool, rate]
+            w = m["w"]
+            cons = (f"{m['consistent']:.2f} s" if m["consistent"] is not None
+                    else f"**no**: {m['diffs']} diffs after {s['timeout']:g} s")
+            lines.append(
+                f"| {tool} | {rate:,} | {w['rate']:,.0f} | {m['arrived']}/{m['n']} | {fmt(m['p50'], 'ms')} | "
+                f"{fmt(m['p99'], 'ms')} | {fmt(m['max'], 'ms')} | {fmt(m['first'], 'ms')} → {fmt(m['last'], 'ms')} | "
+                f"{cons} | {m['cpu']:.3f} | {m['hcpu']:.3f} | {'–' if m['runs'] is None else round(m['runs'], 1)} | "
+                f"{m['calls']:.1f} | {m['rss0']:.1f} / {m['rss_warm']:.1f} / {m['rss_max']:.1f} / {m['rss_end']:.1f} | "
+                f"{'–' if m['runq'] is None else round(m['runq'], 2)} | {m['load']} | {m['overflows']} ({m['queue']}) | "
+                f"{fmt(m['gap_p99'], 'ms')} / {fmt(m['gap_max'], 'ms')} | {'–' if m['poll_cpu'] is None else round(m['poll_cpu'], 2)} |")
+            rl = f"{rate:,} ops/s" if w["rate"] >= 0.98 * rate else f"{w['rate']:,.0f} ops/s ({rate:,} asked)"
+            ok_dst = m["consistent"] is not None
+            mine = tool in ("rsync", "mirror")
+            c = w["counts"]
+            note = (f"p50 {fmt(m['p50'], 'ms')}, max {fmt(m['max'], 'ms')}, median first → last fifth "
+                    f"{fmt(m['first'], 'ms')} → {fmt(m['last'], 'ms')}; markers {m['arrived']}/{m['n']} (poll gap p99 "
+                    f"{fmt(m['gap_p99'], 'ms')}, poller {'–' if m['poll_cpu'] is None else round(m['poll_cpu'], 2)} CPU-s); "
+                    f"writer {w['rate']:,.0f} ops/s ({c['create'] + c['markers']:,} creates, {c['append']:,} appends, "
+                    f"{c['rename']:,} renames, {c['delete']:,} deletes); inotify overflows {m['overflows']}"
+                    + ("" if m["queue"] >= STOCK_QUEUE else
+                       f" (max_queued_events raised from {m['queue']} to {STOCK_QUEUE} for the daemon's start)"
+                       if m["raised"] else f" (its queue: max_queued_events = {m['queue']}, could not raise it)")
+                    + "; DST "
+                    + (f"consistent {m['consistent']:.2f} s after the writer stopped" if ok_dst
+                       else f"NOT consistent ({m['diffs']} diffs after {s['timeout']:g} s)"))
+            row(ctx, W, tool, f"p99 lag, {rl}", m["p99"], None, "≤ delay + 100 ms = 200 ms" if mine else None,
+                (ok_dst and m["arrived"] == m["n"] and m["p99"] <= lim) if mine else None, note, unit="ms")
+            runs = f"{m['runs']:.1f} handler runs/s (metrics), " if m["runs"] is not None else ""
+            row(ctx, W, tool, f"CPU-s per 1k ops, {rl}", m["cpu"] + m["hcpu"], None, "reported" if mine else None,
+                None, f"daemon {m['cpu']:.3f} + handler {m['hcpu']:.3f}; {runs}{m['calls']:.1f} rsync calls/s; "
+                f"the daemon's threads waited {'–' if m['runq'] is None else round(m['runq'], 2)} s/s for a CPU "
+                f"(load {m['load']})")
+            row(ctx, W, tool, f"RSS max, {rl}", m["rss_max"], None, "≤ 1.2× after warm-up" if mine else None,
+                m["rss_max"] <= 1.2 * m["rss_warm"] if mine else None,
+                f"start {m['rss0']:.1f}, after {s['churn_warmup']:g} s {m['rss_warm']:.1f}, end {m['rss_end']:.1f} MB",
+                unit="MB")
+    low = sorted({m["queue"] for m in res.values() if m["queue"] < STOCK_QUEUE})
+    if low:
+        raised = all(m["raised"] for m in res.values() if m["queue"] < STOCK_QUEUE)
+        ctx.notes.append(f"Churn: fs.inotify.max_queued_events was {', '.join(map(str, low))}, not the stock "
+                         f"{STOCK_QUEUE}, 10 s before some daemons started (something else on the machine lowered "
+                         "it); " + (f"it was set to {STOCK_QUEUE} while each of them started and then put back."
+                                    if raised else "it could not be raised (not root): their queues were that small."))
+    ctx.details.append((
+        "9. Sustained churn",
+        f"{s['churn_dirs']:,} directories holding {s['churn_per_dir']} files each; our daemon with delay 100ms "
+        "(lsyncd: delay = 0.1). For each rate, a fresh tree and a fresh daemon; once it is ready (+0.5 s), a Python "
+        f"writer runs for {s['churn_secs']:g} s: create 25 % (0–1023 bytes), append 31 bytes 35 %, rename to a "
+        "new name in a random directory 15 %, delete 25 %, and a marker file (a new file holding its write time) "
+        f"{s['churn_markers']} times a second in every directory in turn, counted as creates. A poller process "
+        "(SCHED_FIFO) checks each pending marker's DST path every ~1 ms (markers older than 0.5 s every ~10 ms, "
+        "older than 5 s every ~100 ms) "
+        "and records the lag when the file holds the whole line; *poll gap* is its achieved resolution, *poller "
+        "CPU-s* what it cost. Lag = arrival − the time written in the marker. CPU: utime+stime of the "
+        "daemon (every thread; mirror's copies are in-process) and its reaped children's cutime+cstime (rsync), "
+        "from the writer's start until DST is consistent, per 1,000 operations done. RSS: VmRSS before the writer, "
+        f"every second while it runs (the value at {s['churn_warmup']:g} s is the warm-up reference) and once "
+        "consistent. Handler runs from `clsync metrics` (clsync_handler_runs_total); rsync calls from the wrapper. "
+        "*Run-queue wait*: seconds per second the daemon's threads were runnable without a CPU (schedstat, "
+        "summed over threads): well above 0 means the machine, not the daemon, set the pace. *inotify overflows*: "
+        "clsync_monitor_overflows_total (lsyncd: log lines naming an overflow) over the window; each is a "
+        "rescan and a full sync. Before each daemon starts, the workload waits (up to 10 s; not again once it waited "
+        "in vain) for "
+        f"fs.inotify.max_queued_events ≥ {STOCK_QUEUE} (tests elsewhere lower it for a moment), else sets it "
+        f"to {STOCK_QUEUE} until the daemon is ready and puts the old value (shown in brackets) back.",
+        lines))
+
+
 FUNCS = dict(initial=w_initial, latency=w_latency, burst=w_burst, deletes=w_deletes, rename=w_rename,
-             overflow=w_overflow, scale=w_scale, idle=w_idle, jobs=w_jobs)
+             overflow=w_overflow, scale=w_scale, idle=w_idle, jobs=w_jobs, churn=w_churn)
 
 
 # ---------------------------------------------------------------- report
@@ -1259,7 +1673,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1 run, small sizes (CI smoke; does not write RESULTS.md)")
     ap.add_argument("--only", help=f"comma-separated workloads: {','.join(WORKLOADS)}")
     ap.add_argument("--runs", type=int, help="runs per figure (default 3; --quick: 1)")
-    ap.add_argument("--peers", action="store_true", help="also run lsyncd and Debian's C clsync (workloads 1-3; jobs: lsyncd only)")
+    ap.add_argument("--peers", action="store_true", help="also run lsyncd and Debian's C clsync (workloads 1-3; jobs, churn: lsyncd only)")
     ap.add_argument("--bin", help="use this clsync binary instead of building")
     ap.add_argument("--rsync", help="the rsync for the daemons and the references (default: PATH's)")
     ap.add_argument("--tmpdir", default="/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir(), help="parent of the one temp dir (default %(default)s)")
