@@ -18,11 +18,14 @@
 //! - [`control`]: the control socket the command line talks to.
 //! - [`metrics`] and [`logging`]: what the daemon tells the outside world.
 //! - [`sandbox`]: Landlock confinement of each handler run.
+//! - [`import`]: another daemon's configuration (lsyncd, the C clsync) turned into ours.
 //!
-//! Small helpers beside them: [`relpath`] (source-relative paths as bytes), [`waker`] (a
-//! pipe that wakes a polling thread), [`longpath`] (paths longer than `PATH_MAX` for plain
-//! `std::fs` calls, used by tests).
+//! Small helpers beside them: [`program`] (which file a configured program is),
+//! [`relpath`] (source-relative paths as bytes), [`waker`] (a pipe that wakes a polling
+//! thread), [`longpath`] (paths longer than `PATH_MAX` for plain `std::fs` calls, used by
+//! tests).
 
+mod atomic_file;
 pub mod config;
 pub mod control;
 pub mod fs;

@@ -123,11 +123,6 @@ impl EntrySet {
         }
     }
 
-    /// The entry for `rel`, if any.
-    pub fn get_mut(&mut self, rel: &std::path::Path) -> Option<&mut Entry> {
-        self.0.get_mut(rel)
-    }
-
     /// The entries, sorted by path, one per path.
     pub fn into_vec(self) -> Vec<Entry> {
         self.0.into_values().collect()
@@ -141,19 +136,6 @@ impl FromIterator<Entry> for EntrySet {
             set.add(e);
         }
         set
-    }
-}
-
-impl Kind {
-    /// The kind of an object with this file type.
-    pub fn of(file_type: std::fs::FileType) -> Kind {
-        if file_type.is_dir() {
-            Kind::Dir
-        } else if file_type.is_file() {
-            Kind::File
-        } else {
-            Kind::Other
-        }
     }
 }
 

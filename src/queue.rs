@@ -209,9 +209,10 @@ impl Queue {
         }
     }
 
-    /// Puts a batch back (its handler run failed), to be retried with whatever came since.
-    /// Renames are not replayed: their targets are listed recursively instead.
-    pub fn restore(&mut self, batch: Batch) {
+    /// Queues a batch's paths again (a failed run's, or paths moved from the other lane),
+    /// merged with whatever came since. Renames are not replayed: their two sides are listed
+    /// instead, the new one recursively.
+    pub fn requeue(&mut self, batch: Batch) {
         if batch.is_full() {
             self.set_full();
             return;
@@ -245,11 +246,11 @@ impl Queue {
 }
 
 impl Queue {
-    /// Undoes a [`take`](Queue::take) made just before, renames included (the batch could not
+    /// Puts back a batch [`take`](Queue::take)n just before, renames included (it could not
     /// be dispatched yet). Anything queued meanwhile is kept.
-    pub fn untake(&mut self, batch: Batch) {
+    pub fn put_back(&mut self, batch: Batch) {
         if !self.is_empty() {
-            self.restore(batch);
+            self.requeue(batch);
             return;
         }
         if batch.is_full() {
@@ -342,7 +343,7 @@ mod tests {
         let b = q.take();
         let flags: Vec<bool> = b.entries.iter().map(|e| e.attrs_only).collect();
         assert_eq!(flags, [true, false]);
-        q.restore(b);
+        q.requeue(b);
         let flags: Vec<bool> = q.take().entries.iter().map(|e| e.attrs_only).collect();
         assert_eq!(flags, [true, false]);
     }
@@ -369,14 +370,14 @@ mod tests {
     }
 
     #[test]
-    fn restore_replays_renames_as_trees() {
+    fn requeue_replays_renames_as_trees() {
         let mut q = Queue::default();
         q.push(Change::Rename {
             from: p("x"),
             to: p("y"),
         });
         let b = q.take();
-        q.restore(b);
+        q.requeue(b);
         q.push(Change::Content(p("z")));
         let b = q.take();
         assert!(b.renames.is_empty());
@@ -660,7 +661,7 @@ mod tests {
                             Op::Take => taken.push(q.take()),
                             Op::Untake => {
                                 let batch = q.take();
-                                q.untake(batch);
+                                q.put_back(batch);
                             }
                             Op::Split(x) => q.split_off(other, |p, _| {
                                 p.as_os_str().len() % 3 != usize::from(x % 3)

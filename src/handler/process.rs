@@ -41,8 +41,9 @@ pub(crate) fn ensure_local_destination(
 
 /// Runs a handler process to completion: in its own process group (so that a timeout or a
 /// hard stop kills its children too), `stdin` written to it from another thread (a handler
-/// may fill its stderr pipe before it has read all of its input; `None`: no stdin), stdout
-/// discarded, stderr kept for the error message. Exit codes in `ignore` count as success,
+/// may fill its stderr pipe before it has read all of its input; `None`: no stdin), stdout's
+/// lines counted (`Outcome::changed`: what an itemized full sync repaired), stderr kept for
+/// the error message. Exit codes in `ignore` count as success,
 /// with a warning that `explain(code)` may complete.
 pub(crate) fn run_process(
     cmd: Command,

@@ -1,4 +1,4 @@
-//! Remote destinations over ssh: which destinations have a shell (`[user@]host:path`), the
+//! Remote destinations over ssh (`[user@]host:path`, [`crate::config::split_remote`]): the
 //! `-e` command for rsync, and one ssh call to run a script or ask the receiver's version.
 //!
 //! Names reach the remote shell only inside single quotes, with every `'` escaped

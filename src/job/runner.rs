@@ -340,7 +340,7 @@ impl Runner {
                 debug!("big-file changes folded into the full sync");
             }
             if self.inflight.conflicts(&batch) {
-                self.queues[i].untake(batch);
+                self.queues[i].put_back(batch);
                 self.schedule.blocked(lane, now);
                 return;
             }
@@ -359,7 +359,7 @@ impl Runner {
             recursive || !is_big(&mut source, p, threshold)
         });
         if !moved.is_empty() {
-            self.queues[1].restore(moved.take());
+            self.queues[1].requeue(moved.take());
             self.schedule.big_files_held(now);
         }
     }
@@ -540,14 +540,14 @@ impl Runner {
                 State::Retrying
             };
         }
-        self.queues[0].restore(batch);
+        self.queues[0].requeue(batch);
     }
 
     /// The graceful end: let runs in flight finish, sync what is pending once more.
     fn shutdown(&mut self) {
         self.wait_idle();
         let big = self.queues[1].take();
-        self.queues[0].restore(big);
+        self.queues[0].requeue(big);
         if !self.queues[0].is_empty() {
             let batch = self.queues[0].take();
             info!("syncing {} pending paths before stopping", batch.len());

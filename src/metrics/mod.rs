@@ -411,7 +411,7 @@ impl File {
         self.pending = false;
         self.last = Some(now);
         self.timer = never();
-        crate::supervisor::write_atomic(&self.path, text.as_bytes(), FILE_MODE)
+        crate::atomic_file::write_atomic(&self.path, text.as_bytes(), FILE_MODE)
     }
 
     /// Removes the file (at exit: a stopped daemon's metrics would look current).

@@ -92,16 +92,16 @@ impl Watcher {
     }
 
     /// Watches the root and walks the whole source into a fresh tree in `view`, whose
-    /// `unwatched` starts over; returns the tree it replaced (whose watches the caller still
-    /// holds). On error (the root cannot be watched) the tree is left as it was.
-    pub fn rebuild(&mut self, view: &mut View) -> io::Result<Tree> {
+    /// `unwatched` starts over (the old tree's watches are the caller's to let go). On error
+    /// (the root cannot be watched) the tree is left as it was.
+    pub fn rebuild(&mut self, view: &mut View) -> io::Result<()> {
         self.watch_limit_hit = false;
         view.unwatched.clear();
         let root = self.root.clone();
         let root_wd = self.add_watch_mask(&root, Path::new(""), root_mask())?;
-        let old = std::mem::replace(&mut view.tree, Tree::new(root_wd));
+        view.tree = Tree::new(root_wd);
         self.walk(view, ROOT, PathBuf::new());
-        Ok(old)
+        Ok(())
     }
 
     /// The watch limit was already reported: do not report it again.

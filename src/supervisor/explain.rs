@@ -43,9 +43,7 @@ pub fn explain(cfg: &JobConfig, path: &str) -> Result<ExplainReport, String> {
     };
     let meta = crate::fs::lstat_beneath(&cfg.source, &rel);
     let kind = match &meta {
-        Ok(m) if m.is_dir() => Kind::Dir,
-        Ok(m) if m.is_file() => Kind::File,
-        Ok(_) => Kind::Other,
+        Ok(m) => m.kind(),
         Err(_) if path.ends_with('/') => Kind::Dir,
         Err(_) => Kind::File,
     };

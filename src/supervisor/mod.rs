@@ -10,7 +10,6 @@
 //! state changes (which update systemd and the status file). It has no timer of its own
 //! except systemd's watchdog, when systemd asks for one.
 
-mod atomic;
 mod diff;
 pub mod explain;
 mod pidfile;
@@ -28,11 +27,11 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{debug, error, info, warn};
 
+use crate::atomic_file::write_atomic;
 use crate::config::{self, JobConfig, Loaded};
 use crate::control::{self, Call, Refusal, Request};
 use crate::job::{Job, JobOptions, State, Status};
 use crate::metrics::{Metrics, MetricsAnswer};
-pub(crate) use atomic::write_atomic;
 use pidfile::PidFile;
 use status::{JobReport, ReloadReport, StatusReport};
 

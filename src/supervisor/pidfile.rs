@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::atomic::write_atomic;
+use crate::atomic_file::write_atomic;
 
 /// The pid file: written at start, removed when dropped.
 pub struct PidFile(PathBuf);

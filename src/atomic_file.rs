@@ -9,7 +9,7 @@ use std::path::Path;
 /// `path`'s directory with `O_CREAT|O_EXCL` (a name planted there fails the create instead
 /// of being followed), its mode is set on its descriptor, and the rename replaces whatever
 /// is at `path` (a symlink included) instead of writing through it.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
+pub(crate) fn write_atomic(path: &Path, data: &[u8], mode: u32) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
