@@ -26,7 +26,6 @@ use crossbeam_channel::{Sender, unbounded};
 use tracing::info_span;
 
 use crate::config::JobConfig;
-use crate::queue::Queue;
 use bell::Bell;
 use inflight::InFlight;
 use pool::Pool;
@@ -89,7 +88,7 @@ impl Job {
             bell: bell.clone(),
             done: done_rx,
             pool,
-            queues: [Queue::default(), Queue::default()],
+            queues: Default::default(),
             inflight: InFlight::default(),
             next_id: 0,
             schedule: Schedule::new(Timing::of(&config, opts.once), Instant::now()),

@@ -51,7 +51,7 @@ pub(super) struct Runner {
     pub(super) done: Receiver<Done>,
     pub(super) pool: Pool,
     /// The pending changes of each lane, in [`Lane::ALL`] order.
-    pub(super) queues: [Queue; 2],
+    pub(super) queues: Lanes,
     pub(super) inflight: InFlight,
     pub(super) next_id: u64,
     pub(super) schedule: Schedule,
@@ -127,8 +127,8 @@ impl Runner {
             "watching {} directories; starting the initial sync",
             mon.watched()
         );
-        self.queues[0].set_full();
-        self.queues[1] = Queue::default();
+        self.queues[Lane::Normal].set_full();
+        self.queues[Lane::Big] = Queue::default();
         self.schedule.begin_full_sync(Instant::now());
         self.status.set_state(State::InitialSync);
     }
@@ -202,7 +202,7 @@ impl Runner {
 
     fn load(&self) -> Load {
         Load {
-            queued: self.queues.each_ref().map(|q| !q.is_empty()),
+            queued: Lane::ALL.map(|l| !self.queues[l].is_empty()),
             idle_workers: self.pool.idle(),
             busy_workers: self.pool.busy(),
         }
@@ -221,7 +221,7 @@ impl Runner {
             }
             if self.schedule.start_verification(now) {
                 debug!("periodic verification: full sync");
-                self.queues[0].set_full();
+                self.queues[Lane::Normal].set_full();
             }
             self.dispatch(now);
             self.report_load(&mon);
@@ -250,7 +250,7 @@ impl Runner {
 
     fn report_load(&self, mon: &PlatformMonitor) {
         let mut s = self.status.lock();
-        s.queued = self.queues.iter().map(Queue::len).sum();
+        s.queued = Lane::ALL.iter().map(|&l| self.queues[l].len()).sum();
         s.watched_dirs = mon.watched();
         s.unwatched_dirs = mon.unwatched();
     }
@@ -307,7 +307,7 @@ impl Runner {
             }
             if c == Change::Rescan {
                 self.status.lock().counters.rescans += 1;
-                self.queues[1] = Queue::default();
+                self.queues[Lane::Big] = Queue::default();
                 self.schedule.rescanned();
             }
             if let (Some(g), Change::Content(rel) | Change::Attrib(rel)) = (&self.guard, &c)
@@ -316,7 +316,7 @@ impl Runner {
                 debug!(path = ?rel, "loop guard: unchanged since this job sent it");
                 continue;
             }
-            self.queues[0].push(c);
+            self.queues[Lane::Normal].push(c);
             self.schedule.change_queued(now);
         }
         gone
@@ -324,23 +324,23 @@ impl Runner {
 
     /// Runs every lane that is due, while workers are free and nothing in flight overlaps.
     fn dispatch(&mut self, now: Instant) {
-        for (i, lane) in Lane::ALL.into_iter().enumerate() {
+        for lane in Lane::ALL {
             if !self.schedule.may_dispatch(lane, now, self.pool.idle()) {
                 continue;
             }
             if lane == Lane::Normal && self.schedule.holds_big_files() {
                 self.hold_big_files(now);
             }
-            let batch = self.queues[i].take();
+            let batch = self.queues[lane].take();
             self.schedule.taken(lane, batch.is_full());
             if batch.is_empty() {
                 continue;
             }
-            if batch.is_full() && !self.queues[1].take().is_empty() {
+            if batch.is_full() && !self.queues[Lane::Big].take().is_empty() {
                 debug!("big-file changes folded into the full sync");
             }
             if self.inflight.conflicts(&batch) {
-                self.queues[i].put_back(batch);
+                self.queues[lane].put_back(batch);
                 self.schedule.blocked(lane, now);
                 return;
             }
@@ -355,11 +355,11 @@ impl Runner {
         };
         let mut moved = Queue::default();
         let mut source = crate::fs::Lookup::new(&self.cfg.source);
-        self.queues[0].split_off(&mut moved, |p, recursive| {
+        self.queues[Lane::Normal].split_off(&mut moved, |p, recursive| {
             recursive || !is_big(&mut source, p, threshold)
         });
         if !moved.is_empty() {
-            self.queues[1].requeue(moved.take());
+            self.queues[Lane::Big].requeue(moved.take());
             self.schedule.big_files_held(now);
         }
     }
@@ -449,7 +449,7 @@ impl Runner {
             "finished after a newer run: syncing the attributes of its directories again"
         );
         for d in dirs {
-            self.queues[0].push(Change::Attrib(d));
+            self.queues[Lane::Normal].push(Change::Attrib(d));
         }
     }
 
@@ -540,21 +540,21 @@ impl Runner {
                 State::Retrying
             };
         }
-        self.queues[0].requeue(batch);
+        self.queues[Lane::Normal].requeue(batch);
     }
 
     /// The graceful end: let runs in flight finish, sync what is pending once more.
     fn shutdown(&mut self) {
         self.wait_idle();
-        let big = self.queues[1].take();
-        self.queues[0].requeue(big);
-        if !self.queues[0].is_empty() {
-            let batch = self.queues[0].take();
+        let big = self.queues[Lane::Big].take();
+        self.queues[Lane::Normal].requeue(big);
+        if !self.queues[Lane::Normal].is_empty() {
+            let batch = self.queues[Lane::Normal].take();
             info!("syncing {} pending paths before stopping", batch.len());
             self.schedule.stopping();
             self.submit(batch);
             self.wait_idle();
-            if !self.queues[0].is_empty() {
+            if !self.queues[Lane::Normal].is_empty() {
                 warn!("the last sync failed; the next start's initial sync will repair it");
             }
         }
@@ -579,4 +579,21 @@ fn is_big(source: &mut crate::fs::Lookup, rel: &Path, threshold: u64) -> bool {
     source
         .lstat(rel)
         .is_ok_and(|m| m.is_file() && m.len() >= threshold)
+}
+
+/// The job's queue of each lane.
+#[derive(Default)]
+pub(super) struct Lanes([Queue; 2]);
+
+impl std::ops::Index<Lane> for Lanes {
+    type Output = Queue;
+    fn index(&self, lane: Lane) -> &Queue {
+        &self.0[lane as usize]
+    }
+}
+
+impl std::ops::IndexMut<Lane> for Lanes {
+    fn index_mut(&mut self, lane: Lane) -> &mut Queue {
+        &mut self.0[lane as usize]
+    }
 }
