@@ -212,14 +212,24 @@ def proc_cpu(pid):
 
 
 def proc_mem(pid):
-    """(VmRSS, VmHWM) in MB."""
+    """(RSS, VmHWM) in MB. RSS from smaps_rollup, which counts every page: /proc/PID/status
+    sums per-CPU counters that lag behind by up to 64 pages a thread, several MB below the
+    truth in a daemon of 1,000 threads (smaps_rollup also brings status up to date)."""
     out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as fh:
+            for line in fh:
+                k, _, v = line.partition(":")
+                if k == "Rss":
+                    out["Rss"] = int(v.split()[0]) / 1024
+    except OSError:
+        pass
     with open(f"/proc/{pid}/status") as fh:
         for line in fh:
             k, _, v = line.partition(":")
             if k in ("VmRSS", "VmHWM"):
                 out[k] = int(v.split()[0]) / 1024
-    return out.get("VmRSS", 0.0), out.get("VmHWM", 0.0)
+    return out.get("Rss", out.get("VmRSS", 0.0)), out.get("VmHWM", 0.0)
 
 
 def proc_ctxt(pid):
