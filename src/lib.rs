@@ -4,7 +4,7 @@
 //! on their own: configuration loading ([`config`]), path filtering ([`rules`]), the
 //! filesystem monitor ([`monitor`]), change coalescing ([`queue`]), the sync handlers
 //! ([`handler`]), a job's lifecycle ([`job`]) and the daemon that owns the jobs
-//! ([`supervisor`]).
+//! ([`supervisor`]); [`progress`] measures a source for `clsync sync`'s progress display.
 
 pub mod config;
 pub mod control;
@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod program;
+pub mod progress;
 pub mod queue;
 pub mod relpath;
 pub mod rules;
