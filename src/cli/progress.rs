@@ -11,7 +11,7 @@
 //! modes) show the elapsed time and the counted source; their summary is the source's
 //! size and the duration.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -121,6 +121,18 @@ impl Show {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(spinner_style());
         bar.set_prefix(self.subject.job.clone());
+        // Log lines are written with the bar hidden, and the bar redrawn below them.
+        let drawing = Arc::new(AtomicBool::new(true));
+        {
+            let (bar, drawing) = (bar.clone(), drawing.clone());
+            clsync::logging::set_stderr_hook(Box::new(move |line| {
+                if drawing.load(Ordering::Relaxed) {
+                    bar.suspend(|| std::io::stderr().write_all(line))
+                } else {
+                    std::io::stderr().write_all(line)
+                }
+            }));
+        }
         let mut sized = false;
         let ok = loop {
             if let Ok(ok) = finished.recv_timeout(TICK) {
@@ -130,6 +142,7 @@ impl Show {
             bar.tick();
         };
         self.update(&bar, &mut sized);
+        drawing.store(false, Ordering::Relaxed);
         if ok {
             bar.finish();
         } else {

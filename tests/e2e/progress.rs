@@ -7,6 +7,9 @@ use std::process::{Command, Stdio};
 
 use super::harness::*;
 
+/// The log line of the initial sync's end.
+const INITIAL: &str = "initial sync done";
+
 /// A tree of known size: (files that are not directories, bytes of the regular files).
 fn known_tree(src: &Path) -> (u64, u64) {
     let mut bytes = 0;
@@ -152,6 +155,15 @@ fn sync_once_bar_on_a_terminal() {
             .lines()
             .any(|l| l.starts_with("t [") && l.contains(&format!("/{files} files"))),
         "no progress bar in:\n{shown}"
+    );
+    // Log lines are written on lines of their own, not after the bar.
+    let logged: Vec<&str> = shown.lines().filter(|l| l.contains(INITIAL)).collect();
+    assert!(
+        !logged.is_empty()
+            && logged
+                .iter()
+                .all(|l| l.starts_with(|c: char| c.is_ascii_digit())),
+        "a log line shares a line with the bar:\n{shown}"
     );
     let summary = format!("clsync: t: synced {files} files, {bytes} bytes copied (");
     let last = shown
