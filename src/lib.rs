@@ -19,6 +19,7 @@
 //! - [`metrics`] and [`logging`]: what the daemon tells the outside world.
 //! - [`sandbox`]: Landlock confinement of each handler run.
 //! - [`import`]: another daemon's configuration (lsyncd, the C clsync) turned into ours.
+//! - [`progress`]: a source measured for `clsync sync`'s progress display.
 //!
 //! Small helpers beside them: [`program`] (which file a configured program is),
 //! [`relpath`] (source-relative paths as bytes), [`waker`] (a pipe that wakes a polling
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod model;
 pub mod monitor;
 pub mod program;
+pub mod progress;
 pub mod queue;
 pub mod relpath;
 pub mod rules;

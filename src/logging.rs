@@ -167,10 +167,37 @@ pub fn init(level: &str, daemon: &DaemonConfig) {
     }
 }
 
+/// What writes a log line meant for stderr while something else draws there (`clsync
+/// sync`'s progress bar, which hides itself for the line): it gets each whole line.
+pub type StderrHook = Box<dyn Fn(&[u8]) -> io::Result<()> + Send + Sync>;
+
+static STDERR_HOOK: std::sync::OnceLock<StderrHook> = std::sync::OnceLock::new();
+
+/// Routes the stderr log lines through `hook` from now on; false if one is set already.
+pub fn set_stderr_hook(hook: StderrHook) -> bool {
+    STDERR_HOOK.set(hook).is_ok()
+}
+
+/// stderr, or the [`StderrHook`] when one is set.
+struct Stderr;
+
+impl Write for Stderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match STDERR_HOOK.get() {
+            Some(hook) => hook(buf).map(|()| buf.len()),
+            None => io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
 fn stderr_layer() -> Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync> {
     Box::new(
         tracing_subscriber::fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(|| Stderr)
             .with_target(false)
             .with_ansi(std::io::stderr().is_terminal())
             .fmt_fields(SkipEvent),

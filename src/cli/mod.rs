@@ -8,6 +8,7 @@ mod client;
 mod explain;
 mod generate;
 mod metrics;
+mod progress;
 mod reload;
 mod run;
 mod status;

@@ -1,11 +1,13 @@
 //! `clsync sync JOB`: one job without the daemon: a full sync, then changes until the source
-//! is quiet for the job's delay (copying a tree that is still being written).
+//! is quiet for the job's delay (copying a tree that is still being written), with its
+//! progress on stderr ([`super::progress`]).
 
 use std::process::ExitCode;
 
-use clsync::config;
+use clsync::config::{self, Mode};
 use clsync::job::{Job, JobOptions};
 
+use super::progress::{Progress, Subject};
 use super::{ConfigDir, EXIT_CONFIG, EXIT_RUNTIME, absolute, init_logging};
 
 #[derive(clap::Args)]
@@ -19,6 +21,18 @@ pub struct Args {
     /// once the source is quiet.
     #[arg(long, hide = true)]
     once: bool,
+    /// Show no progress. Otherwise progress goes to stderr: on a terminal, a bar with the
+    /// files and bytes done, the rate and the time left (a spinner until the source is
+    /// counted); else a line when the source is counted, one every --progress-interval, and
+    /// a final summary (files, bytes copied, duration, rate). "Files" are the objects that
+    /// are not directories (symlinks and special files included). Files and bytes are
+    /// counted by the mirror engine (mode "mirror"); in the other modes progress is the
+    /// elapsed time and the size of the source.
+    #[arg(long)]
+    no_progress: bool,
+    /// How often a progress line is written when stderr is not a terminal.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    progress_interval: std::time::Duration,
     /// The job's name (its file stem).
     job: String,
 }
@@ -44,6 +58,10 @@ pub fn run(args: Args) -> ExitCode {
         once: true,
         notify: None,
     };
+    let (source, filter) = (cfg.source.clone(), cfg.filter());
+    // Only the mirror engine counts what it does; rsync mode's engine only takes the paths
+    // too deep for rsync.
+    let counted = cfg.mode == Mode::Mirror;
     let job = match Job::start(cfg, opts) {
         Ok(j) => j,
         Err(e) => {
@@ -51,8 +69,21 @@ pub fn run(args: Args) -> ExitCode {
             return ExitCode::from(EXIT_RUNTIME);
         }
     };
+    let progress = (!args.no_progress).then(|| {
+        Progress::start(Subject {
+            job: name,
+            source,
+            filter,
+            tally: job.tally().filter(|_| counted),
+            every: args.progress_interval,
+        })
+    });
     let status = job.wait();
-    if status.last_success.is_some() && status.consecutive_failures == 0 {
+    let ok = status.last_success.is_some() && status.consecutive_failures == 0;
+    if let Some(p) = progress {
+        p.finish(ok);
+    }
+    if ok {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(EXIT_RUNTIME)

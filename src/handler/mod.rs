@@ -15,7 +15,8 @@
 //! Beside them: `process` (running a handler program), `timeout` (its watchdog), `receiver`
 //! (what the receiving rsync accepts), `deletions` (deletions as a pass of their own),
 //! `shallow` (the part of a batch rsync can send to a remote destination), `renames`
-//! (replaying renames at the destination), `remote` (ssh destinations).
+//! (replaying renames at the destination), `remote` (ssh destinations), `tally` (what a
+//! handler has done, counted live).
 
 pub mod command;
 pub(crate) mod deletions;
@@ -26,6 +27,7 @@ pub mod remote;
 pub(crate) mod renames;
 pub mod rsync;
 pub(crate) mod shallow;
+pub mod tally;
 pub(crate) mod timeout;
 
 pub(crate) use process::{ensure_local_destination, run_as, run_process};
@@ -136,6 +138,12 @@ pub trait Handler: Send + Sync {
 
     /// The source directory, so that batches can be kept inside it ([`confine`]).
     fn source(&self) -> Option<&std::path::Path> {
+        None
+    }
+
+    /// What the handler has done so far, counted live, when it counts: the mirror engine's
+    /// objects and bytes (the mirror handler's, and the rsync handler's fallback engine).
+    fn tally(&self) -> Option<std::sync::Arc<tally::Tally>> {
         None
     }
 

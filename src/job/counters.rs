@@ -101,6 +101,9 @@ pub struct Counters {
     pub verifications: u64,
     /// Paths those verifications repaired (when the handler can tell: rsync).
     pub verify_repaired: u64,
+    /// Bytes of file content the mirror engine wrote (read from its live tally when the
+    /// status is taken; rsync's own transfers are not counted).
+    pub copied_bytes: u64,
 }
 
 impl Counters {

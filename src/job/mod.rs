@@ -26,6 +26,7 @@ use crossbeam_channel::{Sender, unbounded};
 use tracing::info_span;
 
 use crate::config::JobConfig;
+use crate::handler::tally::Tally;
 use bell::Bell;
 use inflight::InFlight;
 use pool::Pool;
@@ -49,6 +50,8 @@ pub struct JobOptions {
 /// A running job, as the supervisor holds it.
 pub struct Job {
     config: Arc<JobConfig>,
+    /// The handler's live counters, when it keeps them.
+    tally: Option<Arc<Tally>>,
     status: SharedStatus,
     stop: Arc<AtomicBool>,
     bell: Arc<Bell>,
@@ -62,6 +65,7 @@ impl Job {
         let config = Arc::new(config);
         let filter = config.filter();
         let handler = factory::handler_for(&config, &filter)?;
+        let tally = handler.tally();
         let status = SharedStatus::new(opts.notify.clone());
         let bell = Arc::new(Bell::new());
         let stop = Arc::new(AtomicBool::new(false));
@@ -104,6 +108,7 @@ impl Job {
             })?;
         Ok(Job {
             config,
+            tally,
             status,
             stop,
             bell,
@@ -115,8 +120,19 @@ impl Job {
         &self.config
     }
 
+    /// The job's status, the handler's live counters included.
     pub fn status(&self) -> Status {
-        self.status.snapshot()
+        let mut s = self.status.snapshot();
+        if let Some(t) = &self.tally {
+            s.counters.copied_bytes = t.read().copied;
+        }
+        s
+    }
+
+    /// The handler's live counters (objects made equal, bytes copied), when it keeps them:
+    /// the mirror, and rsync's fallback engine. `clsync sync` shows them as progress.
+    pub fn tally(&self) -> Option<Arc<Tally>> {
+        self.tally.clone()
     }
 
     /// Asks the job to stop: it finishes the runs in flight, syncs what is pending once

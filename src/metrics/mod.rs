@@ -173,6 +173,12 @@ const SYNC_FAMILIES: &[PerJob] = &[
         help: "Paths in the batches synced successfully (a full sync counts as one).",
         value: |s| s.counters.synced_paths as f64,
     },
+    PerJob {
+        name: "clsync_bytes_copied_total",
+        kind: "counter",
+        help: "Bytes of file content written by the mirror engine (mode mirror, and rsync mode's fallback for paths too deep for rsync); what rsync transfers itself is not counted.",
+        value: |s| s.counters.copied_bytes as f64,
+    },
 ];
 
 /// The per-job families listed after the run durations, in output order.
@@ -559,6 +565,7 @@ mod tests {
             Duration::from_millis(30),
             &Ok(crate::handler::Outcome::default()),
         );
+        s.counters.copied_bytes = 12_345;
         s
     }
 
@@ -587,6 +594,7 @@ mod tests {
             "clsync_sync_duration_seconds_bucket{job=\"www\",le=\"+Inf\"} 1\n",
             "clsync_sync_duration_seconds_count{job=\"www\"} 1\n",
             "clsync_synced_paths_total{job=\"www\"} 4\n",
+            "# TYPE clsync_bytes_copied_total counter\nclsync_bytes_copied_total{job=\"www\"} 12345\n",
             "clsync_queued_paths{job=\"www\"} 2\n",
             "clsync_last_success_timestamp_seconds{job=\"www\"} 1.5\n",
             "clsync_reloads_total{result=\"failed\"} 1\n",

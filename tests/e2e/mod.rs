@@ -17,6 +17,7 @@ mod modes;
 mod names;
 mod observability;
 mod privileges;
+mod progress;
 mod reload;
 mod remote;
 mod rsync_builds;

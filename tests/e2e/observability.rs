@@ -405,6 +405,7 @@ fn metrics_served_three_ways_parse_and_move() {
             "clsync_retries_total",
             "clsync_last_success_timestamp_seconds",
             "clsync_verify_repaired_paths_total",
+            "clsync_bytes_copied_total",
         ] {
             assert!(
                 text.contains(&format!("# TYPE {family} ")),
@@ -424,6 +425,11 @@ fn metrics_served_three_ways_parse_and_move() {
         assert!(value(text, "process_resident_memory_bytes", &[]) > Some(0.0));
         assert!(value(text, "clsync_last_success_timestamp_seconds", &www) > Some(1.7e9));
     }
+    // rsync's own transfers are not counted.
+    assert_eq!(
+        value(&before[0], "clsync_bytes_copied_total", &www),
+        Some(0.0)
+    );
     let syncs = value(&before[0], "clsync_syncs_total", &www).unwrap();
     let paths = value(&before[0], "clsync_synced_paths_total", &www).unwrap();
     let runs = value(&before[0], "clsync_sync_duration_seconds_count", &www).unwrap();
@@ -472,4 +478,50 @@ fn metrics_served_three_ways_parse_and_move() {
     }
     assert!(d.stop().success());
     assert!(!file.exists(), "the metrics file outlived the daemon");
+}
+
+/// `clsync_bytes_copied_total` counts the bytes of file content the mirror writes: exactly
+/// the sizes of the files it copies, at the initial sync and for a live change, and nothing
+/// for a file that is already up to date.
+#[test]
+fn mirror_bytes_copied_metric_counts_file_contents() {
+    let env = Env::new();
+    env.write_main_config(DAEMON_TOML);
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    write(&src.join("a.bin"), &"a".repeat(1000));
+    write(&src.join("sub/b.bin"), &"b".repeat(2345));
+    write(&src.join("empty"), "");
+    std::os::unix::fs::symlink("a.bin", src.join("link")).unwrap();
+    env.job("m", &src, &dst, Mode::Mirror, "");
+    let mut d = start_sup(&env, &["m"]);
+    let m = [("job", "m")];
+    let bytes = |env: &Env| {
+        let out = cli_conf(env, "metrics", &[]);
+        assert_eq!(out.code, Some(0), "clsync metrics: {}", out.stderr);
+        (
+            value(&out.stdout, "clsync_bytes_copied_total", &m),
+            out.stdout,
+        )
+    };
+    let (initial, text) = bytes(&env);
+    promtool_check(&text, "clsync metrics of a mirror job");
+    assert_eq!(initial, Some(3345.0), "{text}");
+
+    // A new file of a known size: its bytes, no more (the others are up to date).
+    write(&src.join("sub/c.bin"), &"c".repeat(100_000));
+    d.assert_synced(&src, &dst, &[]);
+    let deadline = Instant::now() + READY_DEADLINE;
+    loop {
+        let (now, text) = bytes(&env);
+        if now == Some(103_345.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline && now < Some(103_345.0),
+            "clsync_bytes_copied_total is {now:?}, not 103345\n{text}\n{}",
+            d.log_tail()
+        );
+        std::thread::sleep(POLL);
+    }
+    assert!(d.stop().success());
 }

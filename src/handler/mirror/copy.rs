@@ -1,5 +1,7 @@
 //! Making one non-directory object equal: regular files (rsync's quick check, then a copy in
-//! chunks that checks the deadline), symlinks, and fifos, sockets and devices.
+//! chunks that checks the deadline), symlinks, and fifos, sockets and devices. Each object
+//! made equal, and each chunk copied, is counted in the engine's
+//! [`Tally`](crate::handler::tally::Tally).
 
 use std::ffi::OsStr;
 use std::fs::{self, Permissions};
@@ -48,7 +50,8 @@ impl Run<'_> {
             && d.mtime() == meta.mtime()
         {
             // (A file with other names is copied anew: its other name may be anywhere.)
-            return self.fix_attrs(rel, &dir, name, d, meta, false);
+            self.h.tally.current(meta.len());
+            return self.tallied(self.fix_attrs(rel, &dir, name, d, meta, false));
         }
 
         let (sfile, smeta) = self.open_source_file(rel)?;
@@ -75,7 +78,17 @@ impl Run<'_> {
         self.copy_content(&sfile, &mut tfile, smeta.len(), &shown)?;
         self.set_file_attrs(&tfile, &smeta, &shown)?;
         drop(tfile);
-        self.install(tmp, rel, dmeta.as_ref())
+        let installed = self.install(tmp, rel, dmeta.as_ref());
+        self.tallied(installed)
+    }
+
+    /// Counts an object made equal ([`Tally::file`](crate::handler::tally::Tally::file))
+    /// when `res` says it is.
+    fn tallied(&self, res: Result<(), Fail>) -> Result<(), Fail> {
+        if res.is_ok() {
+            self.h.tally.file();
+        }
+        res
     }
 
     /// Opens the source file `rel` to be copied, with the attributes that go with its
@@ -164,6 +177,7 @@ impl Run<'_> {
                     return Ok(());
                 }
                 left -= n as u64;
+                self.h.tally.copied(n as u64);
                 if left > 0 {
                     self.check_deadline()?;
                 }
@@ -177,6 +191,7 @@ impl Run<'_> {
         loop {
             let n = io::copy(&mut io::Read::take(from, COPY_CHUNK), to)
                 .map_err(io_err(dp.to_path_buf()))?;
+            self.h.tally.copied(n);
             if n < COPY_CHUNK {
                 return Ok(());
             }
@@ -205,13 +220,14 @@ impl Run<'_> {
             && d.is_symlink()
             && read_link_at(&dir, name).map_err(io_err(self.h.dst(rel)))? == target
         {
-            return self.fix_attrs(rel, &dir, name, d, meta, true);
+            return self.tallied(self.fix_attrs(rel, &dir, name, d, meta, true));
         }
         let (tmp, ()) = self.temp(&dir, rel, |dir, name| {
             Ok(rustix::fs::symlinkat(target.as_os_str(), dir, name)?)
         })?;
         self.set_new_attrs(&tmp, rel, meta)?;
-        self.install(tmp, rel, dmeta.as_ref())
+        let installed = self.install(tmp, rel, dmeta.as_ref());
+        self.tallied(installed)
     }
 
     /// Fifos, sockets and (root only) devices.
@@ -230,12 +246,14 @@ impl Run<'_> {
             && d.format() == meta.format()
             && (!is_dev || d.rdev() == meta.rdev())
         {
-            return self.fix_attrs(rel, &dir, relpath::name(rel), d, meta, true);
+            let fixed = self.fix_attrs(rel, &dir, relpath::name(rel), d, meta, true);
+            return self.tallied(fixed);
         }
         let (tmp, ()) = self.temp(&dir, rel, |dir, name| {
             mknod_at(dir, name, meta.format(), 0o600, meta.rdev())
         })?;
         self.set_new_attrs(&tmp, rel, meta)?;
-        self.install(tmp, rel, dmeta.as_ref())
+        let installed = self.install(tmp, rel, dmeta.as_ref());
+        self.tallied(installed)
     }
 }

@@ -87,6 +87,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::tally::Tally;
 use super::{Handler, HandlerError, Outcome};
 use crate::config::units::off_if_zero;
 use crate::fs::{Dirs, Root};
@@ -109,6 +110,8 @@ pub struct Mirror {
     pid: u32,
     /// The job's `timeout`: a run stops at its next deadline check past it.
     timeout: Option<Duration>,
+    /// What the engine's runs have done, read live (metrics, `clsync sync`'s progress).
+    tally: Arc<Tally>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -139,7 +142,13 @@ impl Mirror {
             tmp_counter: AtomicU64::new(0),
             pid: std::process::id(),
             timeout: timeout.and_then(off_if_zero),
+            tally: Arc::default(),
         }
+    }
+
+    /// What the engine's runs have done so far: objects made equal, bytes copied.
+    pub fn tally(&self) -> &Arc<Tally> {
+        &self.tally
     }
 
     /// Brings every path of `batch` at the destination up to date with the source (the
@@ -240,6 +249,10 @@ impl Handler for MirrorHandler {
 
     fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         self.0.run(batch)
+    }
+
+    fn tally(&self) -> Option<Arc<Tally>> {
+        Some(self.0.tally.clone())
     }
 }
 

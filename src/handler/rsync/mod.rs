@@ -163,6 +163,11 @@ impl Handler for RsyncHandler {
         Some(&self.target.source)
     }
 
+    /// The fallback engine's: what rsync itself transfers is not counted.
+    fn tally(&self) -> Option<Arc<super::tally::Tally>> {
+        self.deep.as_ref().map(|m| m.tally().clone())
+    }
+
     fn local_destination(&self) -> Option<&Path> {
         match &self.target.destination {
             Destination::Local(d) => Some(d),
