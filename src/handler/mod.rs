@@ -196,6 +196,7 @@ pub fn confine(source: &std::path::Path, batch: Batch) -> Batch {
     Batch {
         renames: batch.renames,
         entries: out.into_vec(),
+        deletes: batch.deletes,
     }
 }
 
@@ -225,6 +226,7 @@ mod confine_tests {
                     e("gone/deep/x"),
                     e("top"),
                 ],
+                deletes: true,
             },
         );
         let got: Vec<String> = b

@@ -21,6 +21,13 @@ pub struct ExplainReport {
     pub allowed: bool,
     /// Which pattern or rule decided, in words.
     pub explanation: String,
+    /// The job's `delete` (`true`, `false`, `startup`, `running`): whether a path that
+    /// is gone from the source, or extraneous, is removed at the destination, and when.
+    #[serde(default)]
+    pub delete: String,
+    /// The job's exclude file (`exclude_from`), whose patterns follow `exclude`'s.
+    #[serde(default)]
+    pub exclude_from: Option<String>,
 }
 
 /// Explains `path` (absolute, or relative to the source) for the job `cfg`. `Err`: the
@@ -63,5 +70,7 @@ pub fn explain(cfg: &JobConfig, path: &str) -> Result<ExplainReport, String> {
         exists: meta.is_ok(),
         allowed: e.allowed,
         explanation: e.to_string(),
+        delete: cfg.delete.as_str().to_string(),
+        exclude_from: cfg.filter.exclude_from().map(|p| p.display().to_string()),
     })
 }

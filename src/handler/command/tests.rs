@@ -147,6 +147,7 @@ fn rsync_list_round_trips_odd_names() {
     let batch = Batch {
         renames: vec![],
         entries: entries.clone(),
+        deletes: true,
     };
     let list = files_from_list(&batch);
     let back = read_nul_list(&list);
@@ -313,6 +314,7 @@ fn rsync_args_split_deletions_for_a_rejecting_receiver() {
     let batch = Batch {
         renames: vec![],
         entries: vec![e("d/gone"), e("d/new")],
+        deletes: true,
     };
     h.run(&batch).unwrap();
     let got = String::from_utf8_lossy(&fs::read(&out).unwrap()).into_owned();
@@ -357,6 +359,7 @@ fn rsync_args_learn_a_rejection_from_the_first_failure() {
             rel: PathBuf::from("gone"),
             ..Entry::default()
         }],
+        deletes: true,
     };
     h.run(&batch).unwrap();
     assert_eq!(fs::read_to_string(&calls).unwrap().lines().count(), 2);
@@ -384,6 +387,7 @@ fn runs_with_argv_env_and_list_files() {
             rel: PathBuf::from("--rsh=evil"),
             ..Entry::default()
         }],
+        deletes: true,
     };
     h.run(&batch).unwrap();
     let got = fs::read(&out).unwrap();
@@ -473,6 +477,7 @@ fn include_list_and_records_never_start_with_a_dash() {
     let batch = Batch {
         renames: vec![],
         entries: vec![e("--target-directory=zz"), e("-"), e("d/-x"), e("zz")],
+        deletes: true,
     };
     let record = format!("printf '%s\\0' \"$@\" > '{}'", out.display());
     let h = handler(

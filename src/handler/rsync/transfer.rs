@@ -71,14 +71,15 @@ impl RsyncHandler {
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
         if batch.is_full() {
-            return self.transfer_pass(&Pass::Full, Vec::new(), excludes, hidden);
+            return self.transfer_pass(batch.deletes, &Pass::Full, Vec::new(), excludes, hidden);
         }
-        if self.target.missing_args() == MissingArgs::Rejected {
+        // Nothing to delete: no deletion pass, whatever the receiver takes.
+        if self.target.missing_args() == MissingArgs::Rejected || !batch.deletes {
             return self.transfer_split(batch, excludes, hidden);
         }
         let learning = self.target.would_learn(batch);
         let list = args::files_from_list(batch);
-        match self.transfer_pass(&Pass::of(batch), list, excludes, hidden) {
+        match self.transfer_pass(batch.deletes, &Pass::of(batch), list, excludes, hidden) {
             // The receiver refused the list before transferring anything.
             Err(e) if self.target.learn_rejection(&e) => {
                 self.transfer_split(batch, excludes, hidden)
@@ -102,7 +103,8 @@ impl RsyncHandler {
         }
     }
 
-    /// `batch` as two runs: the deletion pass, then the paths that exist.
+    /// `batch` as two runs: the deletion pass (none when the batch may not remove), then
+    /// the paths that exist.
     fn transfer_split(
         &self,
         batch: &Batch,
@@ -111,11 +113,11 @@ impl RsyncHandler {
     ) -> Result<Outcome, HandlerError> {
         let (present, gone) = deletions::split_missing(&self.target.source, batch);
         let mut outcome = Outcome::default();
-        if let Some(pass) = deletions::plan(&gone) {
+        if let Some(pass) = deletions::plan(&gone).filter(|_| batch.deletes) {
             // The pass sends the parents' other entries too: what the rules deny there
             // stays excluded.
             let excl = self.target.deletion_rule_excludes(&pass);
-            outcome = self.transfer_pass(&Pass::Deletions, pass.contents, &excl, hidden)?;
+            outcome = self.transfer_pass(true, &Pass::Deletions, pass.contents, &excl, hidden)?;
         }
         if !present.entries.is_empty() {
             let list = args::files_from_list(&present);
@@ -123,7 +125,7 @@ impl RsyncHandler {
                 batch: &present,
                 missing_args: false,
             };
-            outcome.absorb(self.transfer_pass(&paths, list, excludes, hidden)?);
+            outcome.absorb(self.transfer_pass(batch.deletes, &paths, list, excludes, hidden)?);
         }
         Ok(outcome)
     }
@@ -131,6 +133,7 @@ impl RsyncHandler {
     /// One rsync process for `pass`, its `--files-from` `list` on stdin.
     fn transfer_pass(
         &self,
+        deletes: bool,
         pass: &Pass,
         list: Vec<u8>,
         excludes: &[u8],
@@ -170,6 +173,7 @@ impl RsyncHandler {
             pass,
             OsStr::new("-"),
             _excl_file.as_ref().map(|f| f.path()),
+            deletes,
         ));
         cmd.arg("--");
         cmd.arg(args::dir_arg(&self.target.source));
