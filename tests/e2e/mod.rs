@@ -3,6 +3,7 @@ pub mod harness;
 mod check;
 mod control;
 mod ctl;
+mod delete;
 mod fanout;
 mod filters;
 mod handler_failures;
