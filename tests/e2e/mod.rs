@@ -4,6 +4,7 @@ mod check;
 mod control;
 mod ctl;
 mod delete;
+mod exclude_from;
 mod fanout;
 mod filters;
 mod handler_failures;
