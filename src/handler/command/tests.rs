@@ -336,6 +336,63 @@ fn rsync_args_split_deletions_for_a_rejecting_receiver() {
     assert_eq!(runs[3], "./d/new\0");
 }
 
+/// A batch that may not remove anything (`delete`): `%RSYNC-ARGS%` has neither
+/// `--delete` nor `--delete-missing-args`, and a path gone from the source is not in the
+/// list, for any receiver; a full sync has no `--delete` either.
+#[test]
+fn rsync_args_without_deletions() {
+    for rejects in [false, true] {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        let h = handler_with(
+            t.path(),
+            CommandKind::RsyncShell,
+            &format!(
+                "{{ printf '%s\\0' \"$@\"; echo; cat \"$CLSYNC_LIST\" 2>/dev/null; echo; }} >> '{}'",
+                out.display()
+            ),
+            &["%RSYNC-ARGS%"],
+            rejects,
+        );
+        fs::create_dir_all(t.path().join("src/d")).unwrap();
+        fs::write(t.path().join("src/d/new"), "x").unwrap();
+        let e = |p: &str| Entry {
+            rel: PathBuf::from(p),
+            ..Entry::default()
+        };
+        let batch = Batch {
+            renames: vec![],
+            entries: vec![e("d/gone"), e("d/new")],
+            deletes: false,
+        };
+        h.run(&batch).unwrap();
+        h.run(&Batch {
+            deletes: false,
+            ..Batch::full()
+        })
+        .unwrap();
+        let got = String::from_utf8_lossy(&fs::read(&out).unwrap()).into_owned();
+        let runs: Vec<&str> = got.split("\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            runs.len(),
+            4,
+            "a live run and a full run, each with its list: {got:?}"
+        );
+        for args in [runs[0], runs[2]] {
+            assert!(
+                args.starts_with("-a\0") && !args.contains("--delete"),
+                "{args:?}"
+            );
+        }
+        assert!(
+            runs[0].contains("\0-r\0--ignore-missing-args\0"),
+            "{}",
+            runs[0]
+        );
+        assert_eq!(runs[1], "./d/new\0");
+    }
+}
+
 /// A receiver not known to reject learns it from the program's own failure, and the
 /// same batch is sent again as two runs at once.
 #[test]
