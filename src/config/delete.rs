@@ -3,12 +3,13 @@
 //! `true` (the default): extraneous files are removed by every sync. `false`: nothing is ever
 //! removed; a renamed file is copied to its new name and keeps its old one. `"startup"`: only
 //! the initial sync (the full sync that starts a job: daemon start, job start, a reload that
-//! restarts it, `clsync sync`) removes extraneous files; deletions and renames seen while
-//! running are not applied. `"running"`: only deletions seen as events are applied; no full
-//! sync removes anything (neither the initial sync, nor a verification, nor the rescan after
-//! a lost-events overflow), so that files the destination held beside the source are kept.
-//! A full sync that is not the initial one removes only with `true`: a verification or a
-//! rescan never removes, under `"startup"`, what was deleted at the source while running.
+//! restarts it, `clsync sync`; not the one after a vanished source came back) removes
+//! extraneous files; deletions and renames seen while running are not applied. `"running"`:
+//! only deletions seen as events are applied; no full sync removes anything (neither the
+//! initial sync, nor a verification, nor the rescan after a lost-events overflow), so that
+//! files the destination held beside the source are kept. A full sync that is not the
+//! initial one removes only with `true`: a verification or a rescan never removes, under
+//! `"startup"`, what was deleted at the source while running.
 
 /// A job's `delete` setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
