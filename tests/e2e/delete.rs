@@ -260,3 +260,37 @@ crate::both_modes! {
     rescan_startup => overflow_startup;
     rescan_running => overflow_running;
 }
+
+/// A reload that restarts a `"startup"` job starts it again: its initial sync removes what
+/// was deleted at the source while it ran (kept until then).
+#[test]
+fn startup_restart_removes_what_running_kept() {
+    let env = sup_env("");
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    populate(&src, "r");
+    env.job("j", &src, &dst, Mode::Rsync, "delete = \"startup\"\n");
+    let mut d = start_sup(&env, &["j"]);
+    fs::remove_file(src.join("a.txt")).unwrap();
+    write(&src.join("marker"), "m");
+    wait_until(&mut d, "the marker", || dst.join("marker").exists());
+    assert!(dst.join("a.txt").exists(), "{}", d.log_tail());
+    env.job(
+        "j",
+        &src,
+        &dst,
+        Mode::Rsync,
+        "delete = \"startup\"\nworkers = 3\n",
+    );
+    // A restarted job makes an inotify instance (see INOTIFY_START).
+    let g = INOTIFY_START.read().unwrap_or_else(|e| e.into_inner());
+    d.signal(libc::SIGHUP);
+    wait_status(&mut d, &env, "j restarted", |v| {
+        v["last_reload"]["changed"] == serde_json::json!(["j"]) && is_watching(v, "j")
+    });
+    drop(g);
+    wait_until(&mut d, "a.txt removed by the new initial sync", || {
+        !dst.join("a.txt").exists()
+    });
+    d.assert_synced(&src, &dst, &[]);
+    assert!(d.stop().success());
+}
