@@ -50,6 +50,15 @@ impl JobFilter {
     pub fn exclude_from(&self) -> Option<&std::path::Path> {
         self.source.exclude_from.as_deref()
     }
+
+    /// Where exclude pattern `index` of the compiled filter comes from, when it is a line
+    /// of the exclude file (its patterns follow `exclude`'s): that line's number.
+    pub fn exclude_file_line(&self, index: usize) -> Option<usize> {
+        let i = index.checked_sub(self.source.exclude.len())?;
+        let text = self.source.exclude_from_text.as_ref()?;
+        let lines = crate::rules::parse_exclude_file(text).ok()?;
+        lines.get(i).map(|l| l.line)
+    }
 }
 
 impl PartialEq for JobFilter {

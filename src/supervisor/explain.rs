@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::JobConfig;
 use crate::model::Kind;
+use crate::rules::Reason;
 
 /// The answer to an explain request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,7 +70,18 @@ pub fn explain(cfg: &JobConfig, path: &str) -> Result<ExplainReport, String> {
         .to_string(),
         exists: meta.is_ok(),
         allowed: e.allowed,
-        explanation: e.to_string(),
+        explanation: match &e.reason {
+            Reason::Excluded { index, .. } | Reason::Included { index, .. } => {
+                match (
+                    cfg.filter.exclude_file_line(*index),
+                    cfg.filter.exclude_from(),
+                ) {
+                    (Some(line), Some(file)) => format!("{e} ({}:{line})", file.display()),
+                    _ => e.to_string(),
+                }
+            }
+            _ => e.to_string(),
+        },
         delete: cfg.delete.as_str().to_string(),
         exclude_from: cfg.filter.exclude_from().map(|p| p.display().to_string()),
     })

@@ -109,6 +109,15 @@ fn reload_restarts_only_the_jobs_whose_file_changed() {
         d.log_tail()
     );
     assert!(dsto.join("new.log").exists());
+    // `clsync explain` names the file and line of the pattern that decided.
+    let out = cli_conf(&env, "explain", &["uses", "new.log"]);
+    let first = out.stdout.lines().next().unwrap_or("");
+    assert!(
+        first.contains("denied: exclude pattern #1 \"*.log\" matches")
+            && first.ends_with(&format!("({}:2)", file.display())),
+        "{}",
+        out.describe()
+    );
     assert!(d.stop().success());
 }
 
