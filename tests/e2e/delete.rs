@@ -294,3 +294,37 @@ fn startup_restart_removes_what_running_kept() {
     d.assert_synced(&src, &dst, &[]);
     assert!(d.stop().success());
 }
+
+/// `delete = false` to a remote destination over ssh: rsync without `--delete`, and no
+/// rename replayed as a remote `mv`: the old names stay there too.
+#[test]
+fn remote_destination_keeps_old_names() {
+    let env = Env::new();
+    let Some(sshd) = super::sshd::Sshd::start(&env.p("sshd")) else {
+        return;
+    };
+    let (src, dst) = (env.dir("src"), env.dir("dst"));
+    populate(&src, "r");
+    write(&dst.join("extraneous-at-start"), "kept");
+    env.write_job(
+        "remote",
+        &format!(
+            "source = {}\ndestination = {}\ndelay = \"100ms\"\ndelete = false\nworkers = 1\n{}",
+            toml_path(&src),
+            toml_str(&format!("root@127.0.0.1:{}", dst.display())),
+            sshd.job_extra()
+        ),
+    );
+    let mut d = env.start(&["remote"]);
+    assert!(dst.join("extraneous-at-start").exists() && dst.join("a.txt").exists());
+    fs::remove_file(src.join("a.txt")).unwrap();
+    fs::rename(src.join("b"), src.join("b-renamed")).unwrap();
+    write(&src.join("marker"), "m");
+    wait_until(&mut d, "the renamed tree and the marker", || {
+        dst.join("marker").exists() && read(&dst.join("b-renamed/b1.txt")) == "beta one r"
+    });
+    for kept in ["a.txt", "b/b1.txt", "b/c/deep.txt", "extraneous-at-start"] {
+        assert!(dst.join(kept).exists(), "{kept} removed\n{}", d.log_tail());
+    }
+    assert!(d.stop().success());
+}
