@@ -28,7 +28,7 @@ pub struct Entry {
 }
 
 /// The unit of work handed to a handler: one handler run (one rsync call) per batch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     /// Renames inside the tree, in the order they happened. A handler that can replay them
     /// cheaply (mirror) does so first; the others treat `from` as deleted and `to` as a
@@ -36,6 +36,21 @@ pub struct Batch {
     pub renames: Vec<Rename>,
     /// Sorted, without duplicates.
     pub entries: Vec<Entry>,
+    /// The run may remove things at the destination (paths gone from the source,
+    /// extraneous entries, a rename's old name). Without it nothing is removed: renames
+    /// are not replayed (their new name is copied) and gone paths stay. The job sets it
+    /// from its `delete` setting ([`crate::config::Delete`]); true by default.
+    pub deletes: bool,
+}
+
+impl Default for Batch {
+    fn default() -> Batch {
+        Batch {
+            renames: Vec::new(),
+            entries: Vec::new(),
+            deletes: true,
+        }
+    }
 }
 
 impl Batch {
@@ -48,6 +63,7 @@ impl Batch {
                 recursive: true,
                 attrs_only: false,
             }],
+            deletes: true,
         }
     }
 

@@ -206,6 +206,7 @@ impl Queue {
         Batch {
             renames: std::mem::take(&mut self.renames),
             entries: out,
+            deletes: true,
         }
     }
 

@@ -43,6 +43,21 @@ pub fn run(
             if e.exists { "" } else { ", does not exist" },
             e.explanation
         );
+        if let Some(x) = &e.exclude_from {
+            println!("exclude patterns after `exclude`'s are read from {x}");
+        }
+        println!("delete = {}: {}", e.delete, delete_meaning(&e.delete));
     }
     ExitCode::SUCCESS
+}
+
+/// What a `delete` setting removes at the destination, in words.
+fn delete_meaning(delete: &str) -> &'static str {
+    match delete {
+        "true" => "what is gone from the source is removed at the destination by every sync",
+        "false" => "nothing is ever removed at the destination (renames copy, the old name stays)",
+        "startup" => "only the initial sync removes extraneous files at the destination",
+        "running" => "only deletions seen while running are applied; full syncs remove nothing",
+        _ => "unknown",
+    }
 }

@@ -42,10 +42,11 @@ pub fn names(list: &[String]) -> String {
     serde_json::to_string(list).unwrap_or_default()
 }
 
-const HEAD: [&str; 9] = [
+const HEAD: [&str; 10] = [
     "JOB",
     "STATE",
     "SANDBOX",
+    "DELETE",
     "DIRS",
     "QUEUED",
     "SYNCS",
@@ -71,17 +72,17 @@ fn format_status(r: &StatusReport) -> String {
             ", initial syncs running"
         }
     );
-    let rows: Vec<[String; 9]> = r.jobs.iter().map(row).collect();
+    let rows: Vec<[String; 10]> = r.jobs.iter().map(row).collect();
     let mut width = HEAD.map(str::len);
     for r in &rows {
-        for (w, c) in width.iter_mut().zip(r.iter()).take(8) {
+        for (w, c) in width.iter_mut().zip(r.iter()).take(9) {
             *w = (*w).max(c.chars().count());
         }
     }
-    let line = |cells: [&str; 9]| {
+    let line = |cells: [&str; 10]| {
         let mut l = String::new();
         for (i, c) in cells.iter().enumerate() {
-            if i < 8 {
+            if i < 9 {
                 let _ = write!(l, "{:<w$}  ", c, w = width[i]);
             } else {
                 l.push_str(c);
@@ -101,7 +102,7 @@ fn format_status(r: &StatusReport) -> String {
 }
 
 /// One job's cells, in [`HEAD`]'s order; `-` for what is unknown.
-fn row(j: &JobReport) -> [String; 9] {
+fn row(j: &JobReport) -> [String; 10] {
     let or_dash = |s: Option<&str>| s.unwrap_or("-").to_string();
     [
         j.name.clone(),
@@ -111,6 +112,7 @@ fn row(j: &JobReport) -> [String; 9] {
             "disabled".into()
         },
         or_dash(j.sandbox.as_deref()),
+        or_dash(j.delete.as_deref()),
         j.watched_dirs.to_string(),
         j.queued.to_string(),
         j.syncs.to_string(),

@@ -1,9 +1,10 @@
-//! A job's filter as configured and as compiled: `exclude`, `rules` and `rules_file` are
-//! compiled into one [`Filter`] when the configuration is loaded, and every user (the job,
-//! `clsync explain`) shares that one.
+//! A job's filter as configured and as compiled: `exclude`, `exclude_from`, `rules` and
+//! `rules_file` are compiled into one [`Filter`] when the configuration is loaded, and
+//! every user (the job, `clsync explain`) shares that one.
 //!
-//! Equality compares what was written (and the rules file's content as read), never the
-//! compiled regexes: it is what a reload compares to decide whether a job changed.
+//! Equality compares what was written (and the content of the rules and exclude files as
+//! read), never the compiled regexes: it is what a reload compares to decide whether a job
+//! changed.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -25,6 +26,10 @@ pub(super) struct FilterSource {
     pub rules_file: Option<PathBuf>,
     /// The rules file's content as read at load time (a change in it is a config change).
     pub rules_file_text: Option<Vec<u8>>,
+    /// `exclude_from` (resolved), and its content as read at load time: its patterns
+    /// follow `exclude` in the compiled filter, and a change in it is a config change.
+    pub exclude_from: Option<PathBuf>,
+    pub exclude_from_text: Option<Vec<u8>>,
 }
 
 impl JobFilter {
@@ -39,6 +44,20 @@ impl JobFilter {
     /// The compiled filter.
     pub fn compiled(&self) -> &Arc<Filter> {
         &self.compiled
+    }
+
+    /// The exclude file (`exclude_from`), resolved, when the job has one.
+    pub fn exclude_from(&self) -> Option<&std::path::Path> {
+        self.source.exclude_from.as_deref()
+    }
+
+    /// Where exclude pattern `index` of the compiled filter comes from, when it is a line
+    /// of the exclude file (its patterns follow `exclude`'s): that line's number.
+    pub fn exclude_file_line(&self, index: usize) -> Option<usize> {
+        let i = index.checked_sub(self.source.exclude.len())?;
+        let text = self.source.exclude_from_text.as_ref()?;
+        let lines = crate::rules::parse_exclude_file(text).ok()?;
+        lines.get(i).map(|l| l.line)
     }
 }
 

@@ -14,6 +14,7 @@
 
 mod command;
 mod daemon;
+mod delete;
 pub mod diag;
 mod fan_out;
 mod identity;
@@ -32,6 +33,7 @@ use std::time::Duration;
 
 pub use command::{CommandKind, CommandOptions};
 pub use daemon::{DEFAULT_STATUS_FILE_MODE, DaemonConfig, check_log_level, parse_status_file_mode};
+pub use delete::Delete;
 pub use diag::{Diagnostic, Severity, SourceFile};
 pub use job_filter::JobFilter;
 pub use load::{Loaded, load_dir, load_single, load_single_as};

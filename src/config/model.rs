@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::command::CommandOptions;
+use super::delete::Delete;
 use super::job_filter::JobFilter;
 use crate::rules::Filter;
 
@@ -155,6 +156,8 @@ pub struct JobConfig {
     /// What is synced: the excludes and rules as written, compiled once at load.
     pub filter: JobFilter,
     pub initial_sync: bool,
+    /// What the job may remove at the destination, and in which runs.
+    pub delete: Delete,
     pub big_file: Option<BigFile>,
     pub workers: usize,
     /// Run a full sync this often, to repair drift the monitor could not see (changes made

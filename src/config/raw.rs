@@ -23,6 +23,9 @@ pub struct RawJob {
     pub exclude: Option<Spanned<Vec<Spanned<String>>>>,
     pub rules: Option<Spanned<Vec<Spanned<String>>>>,
     pub rules_file: Option<Spanned<String>>,
+    pub exclude_from: Option<Spanned<String>>,
+    /// `true`, `false`, `"startup"` or `"running"`.
+    pub delete: Option<Spanned<toml::Value>>,
     pub initial_sync: Option<Spanned<bool>>,
     pub workers: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<toml::Value>>,
@@ -112,6 +115,8 @@ pub const JOB_KEYS: &[&str] = &[
     "exclude",
     "rules",
     "rules_file",
+    "exclude_from",
+    "delete",
     "initial_sync",
     "workers",
     "timeout",
@@ -217,6 +222,8 @@ impl Reader<'_> {
                 "exclude" => r.exclude = self.value(v),
                 "rules" => r.rules = self.value(v),
                 "rules_file" => r.rules_file = self.value(v),
+                "exclude_from" => r.exclude_from = self.value(v),
+                "delete" => r.delete = self.value(v),
                 "initial_sync" => r.initial_sync = self.value(v),
                 "workers" => r.workers = self.value(v),
                 "timeout" => r.timeout = self.value(v),
@@ -445,6 +452,8 @@ mod schema_tests {
             "threshold" => "\"1MiB\"",
             "rules" => "[\"-d^x$\"]",
             "rules_file" => "\"r.rules\"",
+            "exclude_from" => "\"x.excl\"",
+            "delete" => "\"startup\"",
             "path" => "\"rsync\"",
             "user" | "group" => "\"root\"",
             "sandbox" => "\"auto\"",
@@ -468,6 +477,7 @@ mod schema_tests {
         let t = tempfile::tempdir().unwrap();
         fs::create_dir(t.path().join("src")).unwrap();
         fs::write(t.path().join("r.rules"), "+*\n").unwrap();
+        fs::write(t.path().join("x.excl"), "*.tmp\n").unwrap();
         fs::create_dir(t.path().join("jobs.d")).unwrap();
         let job = example(&schema);
         fs::write(t.path().join("jobs.d/all.toml"), &job).unwrap();

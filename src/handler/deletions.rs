@@ -104,7 +104,10 @@ pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
 
 /// `batch`'s entries that exist at the source, and the paths of those that do not.
 pub(crate) fn split_missing(source: &Path, batch: &Batch) -> (Batch, Vec<PathBuf>) {
-    let mut present = Batch::default();
+    let mut present = Batch {
+        deletes: batch.deletes,
+        ..Batch::default()
+    };
     let mut gone = Vec::new();
     let mut look = Lookup::new(source);
     for e in &batch.entries {

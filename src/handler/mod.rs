@@ -204,6 +204,7 @@ pub fn confine(source: &std::path::Path, batch: Batch) -> Batch {
     Batch {
         renames: batch.renames,
         entries: out.into_vec(),
+        deletes: batch.deletes,
     }
 }
 
@@ -233,6 +234,7 @@ mod confine_tests {
                     e("gone/deep/x"),
                     e("top"),
                 ],
+                deletes: true,
             },
         );
         let got: Vec<String> = b

@@ -91,13 +91,14 @@ pub(crate) fn shallow(source: &Path, filter: &Filter, batch: &Batch) -> Shallow 
     for (d, is_dir) in &denied {
         push_exclude(&mut excludes, d, *is_dir);
     }
-    let batch = if full {
-        Batch::full()
-    } else {
-        Batch {
-            renames: Vec::new(),
-            entries: entries.into_vec(),
-        }
+    let batch = Batch {
+        renames: Vec::new(),
+        entries: if full {
+            Batch::full().entries
+        } else {
+            entries.into_vec()
+        },
+        deletes: batch.deletes,
     };
     Shallow {
         batch,
@@ -197,6 +198,7 @@ mod tests {
                     attrs_only: true,
                 },
             ],
+            deletes: true,
         };
         let filter = Filter::new(&[], Vec::new()).unwrap();
         let s = shallow(t.path(), &filter, &batch);
@@ -222,6 +224,7 @@ mod tests {
                 recursive: false,
                 attrs_only: true,
             }],
+            deletes: true,
         };
         let filter = Filter::new(&[], Vec::new()).unwrap();
         let s = shallow(t.path(), &filter, &batch);

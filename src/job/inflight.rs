@@ -69,6 +69,7 @@ mod tests {
                     ..Entry::default()
                 })
                 .collect(),
+            deletes: true,
         }
     }
 

@@ -112,6 +112,7 @@ mod tests {
                 rel: PathBuf::from("f"),
                 ..Entry::default()
             }],
+            deletes: true,
         };
         g.dispatched(t.path(), 1, &batch);
         assert!(!g.is_echo(t.path(), Path::new("f")), "not sent yet");

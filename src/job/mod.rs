@@ -98,6 +98,7 @@ impl Job {
             schedule: Schedule::new(Timing::of(&config, opts.once), Instant::now()),
             stopping: false,
             force_initial: opts.force_initial_sync,
+            starting: false,
             guard: config.loop_guard.then(loop_guard::LoopGuard::default),
         };
         let thread = std::thread::Builder::new()

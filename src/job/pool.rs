@@ -175,7 +175,10 @@ impl Crew {
             && self.dest_seen.load(Ordering::SeqCst)
         {
             tracing::warn!("the destination directory is gone: running a full sync");
-            batch = Batch::full();
+            batch = Batch {
+                deletes: batch.deletes,
+                ..Batch::full()
+            };
         }
         let batch = match self.handler.source() {
             Some(src) => crate::handler::confine(src, batch),

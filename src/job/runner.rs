@@ -58,6 +58,9 @@ pub(super) struct Runner {
     pub(super) stopping: bool,
     /// Run the full sync at the start even with `initial_sync = false`.
     pub(super) force_initial: bool,
+    /// The full sync pending is the one that starts the job (not one after the source came
+    /// back): the initial sync that `delete = "startup"` lets remove.
+    pub(super) starting: bool,
     /// `loop_guard = true`: drops changes that only echo what this job sent.
     pub(super) guard: Option<LoopGuard>,
 }
@@ -129,6 +132,7 @@ impl Runner {
         );
         self.queues[Lane::Normal].set_full();
         self.queues[Lane::Big] = Queue::default();
+        self.starting = first;
         self.schedule.begin_full_sync(Instant::now());
         self.status.set_state(State::InitialSync);
     }
@@ -364,7 +368,10 @@ impl Runner {
         }
     }
 
-    fn submit(&mut self, batch: Batch) {
+    fn submit(&mut self, mut batch: Batch) {
+        let full = batch.is_full();
+        let initial = full && self.starting && self.schedule.initial_pending();
+        batch.deletes = self.cfg.delete.removes(full, initial);
         self.next_id += 1;
         let id = self.next_id;
         // The first few paths, so that a debug log shows what is being synced.

@@ -2,7 +2,8 @@
 //!
 //! A job's [`Filter`] combines two independent mechanisms:
 //!
-//! * **Exclude globs** (`exclude = [...]` in the configuration). The same strings are handed
+//! * **Exclude globs** (`exclude = [...]` in the configuration, then the lines of
+//!   `exclude_from`, read by [`parse_exclude_file`]). The same strings are handed
 //!   to rsync as `--exclude=PAT`, so [`Glob`] reimplements rsync's filter-pattern matching
 //!   (anchoring, directory-only patterns, `*` / `**` / `***`, character classes, the
 //!   old-style `- ` / `+ ` prefixes). Matching is byte-wise, like rsync's `wildmatch`.
@@ -14,11 +15,12 @@
 //! the empty path and is always allowed. Paths are bytes and never assumed to be UTF-8.
 //!
 //! One idea per file: `action` (what a rule decides), `glob` (rsync exclude patterns), `rule`
-//! (rule lines), `filter` (the compiled filter and its questions), `explain` (which pattern
+//! (rule lines), `exclude_file` (rsync's `--exclude-from` files), `filter` (the compiled filter and its questions), `explain` (which pattern
 //! or rule decided) and `anchor` (rsync patterns naming one exact path).
 
 mod action;
 mod anchor;
+mod exclude_file;
 mod explain;
 mod filter;
 mod glob;
@@ -27,6 +29,7 @@ mod rsync_agreement;
 mod rule;
 
 pub use action::Action;
+pub use exclude_file::{ExcludeLine, ExcludeLineError, parse_exclude_file};
 pub use explain::{Explanation, Reason};
 pub use filter::{Filter, FilterError};
 pub use glob::{Glob, GlobError};

@@ -70,6 +70,7 @@ mod tests {
             delay: Duration::from_millis(delay_ms),
             filter: Default::default(),
             initial_sync: true,
+            delete: Default::default(),
             big_file: None,
             workers: 2,
             verify_interval: None,

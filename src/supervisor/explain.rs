@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::JobConfig;
 use crate::model::Kind;
+use crate::rules::Reason;
 
 /// The answer to an explain request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,6 +22,13 @@ pub struct ExplainReport {
     pub allowed: bool,
     /// Which pattern or rule decided, in words.
     pub explanation: String,
+    /// The job's `delete` (`true`, `false`, `startup`, `running`): whether a path that
+    /// is gone from the source, or extraneous, is removed at the destination, and when.
+    #[serde(default)]
+    pub delete: String,
+    /// The job's exclude file (`exclude_from`), whose patterns follow `exclude`'s.
+    #[serde(default)]
+    pub exclude_from: Option<String>,
 }
 
 /// Explains `path` (absolute, or relative to the source) for the job `cfg`. `Err`: the
@@ -60,6 +68,19 @@ pub fn explain(cfg: &JobConfig, path: &str) -> Result<ExplainReport, String> {
         .to_string(),
         exists: meta.is_ok(),
         allowed: e.allowed,
-        explanation: e.to_string(),
+        explanation: match &e.reason {
+            Reason::Excluded { index, .. } | Reason::Included { index, .. } => {
+                match (
+                    cfg.filter.exclude_file_line(*index),
+                    cfg.filter.exclude_from(),
+                ) {
+                    (Some(line), Some(file)) => format!("{e} ({}:{line})", file.display()),
+                    _ => e.to_string(),
+                }
+            }
+            _ => e.to_string(),
+        },
+        delete: cfg.delete.as_str().to_string(),
+        exclude_from: cfg.filter.exclude_from().map(|p| p.display().to_string()),
     })
 }

@@ -75,6 +75,9 @@ pub struct JobReport {
     pub rsync: Option<serde_json::Value>,
     /// `active`, `partial`, `off` or `unsupported` (see [`crate::sandbox::State`]).
     pub sandbox: Option<String>,
+    /// The job's `delete`: `true`, `false`, `startup` or `running`.
+    #[serde(default)]
+    pub delete: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -121,6 +124,7 @@ impl JobReport {
                     .as_str()
                     .to_string(),
             ),
+            delete: Some(cfg.delete.as_str().to_string()),
             ..JobReport::counters(&cfg.name, s)
         }
     }
@@ -161,6 +165,7 @@ impl JobReport {
             last_error: None,
             rsync: None,
             sandbox: None,
+            delete: None,
         }
     }
 }

@@ -135,8 +135,8 @@ fn status_with_failing_jobs_exits_4() {
     assert_eq!(
         head,
         [
-            "JOB", "STATE", "SANDBOX", "DIRS", "QUEUED", "SYNCS", "FAILURES", "LAST", "SUCCESS",
-            "LAST", "ERROR"
+            "JOB", "STATE", "SANDBOX", "DELETE", "DIRS", "QUEUED", "SYNCS", "FAILURES", "LAST",
+            "SUCCESS", "LAST", "ERROR"
         ],
         "{}",
         out.describe()
@@ -456,12 +456,22 @@ fn explain_paths() {
     let out = explain(&["golf", "a/x.tmp"]);
     assert_eq!(out.code, Some(0), "{}", out.describe());
     assert_eq!(
-        out.stdout.trim(),
+        out.stdout.lines().next().unwrap_or(""),
         r#"a/x.tmp (file, does not exist): denied: exclude pattern #0 "*.tmp" matches"#
+    );
+    // The job's `delete` is named on a line of its own.
+    assert!(
+        out.stdout
+            .lines()
+            .nth(1)
+            .unwrap_or("")
+            .starts_with("delete = true: "),
+        "{}",
+        out.describe()
     );
     let out = explain(&["golf", "a/f"]);
     assert_eq!(
-        out.stdout.trim(),
+        out.stdout.lines().next().unwrap_or(""),
         "a/f (file): allowed: no exclude pattern or rule matches",
         "{}",
         out.describe()
@@ -470,7 +480,7 @@ fn explain_paths() {
     let abs = s.join("a/f");
     let out = explain(&["golf", abs.to_str().unwrap()]);
     assert_eq!(
-        out.stdout.trim(),
+        out.stdout.lines().next().unwrap_or(""),
         "a/f (file): allowed: no exclude pattern or rule matches",
         "{}",
         out.describe()

@@ -1,5 +1,8 @@
-//! `exclude`, `rules` and `rules_file`: compiled here, once, so that a bad pattern or regex
-//! is reported at its line and column, and the job and `clsync explain` share the result.
+//! `exclude`, `exclude_from`, `rules` and `rules_file`: compiled here, once, so that a bad
+//! pattern or regex is reported at its line and column (a bad line of an exclude or rules
+//! file at that file's line), and the job and `clsync explain` share the result. The
+//! exclude file's patterns follow `exclude`'s: rsync gets them as `--exclude=` in that
+//! order, and the first matching pattern decides.
 
 use std::fs;
 
@@ -18,7 +21,9 @@ pub(super) fn job_filter(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Check
     };
     let mut compiled = rule_lines(cx, &mut source, diags);
     compiled.extend(rules_file(cx, &mut source, diags));
-    match Filter::new(&source.exclude, compiled) {
+    let mut excludes = source.exclude.clone();
+    excludes.extend(exclude_file(cx, &mut source, diags));
+    match Filter::new(&excludes, compiled) {
         Ok(filter) => Ok(JobFilter::new(source, filter)),
         Err(e) => {
             let a = cx.pick(|r| r.exclude.as_ref());
@@ -93,4 +98,37 @@ fn rules_file(
     }
     source.rules_file = Some(p);
     compiled
+}
+
+/// `exclude_from`: reads it into `source` (its content is part of the configuration),
+/// returns its patterns when they all compile. Errors point into the exclude file itself;
+/// a file that cannot be read is reported at the key.
+fn exclude_file(
+    cx: &Context<'_>,
+    source: &mut FilterSource,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<String> {
+    let Some(a) = cx.pick(|r| r.exclude_from.as_ref()) else {
+        return Vec::new();
+    };
+    let p = resolve(cx.dir, a.get());
+    let mut patterns = Vec::new();
+    match fs::read(&p) {
+        Ok(bytes) => {
+            match rules::parse_exclude_file(&bytes) {
+                Ok(lines) => patterns = lines.into_iter().map(|l| l.pattern).collect(),
+                Err(errs) => diags.extend(errs.into_iter().map(|e| Diagnostic {
+                    severity: Severity::Error,
+                    file: p.clone(),
+                    line: e.line,
+                    column: 1,
+                    message: e.message,
+                })),
+            }
+            source.exclude_from_text = Some(bytes);
+        }
+        Err(e) => diags.push(a.err(format!("cannot read exclude file {}: {e}", p.display()))),
+    }
+    source.exclude_from = Some(p);
+    patterns
 }

@@ -40,6 +40,7 @@ pub(super) fn job(
     let initial_sync = cx
         .pick(|r| r.initial_sync.as_ref())
         .is_none_or(|a| *a.get());
+    let delete = delete(cx, diags);
     let workers = schedule::workers(cx, diags);
     let big_file = schedule::big_file(cx, diags);
     let verify_interval = schedule::verify_interval(cx, diags);
@@ -69,6 +70,7 @@ pub(super) fn job(
         delay: delay?,
         filter: filter?,
         initial_sync,
+        delete: delete?,
         big_file: big_file?,
         workers: workers?,
         verify_interval: verify_interval?,
@@ -77,4 +79,15 @@ pub(super) fn job(
         rsync: handler?,
         sandbox: sandbox?,
     })
+}
+
+/// `delete`: `true` (the default), `false`, `"startup"` or `"running"`.
+fn delete(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<super::Delete> {
+    match cx.pick(|r| r.delete.as_ref()) {
+        None => Ok(super::Delete::default()),
+        Some(a) => super::Delete::parse(a.get()).map_err(|e| {
+            diags.push(a.err(e));
+            NoValue
+        }),
+    }
 }

@@ -126,14 +126,25 @@ impl CommandHandler {
     /// job's excludes) the rules that limit rsync to the deleted names, so that a script
     /// following the documented pattern (`rsync -a --delete -r --files-from="$1" --from0
     /// --exclude-from="$2"`) deletes them.
-    fn run_rsync_lists(&self, entries: &[Entry]) -> Result<Outcome, HandlerError> {
+    ///
+    /// A batch that may not remove anything (`deletes` false) is one run of the paths that
+    /// exist, so that neither `%RSYNC-ARGS%` nor a script deletes a path gone from the source.
+    fn run_rsync_lists(&self, entries: &[Entry], deletes: bool) -> Result<Outcome, HandlerError> {
         let batch = Batch {
             renames: Vec::new(),
             entries: entries.to_vec(),
+            deletes,
         };
+        if !deletes {
+            let (present, _) = deletions::split_missing(&self.source, &batch);
+            if present.entries.is_empty() {
+                return Ok(Outcome::default());
+            }
+            return self.run_one(&present.entries, false, false, &ListOf::Existing);
+        }
         if self.rsync.missing_args() != MissingArgs::Rejected {
             let learning = self.rsync.would_learn(&batch);
-            match self.run_one(entries, false, &ListOf::Paths) {
+            match self.run_one(entries, false, true, &ListOf::Paths) {
                 Err(e) if self.rsync.learn_rejection(&e) => {}
                 Err(e) if self.rsync.may_be_silent_rejection(learning, &e) => {
                     return match self.run_split(&batch) {
@@ -170,10 +181,10 @@ impl CommandHandler {
                     ..Entry::default()
                 })
                 .collect();
-            outcome = self.run_one(&parents, false, &ListOf::Deletions(&pass))?;
+            outcome = self.run_one(&parents, false, true, &ListOf::Deletions(&pass))?;
         }
         if !present.entries.is_empty() {
-            let o = self.run_one(&present.entries, false, &ListOf::Existing)?;
+            let o = self.run_one(&present.entries, false, true, &ListOf::Existing)?;
             outcome.warnings.extend(o.warnings);
         }
         Ok(outcome)
@@ -195,18 +206,20 @@ impl Handler for CommandHandler {
         } else {
             batch.entries.clone()
         };
+        let deletes = batch.deletes;
         let batch = Batch {
             renames: Vec::new(),
             entries,
+            deletes,
         };
         let runs_rsync = self.runs_rsync();
         let mut outcome = Outcome::default();
         for run in self.runs(&batch) {
             let entries = &batch.entries[run];
             let o = if runs_rsync && !full {
-                self.run_rsync_lists(entries)?
+                self.run_rsync_lists(entries, deletes)?
             } else {
-                self.run_one(entries, full, &ListOf::Paths)?
+                self.run_one(entries, full, deletes, &ListOf::Paths)?
             };
             outcome.warnings.extend(o.warnings);
         }

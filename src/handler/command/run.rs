@@ -31,16 +31,18 @@ struct Lists {
 
 impl CommandHandler {
     /// One run of the program for `entries`; `what`: what its rsync lists and
-    /// `%RSYNC-ARGS%` send.
+    /// `%RSYNC-ARGS%` send; `deletes`: whether `%RSYNC-ARGS%` may remove anything.
     pub(super) fn run_one(
         &self,
         entries: &[Entry],
         full: bool,
+        deletes: bool,
         what: &ListOf,
     ) -> Result<Outcome, HandlerError> {
         let batch = Batch {
             renames: Vec::new(),
             entries: entries.to_vec(),
+            deletes,
         };
         let lists = self.write_lists(&batch, full, what)?;
         let list_path = lists.paths.as_ref().map(|f| f.path());
@@ -60,6 +62,7 @@ impl CommandHandler {
                 &pass,
                 list_path.map_or(OsStr::new("-"), |p| p.as_os_str()),
                 excl_path.filter(|_| !lists.rule_excludes.is_empty()),
+                deletes,
             )
         } else {
             Vec::new()

@@ -147,6 +147,7 @@ fn rsync_list_round_trips_odd_names() {
     let batch = Batch {
         renames: vec![],
         entries: entries.clone(),
+        deletes: true,
     };
     let list = files_from_list(&batch);
     let back = read_nul_list(&list);
@@ -313,6 +314,7 @@ fn rsync_args_split_deletions_for_a_rejecting_receiver() {
     let batch = Batch {
         renames: vec![],
         entries: vec![e("d/gone"), e("d/new")],
+        deletes: true,
     };
     h.run(&batch).unwrap();
     let got = String::from_utf8_lossy(&fs::read(&out).unwrap()).into_owned();
@@ -332,6 +334,63 @@ fn rsync_args_split_deletions_for_a_rejecting_receiver() {
         runs[2]
     );
     assert_eq!(runs[3], "./d/new\0");
+}
+
+/// A batch that may not remove anything (`delete`): `%RSYNC-ARGS%` has neither
+/// `--delete` nor `--delete-missing-args`, and a path gone from the source is not in the
+/// list, for any receiver; a full sync has no `--delete` either.
+#[test]
+fn rsync_args_without_deletions() {
+    for rejects in [false, true] {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path().join("out");
+        let h = handler_with(
+            t.path(),
+            CommandKind::RsyncShell,
+            &format!(
+                "{{ printf '%s\\0' \"$@\"; echo; cat \"$CLSYNC_LIST\" 2>/dev/null; echo; }} >> '{}'",
+                out.display()
+            ),
+            &["%RSYNC-ARGS%"],
+            rejects,
+        );
+        fs::create_dir_all(t.path().join("src/d")).unwrap();
+        fs::write(t.path().join("src/d/new"), "x").unwrap();
+        let e = |p: &str| Entry {
+            rel: PathBuf::from(p),
+            ..Entry::default()
+        };
+        let batch = Batch {
+            renames: vec![],
+            entries: vec![e("d/gone"), e("d/new")],
+            deletes: false,
+        };
+        h.run(&batch).unwrap();
+        h.run(&Batch {
+            deletes: false,
+            ..Batch::full()
+        })
+        .unwrap();
+        let got = String::from_utf8_lossy(&fs::read(&out).unwrap()).into_owned();
+        let runs: Vec<&str> = got.split("\n").filter(|l| !l.is_empty()).collect();
+        assert_eq!(
+            runs.len(),
+            4,
+            "a live run and a full run, each with its list: {got:?}"
+        );
+        for args in [runs[0], runs[2]] {
+            assert!(
+                args.starts_with("-a\0") && !args.contains("--delete"),
+                "{args:?}"
+            );
+        }
+        assert!(
+            runs[0].contains("\0-r\0--ignore-missing-args\0"),
+            "{}",
+            runs[0]
+        );
+        assert_eq!(runs[1], "./d/new\0");
+    }
 }
 
 /// A receiver not known to reject learns it from the program's own failure, and the
@@ -357,6 +416,7 @@ fn rsync_args_learn_a_rejection_from_the_first_failure() {
             rel: PathBuf::from("gone"),
             ..Entry::default()
         }],
+        deletes: true,
     };
     h.run(&batch).unwrap();
     assert_eq!(fs::read_to_string(&calls).unwrap().lines().count(), 2);
@@ -384,6 +444,7 @@ fn runs_with_argv_env_and_list_files() {
             rel: PathBuf::from("--rsh=evil"),
             ..Entry::default()
         }],
+        deletes: true,
     };
     h.run(&batch).unwrap();
     let got = fs::read(&out).unwrap();
@@ -473,6 +534,7 @@ fn include_list_and_records_never_start_with_a_dash() {
     let batch = Batch {
         renames: vec![],
         entries: vec![e("--target-directory=zz"), e("-"), e("d/-x"), e("zz")],
+        deletes: true,
     };
     let record = format!("printf '%s\\0' \"$@\" > '{}'", out.display());
     let h = handler(

@@ -7,6 +7,11 @@
 //!
 //! How a batch is applied:
 //!
+//! A batch that may not remove anything ([`Batch::deletes`] false, the job's `delete`)
+//! skips every removal below: renames are not replayed (the new name is copied, the old one
+//! stays), a vanished source path stays at the destination, walks keep extraneous entries.
+//! Replacing an object by one of another type is not a removal and still happens.
+//!
 //! 1. `renames` are replayed first, in order, as single `rename(2)` calls inside the
 //!    destination; this is what makes moving a large directory cheap. A rename that cannot
 //!    be replayed (missing at the destination, target is a non-empty directory, filtered, ...)
@@ -155,6 +160,7 @@ impl Mirror {
     /// contract of [`Handler::run`]); renames are replayed first.
     pub fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
         let mut run = Run::new(self)?;
+        run.deletes = batch.deletes;
         let mut entries: EntrySet = batch.entries.iter().cloned().collect();
         for r in &batch.renames {
             // Stopping between replays is safe: the retry finds the replayed ones gone at
@@ -162,7 +168,8 @@ impl Mirror {
             if run.expired() {
                 break;
             }
-            let renamed = run.rename(r);
+            // Without deletions the old name stays: `to` is copied by its walk below.
+            let renamed = batch.deletes && run.rename(r);
             tracing::debug!(from = ?r.from, to = ?r.to, renamed, "mirror: rename replay");
             // Whether or not the rename could be replayed, both sides are synced from the
             // current source state: `from` is normally gone (a cheap no-op delete), and `to`
@@ -296,6 +303,9 @@ struct Run<'a> {
     progressed: bool,
     /// The deadline has passed: nothing more is started.
     timed_out: bool,
+    /// The batch may remove things ([`Batch::deletes`]): paths gone from the source and
+    /// extraneous destination entries are deleted, renames replayed.
+    deletes: bool,
 }
 
 impl<'a> Run<'a> {
@@ -333,6 +343,7 @@ impl<'a> Run<'a> {
             deadline: h.timeout.map(|t| Instant::now() + t),
             progressed: false,
             timed_out: false,
+            deletes: true,
         };
         let root = run.dst.get(Path::new("")).map_err(dst_err)?;
         run.make_writable(Path::new(""), &root)?;

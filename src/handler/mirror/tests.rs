@@ -109,6 +109,7 @@ fn entries(list: &[(&str, bool)]) -> Batch {
     Batch {
         renames: Vec::new(),
         entries,
+        deletes: true,
     }
 }
 

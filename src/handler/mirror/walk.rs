@@ -116,6 +116,9 @@ impl Run<'_> {
 
     /// The source `rel` does not exist (anymore): delete it at the destination.
     pub(super) fn delete(&mut self, rel: &Path, top: bool) -> Result<(), Fail> {
+        if !self.deletes && !rel.as_os_str().is_empty() {
+            return Ok(());
+        }
         if rel.as_os_str().is_empty() {
             return Err(Fail::Io(
                 self.h.source.clone(),
@@ -193,8 +196,10 @@ impl Run<'_> {
         };
 
         let present: HashSet<&OsStr> = names.iter().map(|(n, _)| n.as_os_str()).collect();
+        let deletes = self.deletes;
         for (name, _) in dnames
             .iter()
+            .filter(|_| deletes)
             .filter(|(n, _)| !present.contains(n.as_os_str()))
         {
             self.check_deadline()?;

@@ -82,9 +82,11 @@ pub(crate) fn files_from_list(batch: &Batch) -> Vec<u8> {
 }
 
 /// clsync's own rsync options for one run (everything before `-- SRC/ DST/`): `-a
-/// --delete`, the job's excludes, `[rsync] args`, and for a live batch `-r
+/// --delete` (`-a` alone when the run may not remove anything, `deletes` false), the job's
+/// excludes, `[rsync] args`, and for a live batch `-r
 /// [--delete-missing-args] --files-from=FILES_FROM --from0` (the list from
-/// [`files_from_list`]), for directories' attributes `-d --no-r --files-from=FILES_FROM
+/// [`files_from_list`]; `--ignore-missing-args` instead when it may not remove), for
+/// directories' attributes `-d --no-r --ignore-missing-args --files-from=FILES_FROM
 /// --from0`, or for a deletion pass `-d --no-r --files-from=FILES_FROM --from0
 /// --filter=merge RULES`. `itemize`: one line per change on stdout (full syncs).
 /// `exclude_from`: a NUL-separated file of the rule excludes, when there are any.
@@ -94,9 +96,13 @@ pub(crate) fn rsync_args(
     pass: &Pass,
     files_from: &OsStr,
     exclude_from: Option<&Path>,
+    deletes: bool,
 ) -> Vec<OsString> {
     let full = matches!(pass, Pass::Full);
-    let mut args: Vec<OsString> = vec!["-a".into(), "--delete".into()];
+    let mut args: Vec<OsString> = vec!["-a".into()];
+    if deletes {
+        args.push("--delete".into());
+    }
     if full && itemize {
         // One line per changed path on stdout: counted, to report what a full sync
         // (a verification) had to repair.
@@ -119,7 +125,7 @@ pub(crate) fn rsync_args(
         match pass {
             Pass::Paths {
                 missing_args: true, ..
-            } => args.extend(["-r".into(), "--delete-missing-args".into()]),
+            } if deletes => args.extend(["-r".into(), "--delete-missing-args".into()]),
             // A path gone since the split is the next batch's deletion, not an error.
             Pass::Paths { .. } => args.extend(["-r".into(), "--ignore-missing-args".into()]),
             Pass::DirAttrs => {

@@ -6,7 +6,9 @@
 //! gone from the source are deleted at the destination. A receiver that rejects missing
 //! entries ([`receiver`](super::receiver)) gets a batch with deletions as two runs: the
 //! deletions through their parent directories ([`deletions`](super::deletions)), then the
-//! paths that exist. Excludes go to rsync as
+//! paths that exist. A batch that may not remove anything (the job's `delete`, see
+//! [`Batch::deletes`]) runs without `--delete`, with `--ignore-missing-args` and without a
+//! deletion pass, and its renames are not replayed. Excludes go to rsync as
 //! `--exclude=PATTERN` so that rsync and the live path agree; regex rules, which rsync does
 //! not know, are turned into an anchored exclude list by walking the directories involved.
 //!
@@ -95,6 +97,7 @@ fn renames_as_trees(batch: &Batch) -> Batch {
     Batch {
         renames: Vec::new(),
         entries: entries.into_vec(),
+        deletes: batch.deletes,
     }
 }
 
@@ -265,9 +268,10 @@ impl RsyncHandler {
     }
 
     /// Replays `batch`'s renames at the destination itself (a failure is logged: rsync
-    /// then transfers the renamed paths again).
+    /// then transfers the renamed paths again). A batch that may not remove anything
+    /// replays none: the new names are transferred, the old ones stay.
     fn replay_renames(&self, batch: &Batch) {
-        if !batch.is_full() && !batch.renames.is_empty() {
+        if !batch.is_full() && batch.deletes && !batch.renames.is_empty() {
             match &self.target.destination {
                 Destination::Local(dst) => {
                     let n = renames::replay_local(dst, &batch.renames);

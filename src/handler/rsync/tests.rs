@@ -61,6 +61,7 @@ fn renames_are_replayed_once_when_rsync_hands_over_to_the_mirror() {
     let batch = Batch {
         renames: vec![r("a", "t"), r("b", "a"), r("t", "b")],
         entries: vec![entry("a"), entry("b"), entry("deep"), entry("t")],
+        deletes: true,
     };
     h.run(&batch).unwrap();
     assert_eq!(fs::read(dst.join("a/f")).unwrap(), b"BBBB");
@@ -96,6 +97,7 @@ fn too_long_entries_without_the_mirror_are_not_reported_synced() {
             recursive: false,
             attrs_only: false,
         }],
+        deletes: true,
     };
     let res = h.run(&batch);
     let synced = fs::read(LongPath::new(&dst, &file)).is_ok();

@@ -32,10 +32,12 @@ fn split_dir_attrs(source: &Path, batch: &Batch) -> (Batch, Batch) {
     let rest = Batch {
         renames: batch.renames.clone(),
         entries: rest,
+        deletes: batch.deletes,
     };
     let dirs = Batch {
         renames: Vec::new(),
         entries: dirs,
+        deletes: batch.deletes,
     };
     (rest, dirs)
 }
@@ -95,7 +97,7 @@ impl RsyncHandler {
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
         if batch.is_full() {
-            return self.transfer_pass(&Pass::Full, Vec::new(), excludes, hidden);
+            return self.transfer_pass(batch.deletes, &Pass::Full, Vec::new(), excludes, hidden);
         }
         let (rest, dirs) = split_dir_attrs(&self.target.source, batch);
         let mut outcome = Outcome::default();
@@ -104,7 +106,13 @@ impl RsyncHandler {
         }
         if !dirs.entries.is_empty() {
             let list = args::files_from_list(&dirs);
-            outcome.absorb(self.transfer_pass(&Pass::DirAttrs, list, excludes, hidden)?);
+            outcome.absorb(self.transfer_pass(
+                dirs.deletes,
+                &Pass::DirAttrs,
+                list,
+                excludes,
+                hidden,
+            )?);
         }
         Ok(outcome)
     }
@@ -117,12 +125,13 @@ impl RsyncHandler {
         excludes: &[u8],
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
-        if self.target.missing_args() == MissingArgs::Rejected {
+        // Nothing to delete: no deletion pass, whatever the receiver takes.
+        if self.target.missing_args() == MissingArgs::Rejected || !batch.deletes {
             return self.transfer_split(batch, excludes, hidden);
         }
         let learning = self.target.would_learn(batch);
         let list = args::files_from_list(batch);
-        match self.transfer_pass(&Pass::of(batch), list, excludes, hidden) {
+        match self.transfer_pass(batch.deletes, &Pass::of(batch), list, excludes, hidden) {
             // The receiver refused the list before transferring anything.
             Err(e) if self.target.learn_rejection(&e) => {
                 self.transfer_split(batch, excludes, hidden)
@@ -146,7 +155,8 @@ impl RsyncHandler {
         }
     }
 
-    /// `batch` as two runs: the deletion pass, then the paths that exist.
+    /// `batch` as two runs: the deletion pass (none when the batch may not remove), then
+    /// the paths that exist.
     fn transfer_split(
         &self,
         batch: &Batch,
@@ -155,11 +165,11 @@ impl RsyncHandler {
     ) -> Result<Outcome, HandlerError> {
         let (present, gone) = deletions::split_missing(&self.target.source, batch);
         let mut outcome = Outcome::default();
-        if let Some(pass) = deletions::plan(&gone) {
+        if let Some(pass) = deletions::plan(&gone).filter(|_| batch.deletes) {
             // The pass sends the parents' other entries too: what the rules deny there
             // stays excluded.
             let excl = self.target.deletion_rule_excludes(&pass);
-            outcome = self.transfer_pass(&Pass::Deletions, pass.contents, &excl, hidden)?;
+            outcome = self.transfer_pass(true, &Pass::Deletions, pass.contents, &excl, hidden)?;
         }
         if !present.entries.is_empty() {
             let list = args::files_from_list(&present);
@@ -167,7 +177,7 @@ impl RsyncHandler {
                 batch: &present,
                 missing_args: false,
             };
-            outcome.absorb(self.transfer_pass(&paths, list, excludes, hidden)?);
+            outcome.absorb(self.transfer_pass(batch.deletes, &paths, list, excludes, hidden)?);
         }
         Ok(outcome)
     }
@@ -175,6 +185,7 @@ impl RsyncHandler {
     /// One rsync process for `pass`, its `--files-from` `list` on stdin.
     fn transfer_pass(
         &self,
+        deletes: bool,
         pass: &Pass,
         list: Vec<u8>,
         excludes: &[u8],
@@ -214,6 +225,7 @@ impl RsyncHandler {
             pass,
             OsStr::new("-"),
             _excl_file.as_ref().map(|f| f.path()),
+            deletes,
         ));
         cmd.arg("--");
         cmd.arg(args::dir_arg(&self.target.source));

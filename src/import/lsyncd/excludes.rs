@@ -38,6 +38,17 @@ pub fn parse(text: &[u8]) -> Result<(Vec<String>, Vec<String>), String> {
     Ok((patterns, includes))
 }
 
+/// True when rsync's `--exclude-from` rules, which `exclude_from` follows, read `text` as
+/// the same `patterns` lsyncd reads (and lsyncd skipped no include line): the job can then
+/// name the file itself, and a change in it reaches the daemon at a reload.
+pub fn same_for_rsync(text: &[u8], patterns: &[String], includes: &[String]) -> bool {
+    includes.is_empty()
+        && crate::rules::parse_exclude_file(text).is_ok_and(|lines| {
+            lines.len() == patterns.len()
+                && lines.iter().zip(patterns).all(|(l, p)| &l.pattern == p)
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +60,18 @@ mod tests {
         assert_eq!(p, ["*.tmp", "/cache/", ".git/", "logs/*.log"]);
         assert_eq!(inc, ["+ keep"]);
         assert!(parse(b"a\xff\n").is_err());
+    }
+
+    #[test]
+    fn rsync_reads_plain_files_alike() {
+        let same = |text: &[u8]| {
+            let (p, inc) = parse(text).unwrap();
+            same_for_rsync(text, &p, &inc)
+        };
+        assert!(same(b"# c\n*.o\n\n/cache/\r\n"));
+        assert!(!same(b"-*.o\n"), "lsyncd strips the dash");
+        assert!(!same(b"  *.o\n"), "lsyncd strips leading blanks");
+        assert!(!same(b"+ keep\n*.o\n"), "lsyncd skips includes");
+        assert!(!same(b"; c\n"), "a comment for rsync only");
     }
 }

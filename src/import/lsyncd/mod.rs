@@ -122,10 +122,9 @@ mod tests {
         assert_eq!(job["mode"].as_str(), Some("mirror"));
         assert_eq!(job["delay"].as_str(), Some("0s"));
         assert!(job.get("rsync").is_none(), "{job:?}");
-        assert!(says(&imp, Severity::Warning, "delete = \"running\""));
+        assert_eq!(job["delete"].as_str(), Some("running"));
+        assert!(!says(&imp, Severity::Warning, "delete"));
         assert!(says(&imp, Severity::Warning, "filter has no equivalent"));
-        let text = imp.jobs[0].doc.render();
-        assert!(text.contains("# delete = \"running\""), "{text}");
     }
 
     #[test]
@@ -192,6 +191,23 @@ mod tests {
             .map(|v| v.as_str().unwrap())
             .collect();
         assert_eq!(ex, ["*.swp", "*.o", "/tmp/"]);
+        assert!(jobs[0].1.get("exclude_from").is_none());
+        assert!(!imp.findings.lost_something(), "{:?}", imp.findings);
+    }
+
+    #[test]
+    fn exclude_from_rsync_reads_alike_is_named_and_delete_is_carried_over() {
+        let (jobs, imp) = run(
+            "sync{default.rsync, source='/s', target='/t', exclude={'*.swp'}, excludeFrom='ex.txt', delete=false}\n\
+             sync{default.rsync, source='/s2', target='/t2', delete='startup'}\n",
+            &[("ex.txt", b"# c\n*.o\n/tmp/\n")],
+        );
+        let job = &jobs[0].1;
+        let file = job["exclude_from"].as_str().unwrap();
+        assert!(file.starts_with('/') && file.ends_with("/ex.txt"), "{file}");
+        assert_eq!(job["exclude"].as_array().unwrap().len(), 1, "{job:?}");
+        assert_eq!(job["delete"].as_bool(), Some(false));
+        assert_eq!(jobs[1].1["delete"].as_str(), Some("startup"));
         assert!(!imp.findings.lost_something(), "{:?}", imp.findings);
     }
 }

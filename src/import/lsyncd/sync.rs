@@ -15,13 +15,14 @@
 //! | `maxDelays = 1` | `delay = "0s"`; other values: comment |
 //! | `maxProcesses` > 1 | `workers` |
 //! | `exclude` | `exclude` |
-//! | `excludeFrom` | its patterns appended to `exclude` |
+//! | `excludeFrom` | `exclude_from` (absolute); its patterns appended to `exclude` when rsync's rules would read the file differently from lsyncd's |
+//! | `delete` | `delete` |
 //! | `init = false` | `initial_sync = false` |
 //! | `exitcodes` / `rsyncExitCodes` of the user | `ignore_exit_codes` (the codes marked `ok`) |
 //! | `rsync = {...}` | `[rsync]` ([`super::rsync_table`]); `rsh` → `[ssh]` |
 //! | `ssh = {binary, port, identityFile, options, _extra}` | `[ssh] command, port, identity_file, options` |
 //! | `name` | the job's name |
-//! | `delete = false / "startup" / "running"`, `filter`, `filterFrom`, `subdirs = false`, own Lua functions, unknown keys | comment and warning |
+//! | `filter`, `filterFrom`, `subdirs = false`, own Lua functions, unknown keys | comment and warning |
 //!
 //! A `sync{}` that is not based on one of the three built-in configurations runs its own
 //! Lua (`action`, `onCreate`, ...) and is refused.
@@ -403,15 +404,29 @@ fn build(
     }
     if let Some(v) = m.leaf("excludeFrom") {
         let file = utf8("excludeFrom", v)?;
-        let read = beside(ctx.dir, Path::new(&file))
-            .and_then(|p| std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display())))
-            .and_then(|text| excludes::parse(&text));
+        let read = beside(ctx.dir, Path::new(&file)).and_then(|p| {
+            let text = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((p, excludes::parse(&text)?, text))
+        });
         match read {
-            Ok((patterns, includes)) => {
+            Ok((path, (patterns, includes), text))
+                if excludes::same_for_rsync(&text, &patterns, &includes)
+                    && path.to_str().is_some() =>
+            {
+                doc.set("", "exclude_from", path.to_str().unwrap_or_default());
+                findings.note(
+                    at,
+                    format!(
+                        "excludeFrom = {file:?}: exclude_from = {:?}, read again at every reload",
+                        path.display()
+                    ),
+                );
+            }
+            Ok((_, (patterns, includes), _)) => {
                 doc.comment(
                     "",
                     format!(
-                        "lsyncd's excludeFrom = {file:?}: its {} pattern(s) as they were at import time are in `exclude`",
+                        "lsyncd's excludeFrom = {file:?}: its {} pattern(s) as they were at import time are in `exclude` (rsync's --exclude-from would read its lines differently: leading blanks, `-` without a space, `+` lines or `;` comments)",
                         patterns.len()
                     ),
                 );
@@ -457,25 +472,7 @@ fn build(
             );
         }
     }
-    match m.leaf("delete") {
-        Some(LValue::Bool(true)) | None => {}
-        Some(v) => {
-            let value = match v {
-                LValue::Bool(b) => toml::Value::Boolean(*b),
-                other => toml::Value::String(utf8("delete", other)?),
-            };
-            doc.commented_key(
-                "",
-                "delete",
-                value,
-                "not yet in clsync, which always deletes at the destination what the source no longer has",
-            );
-            findings.warn(
-                at,
-                format!("delete = {} is not carried over: clsync always deletes at the destination what is gone from the source", v.show()),
-            );
-        }
-    }
+    map_delete(&m, ssh_based, &mut doc, at, findings)?;
 
     // exit codes the user set
     let codes =
@@ -609,6 +606,55 @@ fn has_ssh_options(m: &Merged) -> bool {
     m.table("ssh").is_some_and(|s| {
         s.leaf("identityFile").is_some() || s.get("options").is_some() || s.leaf("port").is_some()
     })
+}
+
+/// `delete` as `delete`. lsyncd's rsyncssh moves a renamed path on the remote host whatever
+/// `delete` says; clsync's `delete = false` or `"startup"` copies it and keeps the old
+/// name: said in a note.
+fn map_delete(
+    m: &Merged,
+    ssh_based: bool,
+    doc: &mut Doc,
+    at: &str,
+    findings: &mut Findings,
+) -> Result<(), Refusal> {
+    let keeps_old_names = match m.leaf("delete") {
+        Some(LValue::Bool(true)) | None => false,
+        Some(LValue::Bool(false)) => {
+            doc.set("", "delete", false);
+            true
+        }
+        Some(v) => {
+            let s = utf8("delete", v)?;
+            if s == "startup" || s == "running" {
+                doc.set("", "delete", s.as_str());
+                s == "startup"
+            } else {
+                doc.commented_key(
+                    "",
+                    "delete",
+                    toml::Value::String(s),
+                    "lsyncd takes only true, false, \"startup\" or \"running\"",
+                );
+                findings.warn(
+                    at,
+                    format!(
+                        "delete = {} is not one of lsyncd's values: not carried over (clsync deletes)",
+                        v.show()
+                    ),
+                );
+                false
+            }
+        }
+    };
+    if ssh_based && keeps_old_names {
+        findings.note(
+            at,
+            "lsyncd's rsyncssh moves a renamed path on the remote host even without deletions; \
+             with this `delete` clsync copies it to its new name and keeps the old one",
+        );
+    }
+    Ok(())
 }
 
 /// `ssh = {...}` of default.rsyncssh as `[ssh]`.
