@@ -166,6 +166,10 @@ impl Policy {
             p.exec.extend(program(&c.path));
             p.write.extend(c.lists_dir.clone());
         }
+        if let Mode::Rclone(r) = &cfg.mode {
+            p.exec.extend(program(&r.path));
+            p.read.extend(r.config.clone());
+        }
         // A program replaced by a new file (renamed over) needs a new rule.
         p.roots.extend(p.exec[SYSTEM_EXEC.len()..].iter().cloned());
         p.add_rsync_args(&cfg.rsync.args);

@@ -42,6 +42,7 @@ pub struct RawJob {
     pub rsync: Option<RawRsync>,
     pub ssh: Option<RawSsh>,
     pub command: Option<RawCommand>,
+    pub rclone: Option<RawRclone>,
 }
 
 /// `[big_file]`: files at or above `threshold` wait `delay` instead of the job's delay.
@@ -64,6 +65,16 @@ pub struct RawSsh {
 #[derive(Debug, Default, Clone)]
 pub struct RawRsync {
     pub path: Option<Spanned<String>>,
+    pub args: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[rclone]`: the rclone program, its configuration file and extra arguments.
+#[derive(Debug, Default, Clone)]
+pub struct RawRclone {
+    /// Where the table's name is (`[rclone]`), for "not in this mode" errors.
+    pub span: std::ops::Range<usize>,
+    pub path: Option<Spanned<String>>,
+    pub config: Option<Spanned<String>>,
     pub args: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -130,11 +141,13 @@ pub const JOB_KEYS: &[&str] = &[
     "rsync",
     "ssh",
     "command",
+    "rclone",
 ];
 const BIG_FILE_KEYS: &[&str] = &["threshold", "delay"];
 const RSYNC_KEYS: &[&str] = &["path", "args"];
 const SSH_KEYS: &[&str] = &["command", "port", "identity_file", "options"];
 const COMMAND_KEYS: &[&str] = &["path", "args", "lists_dir", "keep_lists"];
+const RCLONE_KEYS: &[&str] = &["path", "config", "args"];
 const MAIN_KEYS: &[&str] = &["daemon", "defaults"];
 const DAEMON_KEYS: &[&str] = &[
     "log_level",
@@ -237,6 +250,7 @@ impl Reader<'_> {
                 "command" => {
                     r.command = self.table("command", v).map(|t| self.command(k.span(), t))
                 }
+                "rclone" => r.rclone = self.table("rclone", v).map(|t| self.rclone(k.span(), t)),
                 _ => self.unknown(k, JOB_KEYS),
             }
         }
@@ -279,6 +293,23 @@ impl Reader<'_> {
             }
         }
         b
+    }
+
+    /// `[rclone]`; `span` is where its name is written.
+    fn rclone(&mut self, span: std::ops::Range<usize>, table: Vec<Entry<'_>>) -> RawRclone {
+        let mut c = RawRclone {
+            span,
+            ..RawRclone::default()
+        };
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "path" => c.path = self.value(v),
+                "config" => c.config = self.value(v),
+                "args" => c.args = self.value(v),
+                _ => self.unknown(k, RCLONE_KEYS),
+            }
+        }
+        c
     }
 
     /// `[command]`; `span` is where its name is written.
@@ -419,8 +450,9 @@ mod schema_tests {
         let mut tables = String::new();
         let props = schema["properties"].as_object().unwrap();
         for (key, spec) in props {
-            if key == "destinations" {
-                // Exclusive with `destination`: checked by its own test.
+            if key == "destinations" || key == "rclone" {
+                // Exclusive with `destination`, and mode rclone's own table (an error in
+                // the example's mode): checked by their own tests.
                 continue;
             }
             if let Some(sub) = spec.get("properties").and_then(|p| p.as_object()) {

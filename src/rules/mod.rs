@@ -15,13 +15,15 @@
 //!
 //! One idea per file: `action` (what a rule decides), `glob` (rsync exclude patterns), `rule`
 //! (rule lines), `filter` (the compiled filter and its questions), `explain` (which pattern
-//! or rule decided) and `anchor` (rsync patterns naming one exact path).
+//! or rule decided), `anchor` (rsync patterns naming one exact path) and `rclone` (patterns
+//! for rclone).
 
 mod action;
 mod anchor;
 mod explain;
 mod filter;
 mod glob;
+pub mod rclone;
 #[cfg(test)]
 mod rsync_agreement;
 mod rule;

@@ -21,7 +21,7 @@ pub(super) fn options(
     mode: Checked<ModeName>,
     diags: &mut Vec<Diagnostic>,
 ) -> Checked<HandlerOptions> {
-    let command_mode = mode.is_ok_and(|m| m.command_kind().is_some());
+    let command_mode = mode.is_ok_and(|m| m.command_kind().is_some() || m == ModeName::Rclone);
     let timeout = timeout(cx, diags);
     let ignore_exit_codes = ignore_exit_codes(cx, command_mode, diags);
     let path = cx
@@ -48,7 +48,8 @@ fn timeout(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<Option<Dura
     }
 }
 
-/// `ignore_exit_codes`: by default rsync's 24, which means nothing to another program.
+/// `ignore_exit_codes`: by default rsync's 24, which means nothing to another program
+/// (`command_mode`: a command mode or rclone).
 fn ignore_exit_codes(
     cx: &Context<'_>,
     command_mode: bool,

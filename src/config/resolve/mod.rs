@@ -11,6 +11,7 @@ mod filter;
 mod handler;
 mod location;
 mod mode;
+mod rclone;
 mod sandbox;
 mod schedule;
 mod values;
@@ -46,7 +47,10 @@ pub(super) fn job(
     let retry = schedule::retry(cx, diags);
     let handler = handler::options(cx, mode_name, diags);
     let command_mode = mode_name.is_ok_and(|m| m.command_kind().is_some());
-    let sandbox = sandbox::sandbox(cx, command_mode, diags);
+    // rclone reaches its remotes through files no policy can know (its configuration,
+    // rewritten when a token is refreshed; its cache; a backend's own files).
+    let unconfined = command_mode || mode_name == Ok(ModeName::Rclone);
+    let sandbox = sandbox::sandbox(cx, unconfined, diags);
     let mode = mode::complete(cx, mode_name, diags);
     let loop_guard = cx.pick(|r| r.loop_guard.as_ref()).is_some_and(|a| *a.get());
 

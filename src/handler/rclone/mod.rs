@@ -1,0 +1,136 @@
+//! The rclone handler (mode `rclone`): destinations that rclone reaches, `remote:path` of
+//! an rclone configuration (S3, GCS, Azure, SFTP, a local disk…).
+//!
+//! A full sync is one `rclone sync SRC DST` with the job's excludes as rclone filter rules
+//! ([`crate::rules::rclone`]). A live batch is at most two runs ([`plan`]): the paths that
+//! are not plain files (deletions, directories, `recursive` entries, both sides of renames)
+//! as one `rclone sync SRC DST` restricted to them by anchored exact rules after the job's
+//! own, then the regular files as one `rclone copy --files-from-raw -`. Lists go on stdin,
+//! so names are data, never arguments; SRC is absolute and DST a remote (it cannot start
+//! with `-`) and both come after `--`. rclone's own retries are one attempt
+//! (`--retries=1`, before the user's `args`, which may say otherwise): the job retries with
+//! its backoff. Symlinks and special files are not synced (rclone skips them): the
+//! destination loses what it held under such a name.
+
+mod plan;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use tracing::debug;
+
+use super::{Handler, HandlerError, Outcome};
+use crate::config::{HandlerOptions, RcloneOptions};
+use crate::model::Batch;
+use plan::Found;
+
+/// Syncs each batch with rclone (see the module documentation).
+pub struct RcloneHandler {
+    source: PathBuf,
+    /// `remote:path` as configured.
+    destination: String,
+    rclone: RcloneOptions,
+    /// The timeout, accepted exit codes and identity of every run.
+    options: HandlerOptions,
+}
+
+impl RcloneHandler {
+    pub fn new(
+        source: PathBuf,
+        destination: String,
+        rclone: RcloneOptions,
+        options: HandlerOptions,
+    ) -> RcloneHandler {
+        RcloneHandler {
+            source,
+            destination,
+            rclone,
+            options,
+        }
+    }
+
+    /// One rclone run: `subcommand`, its `flags`, SRC and DST, `stdin` on its stdin.
+    fn run_rclone(
+        &self,
+        subcommand: &str,
+        flags: &[&str],
+        stdin: Vec<u8>,
+    ) -> Result<Outcome, HandlerError> {
+        let mut cmd = Command::new(&self.rclone.path);
+        super::run_as(&mut cmd, self.options.run_as.as_ref());
+        cmd.arg(subcommand).arg("--retries=1");
+        if let Some(c) = &self.rclone.config {
+            cmd.arg("--config").arg(c);
+        }
+        cmd.args(flags).args(&self.rclone.args).arg("--");
+        cmd.arg(&self.source).arg(&self.destination);
+        let program = format!("{} {subcommand}", self.rclone.path.display());
+        debug!(
+            stdin_bytes = stdin.len(),
+            "running {:?}",
+            cmd.get_args().collect::<Vec<_>>()
+        );
+        super::run_process(
+            cmd,
+            &program,
+            Some(stdin),
+            self.options.timeout,
+            &self.options.ignore_exit_codes,
+            |_| "",
+        )
+    }
+
+    /// `rclone sync` of what `rules` (anchored `+` lines; empty: the whole tree) select,
+    /// within the job's filter.
+    fn sync(&self, rules: &[u8]) -> Result<Outcome, HandlerError> {
+        let mut filter = Vec::new();
+        for l in &self.rclone.filter {
+            filter.extend_from_slice(l.as_bytes());
+            filter.push(b'\n');
+        }
+        if !rules.is_empty() {
+            filter.extend_from_slice(rules);
+            filter.extend_from_slice(b"- **\n");
+        }
+        self.run_rclone(
+            "sync",
+            &["--filter-from", "-", "--create-empty-src-dirs"],
+            filter,
+        )
+    }
+
+    /// What the source holds at `rel`, no symlink followed.
+    fn found(look: &mut crate::fs::Lookup, rel: &Path) -> Found {
+        match look.lstat(rel) {
+            Ok(m) if m.is_file() => Found::File,
+            Ok(m) if m.is_dir() => Found::Dir,
+            _ => Found::Absent,
+        }
+    }
+}
+
+impl Handler for RcloneHandler {
+    fn source(&self) -> Option<&Path> {
+        Some(&self.source)
+    }
+
+    fn run(&self, batch: &Batch) -> Result<Outcome, HandlerError> {
+        let mut look = crate::fs::Lookup::new(&self.source);
+        let p = plan::plan(batch, |rel| Self::found(&mut look, rel));
+        if p.full {
+            return self.sync(&[]);
+        }
+        let mut outcome = Outcome::default();
+        if !p.sync.is_empty() {
+            outcome = self.sync(&p.sync)?;
+        }
+        if !p.copy.is_empty() {
+            outcome.absorb(self.run_rclone(
+                "copy",
+                &["--files-from-raw", "-", "--no-traverse"],
+                p.copy,
+            )?);
+        }
+        Ok(outcome)
+    }
+}
