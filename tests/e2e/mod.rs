@@ -16,6 +16,7 @@ mod modes;
 mod names;
 mod observability;
 mod privileges;
+mod rclone;
 mod reload;
 mod remote;
 mod rsync_builds;
