@@ -146,9 +146,13 @@ fn local_remote_follows_the_source() {
     assert_same(&mut d, &src, &dst, &excluded);
     assert!(!dst.join("x.tmp").exists());
 
-    // Deletions of a name with a line break and of a whole tree.
-    fs::remove_file(src.join("line\nbreak")).unwrap();
+    // Deletions on their own: files (one not UTF-8) and a whole tree.
+    fs::remove_file(src.join("moved [2].txt")).unwrap();
+    fs::remove_file(src.join(os(b"\xfe other"))).unwrap();
     fs::remove_dir_all(src.join("n1")).unwrap();
+    assert_same(&mut d, &src, &dst, &excluded);
+    // A name with a line break: its parent (here the whole tree) is synced instead.
+    fs::remove_file(src.join("line\nbreak")).unwrap();
     assert_same(&mut d, &src, &dst, &excluded);
     assert!(d.stop().success());
 }
