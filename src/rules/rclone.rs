@@ -12,6 +12,12 @@
 //! Filter files are read line by line, with leading and trailing white space trimmed: a
 //! name holding a line break cannot be written at all ([`line_safe`]), and white space in a
 //! name is written as a one-character class so that trimming cannot reach it.
+//!
+//! Names in lists and rules are rclone's *standard* names ([`standard`]): rclone writes
+//! the control characters of a name as the symbols `␁`…`␟`, `␡` (U+2401–U+241F, U+2421),
+//! and a name that holds one of those symbols itself with rclone's quote `‛` (U+201B)
+//! before it. (A name holding `‛` itself is beyond rclone 1.60, whose local
+//! backend then fails even a full sync.)
 
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -90,14 +96,45 @@ pub fn line_safe(rel: &Path) -> bool {
         .any(|b| matches!(b, b'\n' | b'\r'))
 }
 
-/// `rel` as an anchored rclone glob matching that path only: every glob character escaped,
-/// white space as a one-character class. `rel` must be [`line_safe`] and non-empty.
-pub fn exact(rel: &Path) -> Vec<u8> {
+/// True for the symbols rclone uses for control characters, which need its quote.
+fn is_stand_in(c: char) -> bool {
+    matches!(c, '\u{2401}'..='\u{241f}' | '\u{2421}')
+}
+
+/// `rel` as rclone's standard name: control characters as rclone's symbols for them
+/// (`\x01` as `␁`, DEL as `␡`), those symbols themselves quoted, other bytes as they are
+/// (bytes that are not UTF-8 included: rclone's local backend reads them back so).
+pub fn standard(rel: &Path) -> Vec<u8> {
     let bytes = rel.as_os_str().as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() + 8);
-    out.push(b'/');
-    // Bytes that are not UTF-8 are kept: rclone's local backend reads such names the same way.
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut buf = [0u8; 4];
     for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            let c = match c {
+                '\x01'..='\x1f' => char::from_u32(0x2400 + c as u32).unwrap_or(c),
+                '\x7f' => '\u{2421}',
+                c if is_stand_in(c) => {
+                    out.extend_from_slice("\u{201b}".as_bytes());
+                    c
+                }
+                c => c,
+            };
+            out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+        out.extend_from_slice(chunk.invalid());
+    }
+    out
+}
+
+/// `rel` as an anchored rclone glob matching that path only: its [`standard`] name with
+/// every glob character escaped and white space as a one-character class. `rel` must be
+/// [`line_safe`] and non-empty.
+pub fn exact(rel: &Path) -> Vec<u8> {
+    let name = standard(rel);
+    let mut out = Vec::with_capacity(name.len() + 8);
+    out.push(b'/');
+    let mut buf = [0u8; 4];
+    for chunk in name.utf8_chunks() {
         for c in chunk.valid().chars() {
             match c {
                 '\\' | '*' | '?' | '[' | ']' | '{' | '}' => {
@@ -106,14 +143,10 @@ pub fn exact(rel: &Path) -> Vec<u8> {
                 }
                 c if c.is_whitespace() => {
                     out.push(b'[');
-                    let mut buf = [0u8; 4];
                     out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
                     out.push(b']');
                 }
-                c => {
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
+                c => out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes()),
             }
         }
         out.extend_from_slice(chunk.invalid());
@@ -145,6 +178,13 @@ mod tests {
         assert_eq!(e(b"a*b/c d "), b"/a\\*b/c[ ]d[ ]");
         assert_eq!(e(b"{x}[1]?\\"), b"/\\{x\\}\\[1\\]\\?\\\\");
         assert_eq!(e(b"bad\xff"), b"/bad\xff");
+        assert_eq!(e("a\u{2401}".as_bytes()), "/a\u{201b}\u{2401}".as_bytes());
+        let s = |p: &[u8]| standard(Path::new(std::ffi::OsStr::from_bytes(p)));
+        let mut name = "x \u{2421}\x01".as_bytes().to_vec();
+        name.push(0xff);
+        let mut want = "x \u{201b}\u{2421}\u{2401}".as_bytes().to_vec();
+        want.push(0xff);
+        assert_eq!(s(&name), want);
         assert!(!line_safe(Path::new("a\nb")));
         assert!(line_safe(Path::new("a b")));
     }

@@ -98,8 +98,9 @@ fn excluded(rel: &Path) -> bool {
 
 /// The initial sync (extraneous destination files removed, excluded ones kept), then
 /// creations, changes, deletions, renames of files and directories, nested directories,
-/// names with spaces, glob characters, bytes that are not UTF-8 and a line break, and
-/// excludes, all through rclone to a local-disk remote.
+/// names with spaces, glob characters, control characters (and rclone's symbols for
+/// them), bytes that are not UTF-8 and line breaks, and excludes, all through rclone to a
+/// local-disk remote.
 #[test]
 fn local_remote_follows_the_source() {
     if !have_rclone() {
@@ -141,7 +142,11 @@ fn local_remote_follows_the_source() {
     fs::create_dir_all(src.join("empty/dir")).unwrap();
     fs::remove_file(src.join(os(b"bad\xff.txt"))).unwrap();
     fs::write(src.join(os(b"\xfe other")), "not utf-8 either").unwrap();
-    write(&src.join("line\nbreak"), "a name rclone cannot list");
+    write(&src.join("ctl\x01char"), "a control character");
+    write(
+        &src.join("symbol \u{2401}\u{2421}"),
+        "rclone's stand-ins for them",
+    );
     write(&src.join("x.tmp"), "excluded");
     assert_same(&mut d, &src, &dst, &excluded);
     assert!(!dst.join("x.tmp").exists());
@@ -150,9 +155,19 @@ fn local_remote_follows_the_source() {
     fs::remove_file(src.join("moved [2].txt")).unwrap();
     fs::remove_file(src.join(os(b"\xfe other"))).unwrap();
     fs::remove_dir_all(src.join("n1")).unwrap();
+    fs::remove_file(src.join("symbol \u{2401}\u{2421}")).unwrap();
+    fs::remove_file(src.join("ctl\x01char")).unwrap();
     assert_same(&mut d, &src, &dst, &excluded);
-    // A name with a line break: its parent (here the whole tree) is synced instead.
-    fs::remove_file(src.join("line\nbreak")).unwrap();
+    // A name with a line break is synced through its parent, or the whole tree at the top.
+    write(
+        &src.join("sub dir/line\nbreak"),
+        "a name rclone cannot list",
+    );
+    assert_same(&mut d, &src, &dst, &excluded);
+    fs::remove_file(src.join("sub dir/line\nbreak")).unwrap();
+    write(&src.join("top\nline"), "at the top");
+    assert_same(&mut d, &src, &dst, &excluded);
+    fs::remove_file(src.join("top\nline")).unwrap();
     assert_same(&mut d, &src, &dst, &excluded);
     assert!(d.stop().success());
 }

@@ -7,11 +7,10 @@
 //! Such an entry is widened to its nearest ancestor that can (synced whole), or to the whole
 //! tree; the name itself then only travels inside rclone's own walk, never through a list.
 
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::model::Batch;
-use crate::rules::rclone::{exact, line_safe};
+use crate::rules::rclone::{exact, line_safe, standard};
 
 /// The two passes of a batch.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -60,7 +59,7 @@ pub(super) fn plan(batch: &Batch, mut found: impl FnMut(&Path) -> Found) -> Plan
         }
         match (found(&rel), recursive || widened) {
             (Found::File, _) => {
-                p.copy.extend_from_slice(rel.as_os_str().as_bytes());
+                p.copy.extend_from_slice(&standard(&rel));
                 p.copy.push(b'\n');
             }
             // The directory itself; what is in it is synced by entries of its own.
