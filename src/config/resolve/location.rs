@@ -178,5 +178,8 @@ fn rclone_destination(
         ));
         return Err(NoValue);
     }
+    if let Some(why) = super::rclone::unknown_remote(cx, d) {
+        diags.push(cx.file.warning(s.span(), why));
+    }
     Ok(Destination::Remote(d.clone()))
 }

@@ -1,7 +1,8 @@
 //! `[rclone]` (`path`, `config`, `args`) of mode `rclone`, and what of the job's filter
 //! rclone can be given: each `exclude` pattern is translated ([`crate::rules::rclone`]) or
 //! refused at its line and column, and regex `rules` / `rules_file`, which rclone's globs
-//! cannot express, are refused. `[rclone]` in a job file of another mode is an error.
+//! cannot express, are refused. `[rclone]` in a job file of another mode is an error. A
+//! destination's remote missing from `[rclone] config` is a warning.
 
 use super::context::{Checked, Context, NoValue, Role};
 use super::mode::ModeName;
@@ -57,6 +58,30 @@ pub(super) fn options(
         args: values::strings(cx.pick(|r| r.rclone.as_ref()?.args.as_ref())),
         filter: filter?,
     }))
+}
+
+/// Why remote `name` (of `remote:path`) is not known to `[rclone] config`, when the file
+/// can tell: a warning for `clsync check` (the file may still change before the job runs).
+pub(super) fn unknown_remote(cx: &Context<'_>, destination: &str) -> Option<String> {
+    let name = destination.split(':').next().filter(|n| !n.is_empty())?;
+    let name = name.split(',').next()?;
+    let a = cx.pick(|r| r.rclone.as_ref()?.config.as_ref())?;
+    let path = resolve(cx.dir, a.get());
+    let text = std::fs::read_to_string(&path).ok()?;
+    let env = format!(
+        "RCLONE_CONFIG_{}_TYPE",
+        name.to_uppercase().replace('-', "_")
+    );
+    if text.starts_with("RCLONE_ENCRYPT_V0:") || std::env::var_os(env).is_some() {
+        return None;
+    }
+    let section = format!("[{name}]");
+    (!text.lines().any(|l| l.trim() == section)).then(|| {
+        format!(
+            "rclone remote {name:?} is not in the rclone configuration {}",
+            path.display()
+        )
+    })
 }
 
 /// The job's `exclude` as rclone filter lines; regex rules refused.
@@ -175,5 +200,22 @@ mod tests {
             "mode \"rclone\" cannot use regex `rules`",
         );
         assert_eq!(msgs.len(), 4, "{msgs:#?}");
+
+        for f in ["local", "table", "filter"] {
+            fs::remove_file(t.path().join(format!("jobs.d/{f}.toml"))).unwrap();
+        }
+        write(
+            t.path(),
+            "jobs.d/unknown.toml",
+            "source = \"src\"\ndestination = \"nope:x\"\nmode = \"rclone\"\n[rclone]\nconfig = \"rclone.conf\"\n",
+        );
+        let l = load_dir(t.path());
+        assert!(!l.has_errors(), "{:#?}", l.diagnostics);
+        let w: Vec<String> = l.diagnostics.iter().map(|d| d.to_string()).collect();
+        let want = format!(
+            "{}:2:15: warning: rclone remote \"nope\" is not in the rclone configuration",
+            t.path().join("jobs.d/unknown.toml").display()
+        );
+        assert!(w.iter().any(|m| m.starts_with(&want)), "{w:#?}");
     }
 }
