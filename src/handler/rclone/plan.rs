@@ -6,11 +6,19 @@
 //! rclone reads both lists line by line: a name holding a line break cannot be listed.
 //! Such an entry is widened to its nearest ancestor that can (synced whole), or to the whole
 //! tree; the name itself then only travels inside rclone's own walk, never through a list.
+//!
+//! rclone tries every rule on every name it lists, so a sync pass of more than
+//! [`MAX_RULED`] paths syncs their parent directories whole instead (and so on up): ten
+//! thousand deletions in one directory cost one walk of it, not ten thousand rules per name.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use crate::model::Batch;
 use crate::rules::rclone::{exact, line_safe, standard};
+
+/// Most paths a sync pass names one by one.
+const MAX_RULED: usize = 1000;
 
 /// The two passes of a batch.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -42,6 +50,8 @@ pub(super) fn plan(batch: &Batch, mut found: impl FnMut(&Path) -> Found) -> Plan
         };
     }
     let mut p = Plan::default();
+    // Synced as the directory alone (false) or as the whole subtree (true).
+    let mut ruled: Vec<(PathBuf, bool)> = Vec::new();
     // Both sides of a rename, synced whole.
     let renamed = batch
         .renames
@@ -63,14 +73,43 @@ pub(super) fn plan(batch: &Batch, mut found: impl FnMut(&Path) -> Found) -> Plan
                 p.copy.push(b'\n');
             }
             // The directory itself; what is in it is synced by entries of its own.
-            (Found::Dir, false) => rule(&mut p.sync, &rel, "/"),
-            (Found::Dir, true) | (Found::Absent, _) => {
-                rule(&mut p.sync, &rel, "");
-                rule(&mut p.sync, &rel, "/**");
-            }
+            (Found::Dir, false) => ruled.push((rel, false)),
+            (Found::Dir, true) | (Found::Absent, _) => ruled.push((rel, true)),
+        }
+    }
+    if ruled.len() > MAX_RULED {
+        let Some(trees) = collapse(ruled.into_iter().map(|(rel, _)| rel).collect()) else {
+            return Plan {
+                full: true,
+                ..Plan::default()
+            };
+        };
+        ruled = trees.into_iter().map(|rel| (rel, true)).collect();
+    }
+    for (rel, tree) in ruled {
+        if tree {
+            rule(&mut p.sync, &rel, "");
+            rule(&mut p.sync, &rel, "/**");
+        } else {
+            rule(&mut p.sync, &rel, "/");
         }
     }
     p
+}
+
+/// `paths` replaced by their parents, level after level, until at most [`MAX_RULED`]
+/// remain; `None` when that reaches the root.
+fn collapse(mut paths: BTreeSet<PathBuf>) -> Option<BTreeSet<PathBuf>> {
+    while paths.len() > MAX_RULED {
+        paths = paths
+            .iter()
+            .map(|p| p.parent().unwrap_or(Path::new("")).to_path_buf())
+            .collect();
+        if paths.iter().any(|p| p.as_os_str().is_empty()) {
+            return None;
+        }
+    }
+    Some(paths)
 }
 
 /// `rel`, or its nearest ancestor whose name can be listed (true: widened to it).
@@ -130,6 +169,29 @@ mod tests {
             String::from_utf8(p.sync).unwrap(),
             "+ /old\n+ /old/**\n+ /d/\n+ /t\n+ /t/**\n+ /gone\n+ /gone/**\n"
         );
+    }
+
+    #[test]
+    fn many_ruled_paths_become_their_parents() {
+        let mut entries: Vec<Entry> = (0..1500)
+            .map(|i| entry(&format!("a/d{}/gone{i}", i % 3), false))
+            .collect();
+        entries.push(entry("b/gone", false));
+        let b = Batch {
+            renames: vec![],
+            entries,
+        };
+        let p = plan(&b, |_| Found::Absent);
+        assert_eq!(
+            String::from_utf8(p.sync).unwrap(),
+            "+ /a/d0\n+ /a/d0/**\n+ /a/d1\n+ /a/d1/**\n+ /a/d2\n+ /a/d2/**\n+ /b\n+ /b/**\n"
+        );
+        let top: Vec<Entry> = (0..1001).map(|i| entry(&format!("x{i}"), false)).collect();
+        let b = Batch {
+            renames: vec![],
+            entries: top,
+        };
+        assert!(plan(&b, |_| Found::Absent).full);
     }
 
     #[test]
