@@ -259,3 +259,35 @@ fn sftp_remote_on_the_loopback_sshd() {
     assert_same(&mut d, &src, &dst, &|_| false);
     assert!(d.stop().success());
 }
+
+/// `timeout` kills a hung rclone (its process group) and the batch is retried: an rclone
+/// wrapper that hangs on its first call.
+#[test]
+fn a_hung_rclone_is_killed_and_retried() {
+    if !have_rclone() {
+        return;
+    }
+    let env = Env::new();
+    let (src, dst) = (env.dir("src"), env.dir("dst"));
+    populate(&src, "t");
+    let (script, calls) = env.flaky_script("rclone-hangs.sh", 1, "sleep 60", "exec rclone \"$@\"");
+    local_job(
+        &env,
+        &src,
+        &dst,
+        "timeout = \"1s\"\nretry_delay = \"100ms\"\n",
+    );
+    let job = env.conf.join("jobs.d/r.toml");
+    let text = fs::read_to_string(&job).unwrap();
+    fs::write(&job, format!("{text}path = {}\n", toml_path(&script))).unwrap();
+    let mut d = env.spawn();
+    assert_same(&mut d, &src, &dst, &|_| false);
+    assert!(count_lines(&calls) >= 2, "retried");
+    assert!(
+        d.log()
+            .contains("ran longer than the timeout of 1s and was killed"),
+        "{}",
+        d.log_tail()
+    );
+    assert!(d.stop().success());
+}

@@ -3,9 +3,10 @@
 //!
 //! A full sync is one `rclone sync SRC DST` with the job's excludes as rclone filter rules
 //! ([`crate::rules::rclone`]). A live batch is at most two runs ([`plan`]): the paths that
-//! are not plain files (deletions, directories, `recursive` entries, both sides of renames)
-//! as one `rclone sync SRC DST` restricted to them by anchored exact rules after the job's
-//! own, then the regular files as one `rclone copy --files-from-raw -`. Lists go on stdin,
+//! are not regular files at the source (deleted ones, directories, whole when `recursive`,
+//! and both sides of renames) as one `rclone sync SRC DST` restricted to them by anchored
+//! exact rules after the job's own, then the regular files as one
+//! `rclone copy --files-from-raw -`. Lists go on stdin,
 //! so names are data, never arguments; SRC is absolute and DST a remote (it cannot start
 //! with `-`) and both come after `--`. rclone's own retries are one attempt
 //! (`--retries=1`, before the user's `args`, which may say otherwise): the job retries with
