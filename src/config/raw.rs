@@ -503,8 +503,19 @@ mod schema_tests {
         fs::create_dir(t.path().join("jobs.d")).unwrap();
         let job = example(&schema);
         fs::write(t.path().join("jobs.d/all.toml"), &job).unwrap();
+        // Mode rclone's table, in a job of that mode.
+        let mut rclone =
+            String::from("source = \"src\"\ndestination = \"r:x\"\nmode = \"rclone\"\n[rclone]\n");
+        for (k, s) in schema["properties"]["rclone"]["properties"]
+            .as_object()
+            .unwrap()
+        {
+            rclone.push_str(&format!("{k} = {}\n", value_for(k, s)));
+        }
+        fs::write(t.path().join("jobs.d/rclone.toml"), &rclone).unwrap();
         let l = load_dir(t.path());
-        assert!(!l.has_errors(), "{job}\n{:#?}", l.diagnostics);
+        assert!(!l.has_errors(), "{job}\n{rclone}\n{:#?}", l.diagnostics);
+        fs::remove_file(t.path().join("jobs.d/rclone.toml")).unwrap();
         // A key the schema does not list is rejected, and the parser's own list of keys
         // (from its "expected one of" message) is the schema's.
         fs::write(t.path().join("jobs.d/all.toml"), "surprise = 1\n").unwrap();
