@@ -295,3 +295,50 @@ fn a_hung_rclone_is_killed_and_retried() {
     );
     assert!(d.stop().success());
 }
+
+/// `clsync check` of rclone jobs: a destination that is no rclone remote, an exclude rclone
+/// cannot express, regex rules and `[rclone]` in another mode are errors at their line and
+/// column (exit 1); a remote missing from `[rclone] config` is a warning.
+#[test]
+fn check_reports_rclone_mistakes_at_their_place() {
+    let env = Env::new();
+    let src = env.dir("src");
+    fs::write(env.conf.join("rclone.conf"), "[dst]\ntype = local\n").unwrap();
+    let job = |name: &str, rest: &str| {
+        env.write_job(name, &format!("source = {}\n{rest}", toml_path(&src)));
+    };
+    job("local", "mode = \"rclone\"\ndestination = \"/srv/x\"\n");
+    job(
+        "bad",
+        "mode = \"rclone\"\ndestination = \"dst:/x\"\nexclude = [\"a/***/b\"]\nrules = [\"-f^x$\"]\n",
+    );
+    job("other", "destination = \"/srv/y\"\n[rclone]\nargs = []\n");
+    job(
+        "unknown",
+        "mode = \"rclone\"\ndestination = \"nope:/x\"\n[rclone]\nconfig = \"rclone.conf\"\n",
+    );
+    let out = run_check(
+        &env.root,
+        &[std::ffi::OsStr::new("--config-dir"), env.conf.as_os_str()],
+    );
+    assert_eq!(out.code, Some(1), "{}", out.describe());
+    let at = |file: &str, line: u32, column: u32, text: &str| {
+        assert!(
+            out.errors_in(file)
+                .iter()
+                .any(|d| d.line == line && d.column == column && d.message.contains(text)),
+            "{file}:{line}:{column}: {text}\n{}",
+            out.describe()
+        );
+    };
+    at("local.toml", 3, 15, "needs an rclone remote");
+    at("bad.toml", 4, 12, "cannot be given to rclone");
+    at("bad.toml", 5, 9, "cannot use regex `rules`");
+    at("other.toml", 3, 2, "`[rclone]` is for mode \"rclone\"");
+    at(
+        "unknown.toml",
+        3,
+        15,
+        "warning: rclone remote \"nope\" is not in",
+    );
+}
