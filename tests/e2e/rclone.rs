@@ -98,6 +98,7 @@ fn excluded(rel: &Path) -> bool {
 
 /// The initial sync (extraneous destination files removed, excluded ones kept), then
 /// creations, changes, deletions, renames of files and directories, nested directories,
+/// type changes,
 /// names with spaces, glob characters, control characters (and rclone's symbols for
 /// them), bytes that are not UTF-8 and line breaks, and excludes, all through rclone to a
 /// local-disk remote.
@@ -157,6 +158,13 @@ fn local_remote_follows_the_source() {
     fs::remove_dir_all(src.join("n1")).unwrap();
     fs::remove_file(src.join("symbol \u{2401}\u{2421}")).unwrap();
     fs::remove_file(src.join("ctl\x01char")).unwrap();
+    assert_same(&mut d, &src, &dst, &excluded);
+    // Type changes, which rclone cannot make by itself: a directory replaced by a file,
+    // a file by a directory.
+    fs::remove_dir_all(src.join("b/c")).unwrap();
+    write(&src.join("b/c"), "now a file");
+    fs::remove_file(src.join("a.txt")).unwrap();
+    write(&src.join("a.txt/inner"), "now a directory");
     assert_same(&mut d, &src, &dst, &excluded);
     // A name with a line break is synced through its parent, or the whole tree at the top.
     write(

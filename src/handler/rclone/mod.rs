@@ -10,7 +10,9 @@
 //! so names are data, never arguments; SRC is absolute and DST a remote (it cannot start
 //! with `-`) and both come after `--`. rclone's own retries are one attempt
 //! (`--retries=1`, before the user's `args`, which may say otherwise): the job retries with
-//! its backoff. Symlinks and special files are not synced (rclone skips them): the
+//! its backoff. A batch that fails is tried once more after a deletion of what may stand
+//! in the way at the destination (a directory where the source now has a file, or the
+//! reverse), which rclone cannot replace by itself. Symlinks and special files are not synced (rclone skips them): the
 //! destination loses what it held under such a name.
 
 mod plan;
@@ -50,11 +52,13 @@ impl RcloneHandler {
         }
     }
 
-    /// One rclone run: `subcommand`, its `flags`, SRC and DST, `stdin` on its stdin.
+    /// One rclone run: `subcommand`, its `flags`, SRC (`with_source`) and DST, `stdin` on
+    /// its stdin.
     fn run_rclone(
         &self,
         subcommand: &str,
         flags: &[&str],
+        with_source: bool,
         stdin: Vec<u8>,
     ) -> Result<Outcome, HandlerError> {
         let mut cmd = Command::new(&self.rclone.path);
@@ -64,7 +68,10 @@ impl RcloneHandler {
             cmd.arg("--config").arg(c);
         }
         cmd.args(flags).args(&self.rclone.args).arg("--");
-        cmd.arg(&self.source).arg(&self.destination);
+        if with_source {
+            cmd.arg(&self.source);
+        }
+        cmd.arg(&self.destination);
         let program = format!("{} {subcommand}", self.rclone.path.display());
         debug!(
             stdin_bytes = stdin.len(),
@@ -96,8 +103,31 @@ impl RcloneHandler {
         self.run_rclone(
             "sync",
             &["--filter-from", "-", "--create-empty-src-dirs"],
+            true,
             filter,
         )
+    }
+
+    /// The two passes of a live batch.
+    fn passes(&self, p: &plan::Plan) -> Result<Outcome, HandlerError> {
+        let mut outcome = Outcome::default();
+        if !p.sync.is_empty() {
+            outcome = self.sync(&p.sync)?;
+        }
+        if !p.copy.is_empty() {
+            let flags = ["--files-from-raw", "-", "--no-traverse"];
+            outcome.absorb(self.run_rclone("copy", &flags, true, p.copy.clone())?);
+        }
+        Ok(outcome)
+    }
+
+    /// Deletes at the destination what `rules` (anchored `+` lines) select, and the
+    /// directories that leaves empty.
+    fn clear(&self, rules: &[u8]) -> Result<Outcome, HandlerError> {
+        let mut filter = rules.to_vec();
+        filter.extend_from_slice(b"- **\n");
+        let flags = ["--filter-from", "-", "--rmdirs"];
+        self.run_rclone("delete", &flags, false, filter)
     }
 
     /// What the source holds at `rel`, no symlink followed.
@@ -121,17 +151,15 @@ impl Handler for RcloneHandler {
         if p.full {
             return self.sync(&[]);
         }
-        let mut outcome = Outcome::default();
-        if !p.sync.is_empty() {
-            outcome = self.sync(&p.sync)?;
+        match self.passes(&p) {
+            Err(e) if !p.in_the_way.is_empty() => {
+                debug!("{e}; deleting what may be in the way at the destination, then again");
+                if self.clear(&p.in_the_way).is_err() {
+                    return Err(e);
+                }
+                self.passes(&p)
+            }
+            r => r,
         }
-        if !p.copy.is_empty() {
-            outcome.absorb(self.run_rclone(
-                "copy",
-                &["--files-from-raw", "-", "--no-traverse"],
-                p.copy,
-            )?);
-        }
-        Ok(outcome)
     }
 }

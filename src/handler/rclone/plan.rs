@@ -7,6 +7,11 @@
 //! Such an entry is widened to its nearest ancestor that can (synced whole), or to the whole
 //! tree; the name itself then only travels inside rclone's own walk, never through a list.
 //!
+//! rclone cannot replace a directory at the destination by a file, nor a file by a
+//! directory: [`Plan::in_the_way`] names, for a run that failed, what may stand in the way
+//! (beneath each copied file, and each directory synced, as a file), for a deletion before
+//! the passes run again.
+//!
 //! rclone tries every rule on every name it lists, so a sync pass of more than
 //! [`MAX_RULED`] paths syncs their parent directories whole instead (and so on up): ten
 //! thousand deletions in one directory cost one walk of it, not ten thousand rules per name.
@@ -29,6 +34,9 @@ pub(super) struct Plan {
     pub copy: Vec<u8>,
     /// `+` rules of the sync pass (each ends with a newline); empty: no sync pass.
     pub sync: Vec<u8>,
+    /// `+` rules of what may be in the way at the destination: what is beneath a copied
+    /// file, a file where the source has a directory. Empty for more than [`MAX_RULED`].
+    pub in_the_way: Vec<u8>,
 }
 
 /// How the source holds an entry's path now.
@@ -52,6 +60,7 @@ pub(super) fn plan(batch: &Batch, mut found: impl FnMut(&Path) -> Found) -> Plan
     let mut p = Plan::default();
     // Synced as the directory alone (false) or as the whole subtree (true).
     let mut ruled: Vec<(PathBuf, bool)> = Vec::new();
+    let mut in_the_way = 0;
     // Both sides of a rename, synced whole.
     let renamed = batch
         .renames
@@ -71,11 +80,20 @@ pub(super) fn plan(batch: &Batch, mut found: impl FnMut(&Path) -> Found) -> Plan
             (Found::File, _) => {
                 p.copy.extend_from_slice(&standard(&rel));
                 p.copy.push(b'\n');
+                rule(&mut p.in_the_way, &rel, "/**");
+                in_the_way += 1;
             }
             // The directory itself; what is in it is synced by entries of its own.
-            (Found::Dir, false) => ruled.push((rel, false)),
-            (Found::Dir, true) | (Found::Absent, _) => ruled.push((rel, true)),
+            (Found::Dir, tree) => {
+                rule(&mut p.in_the_way, &rel, "");
+                in_the_way += 1;
+                ruled.push((rel, tree));
+            }
+            (Found::Absent, _) => ruled.push((rel, true)),
         }
+    }
+    if in_the_way > MAX_RULED {
+        p.in_the_way.clear();
     }
     if ruled.len() > MAX_RULED {
         let Some(trees) = collapse(ruled.into_iter().map(|(rel, _)| rel).collect()) else {
@@ -165,6 +183,10 @@ mod tests {
         });
         assert!(!p.full);
         assert_eq!(p.copy, b"new\nf\n");
+        assert_eq!(
+            String::from_utf8(p.in_the_way).unwrap(),
+            "+ /new/**\n+ /f/**\n+ /d\n+ /t\n"
+        );
         assert_eq!(
             String::from_utf8(p.sync).unwrap(),
             "+ /old\n+ /old/**\n+ /d/\n+ /t\n+ /t/**\n+ /gone\n+ /gone/**\n"
