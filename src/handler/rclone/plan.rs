@@ -83,7 +83,7 @@ pub(super) fn plan(batch: &Batch, mut found: impl FnMut(&Path) -> Found) -> Plan
                 rule(&mut p.in_the_way, &rel, "/**");
                 in_the_way += 1;
             }
-            // The directory itself; what is in it is synced by entries of its own.
+            // A whole subtree, or the directory alone (what is in it has entries of its own).
             (Found::Dir, tree) => {
                 rule(&mut p.in_the_way, &rel, "");
                 in_the_way += 1;
