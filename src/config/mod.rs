@@ -38,8 +38,8 @@ pub use diag::{Diagnostic, Severity, SourceFile};
 pub use job_filter::JobFilter;
 pub use load::{Loaded, load_dir, load_single, load_single_as};
 pub use model::{
-    BigFile, Destination, HandlerOptions, JobConfig, Mode, RetryOptions, RunAs, SandboxOptions,
-    SshOptions,
+    BigFile, Destination, HandlerOptions, JobConfig, Mode, RcloneOptions, RetryOptions, RunAs,
+    SandboxOptions, SshOptions,
 };
 pub use paths::split_remote;
 pub use placeholder::Placeholder;

@@ -21,6 +21,8 @@ pub enum Mode {
     Mirror,
     /// An external program (`[command]`), as the C clsync's other modes run it.
     Command(CommandOptions),
+    /// rclone (`[rclone]`), to an rclone remote (`remote:path`).
+    Rclone(RcloneOptions),
 }
 
 impl Mode {
@@ -29,8 +31,20 @@ impl Mode {
             Mode::Rsync => "rsync",
             Mode::Mirror => "mirror",
             Mode::Command(c) => c.kind.as_str(),
+            Mode::Rclone(_) => "rclone",
         }
     }
+}
+
+/// `[rclone]`: the program, its configuration file (`--config`; rclone's own default when
+/// not set) and extra arguments given to every run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RcloneOptions {
+    pub path: PathBuf,
+    pub config: Option<PathBuf>,
+    pub args: Vec<String>,
+    /// The job's `exclude` as rclone filter lines, in order (checked when loading).
+    pub filter: Vec<String>,
 }
 
 /// A job's destination.

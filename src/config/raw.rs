@@ -45,6 +45,7 @@ pub struct RawJob {
     pub rsync: Option<RawRsync>,
     pub ssh: Option<RawSsh>,
     pub command: Option<RawCommand>,
+    pub rclone: Option<RawRclone>,
 }
 
 /// `[big_file]`: files at or above `threshold` wait `delay` instead of the job's delay.
@@ -67,6 +68,16 @@ pub struct RawSsh {
 #[derive(Debug, Default, Clone)]
 pub struct RawRsync {
     pub path: Option<Spanned<String>>,
+    pub args: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// `[rclone]`: the rclone program, its configuration file and extra arguments.
+#[derive(Debug, Default, Clone)]
+pub struct RawRclone {
+    /// Where the table's name is (`[rclone]`), for "not in this mode" errors.
+    pub span: std::ops::Range<usize>,
+    pub path: Option<Spanned<String>>,
+    pub config: Option<Spanned<String>>,
     pub args: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
@@ -135,11 +146,13 @@ pub const JOB_KEYS: &[&str] = &[
     "rsync",
     "ssh",
     "command",
+    "rclone",
 ];
 const BIG_FILE_KEYS: &[&str] = &["threshold", "delay"];
 const RSYNC_KEYS: &[&str] = &["path", "args"];
 const SSH_KEYS: &[&str] = &["command", "port", "identity_file", "options"];
 const COMMAND_KEYS: &[&str] = &["path", "args", "lists_dir", "keep_lists"];
+const RCLONE_KEYS: &[&str] = &["path", "config", "args"];
 const MAIN_KEYS: &[&str] = &["daemon", "defaults"];
 const DAEMON_KEYS: &[&str] = &[
     "log_level",
@@ -244,6 +257,7 @@ impl Reader<'_> {
                 "command" => {
                     r.command = self.table("command", v).map(|t| self.command(k.span(), t))
                 }
+                "rclone" => r.rclone = self.table("rclone", v).map(|t| self.rclone(k.span(), t)),
                 _ => self.unknown(k, JOB_KEYS),
             }
         }
@@ -286,6 +300,23 @@ impl Reader<'_> {
             }
         }
         b
+    }
+
+    /// `[rclone]`; `span` is where its name is written.
+    fn rclone(&mut self, span: std::ops::Range<usize>, table: Vec<Entry<'_>>) -> RawRclone {
+        let mut c = RawRclone {
+            span,
+            ..RawRclone::default()
+        };
+        for (k, v) in table {
+            match k.get_ref().as_ref() {
+                "path" => c.path = self.value(v),
+                "config" => c.config = self.value(v),
+                "args" => c.args = self.value(v),
+                _ => self.unknown(k, RCLONE_KEYS),
+            }
+        }
+        c
     }
 
     /// `[command]`; `span` is where its name is written.
@@ -426,8 +457,9 @@ mod schema_tests {
         let mut tables = String::new();
         let props = schema["properties"].as_object().unwrap();
         for (key, spec) in props {
-            if key == "destinations" {
-                // Exclusive with `destination`: checked by its own test.
+            if key == "destinations" || key == "rclone" {
+                // Exclusive with `destination`, and mode rclone's own table (an error in
+                // the example's mode): checked by their own tests.
                 continue;
             }
             if let Some(sub) = spec.get("properties").and_then(|p| p.as_object()) {
@@ -481,8 +513,19 @@ mod schema_tests {
         fs::create_dir(t.path().join("jobs.d")).unwrap();
         let job = example(&schema);
         fs::write(t.path().join("jobs.d/all.toml"), &job).unwrap();
+        // Mode rclone's table, in a job of that mode.
+        let mut rclone =
+            String::from("source = \"src\"\ndestination = \"r:x\"\nmode = \"rclone\"\n[rclone]\n");
+        for (k, s) in schema["properties"]["rclone"]["properties"]
+            .as_object()
+            .unwrap()
+        {
+            rclone.push_str(&format!("{k} = {}\n", value_for(k, s)));
+        }
+        fs::write(t.path().join("jobs.d/rclone.toml"), &rclone).unwrap();
         let l = load_dir(t.path());
-        assert!(!l.has_errors(), "{job}\n{:#?}", l.diagnostics);
+        assert!(!l.has_errors(), "{job}\n{rclone}\n{:#?}", l.diagnostics);
+        fs::remove_file(t.path().join("jobs.d/rclone.toml")).unwrap();
         // A key the schema does not list is rejected, and the parser's own list of keys
         // (from its "expected one of" message) is the schema's.
         fs::write(t.path().join("jobs.d/all.toml"), "surprise = 1\n").unwrap();

@@ -8,8 +8,9 @@
 //! deletion of extraneous entries that the filter does not exclude). Because handlers look at
 //! the current state, replaying a batch is always safe, which is what makes retries simple.
 //!
-//! The three handlers are `rsync` (one rsync process per batch), `mirror` (the native engine
-//! for local destinations) and `command` (a user's program per batch). No handler owns
+//! The four handlers are `rsync` (one rsync process per batch), `mirror` (the native engine
+//! for local destinations), `rclone` (rclone remotes) and `command` (a user's program per
+//! batch). No handler owns
 //! another: the rsync handler falls back to the mirror *engine*, and the command modes that
 //! run rsync share the rsync handler's [`RsyncTarget`](rsync::RsyncTarget), not the handler.
 //! Beside them: `process` (running a handler program), `timeout` (its watchdog), `receiver`
@@ -22,6 +23,7 @@ pub mod command;
 pub(crate) mod deletions;
 pub mod mirror;
 mod process;
+pub mod rclone;
 pub mod receiver;
 pub mod remote;
 pub(crate) mod renames;

@@ -8,6 +8,7 @@ use crate::config::{Destination, JobConfig, Mode};
 use crate::handler::Handler;
 use crate::handler::command::CommandHandler;
 use crate::handler::mirror::MirrorHandler;
+use crate::handler::rclone::RcloneHandler;
 use crate::handler::rsync::RsyncHandler;
 use crate::rules::Filter;
 
@@ -31,6 +32,15 @@ pub fn handler_for(config: &JobConfig, filter: &Arc<Filter>) -> anyhow::Result<A
             )
             .counting_changes(config.verify_interval.is_some()),
         ),
+        (Mode::Rclone(r), Destination::Remote(dst)) => Arc::new(RcloneHandler::new(
+            config.source.clone(),
+            dst.clone(),
+            r.clone(),
+            config.rsync.clone(),
+        )),
+        (Mode::Rclone(_), Destination::Local(_)) => {
+            anyhow::bail!("mode \"rclone\" needs an rclone remote (`remote:path`)")
+        }
         (Mode::Command(c), dst) => Arc::new(CommandHandler::new(
             config.name.clone(),
             config.source.clone(),

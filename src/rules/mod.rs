@@ -15,8 +15,9 @@
 //! the empty path and is always allowed. Paths are bytes and never assumed to be UTF-8.
 //!
 //! One idea per file: `action` (what a rule decides), `glob` (rsync exclude patterns), `rule`
-//! (rule lines), `exclude_file` (rsync's `--exclude-from` files), `filter` (the compiled filter and its questions), `explain` (which pattern
-//! or rule decided) and `anchor` (rsync patterns naming one exact path).
+//! (rule lines), `exclude_file` (rsync's `--exclude-from` files), `filter` (the compiled
+//! filter and its questions), `explain` (which pattern or rule decided), `anchor` (rsync
+//! patterns naming one exact path) and `rclone` (patterns for rclone).
 
 mod action;
 mod anchor;
@@ -24,6 +25,7 @@ mod exclude_file;
 mod explain;
 mod filter;
 mod glob;
+pub mod rclone;
 #[cfg(test)]
 mod rsync_agreement;
 mod rule;

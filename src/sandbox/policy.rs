@@ -114,6 +114,10 @@ impl Policy {
             p.exec.extend(crate::program::locate(&c.path));
             p.write.extend(c.lists_dir.clone());
         }
+        if let Mode::Rclone(r) = &cfg.mode {
+            p.exec.extend(crate::program::locate(&r.path));
+            p.read.extend(r.config.clone());
+        }
         // A program replaced by a new file (renamed over) needs a new rule.
         p.roots.extend(p.exec[SYSTEM_EXEC.len()..].iter().cloned());
         p.add_rsync_args(&cfg.rsync.args);

@@ -20,6 +20,7 @@ mod names;
 mod observability;
 mod privileges;
 mod progress;
+mod rclone;
 mod reload;
 mod remote;
 mod rsync_builds;

@@ -1,4 +1,4 @@
-//! A real sshd on loopback for the remote-destination tests.
+//! A real sshd on loopback for the remote-destination tests (ssh, and sftp for rclone).
 
 use std::fs;
 use std::net::TcpStream;
@@ -51,7 +51,7 @@ impl Sshd {
                 "Port {port}\nListenAddress 127.0.0.1\nHostKey {hk}\nPidFile {dir}/sshd.pid\n\
                  AuthorizedKeysFile {dir}/authorized_keys\nPermitRootLogin prohibit-password\n\
                  PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n\
-                 StrictModes no\nLogLevel ERROR\n",
+                 StrictModes no\nLogLevel ERROR\nSubsystem sftp internal-sftp\n",
                 hk = host_key.display(),
                 dir = dir.display()
             ),

@@ -21,9 +21,9 @@ pub(super) fn options(
     mode: Checked<ModeName>,
     diags: &mut Vec<Diagnostic>,
 ) -> Checked<HandlerOptions> {
-    let command_mode = mode.is_ok_and(|m| m.command_kind().is_some());
+    let not_rsync = mode.is_ok_and(|m| m.command_kind().is_some() || m == ModeName::Rclone);
     let timeout = timeout(cx, diags);
-    let ignore_exit_codes = ignore_exit_codes(cx, command_mode, diags);
+    let ignore_exit_codes = ignore_exit_codes(cx, not_rsync, diags);
     let path = cx
         .pick(|r| r.rsync.as_ref()?.path.as_ref())
         .map_or_else(|| "rsync".into(), |a| program_path(cx.dir, a.get()));
@@ -48,14 +48,15 @@ fn timeout(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<Option<Dura
     }
 }
 
-/// `ignore_exit_codes`: by default rsync's 24, which means nothing to another program.
+/// `ignore_exit_codes`: by default rsync's 24, which means nothing to another program
+/// (`not_rsync`: a command mode or rclone).
 fn ignore_exit_codes(
     cx: &Context<'_>,
-    command_mode: bool,
+    not_rsync: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Checked<Vec<i32>> {
     let Some(a) = cx.pick(|r| r.ignore_exit_codes.as_ref()) else {
-        return Ok(if command_mode {
+        return Ok(if not_rsync {
             vec![]
         } else {
             vec![RSYNC_VANISHED]

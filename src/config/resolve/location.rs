@@ -64,7 +64,7 @@ pub(super) fn destinations(
 ) -> Checked<Vec<Destination>> {
     let f = cx.file;
     let check = |s: &Spanned<String>, diags: &mut Vec<Diagnostic>| {
-        destination(cx, s, mode == Ok(ModeName::Mirror), source, diags)
+        destination(cx, s, mode.ok(), source, diags)
     };
     match (cx.raw.destination.as_ref(), cx.raw.destinations.as_ref()) {
         (None, None) if cx.role == Role::Defaults => Err(NoValue),
@@ -110,7 +110,7 @@ pub(super) fn destinations(
 fn destination(
     cx: &Context<'_>,
     s: &Spanned<String>,
-    mirror: bool,
+    mode: Option<ModeName>,
     source: Option<&Path>,
     diags: &mut Vec<Diagnostic>,
 ) -> Checked<Destination> {
@@ -119,8 +119,11 @@ fn destination(
         diags.push(f.error(s.span(), "destination is empty"));
         return Err(NoValue);
     }
+    if mode == Some(ModeName::Rclone) {
+        return rclone_destination(cx, s, diags);
+    }
     if is_remote(s.get_ref()) {
-        if mirror {
+        if mode == Some(ModeName::Mirror) {
             diags.push(f.error(
                 s.span(),
                 "mode \"mirror\" needs a local destination; use mode \"rsync\" for remote ones",
@@ -155,4 +158,28 @@ fn destination(
         diags.push(f.error(s.span(), "destination cannot be `/`"));
     }
     Ok(Destination::Local(p))
+}
+
+/// A destination of mode rclone: an rclone remote, `remote:path` (or rclone's
+/// `:backend:path`), kept as written.
+fn rclone_destination(
+    cx: &Context<'_>,
+    s: &Spanned<String>,
+    diags: &mut Vec<Diagnostic>,
+) -> Checked<Destination> {
+    let d = s.get_ref();
+    let on_the_fly = d.strip_prefix(':').is_some_and(|r| r.contains(':'));
+    if !(is_remote(d) || on_the_fly) || d.starts_with("rsync://") || d.starts_with('-') {
+        diags.push(cx.file.error(
+            s.span(),
+            format!(
+                "mode \"rclone\" needs an rclone remote as destination (`remote:path`, a remote of the rclone configuration), not {d:?}"
+            ),
+        ));
+        return Err(NoValue);
+    }
+    if let Some(why) = super::rclone::unknown_remote(cx, d) {
+        diags.push(cx.file.warning(s.span(), why));
+    }
+    Ok(Destination::Remote(d.clone()))
 }

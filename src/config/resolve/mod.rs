@@ -11,6 +11,7 @@ mod filter;
 mod handler;
 mod location;
 mod mode;
+mod rclone;
 mod sandbox;
 mod schedule;
 mod values;
@@ -40,14 +41,17 @@ pub(super) fn job(
     let initial_sync = cx
         .pick(|r| r.initial_sync.as_ref())
         .is_none_or(|a| *a.get());
-    let delete = delete(cx, diags);
+    let delete = delete(cx, mode_name, diags);
     let workers = schedule::workers(cx, diags);
     let big_file = schedule::big_file(cx, diags);
     let verify_interval = schedule::verify_interval(cx, diags);
     let retry = schedule::retry(cx, diags);
     let handler = handler::options(cx, mode_name, diags);
     let command_mode = mode_name.is_ok_and(|m| m.command_kind().is_some());
-    let sandbox = sandbox::sandbox(cx, command_mode, diags);
+    // rclone reaches its remotes through files no policy can know (its configuration,
+    // rewritten when a token is refreshed; its cache; a backend's own files).
+    let unconfined = command_mode || mode_name == Ok(ModeName::Rclone);
+    let sandbox = sandbox::sandbox(cx, unconfined, diags);
     let mode = mode::complete(cx, mode_name, diags);
     let loop_guard = cx.pick(|r| r.loop_guard.as_ref()).is_some_and(|a| *a.get());
 
@@ -81,13 +85,26 @@ pub(super) fn job(
     })
 }
 
-/// `delete`: `true` (the default), `false`, `"startup"` or `"running"`.
-fn delete(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<super::Delete> {
-    match cx.pick(|r| r.delete.as_ref()) {
-        None => Ok(super::Delete::default()),
-        Some(a) => super::Delete::parse(a.get()).map_err(|e| {
-            diags.push(a.err(e));
-            NoValue
-        }),
+/// `delete`: `true` (the default), `false`, `"startup"` or `"running"`. The rclone mode
+/// removes what the source no longer has in every run: it takes only `true`.
+fn delete(
+    cx: &Context<'_>,
+    mode_name: Checked<ModeName>,
+    diags: &mut Vec<Diagnostic>,
+) -> Checked<super::Delete> {
+    let Some(a) = cx.pick(|r| r.delete.as_ref()) else {
+        return Ok(super::Delete::default());
+    };
+    let delete = super::Delete::parse(a.get()).map_err(|e| {
+        diags.push(a.err(e));
+        NoValue
+    })?;
+    if mode_name == Ok(ModeName::Rclone) && delete != super::Delete::Always {
+        diags.push(a.err(format!(
+            "delete = {} is not supported with mode \"rclone\": its runs always remove at the destination what the source no longer has",
+            delete.as_str()
+        )));
+        return Err(NoValue);
     }
+    Ok(delete)
 }

@@ -1,6 +1,7 @@
 //! `mode`: how the job syncs. The name is read first, since other keys depend on it (a
 //! mirror needs a local destination and no `user`; the command modes take `[command]`);
-//! the command modes become a [`Mode`] once their `[command]` is resolved.
+//! the command modes become a [`Mode`] once their `[command]` is resolved, mode rclone once
+//! its `[rclone]` is.
 
 use super::context::{Checked, Context, NoValue};
 use crate::config::command::{self, CommandKind};
@@ -13,6 +14,7 @@ pub(in crate::config) enum ModeName {
     Rsync,
     Mirror,
     Command(CommandKind),
+    Rclone,
 }
 
 impl ModeName {
@@ -28,6 +30,7 @@ impl ModeName {
             ModeName::Rsync => "rsync",
             ModeName::Mirror => "mirror",
             ModeName::Command(k) => k.as_str(),
+            ModeName::Rclone => "rclone",
         }
     }
 }
@@ -40,11 +43,12 @@ pub(super) fn name(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<Mod
     match a.get().as_str() {
         "rsync" => Ok(ModeName::Rsync),
         "mirror" => Ok(ModeName::Mirror),
+        "rclone" => Ok(ModeName::Rclone),
         other => match CommandKind::ALL.iter().find(|k| k.as_str() == other) {
             Some(k) => Ok(ModeName::Command(*k)),
             None => {
                 diags.push(a.err(format!(
-                    "unknown mode {other:?}: expected \"rsync\", \"mirror\", \"direct\", \"shell\", \"simple\" or \"rsync-shell\""
+                    "unknown mode {other:?}: expected \"rsync\", \"mirror\", \"rclone\", \"direct\", \"shell\", \"simple\" or \"rsync-shell\""
                 )));
                 Err(NoValue)
             }
@@ -52,16 +56,19 @@ pub(super) fn name(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<Mod
     }
 }
 
-/// The mode, with the `[command]` options of a command mode (checked in any mode).
+/// The mode, with the `[command]` options of a command mode (checked in any mode) and the
+/// `[rclone]` options of mode rclone.
 pub(super) fn complete(
     cx: &Context<'_>,
     name: Checked<ModeName>,
     diags: &mut Vec<Diagnostic>,
 ) -> Checked<Mode> {
     let command = command::options(cx, name, diags);
+    let rclone = super::rclone::options(cx, name, diags);
     match name? {
         ModeName::Rsync => Ok(Mode::Rsync),
         ModeName::Mirror => Ok(Mode::Mirror),
         ModeName::Command(_) => command?.map(Mode::Command).ok_or(NoValue),
+        ModeName::Rclone => rclone?.map(Mode::Rclone).ok_or(NoValue),
     }
 }

@@ -1,4 +1,4 @@
-//! `sandbox` (`true`, `false` or `"auto"`: on unless a command mode), `sandbox_read` and
+//! `sandbox` (`true`, `false` or `"auto"`: on unless a command mode or mode rclone), `sandbox_read` and
 //! `sandbox_write` (paths, relative ones against the configuration directory).
 
 use toml::Spanned;
