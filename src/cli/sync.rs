@@ -26,8 +26,10 @@ pub struct Args {
     /// counted); else a line when the source is counted, one every --progress-interval, and
     /// a final summary (files, bytes copied, duration, rate). "Files" are the objects that
     /// are not directories (symlinks and special files included). Files and bytes are
-    /// counted by the mirror engine (mode "mirror"); in the other modes progress is the
-    /// elapsed time and the size of the source.
+    /// counted by the mirror engine (mode "mirror") or taken from rsync's own progress
+    /// (mode "rsync": the initial sync runs with --info=progress2 --no-inc-recursive, files
+    /// being those rsync transferred); in the command modes progress is the elapsed time and
+    /// the size of the source.
     #[arg(long)]
     no_progress: bool,
     /// How often a progress line is written when stderr is not a terminal.
@@ -57,11 +59,11 @@ pub fn run(args: Args) -> ExitCode {
         force_initial_sync: true,
         once: true,
         notify: None,
+        progress: !args.no_progress,
     };
     let (source, filter) = (cfg.source.clone(), cfg.filter());
-    // Only the mirror engine counts what it does; rsync mode's engine only takes the paths
-    // too deep for rsync.
-    let counted = cfg.mode == Mode::Mirror;
+    // The mirror engine counts what it does; rsync reports its full syncs' progress.
+    let counted = matches!(cfg.mode, Mode::Mirror | Mode::Rsync);
     let job = match Job::start(cfg, opts) {
         Ok(j) => j,
         Err(e) => {

@@ -32,7 +32,7 @@ pub(crate) mod shallow;
 pub mod tally;
 pub(crate) mod timeout;
 
-pub(crate) use process::{ensure_local_destination, run_as, run_process};
+pub(crate) use process::{Stdout, ensure_local_destination, run_as, run_process, run_process_with};
 
 use std::path::PathBuf;
 

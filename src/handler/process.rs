@@ -53,6 +53,29 @@ pub(crate) fn run_process(
     ignore: &[i32],
     explain: impl Fn(i32) -> &'static str,
 ) -> Result<Outcome, HandlerError> {
+    let stdout = Stdout::CountLines;
+    run_process_with(cmd, program, stdin, stdout, timeout, ignore, explain)
+}
+
+/// What a handler's stdout is read for.
+pub(crate) enum Stdout {
+    /// Its lines counted (`Outcome::changed`).
+    CountLines,
+    /// rsync's `--info=progress2` lines, followed into a tally (for `clsync sync`'s
+    /// progress display).
+    Progress(std::sync::Arc<super::tally::Tally>),
+}
+
+/// [`run_process`], reading stdout as `stdout` says.
+pub(crate) fn run_process_with(
+    cmd: Command,
+    program: &str,
+    stdin: Option<Vec<u8>>,
+    stdout: Stdout,
+    timeout: Option<Duration>,
+    ignore: &[i32],
+    explain: impl Fn(i32) -> &'static str,
+) -> Result<Outcome, HandlerError> {
     let program = program.to_string();
     let mut child = spawn_in_group(cmd, stdin.is_some()).map_err(|e| HandlerError::Spawn {
         program: program.clone(),
@@ -67,7 +90,10 @@ pub(crate) fn run_process(
     let watchdog = timeout.map(|t| timeout::Watchdog::start(child.id() as i32, t));
     // stdout is only counted (rsync's itemized changes), on its own thread so that neither
     // pipe can fill up while the other is read.
-    let counter = child.stdout.take().map(count_lines);
+    let counter = child.stdout.take().map(|out| match stdout {
+        Stdout::CountLines => count_lines(out),
+        Stdout::Progress(tally) => follow_progress(out, tally),
+    });
     let mut stderr = String::new();
     if let Some(mut e) = child.stderr.take() {
         let mut bytes = Vec::new();
@@ -118,6 +144,58 @@ fn spawn_in_group(mut cmd: Command, stdin: bool) -> std::io::Result<Child> {
     cmd.spawn()
 }
 
+/// Follows rsync's `--info=progress2` output on a thread of its own, until end of file: each
+/// update (ended by `\r` or `\n`) starts with the bytes transferred so far and ends with
+/// `(xfr#N, to-chk=…)`, N the files transferred. Counted on top of what `tally` held when
+/// the run started. Returns the number of lines, as [`count_lines`] does.
+fn follow_progress(
+    mut out: impl Read + Send + 'static,
+    tally: std::sync::Arc<super::tally::Tally>,
+) -> JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let base = tally.read();
+        let mut buf = [0u8; 16 * 1024];
+        let mut line = Vec::new();
+        let mut lines = 0u64;
+        while let Ok(n) = out.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                if b != b'\r' && b != b'\n' {
+                    line.push(b);
+                    continue;
+                }
+                lines += u64::from(b == b'\n');
+                if let Some((bytes, files)) = progress2(&line) {
+                    tally.reached(base.copied + bytes, base.files + files);
+                }
+                line.clear();
+            }
+        }
+        lines
+    })
+}
+
+/// (bytes, files) of one `--info=progress2` update, such as
+/// `  1,234,567  45%  1.23MB/s  0:00:12 (xfr#12, to-chk=100/2000)`.
+fn progress2(line: &[u8]) -> Option<(u64, u64)> {
+    let text = std::str::from_utf8(line).ok()?.trim_start();
+    let bytes: String = text
+        .split(' ')
+        .next()?
+        .chars()
+        .filter(|c| *c != ',')
+        .collect();
+    let bytes = bytes.parse().ok()?;
+    let files = text
+        .split_once("(xfr#")
+        .and_then(|(_, rest)| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    Some((bytes, files))
+}
+
 /// Counts the lines of `out` on a thread of its own, until end of file.
 fn count_lines(mut out: impl Read + Send + 'static) -> JoinHandle<u64> {
     std::thread::spawn(move || {
@@ -164,5 +242,22 @@ fn exit_outcome(
             program,
             signal: status.signal().unwrap_or(0),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::progress2;
+
+    #[test]
+    fn progress2_updates_are_read() {
+        let u = b"     32,768  50%  1.23MB/s    0:00:01 (xfr#3, to-chk=7/10)";
+        assert_eq!(progress2(u), Some((32_768, 3)));
+        assert_eq!(
+            progress2(b"  1,234,567 100%   45.67MB/s    0:00:10"),
+            Some((1_234_567, 0))
+        );
+        assert_eq!(progress2(b"sending incremental file list"), None);
+        assert_eq!(progress2(b""), None);
     }
 }

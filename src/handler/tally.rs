@@ -42,6 +42,13 @@ impl Tally {
         self.current.fetch_add(len, Relaxed);
     }
 
+    /// At least `n` bytes written and `files` objects made equal so far: for a handler that
+    /// learns running totals (rsync's `--info=progress2`) rather than each step.
+    pub fn reached(&self, n: u64, files: u64) {
+        self.copied.fetch_max(n, Relaxed);
+        self.files.fetch_max(files, Relaxed);
+    }
+
     pub fn read(&self) -> Counts {
         let copied = self.copied.load(Relaxed);
         Counts {

@@ -12,9 +12,14 @@ use crate::handler::rclone::RcloneHandler;
 use crate::handler::rsync::RsyncHandler;
 use crate::rules::Filter;
 
-/// The handler for `config`, filtering by `filter`. Fails for a combination no handler
-/// serves (the mirror to a remote destination; the configuration refuses it first).
-pub fn handler_for(config: &JobConfig, filter: &Arc<Filter>) -> anyhow::Result<Arc<dyn Handler>> {
+/// The handler for `config`, filtering by `filter`; `progress`: full syncs report their
+/// progress. Fails for a combination no handler serves (the mirror to a remote destination;
+/// the configuration refuses it first).
+pub fn handler_for(
+    config: &JobConfig,
+    filter: &Arc<Filter>,
+    progress: bool,
+) -> anyhow::Result<Arc<dyn Handler>> {
     Ok(match (&config.mode, &config.destination) {
         (Mode::Mirror, Destination::Local(dst)) => Arc::new(
             MirrorHandler::new(config.source.clone(), dst.clone(), filter.clone())
@@ -30,7 +35,8 @@ pub fn handler_for(config: &JobConfig, filter: &Arc<Filter>) -> anyhow::Result<A
                 config.rsync.clone(),
                 filter.clone(),
             )
-            .counting_changes(config.verify_interval.is_some()),
+            .counting_changes(config.verify_interval.is_some())
+            .showing_progress(progress),
         ),
         (Mode::Rclone(r), Destination::Remote(dst)) => Arc::new(RcloneHandler::new(
             config.source.clone(),

@@ -45,6 +45,9 @@ pub struct JobOptions {
     pub once: bool,
     /// Poked whenever the job's state changes.
     pub notify: Option<Sender<()>>,
+    /// Full syncs report their progress ([`Job::tally`]) in every mode that can: `clsync
+    /// sync`'s display. The mirror always counts; rsync then follows its own progress.
+    pub progress: bool,
 }
 
 /// A running job, as the supervisor holds it.
@@ -64,7 +67,7 @@ impl Job {
     pub fn start(config: JobConfig, opts: JobOptions) -> anyhow::Result<Job> {
         let config = Arc::new(config);
         let filter = config.filter();
-        let handler = factory::handler_for(&config, &filter)?;
+        let handler = factory::handler_for(&config, &filter, opts.progress)?;
         let tally = handler.tally();
         let status = SharedStatus::new(opts.notify.clone());
         let bell = Arc::new(Bell::new());

@@ -163,6 +163,7 @@ impl Supervisor {
             force_initial_sync: restart,
             once: false,
             notify: Some(self.changed_tx.clone()),
+            progress: false,
         };
         match Job::start(cfg, opts) {
             Ok(job) => {

@@ -100,17 +100,29 @@ fn sync_once_plain_progress_and_summary() {
     assert!(!err.contains("clsync: p:"), "{err}");
 }
 
-/// rsync mode: the summary is the source's size and the duration.
+/// rsync mode: progress lines from rsync's own (`--info=progress2`), then the summary with
+/// the bytes rsync transferred: the tree's, symlinks and excluded files aside.
 #[test]
-fn sync_once_rsync_summary() {
+fn sync_once_rsync_progress_and_summary() {
     let env = Env::new();
     let (src, dst) = (env.dir("src"), env.p("dst"));
     let (files, bytes) = known_tree(&src);
     env.job("r", &src, &dst, Mode::Rsync, "exclude = [\"*.tmp\"]");
-    let (code, err) = sync_piped(&env, "r", &[]);
+    let (code, err) = sync_piped(&env, "r", &["--progress-interval", "20ms"]);
     assert_eq!(code, Some(0), "{err}");
-    let summary = format!("clsync: r: synced a source of {files} files, {bytes} bytes (");
-    assert!(err.contains(&summary), "no {summary:?} in:\n{err}");
+    assert!(tree_diff(&src, &dst, &["skip.tmp"]).is_empty(), "{err}");
+    let count = format!("clsync: r: the source holds {files} files, {bytes} bytes (");
+    assert!(err.contains(&count), "no {count:?} in:\n{err}");
+    // rsync counts the files whose data it sent: the symlink is not one.
+    let summary = format!(
+        "clsync: r: synced {} files, {bytes} bytes copied (",
+        files - 1
+    );
+    let last_line = err.lines().last().unwrap_or_default();
+    assert!(
+        last_line.starts_with(&summary) && last_line.ends_with("/s"),
+        "the last line is not the summary {summary:?}...:\n{err}"
+    );
 }
 
 /// On a terminal (`script` gives the command one): a progress bar, cleared, then the

@@ -71,6 +71,9 @@ pub struct RsyncHandler {
     /// Itemize full syncs and count their lines: what a verification repaired. Off unless
     /// the job verifies (`verify_interval`): itemizing costs rsync ~2% of an initial sync.
     count_changes: bool,
+    /// Full syncs report their progress here (`clsync sync`'s display): rsync runs them with
+    /// `--info=progress2`, which this handler follows. `None` in the daemon.
+    progress: Option<Arc<super::tally::Tally>>,
     /// A private `0700` directory (the job's `user`'s when it has one) for the exclude
     /// and hide lists, made on first use, removed with the handler: a sandboxed run may
     /// write there, and nowhere else in `$TMPDIR`.
@@ -150,6 +153,7 @@ impl RsyncHandler {
             deep,
             deep_seen: AtomicBool::new(false),
             count_changes: false,
+            progress: None,
             lists: std::sync::Mutex::new(None),
         }
     }
@@ -159,6 +163,17 @@ impl RsyncHandler {
         self.count_changes = yes;
         self
     }
+
+    /// Full syncs report their progress ([`Handler::tally`]); a full sync then itemizes
+    /// nothing.
+    pub fn showing_progress(mut self, yes: bool) -> RsyncHandler {
+        self.progress = yes.then(|| {
+            self.deep
+                .as_ref()
+                .map_or_else(Arc::default, |m| m.tally().clone())
+        });
+        self
+    }
 }
 
 impl Handler for RsyncHandler {
@@ -166,9 +181,12 @@ impl Handler for RsyncHandler {
         Some(&self.target.source)
     }
 
-    /// The fallback engine's: what rsync itself transfers is not counted.
+    /// The fallback engine's; with [`RsyncHandler::showing_progress`], what rsync's full
+    /// syncs transfer too.
     fn tally(&self) -> Option<Arc<super::tally::Tally>> {
-        self.deep.as_ref().map(|m| m.tally().clone())
+        self.progress
+            .clone()
+            .or_else(|| self.deep.as_ref().map(|m| m.tally().clone()))
     }
 
     fn local_destination(&self) -> Option<&Path> {

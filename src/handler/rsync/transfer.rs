@@ -14,7 +14,7 @@ use super::args::{self, Pass};
 use crate::fs::Lookup;
 use crate::handler::deletions;
 use crate::handler::receiver::MissingArgs;
-use crate::handler::{HandlerError, Outcome};
+use crate::handler::{HandlerError, Outcome, Stdout};
 use crate::model::{Batch, Entry};
 
 /// `batch` as (the rest, the directories whose attributes alone changed). rsync recurses
@@ -219,14 +219,19 @@ impl RsyncHandler {
             cmd.arg(arg);
             _hide_file = Some(f);
         }
+        let progress = self.progress.as_ref().filter(|_| full);
         cmd.args(args::rsync_args(
             &self.target,
-            self.count_changes,
+            self.count_changes && progress.is_none(),
             pass,
             OsStr::new("-"),
             _excl_file.as_ref().map(|f| f.path()),
             deletes,
         ));
+        if progress.is_some() {
+            // The whole list first, so that rsync's totals are the tree's.
+            cmd.args(["--info=progress2", "--no-inc-recursive"]);
+        }
         cmd.arg("--");
         cmd.arg(args::dir_arg(&self.target.source));
         cmd.arg(args::dest_arg(&self.target.destination));
@@ -237,10 +242,15 @@ impl RsyncHandler {
             "running {program} {:?}",
             cmd.get_args().collect::<Vec<_>>()
         );
-        crate::handler::run_process(
+        let stdout = match progress {
+            Some(t) => Stdout::Progress(t.clone()),
+            None => Stdout::CountLines,
+        };
+        crate::handler::run_process_with(
             cmd,
             &program,
             (!full).then_some(list),
+            stdout,
             self.target.options.timeout,
             &self.target.options.ignore_exit_codes,
             |code| {
