@@ -160,73 +160,9 @@ pub fn parse(words: &[String]) -> Result<CommandLine, String> {
             break;
         }
         if let Some(body) = w.strip_prefix("--") {
-            let (n, inline) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (body, None),
-            };
-            let name = long(n)?;
-            let value = match (arg_of(name), inline) {
-                (_, Some(v)) => Some(v),
-                (Arg::Required, None) => {
-                    let v = words
-                        .get(i)
-                        .ok_or(format!("option '--{name}' requires an argument"))?;
-                    i += 1;
-                    Some(v.clone())
-                }
-                (Arg::Optional, None) => None,
-            };
-            let written = match &value {
-                Some(v) if !w.contains('=') => format!("{w} {v}"),
-                _ => w.clone(),
-            };
-            cl.options.push(Given {
-                name,
-                value,
-                written,
-            });
+            cl.options.push(long_option(w, body, words, &mut i)?);
         } else if w.len() > 1 && w.starts_with('-') {
-            let letters: Vec<char> = w[1..].chars().collect();
-            let mut j = 0;
-            while j < letters.len() {
-                let c = letters[j];
-                j += 1;
-                let (name, _, arg) = OPTIONS
-                    .iter()
-                    .find(|(_, s, _)| *s == Some(c))
-                    .ok_or(format!("invalid option -- '{c}'"))?;
-                let rest: String = letters[j..].iter().collect();
-                let value = match arg {
-                    Arg::Required if !rest.is_empty() => {
-                        j = letters.len();
-                        Some(rest)
-                    }
-                    Arg::Required => {
-                        let v = words
-                            .get(i)
-                            .ok_or(format!("option requires an argument -- '{c}'"))?;
-                        i += 1;
-                        Some(v.clone())
-                    }
-                    Arg::Optional if !rest.is_empty() => {
-                        j = letters.len();
-                        Some(rest)
-                    }
-                    Arg::Optional => None,
-                };
-                let written = match &value {
-                    Some(v) if *arg == Arg::Required && !w.ends_with(v.as_str()) => {
-                        format!("-{c} {v}")
-                    }
-                    Some(v) => format!("-{c}{v}"),
-                    None => format!("-{c}"),
-                };
-                cl.options.push(Given {
-                    name,
-                    value,
-                    written,
-                });
-            }
+            short_options(w, words, &mut i, &mut cl.options)?;
         } else {
             cl.stray.push(w.clone());
             handler.push(w.clone());
@@ -239,6 +175,85 @@ pub fn parse(words: &[String]) -> Result<CommandLine, String> {
         cl.handler_args = Some(handler);
     }
     Ok(cl)
+}
+
+/// The long option `w` (`--` + `body`); a required value not given inline is the next
+/// word, `words[*next]`, which it then consumes.
+fn long_option(w: &str, body: &str, words: &[String], next: &mut usize) -> Result<Given, String> {
+    let (n, inline) = match body.split_once('=') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (body, None),
+    };
+    let name = long(n)?;
+    let value = match (arg_of(name), inline) {
+        (_, Some(v)) => Some(v),
+        (Arg::Required, None) => Some(next_word(words, next, || {
+            format!("option '--{name}' requires an argument")
+        })?),
+        (Arg::Optional, None) => None,
+    };
+    let written = match &value {
+        Some(v) if !w.contains('=') => format!("{w} {v}"),
+        _ => w.to_string(),
+    };
+    Ok(Given {
+        name,
+        value,
+        written,
+    })
+}
+
+/// The short options bundled in `w` (`-bU`, `-t5`, `-t 5`) into `out`; an option with a
+/// value takes the rest of the word, or (a required one) the next word.
+fn short_options(
+    w: &str,
+    words: &[String],
+    next: &mut usize,
+    out: &mut Vec<Given>,
+) -> Result<(), String> {
+    let letters: Vec<char> = w[1..].chars().collect();
+    let mut j = 0;
+    while j < letters.len() {
+        let c = letters[j];
+        j += 1;
+        let (name, _, arg) = OPTIONS
+            .iter()
+            .find(|(_, s, _)| *s == Some(c))
+            .ok_or(format!("invalid option -- '{c}'"))?;
+        let rest: String = letters[j..].iter().collect();
+        let value = if !rest.is_empty() {
+            j = letters.len();
+            Some(rest)
+        } else if *arg == Arg::Required {
+            Some(next_word(words, next, || {
+                format!("option requires an argument -- '{c}'")
+            })?)
+        } else {
+            None
+        };
+        let written = match &value {
+            Some(v) if *arg == Arg::Required && !w.ends_with(v.as_str()) => format!("-{c} {v}"),
+            Some(v) => format!("-{c}{v}"),
+            None => format!("-{c}"),
+        };
+        out.push(Given {
+            name,
+            value,
+            written,
+        });
+    }
+    Ok(())
+}
+
+/// `words[*next]` as an option's value, consumed; `missing()` when there is none.
+fn next_word(
+    words: &[String],
+    next: &mut usize,
+    missing: impl FnOnce() -> String,
+) -> Result<String, String> {
+    let v = words.get(*next).ok_or_else(missing)?;
+    *next += 1;
+    Ok(v.clone())
 }
 
 #[cfg(test)]
