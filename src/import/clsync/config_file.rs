@@ -128,9 +128,9 @@ fn apply(opts: &mut Options, e: &Entry, at: String, findings: &mut Findings) {
                 *slot = Some((split_handler_args(&e.value), at));
             }
         }
-        key => match getopt::OPTIONS.iter().find(|(n, _, _)| *n == key) {
-            Some((n, _, _)) => {
-                opts.values.entry(n).or_insert_with(|| {
+        key => match getopt::specs().find(|s| s.name == key) {
+            Some(spec) => {
+                opts.values.entry(spec.name).or_insert_with(|| {
                     vec![OptValue {
                         value: Some(e.value.clone()),
                         at,

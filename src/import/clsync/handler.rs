@@ -7,6 +7,8 @@
 //!
 //! [`template`]: super::template
 
+use std::collections::BTreeMap;
+
 use super::map::Instance;
 use super::template;
 use crate::import::{Doc, Findings};
@@ -21,11 +23,16 @@ pub(super) fn write(
     doc: &mut Doc,
     findings: &mut Findings,
 ) -> Option<()> {
-    if instance.command_mode() {
-        command(instance, source, destination, doc, findings)
-    } else {
-        rsync(instance, doc, findings)
+    if !instance.command_mode() {
+        return rsync(instance, doc, findings);
     }
+    let mut values = instance.opts.last_values();
+    values.insert("watch-dir", source.to_string());
+    if let Some(d) = destination {
+        values.insert("destination-dir", d.to_string());
+    }
+    values.entry("label").or_insert_with(|| "nolabel".into());
+    command(instance, &values, doc, findings)
 }
 
 /// The handler program given (-S), if any.
@@ -33,22 +40,16 @@ fn handler<'a>(instance: &Instance<'a>) -> Option<&'a str> {
     instance.opts.text("sync-handler").filter(|s| !s.is_empty())
 }
 
-/// `[command]`: the program, its arguments, the list files.
+/// `[command]`: the program, its arguments (`values`: the lower-case macros' values), the
+/// list files.
 fn command(
     instance: &Instance,
-    source: &str,
-    destination: Option<&str>,
+    values: &BTreeMap<&'static str, String>,
     doc: &mut Doc,
     findings: &mut Findings,
 ) -> Option<()> {
     let opts = instance.opts;
     let mode = &instance.mode;
-    let mut values = opts.last_values();
-    values.insert("watch-dir", source.to_string());
-    if let Some(d) = destination {
-        values.insert("destination-dir", d.to_string());
-    }
-    values.entry("label").or_insert_with(|| "nolabel".into());
     let path = match (handler(instance), instance.new_mode) {
         // The C clsync resolved a handler path against its working directory.
         (Some(h), _) if h.contains('/') => instance.absolute_text(h)?,
@@ -70,7 +71,7 @@ fn command(
             format!("mode {mode}"),
         ),
     };
-    let args = template::translate(&words, instance.new_mode, &values, &where_, findings);
+    let args = template::translate(&words, instance.new_mode, values, &where_, findings);
     doc.set(
         "command",
         "args",

@@ -31,7 +31,7 @@ use super::{Imported, words};
 
 /// One value of an option, and where it was set.
 #[derive(Debug, Clone)]
-pub struct OptValue {
+pub(crate) struct OptValue {
     pub value: Option<String>,
     /// `argument -t5`, or `FILE:LINE`.
     pub at: String,
@@ -39,7 +39,7 @@ pub struct OptValue {
 
 /// Every option of the instance, after the command line and the configuration blocks.
 #[derive(Debug, Default)]
-pub struct Options {
+pub(crate) struct Options {
     /// By long name; the command line may give an option several times.
     pub values: BTreeMap<&'static str, Vec<OptValue>>,
     /// The sync handler's arguments (`--` on the command line or key `--`), and where.
