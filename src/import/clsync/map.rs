@@ -76,16 +76,7 @@ pub fn build(opts: &Options, imported: &mut Imported) -> Option<Job> {
     let findings = &mut imported.findings;
     let instance = instance(opts, findings)?;
     let watch = watch_dir(opts, findings)?;
-    let source = absolute(&instance.cwd, watch);
-    if !Path::new(watch).is_absolute() {
-        findings.note(
-            instance.at("watch-dir"),
-            format!(
-                "relative watch-dir {watch:?} was resolved against the current directory: {}",
-                source.display()
-            ),
-        );
-    }
+    let source = source(&instance, watch, findings);
     let dest_given = opts.text("destination-dir").filter(|d| !d.is_empty());
     let name = job_name(opts, watch, dest_given);
     let mut doc = Doc::new();
@@ -97,7 +88,7 @@ pub fn build(opts: &Options, imported: &mut Imported) -> Option<Job> {
             .map(|b| format!(", block [{b}]"))
             .unwrap_or_default()
     ));
-    let source = path_text(&source)?;
+    let source = source?;
     doc.set("", "source", source.clone());
     let destination = destination(&instance, dest_given, &name, &mut doc, findings)?;
     doc.set("", "destination", destination.clone());
@@ -172,6 +163,22 @@ fn watch_dir<'a>(opts: &'a Options, findings: &mut Findings) -> Option<&'a str> 
         );
     }
     watch
+}
+
+/// `source`: the watch directory made absolute (with a note when it was relative); `None`
+/// when its path is not UTF-8.
+fn source(instance: &Instance, watch: &str, findings: &mut Findings) -> Option<String> {
+    let source = absolute(&instance.cwd, watch);
+    if !Path::new(watch).is_absolute() {
+        findings.note(
+            instance.at("watch-dir"),
+            format!(
+                "relative watch-dir {watch:?} was resolved against the current directory: {}",
+                source.display()
+            ),
+        );
+    }
+    path_text(&source)
 }
 
 /// The job's name: the label, else the configuration block, else one made of the

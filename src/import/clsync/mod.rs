@@ -5,10 +5,12 @@
 //! are parsed as its `getopt_long` parses them ([`getopt`]); then, as the C program does,
 //! the configuration file is read (`-H FILE`, else the first of its search list; `-H
 //! /NULL/`: none) and the block `-K NAME` (default `default`) and the blocks it inherits
-//! from fill in what the command line did not set ([`config_file`], [`keyfile`]). `%option%` macros in
-//! values are expanded ([`macros`]). The result is mapped to a job ([`map`]).
+//! from fill in what the command line did not set ([`config_file`], [`keyfile`]).
+//! `%option%` macros in values are expanded ([`macros`]). The result is mapped to a job
+//! ([`map`]).
 //!
-//! This file holds the entry point and the options as read ([`Options`]).
+//! This file holds the entry point and the options as read ([`Options`]), so that a step
+//! sees every option the same way, wherever it was set.
 //!
 //! [`words`]: crate::import::words
 
