@@ -29,7 +29,7 @@ mod unmapped;
 use std::collections::BTreeMap;
 use std::ffi::OsString;
 
-use super::{Imported, words};
+use super::{Findings, Imported, words};
 
 /// One value of an option, and where it was set.
 #[derive(Debug, Clone)]
@@ -119,8 +119,19 @@ fn command_words(args: &[OsString]) -> Result<Vec<String>, String> {
     Ok(words::strip_invocation(words))
 }
 
+/// The instance's options: its command line, then its configuration file, macros
+/// expanded; `None` (with an error) when the command line cannot start a sync.
 fn options(args: &[OsString], imported: &mut Imported) -> Option<Options> {
     let findings = &mut imported.findings;
+    let words = checked_words(args, findings)?;
+    let mut opts = command_line_options(&words, findings)?;
+    config_file::read(&mut opts, findings);
+    macros::expand_options(&mut opts, findings);
+    Some(opts)
+}
+
+/// The command line's words; `None` (with an error) when they hold systemd's `%i`.
+fn checked_words(args: &[OsString], findings: &mut Findings) -> Option<Vec<String>> {
     let words = match command_words(args) {
         Ok(w) => w,
         Err(e) => {
@@ -141,7 +152,13 @@ fn options(args: &[OsString], imported: &mut Imported) -> Option<Options> {
             "a shell or systemd variable is not expanded: give its value instead",
         );
     }
-    let cl = match getopt::parse(&words) {
+    Some(words)
+}
+
+/// The options of the command line `words`; `None` (with an error) when getopt refuses
+/// it or it only asks for help or a version.
+fn command_line_options(words: &[String], findings: &mut Findings) -> Option<Options> {
+    let cl = match getopt::parse(words) {
         Ok(cl) => cl,
         Err(e) => {
             findings.error(
@@ -174,7 +191,5 @@ fn options(args: &[OsString], imported: &mut Imported) -> Option<Options> {
     if let Some(h) = cl.handler_args {
         opts.handler_args = Some((h, "arguments after --".into()));
     }
-    config_file::read(&mut opts, findings);
-    macros::expand_options(&mut opts, findings);
     Some(opts)
 }
