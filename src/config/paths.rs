@@ -17,8 +17,14 @@ pub(super) fn resolve(dir: &Path, p: &str) -> PathBuf {
         };
         base.join(p)
     };
+    clean(&joined)
+}
+
+/// `p` with `.` and `..` removed lexically (`..` drops the component before it), without
+/// looking at the file system.
+pub fn clean(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
-    for c in joined.components() {
+    for c in p.components() {
         match c {
             Component::CurDir => {}
             Component::ParentDir => {

@@ -24,6 +24,7 @@ pub mod doc;
 pub mod lsyncd;
 pub mod names;
 pub mod output;
+mod paths;
 pub mod report;
 pub mod words;
 

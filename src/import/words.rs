@@ -6,68 +6,103 @@
 //! `"`, `\` and a newline; elsewhere a backslash escapes the next character), which is also
 //! what systemd accepts in practice. Nothing is expanded: a word with `$` is returned as it
 //! is, and the caller says that a variable was not expanded.
+//!
+//! [`WordBuilder`] is the accumulation every such splitter of the import shares (this one,
+//! the C clsync's handler arguments, rsync's remote-shell command): characters into the
+//! current word, a quote opening a word that may stay empty, a separator closing it.
+
+/// Words being split out of a text: the current word and those closed before it.
+#[derive(Debug, Default)]
+pub(crate) struct WordBuilder {
+    words: Vec<String>,
+    current: String,
+    in_word: bool,
+}
+
+impl WordBuilder {
+    /// Adds `c` to the current word (opening one if needed).
+    pub(crate) fn push(&mut self, c: char) {
+        self.current.push(c);
+        self.in_word = true;
+    }
+
+    /// Opens a word without adding to it: an opening quote makes a word even if it stays
+    /// empty (`''`).
+    pub(crate) fn open(&mut self) {
+        self.in_word = true;
+    }
+
+    /// Closes the current word, if one is open (at a separator).
+    pub(crate) fn close(&mut self) {
+        if self.in_word {
+            self.words.push(std::mem::take(&mut self.current));
+            self.in_word = false;
+        }
+    }
+
+    /// The words, the last one closed.
+    pub(crate) fn finish(mut self) -> Vec<String> {
+        self.close();
+        self.words
+    }
+}
 
 /// The words of `line`, or why it cannot be split (an unterminated quote).
 pub fn split(line: &str) -> Result<Vec<String>, String> {
-    let mut words = Vec::new();
-    let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = line.chars().peekable();
+    let mut words = WordBuilder::default();
+    let mut chars = line.chars();
     while let Some(c) = chars.next() {
         match c {
-            ' ' | '\t' | '\n' | '\r' => {
-                if in_word {
-                    words.push(std::mem::take(&mut cur));
-                    in_word = false;
-                }
-            }
+            ' ' | '\t' | '\n' | '\r' => words.close(),
             '\'' => {
-                in_word = true;
+                words.open();
                 loop {
                     match chars.next() {
                         Some('\'') => break,
-                        Some(c) => cur.push(c),
+                        Some(c) => words.push(c),
                         None => return Err("a single quote is not closed".into()),
                     }
                 }
             }
             '"' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('$' | '`' | '"' | '\\')) => cur.push(c),
-                            Some('\n') => {}
-                            Some(c) => {
-                                cur.push('\\');
-                                cur.push(c);
-                            }
-                            None => return Err("a double quote is not closed".into()),
-                        },
-                        Some(c) => cur.push(c),
-                        None => return Err("a double quote is not closed".into()),
-                    }
-                }
+                words.open();
+                double_quoted(&mut chars, &mut words)?;
             }
             '\\' => {
-                in_word = true;
+                words.open();
                 match chars.next() {
                     Some('\n') => {}
-                    Some(c) => cur.push(c),
-                    None => cur.push('\\'),
+                    Some(c) => words.push(c),
+                    None => words.push('\\'),
                 }
             }
-            c => {
-                in_word = true;
-                cur.push(c);
-            }
+            c => words.push(c),
         }
     }
-    if in_word {
-        words.push(cur);
+    Ok(words.finish())
+}
+
+/// The rest of a double-quoted string, after its opening quote, into the current word.
+fn double_quoted(
+    chars: &mut impl Iterator<Item = char>,
+    words: &mut WordBuilder,
+) -> Result<(), String> {
+    loop {
+        match chars.next() {
+            Some('"') => return Ok(()),
+            Some('\\') => match chars.next() {
+                Some(c @ ('$' | '`' | '"' | '\\')) => words.push(c),
+                Some('\n') => {}
+                Some(c) => {
+                    words.push('\\');
+                    words.push(c);
+                }
+                None => return Err("a double quote is not closed".into()),
+            },
+            Some(c) => words.push(c),
+            None => return Err("a double quote is not closed".into()),
+        }
     }
-    Ok(words)
 }
 
 /// The C clsync's arguments in `words`: without a leading `ExecStart=` (and its `-@+!`

@@ -14,84 +14,115 @@ pub enum Arg {
     Optional,
 }
 
-/// (long name, short letter, argument).
-pub const OPTIONS: &[(&str, Option<char>, Arg)] = &[
-    ("watch-dir", Some('W'), Arg::Required),
-    ("sync-handler", Some('S'), Arg::Required),
-    ("rules-file", Some('R'), Arg::Required),
-    ("destination-dir", Some('D'), Arg::Required),
-    ("mode", Some('M'), Arg::Required),
-    ("socket", Some('s'), Arg::Required),
-    ("socket-auth", None, Arg::Required),
-    ("socket-mod", None, Arg::Required),
-    ("socket-own", None, Arg::Required),
-    ("status-file", None, Arg::Required),
-    ("background", Some('b'), Arg::Optional),
-    ("config-file", Some('H'), Arg::Required),
-    ("config-block", Some('K'), Arg::Required),
-    ("config-block-inherits", None, Arg::Required),
-    ("custom-signals", None, Arg::Required),
-    ("pid-file", Some('z'), Arg::Required),
-    ("uid", Some('u'), Arg::Required),
-    ("gid", Some('g'), Arg::Required),
-    ("privileged-uid", None, Arg::Required),
-    ("privileged-gid", None, Arg::Required),
-    ("sync-handler-uid", None, Arg::Required),
-    ("sync-handler-gid", None, Arg::Required),
-    ("chroot", None, Arg::Required),
-    ("pivot-root", None, Arg::Required),
-    ("detach-network", None, Arg::Required),
-    ("detach-ipc", None, Arg::Required),
-    ("detach-miscellanea", None, Arg::Optional),
-    ("splitting", None, Arg::Required),
-    ("check-execvp-arguments", None, Arg::Optional),
-    ("add-permitted-hook-files", None, Arg::Required),
-    ("forget-privthread-info", None, Arg::Optional),
-    ("permit-mprotect", None, Arg::Optional),
-    ("shm-mprotect", None, Arg::Optional),
-    ("mountpoints", None, Arg::Required),
-    ("preserve-capabilities", Some('C'), Arg::Required),
-    ("inherit-capabilities", None, Arg::Optional),
-    ("threading", Some('p'), Arg::Required),
-    ("retries", Some('r'), Arg::Required),
-    ("ignore-failures", None, Arg::Optional),
-    ("exit-on-sync-skipping", None, Arg::Optional),
-    ("output", Some('Y'), Arg::Required),
-    ("one-file-system", None, Arg::Optional),
-    ("exclude-mount-points", Some('X'), Arg::Optional),
-    ("max-iterations", None, Arg::Required),
-    ("standby-file", None, Arg::Required),
-    ("modification-signature", None, Arg::Required),
-    ("timeout-sync", Some('k'), Arg::Required),
-    ("delay-sync", Some('w'), Arg::Required),
-    ("delay-collect", Some('t'), Arg::Required),
-    ("delay-collect-bigfile", Some('T'), Arg::Required),
-    ("threshold-bigfile", Some('B'), Arg::Required),
-    ("cancel-syscalls", None, Arg::Required),
-    ("lists-dir", Some('L'), Arg::Required),
-    ("have-recursive-sync", None, Arg::Optional),
-    ("synclist-simplify", None, Arg::Optional),
-    ("rsync-inclimit", None, Arg::Required),
-    ("rsync-prefer-include", None, Arg::Optional),
-    ("ignore-exitcode", Some('x'), Arg::Required),
-    ("dont-unlink-lists", Some('U'), Arg::Optional),
-    ("fts-experimental-optimization", None, Arg::Optional),
-    ("full-initialsync", Some('F'), Arg::Optional),
-    ("only-initialsync", None, Arg::Optional),
-    ("skip-initialsync", None, Arg::Optional),
-    ("exit-on-no-events", None, Arg::Optional),
-    ("exit-hook", None, Arg::Required),
-    ("pre-exit-hook", None, Arg::Required),
-    ("sync-on-quit", None, Arg::Optional),
-    ("verbose", Some('v'), Arg::Optional),
-    ("debug", Some('d'), Arg::Optional),
-    ("dump-dir", None, Arg::Required),
-    ("quiet", Some('q'), Arg::Optional),
-    ("monitor", None, Arg::Required),
-    ("label", Some('l'), Arg::Required),
-    ("help", Some('h'), Arg::Optional),
-    ("version", Some('V'), Arg::Optional),
+/// The option table, one option a string in getopt's own notation: the long name, then `,`
+/// and the short letter when there is one, then `:` when the option requires an argument or
+/// `::` when its argument is optional.
+const TABLE: &[&str] = &[
+    "watch-dir,W:",
+    "sync-handler,S:",
+    "rules-file,R:",
+    "destination-dir,D:",
+    "mode,M:",
+    "socket,s:",
+    "socket-auth:",
+    "socket-mod:",
+    "socket-own:",
+    "status-file:",
+    "background,b::",
+    "config-file,H:",
+    "config-block,K:",
+    "config-block-inherits:",
+    "custom-signals:",
+    "pid-file,z:",
+    "uid,u:",
+    "gid,g:",
+    "privileged-uid:",
+    "privileged-gid:",
+    "sync-handler-uid:",
+    "sync-handler-gid:",
+    "chroot:",
+    "pivot-root:",
+    "detach-network:",
+    "detach-ipc:",
+    "detach-miscellanea::",
+    "splitting:",
+    "check-execvp-arguments::",
+    "add-permitted-hook-files:",
+    "forget-privthread-info::",
+    "permit-mprotect::",
+    "shm-mprotect::",
+    "mountpoints:",
+    "preserve-capabilities,C:",
+    "inherit-capabilities::",
+    "threading,p:",
+    "retries,r:",
+    "ignore-failures::",
+    "exit-on-sync-skipping::",
+    "output,Y:",
+    "one-file-system::",
+    "exclude-mount-points,X::",
+    "max-iterations:",
+    "standby-file:",
+    "modification-signature:",
+    "timeout-sync,k:",
+    "delay-sync,w:",
+    "delay-collect,t:",
+    "delay-collect-bigfile,T:",
+    "threshold-bigfile,B:",
+    "cancel-syscalls:",
+    "lists-dir,L:",
+    "have-recursive-sync::",
+    "synclist-simplify::",
+    "rsync-inclimit:",
+    "rsync-prefer-include::",
+    "ignore-exitcode,x:",
+    "dont-unlink-lists,U::",
+    "fts-experimental-optimization::",
+    "full-initialsync,F::",
+    "only-initialsync::",
+    "skip-initialsync::",
+    "exit-on-no-events::",
+    "exit-hook:",
+    "pre-exit-hook:",
+    "sync-on-quit::",
+    "verbose,v::",
+    "debug,d::",
+    "dump-dir:",
+    "quiet,q::",
+    "monitor:",
+    "label,l:",
+    "help,h::",
+    "version,V::",
 ];
+
+/// One option of the table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    pub name: &'static str,
+    pub short: Option<char>,
+    pub arg: Arg,
+}
+
+/// The options of the C program, in its table's order.
+pub fn specs() -> impl Iterator<Item = Spec> {
+    TABLE.iter().map(|entry| spec(entry))
+}
+
+/// An entry of [`TABLE`] read.
+fn spec(entry: &'static str) -> Spec {
+    let (head, arg) = match entry.strip_suffix("::") {
+        Some(head) => (head, Arg::Optional),
+        None => (
+            entry.strip_suffix(':').expect("a table entry ends in ':'"),
+            Arg::Required,
+        ),
+    };
+    let (name, short) = match head.split_once(',') {
+        Some((name, letter)) => (name, letter.chars().next()),
+        None => (head, None),
+    };
+    Spec { name, short, arg }
+}
 
 /// One option given.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,13 +148,12 @@ pub struct CommandLine {
 
 /// The option named `name`, exactly or by an unambiguous prefix.
 pub fn long(name: &str) -> Result<&'static str, String> {
-    if let Some((n, _, _)) = OPTIONS.iter().find(|(n, _, _)| *n == name) {
-        return Ok(n);
+    if let Some(s) = specs().find(|s| s.name == name) {
+        return Ok(s.name);
     }
-    let matches: Vec<&str> = OPTIONS
-        .iter()
-        .filter(|(n, _, _)| n.starts_with(name))
-        .map(|(n, _, _)| *n)
+    let matches: Vec<&str> = specs()
+        .filter(|s| s.name.starts_with(name))
+        .map(|s| s.name)
         .collect();
     match matches.as_slice() {
         [one] => Ok(one),
@@ -139,10 +169,9 @@ pub fn long(name: &str) -> Result<&'static str, String> {
 }
 
 fn arg_of(name: &str) -> Arg {
-    OPTIONS
-        .iter()
-        .find(|(n, _, _)| *n == name)
-        .map(|(_, _, a)| *a)
+    specs()
+        .find(|s| s.name == name)
+        .map(|s| s.arg)
         .unwrap_or(Arg::Optional)
 }
 
@@ -160,73 +189,9 @@ pub fn parse(words: &[String]) -> Result<CommandLine, String> {
             break;
         }
         if let Some(body) = w.strip_prefix("--") {
-            let (n, inline) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v.to_string())),
-                None => (body, None),
-            };
-            let name = long(n)?;
-            let value = match (arg_of(name), inline) {
-                (_, Some(v)) => Some(v),
-                (Arg::Required, None) => {
-                    let v = words
-                        .get(i)
-                        .ok_or(format!("option '--{name}' requires an argument"))?;
-                    i += 1;
-                    Some(v.clone())
-                }
-                (Arg::Optional, None) => None,
-            };
-            let written = match &value {
-                Some(v) if !w.contains('=') => format!("{w} {v}"),
-                _ => w.clone(),
-            };
-            cl.options.push(Given {
-                name,
-                value,
-                written,
-            });
+            cl.options.push(long_option(w, body, words, &mut i)?);
         } else if w.len() > 1 && w.starts_with('-') {
-            let letters: Vec<char> = w[1..].chars().collect();
-            let mut j = 0;
-            while j < letters.len() {
-                let c = letters[j];
-                j += 1;
-                let (name, _, arg) = OPTIONS
-                    .iter()
-                    .find(|(_, s, _)| *s == Some(c))
-                    .ok_or(format!("invalid option -- '{c}'"))?;
-                let rest: String = letters[j..].iter().collect();
-                let value = match arg {
-                    Arg::Required if !rest.is_empty() => {
-                        j = letters.len();
-                        Some(rest)
-                    }
-                    Arg::Required => {
-                        let v = words
-                            .get(i)
-                            .ok_or(format!("option requires an argument -- '{c}'"))?;
-                        i += 1;
-                        Some(v.clone())
-                    }
-                    Arg::Optional if !rest.is_empty() => {
-                        j = letters.len();
-                        Some(rest)
-                    }
-                    Arg::Optional => None,
-                };
-                let written = match &value {
-                    Some(v) if *arg == Arg::Required && !w.ends_with(v.as_str()) => {
-                        format!("-{c} {v}")
-                    }
-                    Some(v) => format!("-{c}{v}"),
-                    None => format!("-{c}"),
-                };
-                cl.options.push(Given {
-                    name,
-                    value,
-                    written,
-                });
-            }
+            short_options(w, words, &mut i, &mut cl.options)?;
         } else {
             cl.stray.push(w.clone());
             handler.push(w.clone());
@@ -241,6 +206,84 @@ pub fn parse(words: &[String]) -> Result<CommandLine, String> {
     Ok(cl)
 }
 
+/// The long option `w` (`--` + `body`); a required value not given inline is the next
+/// word, `words[*next]`, which it then consumes.
+fn long_option(w: &str, body: &str, words: &[String], next: &mut usize) -> Result<Given, String> {
+    let (n, inline) = match body.split_once('=') {
+        Some((n, v)) => (n, Some(v.to_string())),
+        None => (body, None),
+    };
+    let name = long(n)?;
+    let value = match (arg_of(name), inline) {
+        (_, Some(v)) => Some(v),
+        (Arg::Required, None) => Some(next_word(words, next, || {
+            format!("option '--{name}' requires an argument")
+        })?),
+        (Arg::Optional, None) => None,
+    };
+    let written = match &value {
+        Some(v) if !w.contains('=') => format!("{w} {v}"),
+        _ => w.to_string(),
+    };
+    Ok(Given {
+        name,
+        value,
+        written,
+    })
+}
+
+/// The short options bundled in `w` (`-bU`, `-t5`, `-t 5`) into `out`; an option with a
+/// value takes the rest of the word, or (a required one) the next word.
+fn short_options(
+    w: &str,
+    words: &[String],
+    next: &mut usize,
+    out: &mut Vec<Given>,
+) -> Result<(), String> {
+    let letters: Vec<char> = w[1..].chars().collect();
+    let mut j = 0;
+    while j < letters.len() {
+        let c = letters[j];
+        j += 1;
+        let Spec { name, arg, .. } = specs()
+            .find(|s| s.short == Some(c))
+            .ok_or(format!("invalid option -- '{c}'"))?;
+        let rest: String = letters[j..].iter().collect();
+        let value = if !rest.is_empty() {
+            j = letters.len();
+            Some(rest)
+        } else if arg == Arg::Required {
+            Some(next_word(words, next, || {
+                format!("option requires an argument -- '{c}'")
+            })?)
+        } else {
+            None
+        };
+        let written = match &value {
+            Some(v) if arg == Arg::Required && !w.ends_with(v.as_str()) => format!("-{c} {v}"),
+            Some(v) => format!("-{c}{v}"),
+            None => format!("-{c}"),
+        };
+        out.push(Given {
+            name,
+            value,
+            written,
+        });
+    }
+    Ok(())
+}
+
+/// `words[*next]` as an option's value, consumed; `missing()` when there is none.
+fn next_word(
+    words: &[String],
+    next: &mut usize,
+    missing: impl FnOnce() -> String,
+) -> Result<String, String> {
+    let v = words.get(*next).ok_or_else(missing)?;
+    *next += 1;
+    Ok(v.clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,17 +292,20 @@ mod tests {
         s.split_whitespace().map(String::from).collect()
     }
 
+    fn names_and_values(cl: &CommandLine) -> Vec<(&str, Option<&str>)> {
+        cl.options
+            .iter()
+            .map(|g| (g.name, g.value.as_deref()))
+            .collect()
+    }
+
     #[test]
     fn short_long_optional_and_permutation() {
         let cl = parse(&w(
             "-M rsyncdirect -w2 -t 5 --output=syslog -L /dev/shm/c -x 23 -d 1 --dest /mnt -- -aH x",
         ))
         .unwrap();
-        let got: Vec<(&str, Option<&str>)> = cl
-            .options
-            .iter()
-            .map(|g| (g.name, g.value.as_deref()))
-            .collect();
+        let got = names_and_values(&cl);
         assert_eq!(
             got,
             [
@@ -294,13 +340,30 @@ mod tests {
     }
 
     #[test]
+    fn table_notation() {
+        assert_eq!(
+            spec("watch-dir,W:"),
+            Spec {
+                name: "watch-dir",
+                short: Some('W'),
+                arg: Arg::Required
+            }
+        );
+        assert_eq!(
+            spec("synclist-simplify::"),
+            Spec {
+                name: "synclist-simplify",
+                short: None,
+                arg: Arg::Optional
+            }
+        );
+        assert_eq!(specs().count(), TABLE.len());
+    }
+
+    #[test]
     fn bundled_flags() {
         let cl = parse(&w("-b -U -Ftest -bU")).unwrap();
-        let got: Vec<(&str, Option<&str>)> = cl
-            .options
-            .iter()
-            .map(|g| (g.name, g.value.as_deref()))
-            .collect();
+        let got = names_and_values(&cl);
         assert_eq!(
             got,
             [
