@@ -7,9 +7,11 @@
 //! through its parent: the pass sends each parent's contents one level deep (`-d --no-r`,
 //! `--files-from` entries `./PARENT/.`). rsync lists the parents on both sides, compares
 //! their other entries (quick check: unchanged ones cost a `stat`), never descends into
-//! their subdirectories, and deletes what the source no longer has there, exactly as
-//! `rsync -a --delete` would; the job's excludes keep protecting what they match. No
-//! filter rules are needed, so the cost does not grow with the number of deletions.
+//! their subdirectories, and deletes there what the batch saw deleted: receiver rules
+//! expose each deleted path (`R`) and protect the rest of each parent (`P`), so that an
+//! entry the destination holds and the source never had stays, as it would with
+//! `--delete-missing-args` (which matters for `delete = "running"`); the job's excludes
+//! keep protecting what they match.
 //!
 //! A script of the `rsync-shell` mode runs its own rsync with `-r`; for it the pass is the
 //! parents (`./PARENT`) with NUL-separated rules for its exclude list that let rsync see
@@ -43,6 +45,11 @@ pub struct DeletionPass {
     /// NUL-terminated `+ `/`- ` rules for an `--exclude-from` list (after the job's
     /// excludes), limiting a `-r` run over [`Self::list`] to the deleted names.
     pub rules: Vec<u8>,
+    /// NUL-terminated receiver rules for the `-d --no-r` pass over [`Self::contents`]: `R`
+    /// (may be deleted) for each deleted path, then `P` (protected) for everything else in
+    /// a listed parent, so that the pass deletes what the batch saw deleted and nothing
+    /// else, as `--delete-missing-args` would.
+    pub protect: Vec<u8>,
 }
 
 /// The pass that deletes `gone` (source-relative paths missing at the source) at the
@@ -79,6 +86,20 @@ pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
     for d in &pruned {
         rule(b"- ", Filter::rsync_anchored_children(d));
     }
+    let mut protect = Vec::new();
+    for (sign, pattern) in gone
+        .iter()
+        .map(|g| (b"R ", Filter::rsync_anchored(g, false)))
+        .chain(
+            parents
+                .iter()
+                .map(|p| (b"P ", Filter::rsync_anchored_children(p))),
+        )
+    {
+        protect.extend_from_slice(sign);
+        protect.extend_from_slice(&pattern);
+        protect.push(0);
+    }
     let (mut contents, mut list) = (Vec::new(), Vec::new());
     for p in &parents {
         if p.as_os_str().is_empty() {
@@ -99,6 +120,7 @@ pub fn plan(gone: &[PathBuf]) -> Option<DeletionPass> {
         contents,
         list,
         rules,
+        protect,
     })
 }
 

@@ -169,7 +169,14 @@ impl RsyncHandler {
             // The pass sends the parents' other entries too: what the rules deny there
             // stays excluded.
             let excl = self.target.deletion_rule_excludes(&pass);
-            outcome = self.transfer_pass(true, &Pass::Deletions, pass.contents, &excl, hidden)?;
+            outcome = self.transfer_pass_ruled(
+                true,
+                &Pass::Deletions,
+                pass.contents,
+                &excl,
+                hidden,
+                &pass.protect,
+            )?;
         }
         if !present.entries.is_empty() {
             let list = args::files_from_list(&present);
@@ -191,6 +198,20 @@ impl RsyncHandler {
         excludes: &[u8],
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
+        self.transfer_pass_ruled(deletes, pass, list, excludes, hidden, &[])
+    }
+
+    /// [`Self::transfer_pass`] with `rules` (NUL-terminated filter rules, such as a deletion
+    /// pass's `P`/`R`) in its merge file besides the hidden deep roots.
+    fn transfer_pass_ruled(
+        &self,
+        deletes: bool,
+        pass: &Pass,
+        list: Vec<u8>,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+        extra: &[u8],
+    ) -> Result<Outcome, HandlerError> {
         let full = matches!(pass, Pass::Full);
         // Kept alive until rsync has exited.
         let _excl_file = if excludes.is_empty() {
@@ -204,13 +225,14 @@ impl RsyncHandler {
         // each pattern over 2,048 bytes, far more than ARG_MAX allows. NUL-terminated rules,
         // read with --from0 (which must come before the merge rule).
         let mut _hide_file = None;
-        if !hidden.is_empty() {
+        if !hidden.is_empty() || !extra.is_empty() {
             let mut rules = Vec::new();
             for h in hidden {
                 rules.extend_from_slice(b"H ");
                 rules.extend_from_slice(h);
                 rules.push(0);
             }
+            rules.extend_from_slice(extra);
             let f = self.list_file(".clsync-hide.", &rules)?;
             // First: a user's `--include` must not let rsync into the deep roots.
             cmd.arg("--from0");
