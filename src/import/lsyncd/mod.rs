@@ -7,10 +7,13 @@
 //! names the line, and nothing is written.
 
 pub mod excludes;
+mod filters;
 pub mod lua;
 pub mod rsync_table;
 pub mod settings;
 pub mod sync;
+mod target;
+mod transport;
 pub mod value;
 
 use std::path::Path;
