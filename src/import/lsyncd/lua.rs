@@ -344,9 +344,23 @@ fn stack_loc(lua: &Lua, level: usize) -> Loc {
     })
 }
 
+/// lsyncd's API as the configuration sees it while importing: `settings`, `sync`, and the
+/// runtime functions (recorded, ignored, or refused).
 fn install_lsyncd_api(lua: &Lua, state: &Shared) -> mlua::Result<()> {
+    install_settings(lua, state)?;
     let g = lua.globals();
-    // settings: callable, assignable, readable.
+    {
+        let state = state.clone();
+        g.raw_set(
+            "sync",
+            lua.create_function(move |lua, arg: Value| record_sync(lua, &state, arg))?,
+        )?;
+    }
+    install_runtime_functions(lua, state)
+}
+
+/// `settings`: callable, assignable, readable.
+fn install_settings(lua: &Lua, state: &Shared) -> mlua::Result<()> {
     let settings = lua.create_table()?;
     let meta = lua.create_table()?;
     {
@@ -354,42 +368,7 @@ fn install_lsyncd_api(lua: &Lua, state: &Shared) -> mlua::Result<()> {
         meta.raw_set(
             "__call",
             lua.create_function(move |lua, (_t, arg): (Table, Value)| {
-                let loc = caller(lua);
-                match arg {
-                    Value::Table(t) => {
-                        for pair in t.pairs::<Value, Value>() {
-                            let (k, v) = pair?;
-                            let (key, value) = match (k, v) {
-                                (Value::String(k), v) => (k.to_str()?.to_string(), v),
-                                (Value::Integer(_), Value::String(name)) => {
-                                    (name.to_str()?.to_string(), Value::Boolean(true))
-                                }
-                                (k, _) => {
-                                    return Err(fail(
-                                        lua,
-                                        format!(
-                                            "setting \"{}\" unknown.",
-                                            k.to_string().unwrap_or_default()
-                                        ),
-                                    ));
-                                }
-                            };
-                            record_setting(lua, &state, loc.clone(), key, value, false)?;
-                        }
-                        Ok(Value::Nil)
-                    }
-                    Value::String(k) => Ok(state
-                        .borrow()
-                        .current
-                        .get(&*k.to_str()?)
-                        .map(|v| plain(lua, v))
-                        .transpose()?
-                        .unwrap_or(Value::Nil)),
-                    other => Err(fail(
-                        lua,
-                        format!("settings takes a table, not a {}", other.type_name()),
-                    )),
-                }
+                call_settings(lua, &state, arg)
             })?,
         )?;
     }
@@ -420,44 +399,81 @@ fn install_lsyncd_api(lua: &Lua, state: &Shared) -> mlua::Result<()> {
     }
     settings.set_metatable(Some(meta))?;
     state.borrow_mut().settings_table = settings.to_pointer() as usize;
-    g.raw_set("settings", settings)?;
+    lua.globals().raw_set("settings", settings)
+}
 
-    {
-        let state = state.clone();
-        g.raw_set(
-            "sync",
-            lua.create_function(move |lua, arg: Value| {
-                let loc = caller(lua);
-                let Value::Table(t) = arg else {
-                    return Err(fail(
-                        lua,
-                        format!(
-                            "sync takes a table (sync{{...}}), not a {}",
-                            arg.type_name()
-                        ),
-                    ));
+/// `settings{...}` records each setting; `settings('key')` reads one.
+fn call_settings(lua: &Lua, state: &Shared, arg: Value) -> mlua::Result<Value> {
+    let loc = caller(lua);
+    match arg {
+        Value::Table(t) => {
+            for pair in t.pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                let (key, value) = match (k, v) {
+                    (Value::String(k), v) => (k.to_str()?.to_string(), v),
+                    (Value::Integer(_), Value::String(name)) => {
+                        (name.to_str()?.to_string(), Value::Boolean(true))
+                    }
+                    (k, _) => {
+                        return Err(fail(
+                            lua,
+                            format!("setting \"{}\" unknown.", k.to_string().unwrap_or_default()),
+                        ));
+                    }
                 };
-                let default: Table = lua.globals().get("default")?;
-                let (arg, default) = {
-                    let st = state.borrow();
-                    let mut copy = Copier::new(&st);
-                    let mut take =
-                        |t: &Table| copy.table(t).map_err(|e| fail(lua, lua_message(&e)));
-                    (take(&t)?, take(&default)?)
-                };
-                let mut st = state.borrow_mut();
-                let settings = st.current.clone();
-                st.out.syncs.push(SyncCall {
-                    loc,
-                    arg,
-                    default,
-                    settings,
-                });
-                // What lsyncd returns is an object of its runtime; a table stands in.
-                lua.create_table()
-            })?,
-        )?;
+                record_setting(lua, state, loc.clone(), key, value, false)?;
+            }
+            Ok(Value::Nil)
+        }
+        Value::String(k) => Ok(state
+            .borrow()
+            .current
+            .get(&*k.to_str()?)
+            .map(|v| plain(lua, v))
+            .transpose()?
+            .unwrap_or(Value::Nil)),
+        other => Err(fail(
+            lua,
+            format!("settings takes a table, not a {}", other.type_name()),
+        )),
     }
+}
+
+/// `sync{...}`: records a copy of its table, of `default` and of the settings so far.
+fn record_sync(lua: &Lua, state: &Shared, arg: Value) -> mlua::Result<Table> {
+    let loc = caller(lua);
+    let Value::Table(t) = arg else {
+        return Err(fail(
+            lua,
+            format!(
+                "sync takes a table (sync{{...}}), not a {}",
+                arg.type_name()
+            ),
+        ));
+    };
+    let default: Table = lua.globals().get("default")?;
+    let (arg, default) = {
+        let st = state.borrow();
+        let mut copy = Copier::new(&st);
+        let mut take = |t: &Table| copy.table(t).map_err(|e| fail(lua, lua_message(&e)));
+        (take(&t)?, take(&default)?)
+    };
+    let mut st = state.borrow_mut();
+    let settings = st.current.clone();
+    st.out.syncs.push(SyncCall {
+        loc,
+        arg,
+        default,
+        settings,
+    });
+    // What lsyncd returns is an object of its runtime; a table stands in.
+    lua.create_table()
+}
+
+/// `alarm` and `observefd` are recorded, `spawn`, `spawnShell` and `terminate` refused
+/// (they act while lsyncd runs), `log` and `now` harmless.
+fn install_runtime_functions(lua: &Lua, state: &Shared) -> mlua::Result<()> {
+    let g = lua.globals();
     for name in ["alarm", "observefd"] {
         let state = state.clone();
         g.raw_set(
