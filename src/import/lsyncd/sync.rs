@@ -108,15 +108,13 @@ fn user_value<'a>(t: &'a LTable, key: &str) -> Option<&'a LValue> {
 }
 
 pub(super) fn utf8(what: &str, v: &LValue) -> Result<String, Refusal> {
-    match v {
-        LValue::Str(b) => String::from_utf8(b.clone()).map_err(|_| {
-            format!(
-                "{what} {:?} is not UTF-8: a job file (TOML) can only hold UTF-8 paths",
-                show_bytes(b)
-            )
-        }),
-        LValue::Int(i) => Ok(i.to_string()),
-        other => Err(format!("{what} must be a string, not {}", other.show())),
+    match v.text() {
+        Ok(Some(s)) => Ok(s),
+        Err(b) => Err(format!(
+            "{what} {:?} is not UTF-8: a job file (TOML) can only hold UTF-8 paths",
+            show_bytes(b)
+        )),
+        Ok(None) => Err(format!("{what} must be a string, not {}", v.show())),
     }
 }
 
