@@ -1,16 +1,20 @@
 //! `clsync import lsyncd FILE`: an lsyncd 2.x configuration as clsync jobs.
 //!
 //! The file is evaluated ([`lua`]) in a sandbox that records `settings` and every `sync{}`
-//! call with its line; each `sync{}` becomes a job ([`sync`]), the settings become
+//! call with its line; each `sync{}` becomes a job ([`sync`], with its target, filters and
+//! rsync/ssh tables in `target`, `filters` and `transport`), the settings become
 //! `clsync.toml` ([`settings`]). A configuration that cannot be evaluated (a Lua error, a
 //! setting lsyncd does not know, a module it loads) is reported with Lua's message, which
 //! names the line, and nothing is written.
 
 pub mod excludes;
+mod filters;
 pub mod lua;
 pub mod rsync_table;
 pub mod settings;
 pub mod sync;
+mod target;
+mod transport;
 pub mod value;
 
 use std::path::Path;

@@ -100,17 +100,15 @@ const OTHER: &[&str] = &[
 
 /// A value as rsync would get it from lsyncd's string concatenation.
 fn text(v: &LValue) -> Result<String, String> {
-    match v {
-        LValue::Str(s) => String::from_utf8(s.clone()).map_err(|_| {
-            format!(
-                "{} is not UTF-8, which a job file cannot hold",
-                show_bytes(s)
-            )
-        }),
-        LValue::Int(i) => Ok(i.to_string()),
-        LValue::Num(n) if n.fract() == 0.0 => Ok(format!("{n:.0}")),
-        LValue::Num(n) => Ok(n.to_string()),
-        other => Err(format!(
+    match (v.text(), v) {
+        (Ok(Some(s)), _) => Ok(s),
+        (Err(b), _) => Err(format!(
+            "{} is not UTF-8, which a job file cannot hold",
+            show_bytes(b)
+        )),
+        (Ok(None), LValue::Num(n)) if n.fract() == 0.0 => Ok(format!("{n:.0}")),
+        (Ok(None), LValue::Num(n)) => Ok(n.to_string()),
+        (Ok(None), other) => Err(format!(
             "expected a string or a number, found {}",
             other.show()
         )),

@@ -27,12 +27,12 @@
 //! A `sync{}` that is not based on one of the three built-in configurations runs its own
 //! Lua (`action`, `onCreate`, ...) and is refused.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use super::excludes;
-use super::lua::{SyncCall, beside};
-use super::rsync_table;
-use super::value::{LTable, LValue, MValue, Merged, check_gauge};
+use super::lua::SyncCall;
+use super::target::{absolute, destination};
+use super::transport::Route;
+use super::value::{LKey, LTable, LValue, MValue, Merged, check_gauge};
 use crate::import::doc::show_bytes;
 use crate::import::{Doc, Findings, Job, names};
 
@@ -107,16 +107,14 @@ fn user_value<'a>(t: &'a LTable, key: &str) -> Option<&'a LValue> {
     })
 }
 
-fn utf8(what: &str, v: &LValue) -> Result<String, Refusal> {
-    match v {
-        LValue::Str(b) => String::from_utf8(b.clone()).map_err(|_| {
-            format!(
-                "{what} {:?} is not UTF-8: a job file (TOML) can only hold UTF-8 paths",
-                show_bytes(b)
-            )
-        }),
-        LValue::Int(i) => Ok(i.to_string()),
-        other => Err(format!("{what} must be a string, not {}", other.show())),
+pub(super) fn utf8(what: &str, v: &LValue) -> Result<String, Refusal> {
+    match v.text() {
+        Ok(Some(s)) => Ok(s),
+        Err(b) => Err(format!(
+            "{what} {:?} is not UTF-8: a job file (TOML) can only hold UTF-8 paths",
+            show_bytes(b)
+        )),
+        Ok(None) => Err(format!("{what} must be a string, not {}", v.show())),
     }
 }
 
@@ -135,64 +133,6 @@ fn duration(v: &LValue) -> Result<String, Refusal> {
     } else {
         Ok(format!("{}ms", (secs * 1000.0).round() as u64))
     }
-}
-
-/// `p` absolute (against `cwd`) and lexically clean.
-fn absolute(cwd: &Path, p: &str) -> PathBuf {
-    let joined = cwd.join(p);
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// rsync's rule, as clsync's: a `:` before any `/` is a remote host.
-fn is_remote(t: &str) -> bool {
-    if t.starts_with("rsync://") {
-        return true;
-    }
-    match (t.find(':'), t.find('/')) {
-        (Some(c), Some(s)) => c < s && c > 0,
-        (Some(c), None) => c > 0,
-        _ => false,
-    }
-}
-
-/// The destination of a target string, and a note on how it was read.
-fn destination(target: &str, cwd: &Path) -> Result<(String, bool, Option<String>), Refusal> {
-    if let Some(rest) = target.strip_prefix("rsync://") {
-        return Ok((format!("rsync://{rest}"), true, None));
-    }
-    if let Some(i) = target.find("::")
-        && !target[..i].contains('/')
-        && i > 0
-    {
-        let d = format!("rsync://{}/{}", &target[..i], &target[i + 2..]);
-        let note = format!("target {target:?} (rsync daemon) is written as {d:?}");
-        return Ok((d, true, Some(note)));
-    }
-    if is_remote(target) {
-        return Ok((target.to_string(), true, None));
-    }
-    let p = absolute(cwd, target);
-    if p == Path::new("/") {
-        return Err("target / cannot be a destination".into());
-    }
-    let note = (!Path::new(target).is_absolute()).then(|| {
-        format!(
-            "relative target {target:?} was resolved against the current directory, as lsyncd -nodaemon would: {}",
-            p.display()
-        )
-    });
-    let s = p.to_str().ok_or("the target is not UTF-8")?.to_string();
-    Ok((s, false, note))
 }
 
 /// The first line of `s`, at most 40 characters of it.
@@ -240,19 +180,87 @@ pub fn map(call: &SyncCall, ctx: &Ctx<'_>, findings: &mut Findings) -> Option<Jo
     }
 }
 
+/// The job being written for one `sync{}`: the merged configuration it reads, the document
+/// it writes and where its findings go. Each section of the mapping is one method.
+pub(super) struct Mapping<'a> {
+    pub(super) m: &'a Merged,
+    pub(super) doc: Doc,
+    pub(super) at: &'a str,
+    pub(super) findings: &'a mut Findings,
+}
+
 fn build(
     call: &SyncCall,
     ctx: &Ctx<'_>,
     at: &str,
     findings: &mut Findings,
 ) -> Result<Job, Refusal> {
+    let m = merged(call);
+    let lua = own_lua(&m);
+    let base = base_of(&m, &lua)?;
+    let builtin_prepare = matches!(m.leaf("prepare"), Some(LValue::Func(f)) if f.builtin.is_some());
+    if builtin_prepare && let Some(gauge) = m.table("checkgauge") {
+        check_gauge(&m, gauge, "").map_err(|e| format!("lsyncd refuses it too: {e}"))?;
+    }
+
+    let mut doc = Doc::new();
+    doc.header(format!(
+        "Imported by `clsync import lsyncd` from {at} (sync{{}} with {base})."
+    ));
+    let mut job = Mapping {
+        m: &m,
+        doc,
+        at,
+        findings,
+    };
+    let ssh_based = base == "default.rsyncssh";
+    let source_path = job.source(ctx.cwd)?;
+    let (dest, remote) = job.destination(base, ctx.cwd, builtin_prepare)?;
+    let source_str = source_path
+        .to_str()
+        .ok_or("the source is not UTF-8")?
+        .to_string();
+    job.doc.set("", "source", source_str);
+    job.doc.set("", "destination", dest.clone());
+    let mirror = base == "default.direct" && !remote;
+    job.doc
+        .set("", "mode", if mirror { "mirror" } else { "rsync" });
+    if base == "default.direct" && remote {
+        job.findings.note(
+            at,
+            "default.direct with a remote target is synced with rsync (mode \"rsync\")",
+        );
+    }
+    job.timing(ssh_based)?;
+    job.filters(ctx.dir, ssh_based)?;
+    job.exit_codes(&call.arg);
+    job.rsync_and_ssh(&Route {
+        mirror,
+        remote,
+        ssh_based,
+    })?;
+    job.not_carried_over(&lua, base);
+
+    let name = match m.leaf("name") {
+        Some(v) => utf8("name", v)?,
+        None => names::from_destination(&dest),
+    };
+    Ok(Job { name, doc: job.doc })
+}
+
+/// The `sync{}` merged as lsyncd merges it, with the settings that override it.
+fn merged(call: &SyncCall) -> Merged {
     let mut m = Merged::sync_config(&call.arg, &call.default);
     for key in ["delay", "maxDelays", "maxProcesses"] {
         if let Some(v) = call.settings.get(key) {
             m.set(key, v.clone());
         }
     }
-    let lua = own_lua(&m);
+    m
+}
+
+/// The built-in configuration the `sync{}` is based on; refused when it runs its own Lua.
+fn base_of<'a>(m: &'a Merged, lua: &[(String, String)]) -> Result<&'a str, Refusal> {
     let Some(base) = m.bases.iter().copied().find(|b| BASES.contains(b)) else {
         if lua.is_empty() {
             return Err(
@@ -265,471 +273,198 @@ fn build(
             list.join(", ")
         ));
     };
-    let builtin_prepare = matches!(m.leaf("prepare"), Some(LValue::Func(f)) if f.builtin.is_some());
-    if builtin_prepare && let Some(gauge) = m.table("checkgauge") {
-        check_gauge(&m, gauge, "").map_err(|e| format!("lsyncd refuses it too: {e}"))?;
-    }
+    Ok(base)
+}
 
-    let mut doc = Doc::new();
-    doc.header(format!(
-        "Imported by `clsync import lsyncd` from {at} (sync{{}} with {base})."
-    ));
-
-    // source
-    let source = m
-        .leaf("source")
-        .ok_or("source missing from sync (lsyncd refuses it too)")?;
-    let source = utf8("source", source)?;
-    let source_path = absolute(ctx.cwd, &source);
-    if !Path::new(&source).is_absolute() {
-        findings.note(
-            at,
-            format!(
-                "relative source {source:?} was resolved against the current directory, as lsyncd does: {}",
-                source_path.display()
-            ),
-        );
-    }
-
-    // destination
-    let ssh_based = base == "default.rsyncssh";
-    let target = match (m.leaf("target"), m.leaf("host"), m.leaf("targetdir")) {
-        (Some(t), _, _) if !ssh_based => utf8("target", t)?,
-        (_, Some(h), Some(d)) => format!("{}:{}", utf8("host", h)?, utf8("targetdir", d)?),
-        _ if ssh_based => {
-            return Err(if m.leaf("host").is_none() {
-                "default.rsyncssh needs \"host\" configured (lsyncd refuses it too)".into()
-            } else {
-                "default.rsyncssh needs \"targetdir\" configured (lsyncd refuses it too)".into()
-            });
+impl Mapping<'_> {
+    /// `source`, absolute.
+    fn source(&mut self, cwd: &Path) -> Result<PathBuf, Refusal> {
+        let source = self
+            .m
+            .leaf("source")
+            .ok_or("source missing from sync (lsyncd refuses it too)")?;
+        let source = utf8("source", source)?;
+        let source_path = absolute(cwd, &source);
+        if !Path::new(&source).is_absolute() {
+            self.findings.note(
+                self.at,
+                format!(
+                    "relative source {source:?} was resolved against the current directory, as lsyncd does: {}",
+                    source_path.display()
+                ),
+            );
         }
-        _ => {
-            return Err(format!(
-                "{base} needs \"target\" configured (lsyncd refuses it too)"
-            ));
+        Ok(source_path)
+    }
+
+    /// `target` (or `host` + `targetdir`) as the destination, and whether it is remote.
+    fn destination(
+        &mut self,
+        base: &str,
+        cwd: &Path,
+        builtin_prepare: bool,
+    ) -> Result<(String, bool), Refusal> {
+        let m = self.m;
+        let ssh_based = base == "default.rsyncssh";
+        let target = match (m.leaf("target"), m.leaf("host"), m.leaf("targetdir")) {
+            (Some(t), _, _) if !ssh_based => utf8("target", t)?,
+            (_, Some(h), Some(d)) => format!("{}:{}", utf8("host", h)?, utf8("targetdir", d)?),
+            _ if ssh_based => {
+                return Err(if m.leaf("host").is_none() {
+                    "default.rsyncssh needs \"host\" configured (lsyncd refuses it too)".into()
+                } else {
+                    "default.rsyncssh needs \"targetdir\" configured (lsyncd refuses it too)".into()
+                });
+            }
+            _ => {
+                return Err(format!(
+                    "{base} needs \"target\" configured (lsyncd refuses it too)"
+                ));
+            }
+        };
+        let (dest, remote, note) = destination(&target, cwd)?;
+        if let Some(n) = note {
+            self.findings.note(self.at, n);
         }
-    };
-    let (dest, remote, note) = destination(&target, ctx.cwd)?;
-    if let Some(n) = note {
-        findings.note(at, n);
-    }
-    if ssh_based && builtin_prepare && !matches!(m.leaf("maxProcesses"), Some(LValue::Int(1))) {
-        return Err(
-            "default.rsyncssh must have maxProcesses set to 1. (lsyncd refuses it too)".into(),
-        );
+        if ssh_based && builtin_prepare && !matches!(m.leaf("maxProcesses"), Some(LValue::Int(1))) {
+            return Err(
+                "default.rsyncssh must have maxProcesses set to 1. (lsyncd refuses it too)".into(),
+            );
+        }
+        Ok((dest, remote))
     }
 
-    let source_str = source_path
-        .to_str()
-        .ok_or("the source is not UTF-8")?
-        .to_string();
-    doc.set("", "source", source_str);
-    doc.set("", "destination", dest.clone());
-    let mirror = base == "default.direct" && !remote;
-    doc.set("", "mode", if mirror { "mirror" } else { "rsync" });
-    if base == "default.direct" && remote {
-        findings.note(
-            at,
-            "default.direct with a remote target is synced with rsync (mode \"rsync\")",
-        );
-    }
-
-    // timing
-    if let Some(d) = m.leaf("delay") {
-        let d = duration(d)?;
-        doc.set_noted(
-            "",
-            "delay",
-            d,
-            Some("lsyncd's delay (its default: 15 s for rsync, 1 s for direct)"),
-        );
-    }
-    match m.leaf("maxDelays") {
-        Some(LValue::Int(1)) => {
-            doc.set_noted(
+    /// `delay`, `maxDelays`, `maxProcesses`, `init` and `subdirs`.
+    fn timing(&mut self, ssh_based: bool) -> Result<(), Refusal> {
+        let (m, at) = (self.m, self.at);
+        if let Some(d) = m.leaf("delay") {
+            let d = duration(d)?;
+            self.doc.set_noted(
                 "",
                 "delay",
-                "0s",
-                Some("lsyncd's maxDelays = 1: every change is synced at once"),
+                d,
+                Some("lsyncd's delay (its default: 15 s for rsync, 1 s for direct)"),
             );
-            findings.note(
+        }
+        self.max_delays();
+        match m.leaf("maxProcesses") {
+            Some(LValue::Int(n)) if *n > 1 && !ssh_based => {
+                let w = (*n).min(64);
+                self.doc
+                    .set_noted("", "workers", w, Some("lsyncd's maxProcesses"));
+            }
+            _ => {}
+        }
+        if let Some(LValue::Bool(false)) = m.leaf("init") {
+            self.doc.set("", "initial_sync", false);
+        }
+        if let Some(v) = m.leaf("subdirs")
+            && !v.truthy()
+        {
+            self.doc.comment("", "lsyncd's subdirs = false (watch only the top directory): clsync always syncs the whole tree");
+            self.findings.warn(
                 at,
-                "maxDelays = 1 (sync every change at once) became delay = \"0s\"",
+                "subdirs = false has no equivalent: clsync watches and syncs the whole tree",
             );
         }
-        Some(LValue::Int(1000)) | None => {}
-        Some(v) => {
-            doc.commented_key(
-                "",
-                "maxDelays",
-                toml::Value::String(v.show()),
-                "lsyncd synced early once this many changes were queued; clsync waits for `delay`",
-            );
-            findings.warn(
-                at,
-                format!("maxDelays = {} has no equivalent: clsync syncs when `delay` has passed, however many changes are queued", v.show()),
-            );
-        }
-    }
-    match m.leaf("maxProcesses") {
-        Some(LValue::Int(n)) if *n > 1 && !ssh_based => {
-            let w = (*n).min(64);
-            doc.set_noted("", "workers", w, Some("lsyncd's maxProcesses"));
-        }
-        _ => {}
-    }
-    if let Some(LValue::Bool(false)) = m.leaf("init") {
-        doc.set("", "initial_sync", false);
-    }
-    if let Some(v) = m.leaf("subdirs")
-        && !v.truthy()
-    {
-        doc.comment("", "lsyncd's subdirs = false (watch only the top directory): clsync always syncs the whole tree");
-        findings.warn(
-            at,
-            "subdirs = false has no equivalent: clsync watches and syncs the whole tree",
-        );
+        Ok(())
     }
 
-    // filters
-    let mut exclude: Vec<String> = Vec::new();
-    match m.get("exclude") {
-        Some(MValue::Leaf(v)) => exclude.push(utf8("exclude", v)?),
-        Some(MValue::Table(t)) => {
-            for v in t.list() {
-                exclude.push(utf8("exclude pattern", v)?);
-            }
-        }
-        None => {}
-    }
-    if let Some(v) = m.leaf("excludeFrom") {
-        let file = utf8("excludeFrom", v)?;
-        let read = beside(ctx.dir, Path::new(&file)).and_then(|p| {
-            let text = std::fs::read(&p).map_err(|e| format!("{}: {e}", p.display()))?;
-            Ok((p, excludes::parse(&text)?, text))
-        });
-        match read {
-            Ok((path, (patterns, includes), text))
-                if excludes::same_for_rsync(&text, &patterns, &includes)
-                    && path.to_str().is_some() =>
-            {
-                doc.set("", "exclude_from", path.to_str().unwrap_or_default());
-                findings.note(
-                    at,
-                    format!(
-                        "excludeFrom = {file:?}: exclude_from = {:?}, read again at every reload",
-                        path.display()
-                    ),
-                );
-            }
-            Ok((_, (patterns, includes), _)) => {
-                doc.comment(
+    /// `maxDelays = 1` as `delay = "0s"`; other values have no equivalent.
+    fn max_delays(&mut self) {
+        let at = self.at;
+        match self.m.leaf("maxDelays") {
+            Some(LValue::Int(1)) => {
+                self.doc.set_noted(
                     "",
-                    format!(
-                        "lsyncd's excludeFrom = {file:?}: its {} pattern(s) as they were at import time are in `exclude` (rsync's --exclude-from would read its lines differently: leading blanks, `-` without a space, `+` lines or `;` comments)",
-                        patterns.len()
-                    ),
+                    "delay",
+                    "0s",
+                    Some("lsyncd's maxDelays = 1: every change is synced at once"),
                 );
-                findings.note(
+                self.findings.note(
                     at,
-                    format!(
-                        "excludeFrom = {file:?}: its {} pattern(s) were copied into `exclude` (lsyncd too reads the file only at its start)",
-                        patterns.len()
-                    ),
+                    "maxDelays = 1 (sync every change at once) became delay = \"0s\"",
                 );
-                if !includes.is_empty() {
-                    findings.note(
-                        at,
-                        format!(
-                            "excludeFrom: lsyncd ignores include lines, and so does the import: {}",
-                            includes.join(", ")
-                        ),
-                    );
-                }
-                exclude.extend(patterns);
             }
-            Err(e) => {
-                doc.comment(
+            Some(LValue::Int(1000)) | None => {}
+            Some(v) => {
+                self.doc.commented_key(
                     "",
-                    format!("lsyncd's excludeFrom = {file:?} could not be read: {e}"),
+                    "maxDelays",
+                    toml::Value::String(v.show()),
+                    "lsyncd synced early once this many changes were queued; clsync waits for `delay`",
                 );
-                findings.warn(at, format!("excludeFrom = {file:?} not carried over: {e}"));
+                self.findings.warn(
+                    at,
+                    format!("maxDelays = {} has no equivalent: clsync syncs when `delay` has passed, however many changes are queued", v.show()),
+                );
             }
         }
     }
-    if !exclude.is_empty() {
-        doc.push_strings("", "exclude", &exclude);
-    }
-    for key in ["filter", "filterFrom"] {
-        if m.get(key).is_some() {
-            doc.comment(
-                "",
-                format!("lsyncd's {key}: rsync filter rules (+/-) have no equivalent; use `exclude`, or `rules` (regular expressions, first match wins)"),
-            );
-            findings.warn(
-                at,
-                format!("{key} has no equivalent: rewrite it as `exclude` patterns or `rules`"),
-            );
-        }
-    }
-    map_delete(&m, ssh_based, &mut doc, at, findings)?;
 
-    // exit codes the user set
-    let codes =
-        user_value(&call.arg, "exitcodes").or_else(|| user_value(&call.arg, "rsyncExitCodes"));
-    if let Some(LValue::Table(t)) = codes {
+    /// The codes the user's `exitcodes` / `rsyncExitCodes` mark `ok` as `ignore_exit_codes`.
+    fn exit_codes(&mut self, arg: &LTable) {
+        let codes = user_value(arg, "exitcodes").or_else(|| user_value(arg, "rsyncExitCodes"));
+        let Some(LValue::Table(t)) = codes else {
+            return;
+        };
         let mut ok: Vec<i64> = t
             .entries
             .iter()
             .filter_map(|(k, v)| match (k, v) {
-                (super::value::LKey::Int(c), LValue::Str(s))
-                    if s == b"ok" && (1..=255).contains(c) =>
-                {
-                    Some(*c)
-                }
+                (LKey::Int(c), LValue::Str(s)) if s == b"ok" && (1..=255).contains(c) => Some(*c),
                 _ => None,
             })
             .collect();
         ok.sort_unstable();
-        doc.set_noted(
+        self.doc.set_noted(
             "",
             "ignore_exit_codes",
             toml::Value::Array(ok.into_iter().map(toml::Value::Integer).collect()),
             Some("the exit codes lsyncd's table called ok"),
         );
-        findings.note(
-            at,
+        self.findings.note(
+            self.at,
             "exit codes: those marked 'ok' became ignore_exit_codes; clsync retries every other failure with backoff ('again' and 'die' alike)",
         );
     }
 
-    // rsync and ssh
-    if let Some(r) = m.table("rsync") {
-        let o = rsync_table::map(r)?;
-        if mirror {
-            let extra: Vec<&String> = o.args.iter().filter(|a| !a.starts_with("--no-")).collect();
-            if !extra.is_empty() || o.path.is_some() {
-                doc.comment(
-                    "",
-                    format!(
-                        "lsyncd's rsync options ({}) applied to its startup rsync; mode \"mirror\" copies without rsync",
-                        extra.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
-                    ),
-                );
-                findings.warn(at, "the rsync options of default.direct are not carried over: mode \"mirror\" copies without rsync");
-            }
-            findings.note(
-                at,
-                "default.direct became mode \"mirror\": it keeps permissions, times and owners as rsync -a does (lsyncd's cp did not)",
-            );
-        } else {
-            if let Some(p) = o.path {
-                doc.set("rsync", "path", p);
-            }
-            if !o.args.is_empty() {
-                doc.push_strings("rsync", "args", &o.args);
-            }
-            for n in o.notes {
-                findings.note(at, n);
-            }
-        }
-        for k in o.unknown {
-            doc.comment(
+    /// The configuration's own Lua and keys clsync has no setting for: comments and warnings.
+    fn not_carried_over(&mut self, lua: &[(String, String)], base: &str) {
+        let at = self.at;
+        for (key, what) in lua {
+            self.doc.comment(
                 "",
-                format!("lsyncd's rsync.{k}: not an rsync option lsyncd knows"),
+                format!(
+                    "lsyncd's {key} = {what}: clsync runs no Lua; this job syncs as {base} does"
+                ),
             );
-            findings.warn(
+            self.findings.warn(at, format!("{key} = {what} is not carried over: clsync runs no Lua (the job syncs as {base} does)"));
+        }
+        for (k, v) in self.m.keys() {
+            let name = k.show();
+            if KNOWN.contains(&name.as_str()) || matches!(k, LKey::Int(_)) {
+                continue;
+            }
+            let shown = match v {
+                MValue::Leaf(v) => v.show(),
+                MValue::Table(_) => "a table".into(),
+            };
+            self.doc.comment(
+                "",
+                format!("lsyncd's {name} = {shown}: used only by the configuration's own Lua"),
+            );
+            self.findings.warn(
                 at,
-                format!("rsync.{k} is not an option lsyncd knows: not carried over"),
-            );
-        }
-        if let Some(words) = o.rsh {
-            if !remote {
-                findings.note(at, "rsync.rsh is not needed: the target is local");
-            } else if ssh_based && has_ssh_options(&m) {
-                findings.note(
-                    at,
-                    "rsync.rsh is not used: the ssh table's options replace it, as in lsyncd",
-                );
-            } else {
-                doc.set_noted(
-                    "ssh",
-                    "command",
-                    words[0].clone(),
-                    Some("lsyncd's rsync.rsh"),
-                );
-                if words.len() > 1 {
-                    doc.push_strings("ssh", "options", &words[1..]);
-                }
-            }
-        }
-    }
-    if ssh_based && let Some(ssh) = m.table("ssh") {
-        map_ssh(ssh, &mut doc, at, findings)?;
-    }
-
-    // what the job does not do
-    for (key, what) in &lua {
-        doc.comment(
-            "",
-            format!("lsyncd's {key} = {what}: clsync runs no Lua; this job syncs as {base} does"),
-        );
-        findings.warn(at, format!("{key} = {what} is not carried over: clsync runs no Lua (the job syncs as {base} does)"));
-    }
-    for (k, v) in m.keys() {
-        let name = k.show();
-        if KNOWN.contains(&name.as_str()) || matches!(k, super::value::LKey::Int(_)) {
-            continue;
-        }
-        let shown = match v {
-            MValue::Leaf(v) => v.show(),
-            MValue::Table(_) => "a table".into(),
-        };
-        doc.comment(
-            "",
-            format!("lsyncd's {name} = {shown}: used only by the configuration's own Lua"),
-        );
-        findings.warn(
-            at,
-            format!("{name} = {shown} is not carried over (clsync has no such setting)"),
-        );
-    }
-
-    let name = match m.leaf("name") {
-        Some(v) => utf8("name", v)?,
-        None => names::from_destination(&dest),
-    };
-    Ok(Job { name, doc })
-}
-
-fn has_ssh_options(m: &Merged) -> bool {
-    m.table("ssh").is_some_and(|s| {
-        s.leaf("identityFile").is_some() || s.get("options").is_some() || s.leaf("port").is_some()
-    })
-}
-
-/// `delete` as `delete`. lsyncd's rsyncssh moves a renamed path on the remote host whatever
-/// `delete` says; clsync's `delete = false` or `"startup"` copies it and keeps the old
-/// name: said in a note.
-fn map_delete(
-    m: &Merged,
-    ssh_based: bool,
-    doc: &mut Doc,
-    at: &str,
-    findings: &mut Findings,
-) -> Result<(), Refusal> {
-    let keeps_old_names = match m.leaf("delete") {
-        Some(LValue::Bool(true)) | None => false,
-        Some(LValue::Bool(false)) => {
-            doc.set("", "delete", false);
-            true
-        }
-        Some(v) => {
-            let s = utf8("delete", v)?;
-            if s == "startup" || s == "running" {
-                doc.set("", "delete", s.as_str());
-                s == "startup"
-            } else {
-                doc.commented_key(
-                    "",
-                    "delete",
-                    toml::Value::String(s),
-                    "lsyncd takes only true, false, \"startup\" or \"running\"",
-                );
-                findings.warn(
-                    at,
-                    format!(
-                        "delete = {} is not one of lsyncd's values: not carried over (clsync deletes)",
-                        v.show()
-                    ),
-                );
-                false
-            }
-        }
-    };
-    if ssh_based && keeps_old_names {
-        findings.note(
-            at,
-            "lsyncd's rsyncssh moves a renamed path on the remote host even without deletions; \
-             with this `delete` clsync copies it to its new name and keeps the old one",
-        );
-    }
-    Ok(())
-}
-
-/// `ssh = {...}` of default.rsyncssh as `[ssh]`.
-fn map_ssh(ssh: &Merged, doc: &mut Doc, at: &str, findings: &mut Findings) -> Result<(), Refusal> {
-    if let Some(b) = ssh.leaf("binary") {
-        let b = utf8("ssh.binary", b)?;
-        if b != "/usr/bin/ssh" {
-            doc.set("ssh", "command", b);
-        }
-    }
-    if let Some(p) = ssh.leaf("port") {
-        let port = match p {
-            LValue::Int(i) => Some(*i),
-            LValue::Str(s) => std::str::from_utf8(s)
-                .ok()
-                .and_then(|s| s.trim().parse().ok()),
-            _ => None,
-        };
-        match port {
-            Some(p) if (1..=65535).contains(&p) => doc.set("ssh", "port", p),
-            _ => return Err(format!("ssh.port = {} is not a port number", p.show())),
-        }
-    }
-    if let Some(i) = ssh.leaf("identityFile") {
-        doc.set("ssh", "identity_file", utf8("ssh.identityFile", i)?);
-    }
-    let mut options = Vec::new();
-    if let Some(o) = ssh.table("options") {
-        // lsyncd writes `-o KEY=VALUE` for each entry (in table order; here sorted).
-        for (k, v) in o.keys() {
-            if let super::value::LKey::Str(_) = k
-                && let MValue::Leaf(v) = v
-            {
-                options.push("-o".to_string());
-                options.push(format!("{}={}", k.show(), utf8("ssh option", v)?));
-            }
-        }
-    }
-    if let Some(e) = ssh.table("_extra") {
-        for v in e.list() {
-            options.push(utf8("ssh._extra", v)?);
-        }
-        if !e.list().is_empty() {
-            findings.note(
-                at,
-                "ssh._extra applies to rsync's ssh as well (lsyncd gave it only to the ssh that moves files)",
+                format!("{name} = {shown} is not carried over (clsync has no such setting)"),
             );
         }
     }
-    if !options.is_empty() {
-        doc.push_strings("ssh", "options", &options);
-    }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn targets() {
-        let cwd = Path::new("/home/u");
-        assert_eq!(destination("/srv/x/", cwd).unwrap().0, "/srv/x");
-        let (d, remote, note) = destination("trg", cwd).unwrap();
-        assert_eq!((d.as_str(), remote), ("/home/u/trg", false));
-        assert!(note.is_some());
-        assert_eq!(destination("h:/d/", cwd).unwrap().0, "h:/d/");
-        assert_eq!(destination("u@h:d", cwd).unwrap().0, "u@h:d");
-        assert_eq!(
-            destination("h::mod/sub", cwd).unwrap().0,
-            "rsync://h/mod/sub"
-        );
-        assert_eq!(destination("rsync://h/m", cwd).unwrap().0, "rsync://h/m");
-        assert!(destination("/", cwd).is_err());
-    }
 
     #[test]
     fn durations() {

@@ -81,6 +81,18 @@ impl LValue {
         !matches!(self, LValue::Bool(false))
     }
 
+    /// A string or an integer as text: `Ok(None)` for any other value, `Err` with the bytes
+    /// of a string that is not UTF-8 (a job file, TOML, holds only UTF-8).
+    pub fn text(&self) -> Result<Option<String>, &[u8]> {
+        match self {
+            LValue::Str(b) => String::from_utf8(b.clone())
+                .map(Some)
+                .map_err(|_| b.as_slice()),
+            LValue::Int(i) => Ok(Some(i.to_string())),
+            _ => Ok(None),
+        }
+    }
+
     /// A short rendering for messages and comments.
     pub fn show(&self) -> String {
         match self {
