@@ -41,7 +41,7 @@ pub use model::{
     BigFile, Destination, HandlerOptions, JobConfig, Mode, RcloneOptions, RetryOptions, RunAs,
     SandboxOptions, SshOptions,
 };
-pub use paths::{clean as clean_path, split_remote};
+pub use paths::{clean as clean_path, is_remote, split_remote};
 pub use placeholder::Placeholder;
 pub use socket::default_socket;
 

@@ -62,7 +62,7 @@ pub(super) fn real_path(p: &Path) -> PathBuf {
 }
 
 /// rsync's rule: a `:` before any `/` means a remote host (`host:path`, `user@host:path`).
-pub(super) fn is_remote(dest: &str) -> bool {
+pub fn is_remote(dest: &str) -> bool {
     if dest.starts_with("rsync://") {
         return true;
     }

@@ -189,6 +189,35 @@ impl RsyncHandler {
         Ok(outcome)
     }
 
+    /// The hidden deep roots (`H` rules) and `extra` rules, in a merge file given to `cmd`
+    /// first: not on the command line, since there may be thousands of deep roots, each
+    /// pattern over 2,048 bytes, far more than ARG_MAX allows; NUL-terminated rules, read
+    /// with --from0 (which must come before the merge rule). First, too, because a user's
+    /// `--include` must not let rsync into the deep roots.
+    fn merge_rules(
+        &self,
+        cmd: &mut Command,
+        hidden: &[Vec<u8>],
+        extra: &[u8],
+    ) -> Result<Option<tempfile::NamedTempFile>, HandlerError> {
+        if hidden.is_empty() && extra.is_empty() {
+            return Ok(None);
+        }
+        let mut rules = Vec::new();
+        for h in hidden {
+            rules.extend_from_slice(b"H ");
+            rules.extend_from_slice(h);
+            rules.push(0);
+        }
+        rules.extend_from_slice(extra);
+        let f = self.list_file(".clsync-hide.", &rules)?;
+        cmd.arg("--from0");
+        let mut arg = OsString::from("--filter=merge ");
+        arg.push(f.path());
+        cmd.arg(arg);
+        Ok(Some(f))
+    }
+
     /// One rsync process for `pass`, its `--files-from` `list` on stdin.
     fn transfer_pass(
         &self,
@@ -221,26 +250,8 @@ impl RsyncHandler {
         };
         let mut cmd = Command::new(&self.target.options.path);
         crate::handler::run_as(&mut cmd, self.target.options.run_as.as_ref());
-        // In a merge file, not on the command line: there may be thousands of deep roots,
-        // each pattern over 2,048 bytes, far more than ARG_MAX allows. NUL-terminated rules,
-        // read with --from0 (which must come before the merge rule).
-        let mut _hide_file = None;
-        if !hidden.is_empty() || !extra.is_empty() {
-            let mut rules = Vec::new();
-            for h in hidden {
-                rules.extend_from_slice(b"H ");
-                rules.extend_from_slice(h);
-                rules.push(0);
-            }
-            rules.extend_from_slice(extra);
-            let f = self.list_file(".clsync-hide.", &rules)?;
-            // First: a user's `--include` must not let rsync into the deep roots.
-            cmd.arg("--from0");
-            let mut arg = OsString::from("--filter=merge ");
-            arg.push(f.path());
-            cmd.arg(arg);
-            _hide_file = Some(f);
-        }
+        // Kept alive until rsync has exited.
+        let _rules_file = self.merge_rules(&mut cmd, hidden, extra)?;
         let progress = self.progress.as_ref().filter(|_| full);
         cmd.args(args::rsync_args(
             &self.target,

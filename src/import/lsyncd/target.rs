@@ -5,37 +5,11 @@
 //! working directory, lexically, as lsyncd hands it to rsync. Each reinterpretation comes
 //! with a note for the report, so the user sees what the target became.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::Path;
 
 use super::sync::Refusal;
 
-/// `p` absolute (against `cwd`) and lexically clean.
-pub(super) fn absolute(cwd: &Path, p: &str) -> PathBuf {
-    let joined = cwd.join(p);
-    let mut out = PathBuf::new();
-    for c in joined.components() {
-        match c {
-            Component::CurDir => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            other => out.push(other),
-        }
-    }
-    out
-}
-
-/// rsync's rule, as clsync's: a `:` before any `/` is a remote host.
-fn is_remote(t: &str) -> bool {
-    if t.starts_with("rsync://") {
-        return true;
-    }
-    match (t.find(':'), t.find('/')) {
-        (Some(c), Some(s)) => c < s && c > 0,
-        (Some(c), None) => c > 0,
-        _ => false,
-    }
-}
+pub(super) use crate::import::paths::absolute;
 
 /// The destination of a target string, and a note on how it was read.
 pub(super) fn destination(
@@ -53,7 +27,7 @@ pub(super) fn destination(
         let note = format!("target {target:?} (rsync daemon) is written as {d:?}");
         return Ok((d, true, Some(note)));
     }
-    if is_remote(target) {
+    if crate::config::is_remote(target) {
         return Ok((target.to_string(), true, None));
     }
     let p = absolute(cwd, target);
