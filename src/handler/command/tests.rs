@@ -1,3 +1,6 @@
+//! Unit tests of the command modes: placeholders, argument vectors, list files and runs of
+//! real programs on temporary trees.
+
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::os::unix::ffi::OsStrExt;

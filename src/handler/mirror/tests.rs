@@ -1,3 +1,6 @@
+//! Unit tests of the mirror engine on real temporary trees: copies, deletions, renames,
+//! attributes, timeouts and what `rsync -a --delete` would leave.
+
 use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, Permissions};

@@ -1,3 +1,6 @@
+//! Unit tests of the rsync handler with the real rsync: renames handed over to the mirror,
+//! and entries too long for rsync when no mirror may take them.
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
