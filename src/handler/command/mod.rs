@@ -42,7 +42,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::deletions::{self, DeletionPass};
-use super::receiver::MissingArgs;
 use super::rsync::RsyncTarget;
 use super::{Handler, HandlerError, Outcome};
 use crate::config::{CommandKind, CommandOptions, Destination, HandlerOptions, Placeholder};
@@ -142,29 +141,11 @@ impl CommandHandler {
             }
             return self.run_one(&present.entries, false, false, &ListOf::Existing);
         }
-        if self.rsync.missing_args() != MissingArgs::Rejected {
-            let learning = self.rsync.would_learn(&batch);
-            match self.run_one(entries, false, true, &ListOf::Paths) {
-                Err(e) if self.rsync.learn_rejection(&e) => {}
-                Err(e) if self.rsync.may_be_silent_rejection(learning, &e) => {
-                    return match self.run_split(&batch) {
-                        Ok(o) => {
-                            self.rsync.learn_rejected(None);
-                            Ok(o)
-                        }
-                        Err(_) => Err(e),
-                    };
-                }
-                Ok(o) => {
-                    if learning {
-                        self.rsync.learn_accepted();
-                    }
-                    return Ok(o);
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        self.run_split(&batch)
+        self.rsync.whole_or_split(
+            &batch,
+            || self.run_one(entries, false, true, &ListOf::Paths),
+            || self.run_split(&batch),
+        )
     }
 
     /// `batch` as a deletion run and a run of the paths that exist.

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use super::lists::lists_dir_problem;
 use super::*;
 use crate::config::RunAs;
+use crate::handler::receiver::MissingArgs;
 use crate::handler::rsync::files_from_list;
 
 fn values<'a>(list: &'a [OsString], rsync: &'a [OsString]) -> Values<'a> {

@@ -11,9 +11,9 @@ use tracing::debug;
 use super::excludes;
 use crate::config::{Destination, HandlerOptions};
 use crate::fs::Lookup;
-use crate::handler::HandlerError;
 use crate::handler::deletions::DeletionPass;
 use crate::handler::receiver::{self, MissingArgs, Receiver};
+use crate::handler::{HandlerError, Outcome};
 use crate::model::Batch;
 use crate::rules::Filter;
 
@@ -111,6 +111,40 @@ impl RsyncTarget {
     pub(crate) fn learn_accepted(&self) {
         if self.receiver.learn(MissingArgs::Accepted, None) {
             debug!("{}", self.receiver.report().describe());
+        }
+    }
+
+    /// `batch` as one run (`whole`, with `--delete-missing-args`) or, for a receiver that
+    /// rejects missing entries, as a deletion run and a run of what exists (`split`): run
+    /// whole until the receiver is known to reject, and learn from how the run ends which
+    /// it is. Both the rsync handler and the command modes that run rsync go through here.
+    pub(crate) fn whole_or_split(
+        &self,
+        batch: &Batch,
+        whole: impl FnOnce() -> Result<Outcome, HandlerError>,
+        split: impl FnOnce() -> Result<Outcome, HandlerError>,
+    ) -> Result<Outcome, HandlerError> {
+        if self.missing_args() == MissingArgs::Rejected {
+            return split();
+        }
+        let learning = self.would_learn(batch);
+        match whole() {
+            // The receiver refused the list before transferring anything.
+            Err(e) if self.learn_rejection(&e) => split(),
+            Err(e) if self.may_be_silent_rejection(learning, &e) => match split() {
+                Ok(outcome) => {
+                    self.learn_rejected(None);
+                    Ok(outcome)
+                }
+                Err(_) => Err(e),
+            },
+            Ok(outcome) => {
+                if learning {
+                    self.learn_accepted();
+                }
+                Ok(outcome)
+            }
+            Err(e) => Err(e),
         }
     }
 

@@ -13,7 +13,6 @@ use super::RsyncHandler;
 use super::args::{self, Pass};
 use crate::fs::Lookup;
 use crate::handler::deletions;
-use crate::handler::receiver::MissingArgs;
 use crate::handler::{HandlerError, Outcome, Stdout};
 use crate::model::{Batch, Entry};
 
@@ -126,33 +125,17 @@ impl RsyncHandler {
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
         // Nothing to delete: no deletion pass, whatever the receiver takes.
-        if self.target.missing_args() == MissingArgs::Rejected || !batch.deletes {
+        if !batch.deletes {
             return self.transfer_split(batch, excludes, hidden);
         }
-        let learning = self.target.would_learn(batch);
-        let list = args::files_from_list(batch);
-        match self.transfer_pass(batch.deletes, &Pass::of(batch), list, excludes, hidden) {
-            // The receiver refused the list before transferring anything.
-            Err(e) if self.target.learn_rejection(&e) => {
-                self.transfer_split(batch, excludes, hidden)
-            }
-            Err(e) if self.target.may_be_silent_rejection(learning, &e) => {
-                match self.transfer_split(batch, excludes, hidden) {
-                    Ok(outcome) => {
-                        self.target.learn_rejected(None);
-                        Ok(outcome)
-                    }
-                    Err(_) => Err(e),
-                }
-            }
-            Ok(outcome) => {
-                if learning {
-                    self.target.learn_accepted();
-                }
-                Ok(outcome)
-            }
-            Err(e) => Err(e),
-        }
+        self.target.whole_or_split(
+            batch,
+            || {
+                let list = args::files_from_list(batch);
+                self.transfer_pass(batch.deletes, &Pass::of(batch), list, excludes, hidden)
+            },
+            || self.transfer_split(batch, excludes, hidden),
+        )
     }
 
     /// `batch` as two runs: the deletion pass (none when the batch may not remove), then
