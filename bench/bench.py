@@ -34,7 +34,7 @@ RSYNC = shutil.which("rsync") or "/usr/bin/rsync"
 TICK = os.sysconf("SC_CLK_TCK")
 READY_RE = re.compile(rb"initial sync done in ([0-9.]+)s; watching (\d+) directories"
                       rb"|watching (\d+) directories \(initial sync skipped\)")
-JOBS_READY = b"ready: every job finished its initial sync"  # src/supervisor.rs, once for the daemon
+JOBS_READY = b"ready: every job finished its initial sync"  # src/supervisor/mod.rs, once for the daemon
 WORKLOADS = ["initial", "latency", "burst", "deletes", "rename", "overflow", "scale", "idle", "jobs", "churn"]
 # The peers each workload runs with --peers (and so needs installed).
 PEERS = dict(initial=("lsyncd", "clsync-c"), latency=("lsyncd", "clsync-c"), burst=("lsyncd", "clsync-c"),
