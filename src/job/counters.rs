@@ -12,7 +12,7 @@ pub const DURATION_BUCKETS: [f64; 12] = [
 ];
 
 /// A histogram of durations: counts per bucket (not cumulative), count and sum.
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Histogram {
     /// `buckets[i]`: observations in `(DURATION_BUCKETS[i-1], DURATION_BUCKETS[i]]`; the
     /// ones above the last bound are only in `count`.
@@ -83,7 +83,7 @@ impl RunResult {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Counters {
     /// Paths of the batches synced successfully (a full sync counts as one).
     pub synced_paths: u64,

@@ -33,7 +33,7 @@ impl State {
 }
 
 /// A job's counters. Times are wall-clock, for humans and scripts.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone)]
 pub struct Status {
     pub state: State,
     pub watched_dirs: usize,
