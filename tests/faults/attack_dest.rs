@@ -438,6 +438,32 @@ fn verdict(
     }
 }
 
+/// The end of a destination case: the [`verdict`] on `damage`, convergence once the
+/// attacker's directory `dir` is synced anew (after `tidy`), no damage later, a clean stop.
+fn conclude(
+    case: &str,
+    mode: Mode,
+    damage: &[String],
+    (vault, w, d): (&Vault, &World, &mut Daemon),
+    dir: &str,
+    tidy: impl FnOnce(),
+) {
+    verdict(
+        case,
+        mode,
+        damage,
+        || vault.summary(damage),
+        || {
+            tidy();
+            resync_dir(&w.u, dir);
+            d.assert_synced_within(&w.src, &w.dst, &[], SYNC_DEADLINE)
+        },
+    );
+    let late = vault.damage();
+    assert!(late.is_empty(), "later: {}", vault.summary(&late));
+    assert!(d.stop().success());
+}
+
 /// Watches `DIR` for its first new entry (created or moved in), then renames `DIR` to
 /// `DIR.moved` and puts a symlink `DIR -> TARGET` in its place; holds that until a line
 /// (or EOF) on stdin, then undoes it (the real directory back, unless the daemon made a
@@ -519,19 +545,14 @@ fn dir_swapped_mid_batch(mode: Mode) {
         mode.as_str(),
         vault.intruders()
     );
-    verdict(
+    conclude(
         "attack-dest-dir-swapped-mid-batch",
         mode,
         &damage,
-        || vault.summary(&damage),
-        || {
-            resync_dir(&w.u, "sub");
-            d.assert_synced_within(&w.src, &w.dst, &[], SYNC_DEADLINE)
-        },
+        (&vault, &w, &mut d),
+        "sub",
+        || {},
     );
-    let late = vault.damage();
-    assert!(late.is_empty(), "later: {}", vault.summary(&late));
-    assert!(d.stop().success());
 }
 
 #[test]
@@ -918,20 +939,14 @@ fn exchange_dir_with_symlink_during_copy() {
         "  {swaps}, {rounds} rewrites; {} name(s) landed in the root-only directory",
         vault.intruders()
     );
-    verdict(
+    conclude(
         "attack-dest-exchange-dir-during-copy",
         Mode::Mirror,
         &damage,
-        || vault.summary(&damage),
-        || {
-            clear_leftovers(&du, "L", "sub");
-            resync_dir(&w.u, "sub");
-            d.assert_synced_within(&w.src, &w.dst, &[], SYNC_DEADLINE)
-        },
+        (&vault, &w, &mut d),
+        "sub",
+        || clear_leftovers(&du, "L", "sub"),
     );
-    let late = vault.damage();
-    assert!(late.is_empty(), "later: {}", vault.summary(&late));
-    assert!(d.stop().success());
 }
 
 /// Renames replayed into a destination directory that is swapped for a symlink after the
@@ -980,19 +995,14 @@ fn rename_replay_into_swapped_dir(mode: Mode) {
         mode.as_str(),
         vault.intruders()
     );
-    verdict(
+    conclude(
         "attack-dest-rename-replay-into-swapped-dir",
         mode,
         &damage,
-        || vault.summary(&damage),
-        || {
-            resync_dir(&w.u, "d");
-            d.assert_synced_within(&w.src, &w.dst, &[], SYNC_DEADLINE)
-        },
+        (&vault, &w, &mut d),
+        "d",
+        || {},
     );
-    let late = vault.damage();
-    assert!(late.is_empty(), "later: {}", vault.summary(&late));
-    assert!(d.stop().success());
 }
 
 #[test]
