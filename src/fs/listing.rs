@@ -1,12 +1,13 @@
-//! [`list`]: the entries of a directory handle, with the type `readdir` gives for free.
+//! [`list`]: the entries of a directory handle, with the type `readdir` gives for free;
+//! [`open_and_list`]: open a subdirectory and list it, for walks.
 
-use std::ffi::{CStr, OsString};
+use std::ffi::{CStr, OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, IntoRawFd};
+use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 
 use nix::errno::Errno;
-use rustix::fs::{Mode, OFlags};
+use rustix::fs::{FileType, Mode, OFlags, RawDir};
 
 /// The names in the directory `dir` (any handle on it, `O_PATH` included), without `.` and
 /// `..`, each with its `d_type` (`DT_UNKNOWN` where the filesystem keeps none).
@@ -50,5 +51,43 @@ pub fn list(dir: impl AsFd) -> io::Result<Vec<(OsString, u8)>> {
             let dtype = unsafe { (*ent).d_type };
             out.push((OsString::from_vec(name.to_vec()), dtype));
         }
+    }
+}
+
+/// Opens the directory `name` (one component, never a symlink) in `dir` for reading, and
+/// lists it: the handle and its entries as [`list`] gives them. One `openat` and the
+/// `getdents64` calls, no second handle: what a walk over a large tree wants.
+pub fn open_and_list(dir: impl AsFd, name: &OsStr) -> io::Result<(OwnedFd, Vec<(OsString, u8)>)> {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
+    let entries = read_entries(&fd)?;
+    Ok((fd, entries))
+}
+
+/// The entries of the freshly opened, readable directory handle `fd`.
+pub fn read_entries(fd: &OwnedFd) -> io::Result<Vec<(OsString, u8)>> {
+    let mut buf = Vec::with_capacity(32 * 1024);
+    let mut raw = RawDir::new(fd, buf.spare_capacity_mut());
+    let mut out = Vec::new();
+    while let Some(ent) = raw.next() {
+        let ent = ent?;
+        let name = ent.file_name().to_bytes();
+        if name != b"." && name != b".." {
+            out.push((OsString::from_vec(name.to_vec()), d_type(ent.file_type())));
+        }
+    }
+    Ok(out)
+}
+
+fn d_type(t: FileType) -> u8 {
+    match t {
+        FileType::RegularFile => libc::DT_REG,
+        FileType::Directory => libc::DT_DIR,
+        FileType::Symlink => libc::DT_LNK,
+        FileType::Fifo => libc::DT_FIFO,
+        FileType::Socket => libc::DT_SOCK,
+        FileType::CharacterDevice => libc::DT_CHR,
+        FileType::BlockDevice => libc::DT_BLK,
+        FileType::Unknown => libc::DT_UNKNOWN,
     }
 }

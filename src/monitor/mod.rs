@@ -7,15 +7,17 @@
 //! recorded as unwatched: the job calls `rescan_unwatched` every [`UNWATCHED_RESCAN`],
 //! which tries the watch again and reports [`Change::Tree`] for the directory either way.
 //!
-//! On Linux: `shared` (the daemon's one inotify instance), `translate` (what an event
-//! means: a pure function), `watcher` (adding watches, walking new directories), `tree`
-//! (the watched directories), `inotify` (the monitor tying them together). Elsewhere:
-//! `notify_backend`.
+//! On Linux: `shared` (the daemon's one inotify instance), `handle_watch` (watching a
+//! directory by its handle), `translate` (what an event means: a pure function), `watcher`
+//! (adding watches, walking new directories), `tree` (the watched directories), `inotify`
+//! (the monitor tying them together). Elsewhere: `notify_backend`.
 //!
 //! [`Change`]: crate::model::Change
 //! [`Change::Rescan`]: crate::model::Change::Rescan
 //! [`Change::Tree`]: crate::model::Change::Tree
 
+#[cfg(target_os = "linux")]
+mod handle_watch;
 #[cfg(target_os = "linux")]
 mod inotify;
 #[cfg(target_os = "linux")]

@@ -57,8 +57,52 @@ struct Holder {
 struct Registry {
     holders: HashMap<u64, Holder>,
     /// Watch descriptor -> the monitors holding it.
-    by_wd: HashMap<i32, HashSet<u64>>,
+    by_wd: HashMap<i32, Holders>,
     next: u64,
+}
+
+/// The monitors holding one watch. Almost always one, held without an allocation: a
+/// daemon watching 100,000 directories keeps one of these per directory.
+#[derive(Debug, Clone, PartialEq)]
+enum Holders {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Holders {
+    fn ids(&self) -> &[u64] {
+        match self {
+            Holders::One(id) => std::slice::from_ref(id),
+            Holders::Many(ids) => ids,
+        }
+    }
+
+    fn add(&mut self, id: u64) {
+        match self {
+            Holders::One(x) if *x == id => {}
+            Holders::One(x) => *self = Holders::Many(vec![*x, id]),
+            Holders::Many(ids) if !ids.contains(&id) => ids.push(id),
+            Holders::Many(_) => {}
+        }
+    }
+
+    /// Removes `id`; false when nobody holds the watch any more.
+    fn remove(&mut self, id: u64) -> bool {
+        match self {
+            Holders::One(x) => *x != id,
+            Holders::Many(ids) => {
+                ids.retain(|x| *x != id);
+                match ids[..] {
+                    [] => false,
+                    [only] => {
+                        *self = Holders::One(only);
+                        true
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
 }
 
 /// The daemon's inotify instance.
@@ -169,7 +213,7 @@ impl Shared {
             } else {
                 reg.by_wd
                     .get(&ev.wd)
-                    .map(|s| s.iter().copied().collect())
+                    .map(|h| h.ids().to_vec())
                     .unwrap_or_default()
             };
             if ev.mask.contains(EventMask::IGNORED) {
@@ -208,7 +252,10 @@ impl Subscription {
         let wd = lock(&self.shared.watches)
             .add(path, mask)?
             .get_watch_descriptor_id();
-        reg.by_wd.entry(wd).or_default().insert(self.id);
+        reg.by_wd
+            .entry(wd)
+            .and_modify(|h| h.add(self.id))
+            .or_insert(Holders::One(self.id));
         if let Some(h) = reg.holders.get_mut(&self.id) {
             h.wds.insert(wd);
         }
@@ -228,8 +275,7 @@ impl Subscription {
         let Some(holders) = reg.by_wd.get_mut(&wd) else {
             return;
         };
-        holders.remove(&self.id);
-        if holders.is_empty() {
+        if !holders.remove(self.id) {
             reg.by_wd.remove(&wd);
             // SAFETY: plain syscall on the daemon's inotify fd; a stale wd only yields EINVAL.
             unsafe {
@@ -260,4 +306,25 @@ impl Drop for Subscription {
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Holders;
+
+    #[test]
+    fn holders_count_each_monitor_once_and_tell_when_the_last_goes() {
+        let mut h = Holders::One(1);
+        h.add(1);
+        assert_eq!(h, Holders::One(1));
+        h.add(2);
+        h.add(3);
+        h.add(2);
+        assert_eq!(h.ids(), &[1, 2, 3]);
+        assert!(h.remove(2));
+        assert!(h.remove(1));
+        assert_eq!(h, Holders::One(3));
+        assert!(h.remove(9), "a monitor that holds nothing changes nothing");
+        assert!(!h.remove(3));
+    }
 }

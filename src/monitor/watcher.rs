@@ -9,21 +9,23 @@
 //! `IN_DELETE_SELF`. A directory that cannot be watched or listed (watch limit, permissions)
 //! is recorded in [`View::unwatched`], never silently left out.
 
-use std::ffi::OsStr;
+use std::ffi::OsString;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::sync::Arc;
 
 use inotify::WatchMask;
 use tracing::{error, warn};
 
 use super::UNWATCHED_RESCAN;
+use super::handle_watch::Cwd;
 use super::shared::{RawEvent, Subscription};
 use super::translate::View;
 use super::tree::{NodeId, ROOT, Tree};
-use crate::fs::{Root, list};
+use crate::fs::{Root, open_and_list, read_entries};
 use crate::model::Kind;
 use crate::relpath;
 use crate::rules::Filter;
@@ -56,6 +58,36 @@ fn is_gone(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP)
     )
+}
+
+/// A readable handle on a directory, for listing.
+const READ_DIR: rustix::fs::OFlags = rustix::fs::OFlags::RDONLY
+    .union(rustix::fs::OFlags::DIRECTORY)
+    .union(rustix::fs::OFlags::CLOEXEC);
+
+/// A directory a walk has yet to watch and list: `rel`, under node `parent`, whose handle is
+/// `dir`. `fresh`: the parent had no children before this walk listed it.
+struct Visit {
+    parent: NodeId,
+    fresh: bool,
+    dir: Rc<OwnedFd>,
+    rel: PathBuf,
+}
+
+/// One walk: its stack (the handles of the directories whose subdirectories are still on
+/// it: at most the depth of the tree) and the thread's working directory it uses.
+struct Walk {
+    stack: Vec<Visit>,
+    cwd: Cwd,
+}
+
+impl Default for Walk {
+    fn default() -> Walk {
+        Walk {
+            stack: Vec::new(),
+            cwd: Cwd::new(),
+        }
+    }
 }
 
 /// One job's watches in the daemon's inotify instance, over the source at `root`.
@@ -100,7 +132,17 @@ impl Watcher {
         let root = self.root.clone();
         let root_wd = self.add_watch_mask(&root, Path::new(""), root_mask())?;
         view.tree = Tree::new(root_wd);
-        self.walk(view, ROOT, PathBuf::new());
+        let mut walk = Walk::default();
+        match self.dir(Path::new("")).and_then(|d| {
+            let rd = rustix::fs::openat(&d, ".", READ_DIR, rustix::fs::Mode::empty())?;
+            Ok((read_entries(&rd)?, rd))
+        }) {
+            Ok((entries, fd)) => {
+                self.queue_children(view, &mut walk, ROOT, Path::new(""), fd, entries)
+            }
+            Err(e) => self.not_listed(view, PathBuf::new(), &e),
+        }
+        self.run(view, walk);
         Ok(())
     }
 
@@ -113,74 +155,97 @@ impl Watcher {
     /// and its subtree.
     pub fn watch_new(&mut self, view: &mut View, parent: NodeId, rel: &Path) {
         let parent_rel = relpath::parent(rel).unwrap_or(Path::new(""));
-        let name = relpath::name(rel);
-        let watched = self
-            .dir(parent_rel)
-            .and_then(|d| self.add_watch(&d, name, rel));
-        match watched {
-            Ok(wd) => {
-                view.unwatched.remove(rel);
-                let (id, dropped) = view.tree.insert(parent, name.as_bytes(), wd);
-                for wd in dropped {
-                    self.release(wd);
-                }
-                self.walk(view, id, rel.to_path_buf());
-            }
-            Err(e) => self.not_watched(view, rel.to_path_buf(), &e),
-        }
+        let dir = match self.dir(parent_rel) {
+            Ok(d) => Rc::new(d),
+            Err(e) => return self.not_watched(view, rel.to_path_buf(), &e),
+        };
+        let mut walk = Walk::default();
+        walk.stack.push(Visit {
+            parent,
+            fresh: false,
+            dir,
+            rel: rel.to_path_buf(),
+        });
+        self.run(view, walk);
     }
 
-    /// Watches, then lists, every allowed directory below node `start` (whose relative path
-    /// is `start_rel`), adding nodes to the tree.
-    fn walk(&mut self, view: &mut View, start: NodeId, start_rel: PathBuf) {
-        let mut stack = vec![(start, start_rel)];
-        while let Some((node, rel)) = stack.pop() {
-            let listed = self.dir(&rel).and_then(|d| Ok((list(&d)?, d)));
-            let (entries, dir) = match listed {
-                Ok(e) => e,
+    /// Watches, then lists, every directory on the walk's stack and, depth first, every
+    /// allowed directory below it, adding nodes to the tree. A directory is opened once (in
+    /// its parent's handle, no symlink followed), watched by that handle and listed from it,
+    /// so the watch and the listing are of the same directory, and a file created in it
+    /// meanwhile is seen by one or the other.
+    fn run(&mut self, view: &mut View, mut walk: Walk) {
+        while let Some(v) = walk.stack.pop() {
+            let name = relpath::name(&v.rel).to_os_string();
+            let (fd, entries) = match open_and_list(&*v.dir, &name) {
+                Ok(x) => x,
                 Err(e) => {
-                    if !is_gone(&e) {
-                        warn!(
-                            "cannot list {}: {e}",
-                            relpath::join(&self.root, &rel).display()
-                        );
-                        // Its subdirectories are unknown, so unwatched: rescan it later.
-                        view.unwatched.insert(rel);
-                    }
+                    self.not_watched(view, v.rel, &e);
                     continue;
                 }
             };
-            // A directory whose node had no children yet gets only new nodes: no sibling
-            // scan per insert (quadratic in flat directories).
-            let fresh = view.tree.is_leaf(node);
-            for (name, dtype) in entries {
-                let is_dir = match dtype {
-                    libc::DT_DIR => true,
-                    libc::DT_UNKNOWN => crate::fs::Meta::at(&dir, &name).is_ok_and(|m| m.is_dir()),
-                    _ => false,
-                };
-                if !is_dir {
+            let wd = match self.add_watch_fd(&mut walk.cwd, &fd, &v.rel) {
+                Ok(wd) => wd,
+                Err(e) => {
+                    self.not_watched(view, v.rel, &e);
                     continue;
                 }
-                let child_rel = relpath::join(&rel, Path::new(&name));
-                if !self.filter.allows_child(&child_rel, Kind::Dir) {
-                    continue;
-                }
-                match self.add_watch(&dir, &name, &child_rel) {
-                    Ok(wd) => {
-                        let (id, dropped) = if fresh {
-                            view.tree.insert_new(node, name.as_bytes(), wd)
-                        } else {
-                            view.tree.insert(node, name.as_bytes(), wd)
-                        };
-                        for wd in dropped {
-                            self.release(wd);
-                        }
-                        stack.push((id, child_rel));
-                    }
-                    Err(e) => self.not_watched(view, child_rel, &e),
-                }
+            };
+            let (id, dropped) = if v.fresh {
+                view.tree.insert_new(v.parent, name.as_bytes(), wd)
+            } else {
+                view.tree.insert(v.parent, name.as_bytes(), wd)
+            };
+            for wd in dropped {
+                self.release(wd);
             }
+            view.unwatched.remove(&v.rel);
+            self.queue_children(view, &mut walk, id, &v.rel, fd, entries);
+        }
+    }
+
+    /// Puts the allowed subdirectories of the directory `rel` (node `node`, handle `dir`,
+    /// listed as `entries`) on the walk's stack.
+    fn queue_children(
+        &self,
+        view: &View,
+        walk: &mut Walk,
+        node: NodeId,
+        rel: &Path,
+        dir: OwnedFd,
+        entries: Vec<(OsString, u8)>,
+    ) {
+        // A directory whose node had no children yet gets only new nodes: no sibling scan
+        // per insert (quadratic in flat directories).
+        let fresh = view.tree.is_leaf(node);
+        let dir = Rc::new(dir);
+        for (name, dtype) in entries {
+            let is_dir = match dtype {
+                libc::DT_DIR => true,
+                libc::DT_UNKNOWN => crate::fs::Meta::at(&*dir, &name).is_ok_and(|m| m.is_dir()),
+                _ => false,
+            };
+            let child_rel = relpath::join(rel, Path::new(&name));
+            if is_dir && self.filter.allows_child(&child_rel, Kind::Dir) {
+                walk.stack.push(Visit {
+                    parent: node,
+                    fresh,
+                    dir: dir.clone(),
+                    rel: child_rel,
+                });
+            }
+        }
+    }
+
+    /// A directory that was watched but cannot be listed: its subdirectories are unknown, so
+    /// it is rescanned later (unless it is gone).
+    fn not_listed(&self, view: &mut View, rel: PathBuf, e: &io::Error) {
+        if !is_gone(e) {
+            warn!(
+                "cannot list {}: {e}",
+                relpath::join(&self.root, &rel).display()
+            );
+            view.unwatched.insert(rel);
         }
     }
 
@@ -204,14 +269,15 @@ impl Watcher {
         Root::open(&self.root)?.dir(rel)
     }
 
-    /// Watches the directory `name` (not followed if a symlink) in the directory handle
-    /// `dir`; `rel` is its path, for messages. The kernel has no `inotify_add_watch` relative
-    /// to a handle, so the handle is named by its `/proc/self/fd` link: no path length limit,
-    /// and no component but `name` is looked up.
-    fn add_watch(&mut self, dir: &OwnedFd, name: &OsStr, rel: &Path) -> io::Result<i32> {
-        let mut path = format!("/proc/self/fd/{}/", dir.as_raw_fd()).into_bytes();
-        path.extend_from_slice(name.as_bytes());
-        self.add_watch_mask(Path::new(OsStr::from_bytes(&path)), rel, mask())
+    /// Watches the directory open as `dir` ([`Cwd::name`]); `rel` is its path, for messages.
+    fn add_watch_fd(&mut self, cwd: &mut Cwd, dir: &OwnedFd, rel: &Path) -> io::Result<i32> {
+        let (path, follow) = cwd.name(dir)?;
+        let mask = if follow {
+            mask() - WatchMask::DONT_FOLLOW
+        } else {
+            mask()
+        };
+        self.add_watch_mask(&path, rel, mask)
     }
 
     fn add_watch_mask(&mut self, path: &Path, rel: &Path, mask: WatchMask) -> io::Result<i32> {
