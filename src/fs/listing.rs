@@ -1,5 +1,5 @@
 //! [`list`]: the entries of a directory handle, with the type `readdir` gives for free;
-//! [`open_and_list`]: open a subdirectory and list it, for walks.
+//! [`open_dir_read`] and [`read_entries`]: the same for walks, with one handle per directory.
 
 use std::ffi::{CStr, OsStr, OsString};
 use std::io;
@@ -7,7 +7,7 @@ use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
 use std::os::unix::ffi::OsStringExt;
 
 use nix::errno::Errno;
-use rustix::fs::{FileType, Mode, OFlags, RawDir};
+use rustix::fs::{Mode, OFlags};
 
 /// The names in the directory `dir` (any handle on it, `O_PATH` included), without `.` and
 /// `..`, each with its `d_type` (`DT_UNKNOWN` where the filesystem keeps none).
@@ -54,20 +54,21 @@ pub fn list(dir: impl AsFd) -> io::Result<Vec<(OsString, u8)>> {
     }
 }
 
-/// Opens the directory `name` (one component, never a symlink) in `dir` for reading, and
-/// lists it: the handle and its entries as [`list`] gives them. One `openat` and the
-/// `getdents64` calls, no second handle: what a walk over a large tree wants.
-pub fn open_and_list(dir: impl AsFd, name: &OsStr) -> io::Result<(OwnedFd, Vec<(OsString, u8)>)> {
+/// Opens the directory `name` (one component, never a symlink) in `dir` for reading: with
+/// [`read_entries`], one `openat` and the `getdents64` calls, no second handle (what a
+/// walk over a large tree wants).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub fn open_dir_read(dir: impl AsFd, name: &OsStr) -> io::Result<OwnedFd> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    let fd = rustix::fs::openat(dir, name, flags, Mode::empty())?;
-    let entries = read_entries(&fd)?;
-    Ok((fd, entries))
+    Ok(rustix::fs::openat(dir, name, flags, Mode::empty())?)
 }
 
-/// The entries of the freshly opened, readable directory handle `fd`.
+/// The entries of the freshly opened, readable directory handle `fd`, as [`list`] gives
+/// them.
+#[cfg(any(target_os = "linux", target_os = "android"))]
 pub fn read_entries(fd: &OwnedFd) -> io::Result<Vec<(OsString, u8)>> {
     let mut buf = Vec::with_capacity(32 * 1024);
-    let mut raw = RawDir::new(fd, buf.spare_capacity_mut());
+    let mut raw = rustix::fs::RawDir::new(fd, buf.spare_capacity_mut());
     let mut out = Vec::new();
     while let Some(ent) = raw.next() {
         let ent = ent?;
@@ -79,7 +80,9 @@ pub fn read_entries(fd: &OwnedFd) -> io::Result<Vec<(OsString, u8)>> {
     Ok(out)
 }
 
-fn d_type(t: FileType) -> u8 {
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn d_type(t: rustix::fs::FileType) -> u8 {
+    use rustix::fs::FileType;
     match t {
         FileType::RegularFile => libc::DT_REG,
         FileType::Directory => libc::DT_DIR,

@@ -23,6 +23,8 @@ mod meta;
 pub use attrs::{Attrs, set_attrs_at, set_attrs_fd};
 pub use beneath::{Root, mknod_at, open_dir};
 pub use dirs::Dirs;
-pub use listing::{list, open_and_list, read_entries};
+pub use listing::list;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use listing::{open_dir_read, read_entries};
 pub use lookup::{Lookup, lstat_beneath};
 pub use meta::Meta;

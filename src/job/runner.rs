@@ -70,12 +70,12 @@ impl Runner {
         self.report_rsync(true);
         let mut first = true;
         while !self.stopping {
-            let Some(mon) = self.watch_source() else {
+            let Some(mut mon) = self.watch_source() else {
                 break;
             };
-            self.start_watching(&mon, first);
+            let changes = self.start_watching(&mut mon, first);
             first = false;
-            match self.watch(mon) {
+            match self.watch(mon, changes) {
                 Exit::Stop => break,
                 Exit::RootGone => self.source_gone(),
             }
@@ -90,7 +90,7 @@ impl Runner {
         while !self.stopping {
             let bell = self.bell.clone();
             let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || bell.ring());
-            let e = match PlatformMonitor::new(&self.cfg.source, self.filter.clone(), wake) {
+            let e = match PlatformMonitor::start(&self.cfg.source, self.filter.clone(), wake) {
                 Ok(m) => {
                     self.schedule.source_watched();
                     return Some(m);
@@ -114,27 +114,45 @@ impl Runner {
         None
     }
 
-    /// The source is watched: start with the full sync, unless the job skips it.
-    fn start_watching(&mut self, mon: &PlatformMonitor, first: bool) {
-        self.status.lock().watched_dirs = mon.watched();
+    /// The source's root is watched: watch the rest, and start with the full sync unless
+    /// the job skips it. Where the monitor can catch up with changes made meanwhile, the
+    /// full sync starts first and the walk runs beside it (a large tree starts at rsync's
+    /// own speed); the changes it catches up with are returned, to be queued.
+    fn start_watching(&mut self, mon: &mut PlatformMonitor, first: bool) -> Vec<Change> {
+        let mut changes = Vec::new();
         if first && !self.cfg.initial_sync && !self.force_initial {
+            mon.walk(None, &mut |c| changes.push(c));
             info!(
                 "watching {} directories (initial sync skipped)",
                 mon.watched()
             );
+            self.status.lock().watched_dirs = mon.watched();
             self.status.set_state(State::Watching);
-            return;
+            return changes;
         }
         // Start, or a source that came back: only a full comparison is right.
-        debug!(
-            "watching {} directories; starting the initial sync",
-            mon.watched()
-        );
         self.queues[Lane::Normal].set_full();
         self.queues[Lane::Big] = Queue::default();
         self.starting = first;
-        self.schedule.begin_full_sync(Instant::now());
+        let now = Instant::now();
+        self.schedule.begin_full_sync(now);
         self.status.set_state(State::InitialSync);
+        let since = mon.catch_up_from_now();
+        if since.is_some() {
+            self.dispatch(now);
+        }
+        mon.walk(since, &mut |c| changes.push(c));
+        debug!(
+            "watching {} directories; initial sync {}",
+            mon.watched(),
+            if since.is_some() {
+                "running beside the walk"
+            } else {
+                "starting"
+            }
+        );
+        self.status.lock().watched_dirs = mon.watched();
+        changes
     }
 
     fn source_gone(&mut self) {
@@ -212,8 +230,7 @@ impl Runner {
         }
     }
 
-    fn watch(&mut self, mut mon: PlatformMonitor) -> Exit {
-        let mut changes = Vec::new();
+    fn watch(&mut self, mut mon: PlatformMonitor, mut changes: Vec<Change>) -> Exit {
         loop {
             let now = Instant::now();
             mon.expire(now, &mut |c| changes.push(c));

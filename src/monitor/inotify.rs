@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use tracing::{debug, trace, warn};
 
+use super::catch_up::{CatchUp, Since, can_catch_up};
 use super::shared::shared;
 use super::translate::{Step, View, expire, translate};
 use super::tree::Tree;
@@ -32,22 +33,44 @@ pub struct InotifyMonitor {
 }
 
 impl InotifyMonitor {
-    /// Watches `root` and every directory below it that the filter lets through; `wake`
-    /// is called whenever events arrive (from the daemon's inotify thread), and
-    /// [`read`](Self::read) then handles them.
-    pub fn new(
+    /// Watches `root` (only: [`walk`](Self::walk) watches every directory below it that
+    /// the filter lets through); `wake` is called whenever events arrive (from the daemon's
+    /// inotify thread), and [`read`](Self::read) then handles them.
+    pub fn start(
         root: &Path,
         filter: Arc<Filter>,
         wake: Arc<dyn Fn() + Send + Sync>,
     ) -> io::Result<InotifyMonitor> {
         let mut watcher = Watcher::new(shared()?.subscribe(wake), root, filter);
         let mut view = View::new(Tree::new(-1));
-        watcher.rebuild(&mut view)?;
+        watcher.watch_root(&mut view)?;
         Ok(InotifyMonitor {
             watcher,
             view,
             steps: Vec::new(),
         })
+    }
+
+    /// Now, if [`walk`](Self::walk) can catch up with changes made since now (the source
+    /// keeps change times from this kernel's clock): a full sync may then start before it.
+    pub fn catch_up_from_now(&self) -> Option<Since> {
+        can_catch_up(self.watcher.root()).then(Since::now)
+    }
+
+    /// Watches every directory below the root. With `since` (a full sync started then),
+    /// also reports what changed since then in directories not yet watched (see
+    /// `catch_up`).
+    pub fn walk(&mut self, since: Option<Since>, out: &mut impl FnMut(Change)) {
+        let started = Instant::now();
+        let catch_up = since.map(CatchUp::new);
+        for c in self.watcher.walk_all(&mut self.view, catch_up) {
+            out(c);
+        }
+        debug!(
+            "watched {} directories in {:?}",
+            self.view.tree.len(),
+            started.elapsed()
+        );
     }
 
     /// Number of watched directories.

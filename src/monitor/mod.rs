@@ -17,6 +17,8 @@
 //! [`Change::Tree`]: crate::model::Change::Tree
 
 #[cfg(target_os = "linux")]
+mod catch_up;
+#[cfg(target_os = "linux")]
 mod handle_watch;
 #[cfg(target_os = "linux")]
 mod inotify;

@@ -24,7 +24,9 @@ pub struct NotifyMonitor {
 }
 
 impl NotifyMonitor {
-    pub fn new(
+    /// Watches the whole tree at once (`notify` walks it): [`walk`](Self::walk) has nothing
+    /// left to do.
+    pub fn start(
         root: &Path,
         filter: Arc<Filter>,
         wake: Arc<dyn Fn() + Send + Sync>,
@@ -46,6 +48,13 @@ impl NotifyMonitor {
             pending,
         })
     }
+
+    /// The watches exist before any full sync starts: nothing to catch up with.
+    pub fn catch_up_from_now(&self) -> Option<()> {
+        None
+    }
+
+    pub fn walk(&mut self, _since: Option<()>, _out: &mut impl FnMut(Change)) {}
 
     /// `notify` does not expose its watch count.
     pub fn watched(&self) -> usize {

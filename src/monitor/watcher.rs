@@ -21,12 +21,13 @@ use inotify::WatchMask;
 use tracing::{error, warn};
 
 use super::UNWATCHED_RESCAN;
+use super::catch_up::CatchUp;
 use super::handle_watch::Cwd;
 use super::shared::{RawEvent, Subscription};
 use super::translate::View;
 use super::tree::{NodeId, ROOT, Tree};
-use crate::fs::{Root, open_and_list, read_entries};
-use crate::model::Kind;
+use crate::fs::{Root, open_dir_read, read_entries};
+use crate::model::{Change, Kind};
 use crate::relpath;
 use crate::rules::Filter;
 
@@ -79,6 +80,7 @@ struct Visit {
 struct Walk {
     stack: Vec<Visit>,
     cwd: Cwd,
+    catch_up: Option<CatchUp>,
 }
 
 impl Default for Walk {
@@ -86,6 +88,7 @@ impl Default for Walk {
         Walk {
             stack: Vec::new(),
             cwd: Cwd::new(),
+            catch_up: None,
         }
     }
 }
@@ -113,6 +116,10 @@ impl Watcher {
         &self.filter
     }
 
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
     /// The events routed to this job since the last call.
     pub fn take(&self) -> Vec<RawEvent> {
         self.sub.take()
@@ -127,12 +134,29 @@ impl Watcher {
     /// `unwatched` starts over (the old tree's watches are the caller's to let go). On error
     /// (the root cannot be watched) the tree is left as it was.
     pub fn rebuild(&mut self, view: &mut View) -> io::Result<()> {
+        self.watch_root(view)?;
+        self.walk_all(view, None);
+        Ok(())
+    }
+
+    /// Watches the root alone, in a fresh tree in `view` ([`walk_all`](Self::walk_all)
+    /// then watches the rest). On error the tree is left as it was.
+    pub fn watch_root(&mut self, view: &mut View) -> io::Result<()> {
         self.watch_limit_hit = false;
         view.unwatched.clear();
         let root = self.root.clone();
         let root_wd = self.add_watch_mask(&root, Path::new(""), root_mask())?;
         view.tree = Tree::new(root_wd);
-        let mut walk = Walk::default();
+        Ok(())
+    }
+
+    /// Walks the whole source below the watched root into the tree; with `catch_up`, also
+    /// reports what changed since its start (see [`CatchUp`]).
+    pub fn walk_all(&mut self, view: &mut View, catch_up: Option<CatchUp>) -> Vec<Change> {
+        let mut walk = Walk {
+            catch_up,
+            ..Walk::default()
+        };
         match self.dir(Path::new("")).and_then(|d| {
             let rd = rustix::fs::openat(&d, ".", READ_DIR, rustix::fs::Mode::empty())?;
             Ok((read_entries(&rd)?, rd))
@@ -142,8 +166,8 @@ impl Watcher {
             }
             Err(e) => self.not_listed(view, PathBuf::new(), &e),
         }
-        self.run(view, walk);
-        Ok(())
+        self.run(view, &mut walk);
+        walk.catch_up.map(CatchUp::finish).unwrap_or_default()
     }
 
     /// The watch limit was already reported: do not report it again.
@@ -166,7 +190,7 @@ impl Watcher {
             dir,
             rel: rel.to_path_buf(),
         });
-        self.run(view, walk);
+        self.run(view, &mut walk);
     }
 
     /// Watches, then lists, every directory on the walk's stack and, depth first, every
@@ -174,18 +198,13 @@ impl Watcher {
     /// its parent's handle, no symlink followed), watched by that handle and listed from it,
     /// so the watch and the listing are of the same directory, and a file created in it
     /// meanwhile is seen by one or the other.
-    fn run(&mut self, view: &mut View, mut walk: Walk) {
+    fn run(&mut self, view: &mut View, walk: &mut Walk) {
         while let Some(v) = walk.stack.pop() {
             let name = relpath::name(&v.rel).to_os_string();
-            let (fd, entries) = match open_and_list(&*v.dir, &name) {
+            let watched = open_dir_read(&*v.dir, &name)
+                .and_then(|fd| Ok((self.add_watch_fd(&mut walk.cwd, &fd, &v.rel)?, fd)));
+            let (wd, fd) = match watched {
                 Ok(x) => x,
-                Err(e) => {
-                    self.not_watched(view, v.rel, &e);
-                    continue;
-                }
-            };
-            let wd = match self.add_watch_fd(&mut walk.cwd, &fd, &v.rel) {
-                Ok(wd) => wd,
                 Err(e) => {
                     self.not_watched(view, v.rel, &e);
                     continue;
@@ -200,7 +219,10 @@ impl Watcher {
                 self.release(wd);
             }
             view.unwatched.remove(&v.rel);
-            self.queue_children(view, &mut walk, id, &v.rel, fd, entries);
+            match read_entries(&fd) {
+                Ok(entries) => self.queue_children(view, walk, id, &v.rel, fd, entries),
+                Err(e) => self.not_listed(view, v.rel, &e),
+            }
         }
     }
 
@@ -215,6 +237,9 @@ impl Watcher {
         dir: OwnedFd,
         entries: Vec<(OsString, u8)>,
     ) {
+        if let Some(c) = &mut walk.catch_up {
+            c.directory(&dir, rel, &entries, &self.filter);
+        }
         // A directory whose node had no children yet gets only new nodes: no sibling scan
         // per insert (quadratic in flat directories).
         let fresh = view.tree.is_leaf(node);

@@ -25,6 +25,7 @@ mod reload;
 mod remote;
 mod rsync_builds;
 mod sshd;
+mod startup;
 mod stress;
 mod systemd;
 mod two_way;

@@ -1,0 +1,223 @@
+//! Catching up with what changed while the watches were being added.
+//!
+//! To start a large tree at rsync's own speed, the job's first full sync begins before its
+//! watches exist, and the walk that adds them runs beside it. A change in a directory after
+//! the full sync has read that directory and before its watch exists would be seen by
+//! neither. Such a change happened after the full sync began, and it left a change time
+//! (`ctime`, which no writer can set back) at or after that moment: on the object created,
+//! written, renamed or re-moded, or, for an entry removed or renamed away, on its directory.
+//! So once a directory is watched (a later change is an event), the walk reads the change
+//! times of the directory and its entries: a directory changed since the start is synced
+//! whole ([`Change::Tree`]: what left it is unknown), an entry changed is synced
+//! ([`Change::Content`]).
+//!
+//! The root needs none of this: its watch is added before the full sync starts.
+//!
+//! The start is read from the clock the kernel stamps change times with
+//! (`CLOCK_REALTIME_COARSE`, which never runs ahead of the stamps made after it). Only a
+//! source whose timestamps come from this kernel's clock, to the nanosecond, qualifies
+//! ([`can_catch_up`]: not a network or FUSE filesystem, not one-second timestamps), and a
+//! clock step during the walk makes the whole source compared again ([`Change::Rescan`]).
+
+use std::ffi::OsString;
+use std::os::fd::OwnedFd;
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustix::fs::{AtFlags, Stat};
+
+use crate::model::{Change, Kind};
+use crate::relpath;
+use crate::rules::Filter;
+
+/// How far the wall clock may drift from the monotonic one during a walk before it counts
+/// as a step.
+const STEP: Duration = Duration::from_secs(1);
+
+/// Filesystems whose timestamps this kernel sets from its own clock.
+const LOCAL: [i64; 9] = [
+    0xEF53,      // ext2/3/4
+    0x5846_5342, // xfs
+    0x9123_683E, // btrfs
+    0x0102_1994, // tmpfs
+    0x2FC1_2FC1, // zfs
+    0xF2F5_2010, // f2fs
+    0x794C_7630, // overlayfs
+    0xCA45_1A4E, // bcachefs
+    0x5346_544E, // ntfs3 ("NTFS")
+];
+
+/// Whether the source at `root` keeps change times from this kernel's clock, to the
+/// nanosecond (a one-second filesystem stamps the root with no nanoseconds).
+// The field types differ between architectures.
+#[allow(clippy::unnecessary_cast)]
+pub fn can_catch_up(root: &Path) -> bool {
+    let local = rustix::fs::statfs(root).is_ok_and(|s| LOCAL.contains(&(s.f_type as i64)));
+    let fine = rustix::fs::stat(root).is_ok_and(|s| s.st_ctime_nsec != 0 || s.st_mtime_nsec != 0);
+    local && fine
+}
+
+/// A moment, as change times and the monotonic clock tell it.
+#[derive(Debug, Clone, Copy)]
+pub struct Since {
+    stamp: (i64, i64),
+    mono: Instant,
+}
+
+impl Since {
+    pub fn now() -> Since {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes the timespec we own.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+        Since {
+            stamp: (ts.tv_sec, ts.tv_nsec),
+            mono: Instant::now(),
+        }
+    }
+
+    fn wall(&self) -> SystemTime {
+        UNIX_EPOCH + Duration::new(self.stamp.0.max(0) as u64, self.stamp.1 as u32)
+    }
+}
+
+/// A walk's catch-up: what it found changed since `since`.
+pub struct CatchUp {
+    since: Since,
+    found: Vec<Change>,
+}
+
+impl CatchUp {
+    pub fn new(since: Since) -> CatchUp {
+        CatchUp {
+            since,
+            found: Vec::new(),
+        }
+    }
+
+    // The field types differ between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    fn changed(&self, st: &Stat) -> bool {
+        (st.st_ctime as i64, st.st_ctime_nsec as i64) >= self.since.stamp
+    }
+
+    /// The watched directory `rel`, open as `dir`, listed as `entries`.
+    pub fn directory(
+        &mut self,
+        dir: &OwnedFd,
+        rel: &Path,
+        entries: &[(OsString, u8)],
+        filter: &Filter,
+    ) {
+        if rel.as_os_str().is_empty() {
+            return;
+        }
+        if rustix::fs::fstat(dir).is_ok_and(|st| self.changed(&st)) {
+            self.found.push(Change::Tree(rel.to_path_buf()));
+            return;
+        }
+        for (name, dtype) in entries {
+            let rel = relpath::join(rel, Path::new(name));
+            let kind = if *dtype == libc::DT_DIR {
+                Kind::Dir
+            } else {
+                Kind::File
+            };
+            if !filter.allows_child(&rel, kind) {
+                continue;
+            }
+            // Gone meanwhile: its directory's change time tells.
+            if rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+                .is_ok_and(|st| self.changed(&st))
+            {
+                self.found.push(if kind == Kind::Dir {
+                    Change::Tree(rel)
+                } else {
+                    Change::Content(rel)
+                });
+            }
+        }
+    }
+
+    /// What was found; the whole source when the wall clock stepped meanwhile (change times
+    /// no longer compare with the start).
+    pub fn finish(mut self) -> Vec<Change> {
+        let wall = SystemTime::now()
+            .duration_since(self.since.wall())
+            .unwrap_or(Duration::ZERO);
+        let mono = self.since.mono.elapsed();
+        if wall.abs_diff(mono) > STEP {
+            tracing::warn!(
+                "the clock stepped while the watches were added: comparing the whole source again"
+            );
+            self.found = vec![Change::Rescan];
+        }
+        self.found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn filter() -> Filter {
+        Filter::new(&[], vec![]).unwrap()
+    }
+
+    fn catch_up(root: &Path, rel: &str, c: &mut CatchUp) {
+        let dir: OwnedFd = std::fs::File::open(root.join(rel)).unwrap().into();
+        let entries = crate::fs::list(&dir).unwrap();
+        c.directory(&dir, Path::new(rel), &entries, &filter());
+    }
+
+    /// A catch-up from now. The pause lets the kernel's coarse clock (which stamps change
+    /// times) pass the tick in which the test made its tree.
+    fn from_now() -> CatchUp {
+        std::thread::sleep(Duration::from_millis(30));
+        CatchUp::new(Since::now())
+    }
+
+    #[test]
+    fn entries_changed_since_the_start_are_found_older_ones_are_not() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("d/old")).unwrap();
+        std::fs::write(t.path().join("d/kept"), "x").unwrap();
+        std::fs::write(t.path().join("d/written"), "x").unwrap();
+        let mut c = from_now();
+        catch_up(t.path(), "d", &mut c);
+        assert!(c.found.is_empty(), "{:?}", c.found);
+        std::fs::write(t.path().join("d/written"), "y").unwrap();
+        catch_up(t.path(), "d", &mut c);
+        // Writing a file changes the file, not its directory.
+        assert_eq!(c.finish(), vec![Change::Content("d/written".into())]);
+    }
+
+    #[test]
+    fn a_directory_changed_since_the_start_is_synced_whole() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("d")).unwrap();
+        let mut c = from_now();
+        std::fs::write(t.path().join("d/gone"), "x").unwrap();
+        std::fs::remove_file(t.path().join("d/gone")).unwrap();
+        catch_up(t.path(), "d", &mut c);
+        // The root's watch is older than the start: its events tell.
+        std::fs::write(t.path().join("top"), "x").unwrap();
+        catch_up(t.path(), "", &mut c);
+        assert_eq!(c.finish(), vec![Change::Tree("d".into())]);
+    }
+
+    #[test]
+    fn a_clock_step_compares_everything_again() {
+        let mut since = Since::now();
+        since.stamp.0 -= 60;
+        assert_eq!(CatchUp::new(since).finish(), vec![Change::Rescan]);
+    }
+
+    #[test]
+    fn tmpfs_keeps_local_time_proc_does_not() {
+        assert!(can_catch_up(Path::new("/dev/shm")));
+        assert!(!can_catch_up(Path::new("/proc")));
+    }
+}

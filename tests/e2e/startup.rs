@@ -1,0 +1,76 @@
+//! Start-up: the first full sync runs beside the walk that adds the watches, so changes
+//! made while the daemon starts must be caught whether they land before a directory's
+//! watch exists (the walk's catch-up) or after (events).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use super::harness::*;
+
+/// Directories in the source: enough that the walk takes a while after the full sync has
+/// read the first ones.
+const DIRS: usize = 20_000;
+
+fn tree(src: &Path) {
+    for i in 0..DIRS {
+        let d = src.join(format!("d{:02}/e{i:05}", i % 50));
+        fs::create_dir_all(&d).unwrap();
+        fs::write(d.join("f"), format!("{i}\n")).unwrap();
+    }
+}
+
+/// Writes, rewrites, renames and deletes in the first directories of rsync's order (the
+/// walk reaches them last) until `stop`.
+fn churn(src: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut n = 0;
+        while !stop.load(Ordering::SeqCst) {
+            let d = src.join(format!("d00/e{:05}", (n % 40) * 50));
+            let _ = fs::write(d.join("f"), format!("rewritten {n}\n"));
+            let _ = fs::write(d.join(format!("new-{n}")), "x");
+            if n >= 40 {
+                let old = src.join(format!("d00/e{:05}/new-{}", ((n - 40) % 40) * 50, n - 40));
+                if n % 2 == 0 {
+                    let _ = fs::remove_file(&old);
+                } else {
+                    let _ = fs::rename(&old, d.join(format!("moved-{n}")));
+                }
+            }
+            n += 1;
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        n
+    })
+}
+
+fn writes_during_start_up_arrive(mode: Mode) {
+    let env = Env::new();
+    let src = env.dir("src");
+    let dst = env.p("dst");
+    tree(&src);
+    env.job("start", &src, &dst, mode, "");
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = churn(src.clone(), stop.clone());
+    let mut d = env.spawn();
+    // Write through the start-up: until the job is watching, and a little after.
+    d.wait_watching(&["start"]);
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_millis(200) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    stop.store(true, Ordering::SeqCst);
+    let writes = writer.join().unwrap();
+    assert!(
+        writes > 40,
+        "the writer ran during the start ({writes} rounds)"
+    );
+    d.assert_synced(&src, &dst, &[]);
+    assert!(d.stop().success());
+}
+
+crate::both_modes! {
+    writes_during_start_up => writes_during_start_up_arrive;
+}
