@@ -19,9 +19,10 @@
 //! ([`can_catch_up`]: not a network or FUSE filesystem, not one-second timestamps), and a
 //! clock step during the walk makes the whole source compared again ([`Change::Rescan`]).
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{AtFlags, Stat};
@@ -86,14 +87,23 @@ impl Since {
 /// A walk's catch-up: what it found changed since `since`.
 pub struct CatchUp {
     since: Since,
+    /// The source root's filesystem.
+    dev: u64,
     found: Vec<Change>,
+    /// The directories found to be synced whole.
+    covered: HashSet<PathBuf>,
 }
 
 impl CatchUp {
-    pub fn new(since: Since) -> CatchUp {
+    /// Catches up with changes since `since` in the source at `root`.
+    // `st_dev`'s type differs between architectures.
+    #[allow(clippy::unnecessary_cast)]
+    pub fn new(since: Since, root: &Path) -> CatchUp {
         CatchUp {
             since,
+            dev: rustix::fs::stat(root).map_or(u64::MAX, |s| s.st_dev as u64),
             found: Vec::new(),
+            covered: HashSet::new(),
         }
     }
 
@@ -111,12 +121,15 @@ impl CatchUp {
         entries: &[(OsString, u8)],
         filter: &Filter,
     ) {
-        if rel.as_os_str().is_empty() {
+        if rel.as_os_str().is_empty() || self.is_covered(rel) {
             return;
         }
-        if rustix::fs::fstat(dir).is_ok_and(|st| self.changed(&st)) {
-            self.found.push(Change::Tree(rel.to_path_buf()));
-            return;
+        // Another filesystem mounted inside the source may stamp with another clock.
+        #[allow(clippy::unnecessary_cast)]
+        let whole = rustix::fs::fstat(dir)
+            .map_or(true, |st| st.st_dev as u64 != self.dev || self.changed(&st));
+        if whole {
+            return self.cover(rel.to_path_buf());
         }
         for (name, dtype) in entries {
             let rel = relpath::join(rel, Path::new(name));
@@ -132,13 +145,23 @@ impl CatchUp {
             if rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
                 .is_ok_and(|st| self.changed(&st))
             {
-                self.found.push(if kind == Kind::Dir {
-                    Change::Tree(rel)
+                if kind == Kind::Dir {
+                    self.cover(rel);
                 } else {
-                    Change::Content(rel)
-                });
+                    self.found.push(Change::Content(rel));
+                }
             }
         }
+    }
+
+    /// Syncs `rel` whole: nothing below it needs looking at.
+    fn cover(&mut self, rel: PathBuf) {
+        self.covered.insert(rel.clone());
+        self.found.push(Change::Tree(rel));
+    }
+
+    fn is_covered(&self, rel: &Path) -> bool {
+        !self.covered.is_empty() && rel.ancestors().any(|a| self.covered.contains(a))
     }
 
     /// What was found; the whole source when the wall clock stepped meanwhile (change times
@@ -176,7 +199,7 @@ mod tests {
     /// times) pass the tick in which the test made its tree.
     fn from_now() -> CatchUp {
         std::thread::sleep(Duration::from_millis(30));
-        CatchUp::new(Since::now())
+        CatchUp::new(Since::now(), &std::env::temp_dir())
     }
 
     #[test]
@@ -212,12 +235,37 @@ mod tests {
     fn a_clock_step_compares_everything_again() {
         let mut since = Since::now();
         since.stamp.0 -= 60;
-        assert_eq!(CatchUp::new(since).finish(), vec![Change::Rescan]);
+        assert_eq!(
+            CatchUp::new(since, Path::new("/")).finish(),
+            vec![Change::Rescan]
+        );
     }
 
     #[test]
     fn tmpfs_keeps_local_time_proc_does_not() {
         assert!(can_catch_up(Path::new("/dev/shm")));
         assert!(!can_catch_up(Path::new("/proc")));
+    }
+}
+
+#[cfg(test)]
+mod covered {
+    use super::*;
+
+    #[test]
+    fn below_a_directory_synced_whole_nothing_is_looked_at() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("d/e")).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        let mut c = CatchUp::new(Since::now(), &std::env::temp_dir());
+        std::fs::write(t.path().join("d/e/f"), "x").unwrap();
+        let f = Filter::new(&[], vec![]).unwrap();
+        for rel in ["", "d", "d/e"] {
+            let dir: OwnedFd = std::fs::File::open(t.path().join(rel)).unwrap().into();
+            let entries = crate::fs::list(&dir).unwrap();
+            c.directory(&dir, Path::new(rel), &entries, &f);
+        }
+        // d/e changed (a file was made in it): found from d, not again from itself.
+        assert_eq!(c.finish(), vec![Change::Tree("d/e".into())]);
     }
 }

@@ -62,7 +62,7 @@ impl InotifyMonitor {
     /// `catch_up`).
     pub fn walk(&mut self, since: Option<Since>, out: &mut impl FnMut(Change)) {
         let started = Instant::now();
-        let catch_up = since.map(CatchUp::new);
+        let catch_up = since.map(|s| CatchUp::new(s, self.watcher.root()));
         for c in self.watcher.walk_all(&mut self.view, catch_up) {
             out(c);
         }
