@@ -27,7 +27,8 @@
 //!    (a quick-check walk: stat comparisons only when nothing changed).
 //!    With the job's `workers` above 1, once a batch entry's walk has two directories or
 //!    more to walk, they are walked by that many threads at once, each directory by one
-//!    thread (`parallel`: disjoint subtrees, the same result as one thread).
+//!    thread; a large batch's entries are split the same way, an entry and its descendants
+//!    staying together (`parallel`: disjoint subtrees, the same result as one thread).
 //! 3. Finally, every destination directory that was created, modified or synced gets its
 //!    mode, owner and times from the source directory, deepest first, so directory mtimes
 //!    match the source like with `rsync -a`.
@@ -128,9 +129,10 @@ pub struct Mirror {
     /// Helper threads not in use by a run now: concurrent runs share `workers - 1` of them,
     /// so the engine never runs more than `workers` walks plus one per extra run in flight.
     spare_helpers: AtomicUsize,
-    /// Directories walked by helper threads (tests: the parallel walk did happen).
+    /// Directories walked and batch entries synced by helper threads (tests: the work was
+    /// shared).
     #[cfg(test)]
-    helper_walks: AtomicUsize,
+    helper_work: AtomicUsize,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -165,7 +167,7 @@ impl Mirror {
             workers: 1,
             spare_helpers: AtomicUsize::new(0),
             #[cfg(test)]
-            helper_walks: AtomicUsize::new(0),
+            helper_work: AtomicUsize::new(0),
         }
     }
 
@@ -463,6 +465,15 @@ impl<'a> Run<'a> {
         for e in entries {
             self.touch_parent(&e.rel);
         }
+        if entries.len() >= parallel::SPLIT_ENTRIES && self.h.workers > 1 {
+            self.entries_parallel(entries);
+        } else {
+            self.entry_group(entries);
+        }
+    }
+
+    /// Syncs `entries` (sorted, one per path) in order, until the deadline.
+    fn entry_group(&mut self, entries: &[Entry]) {
         // Sorted by components, so a recursive entry's descendants follow it directly and
         // are covered by it.
         let mut cover: Option<&Path> = None;

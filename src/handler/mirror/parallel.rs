@@ -1,4 +1,5 @@
-//! The parallel walk: how one run walks a tree with the job's `workers` threads.
+//! The parallel walk: how one run walks a tree, or syncs a large batch, with the job's
+//! `workers` threads.
 //!
 //! Contract: a run walked by several threads leaves the destination exactly as the walk by
 //! one thread does (what `rsync -a --delete` would leave), with the same timeout, error and
@@ -13,6 +14,15 @@
 //! thread is working on, and nobody holds a handle on a directory that another thread
 //! removes (only the walker of a directory removes or replaces its entries, and it does so
 //! before queueing any of them).
+//!
+//! A large batch (at least [`SPLIT_ENTRIES`] entries) is split likewise before any walk:
+//! its entries, sorted by components, are cut into groups that share no path (an entry
+//! stays in the group of an earlier entry that is its ancestor, so a directory replaced by
+//! a file and the paths below it, or a recursive entry and what it covers, are synced in
+//! order by one thread), and each thread takes the next group. Two groups may still need
+//! the same ancestor directory: creating it is idempotent (`mkdir` finding a directory is
+//! fine), and replacing a non-directory in its way never removes a directory (`unlink`
+//! fails on one), so the worst two threads can do there is fail the batch, which is retried.
 //!
 //! What is shared, and what is not: each thread has a [`Run`] of its own, with its own
 //! handle caches (never shared between threads: a handle is resolved beneath the roots by
@@ -46,7 +56,7 @@
 
 use std::mem;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Instant;
@@ -54,6 +64,12 @@ use std::time::Instant;
 use super::{Mirror, Run, Shared};
 use crate::fs::Root;
 use crate::handler::HandlerError;
+use crate::model::Entry;
+use crate::relpath;
+
+/// Batches with at least this many entries are split among threads; below, a thread's
+/// start costs more than it can save.
+pub(super) const SPLIT_ENTRIES: usize = 64;
 
 impl Mirror {
     /// Takes up to `workers - 1` helper threads from those no run uses now.
@@ -70,6 +86,27 @@ impl Mirror {
     fn return_helpers(&self, n: usize) {
         self.spare_helpers.fetch_add(n, Ordering::AcqRel);
     }
+}
+
+/// `entries` (sorted by components) cut into runs that share no path: an entry stays with
+/// the entry before it when that one's group root is its ancestor. Sorted so, an entry's
+/// descendants follow it directly: checking the group's latest root is enough.
+pub(super) fn independent_groups(entries: &[Entry]) -> Vec<&[Entry]> {
+    let mut groups = Vec::new();
+    let (mut start, mut root) = (0, None::<&Path>);
+    for (i, e) in entries.iter().enumerate() {
+        if root.is_some_and(|r| relpath::is_self_or_ancestor(r, &e.rel)) {
+            continue;
+        }
+        if i > start {
+            groups.push(&entries[start..i]);
+        }
+        (start, root) = (i, Some(e.rel.as_path()));
+    }
+    if start < entries.len() {
+        groups.push(&entries[start..]);
+    }
+    groups
 }
 
 /// A directory waiting to be walked.
@@ -175,8 +212,8 @@ impl Seed {
 
 /// What a helper's run did, for the calling thread's run to take over.
 struct Report {
-    /// Directories walked.
-    walked: usize,
+    /// Directories walked or batch entries synced.
+    done: usize,
     touched: Vec<PathBuf>,
     synced: Vec<PathBuf>,
     first_error: Option<HandlerError>,
@@ -193,11 +230,44 @@ impl<'a> Run<'a> {
         let queue = Queue::default();
         let pending = mem::take(&mut self.pending);
         queue.lock().dirs = pending.into_iter().map(|p| self.queued(p)).collect();
+        self.with_helpers(&|run: &mut Run| run.work(&queue));
+        // Only walkers of a directory remove or replace its entries, and this thread's
+        // cache holds no directory another thread walked; dropping the handles below `top`
+        // is cheap insurance all the same.
+        self.dst.forget(top);
+    }
+
+    /// Syncs a large batch's `entries` (sorted, one per path) with this thread and the
+    /// helpers the engine has spare: split into groups that share no path (an entry and
+    /// its descendants stay together, in order), each group synced in order by one thread.
+    pub(super) fn entries_parallel(&mut self, entries: &[Entry]) {
+        let groups = independent_groups(entries);
+        if groups.len() < 2 {
+            return self.entry_group(entries);
+        }
+        let next = AtomicUsize::new(0);
+        self.with_helpers(&|run: &mut Run| {
+            let mut synced = 0;
+            while let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) {
+                if run.expired() {
+                    break;
+                }
+                run.entry_group(group);
+                synced += group.len();
+            }
+            synced
+        });
+    }
+
+    /// Runs `work` on this thread's run and, at once, on a run of its own on each helper
+    /// thread the engine has spare (`work` returns how much it did, for the log); then
+    /// takes over what the helpers' runs did. A helper that panicked passes the panic on,
+    /// once every thread has finished.
+    fn with_helpers(&mut self, work: &(dyn Fn(&mut Run) -> usize + Sync)) {
         let helpers = self.h.take_helpers();
         let seeds: Vec<Seed> = (0..helpers).map_while(|_| self.seed()).collect();
         let h = self.h;
         let reports = thread::scope(|s| {
-            let queue = &queue;
             let started: Vec<_> = seeds
                 .into_iter()
                 .filter_map(|seed| {
@@ -205,14 +275,14 @@ impl<'a> Run<'a> {
                         .name("clsync-mirror".into())
                         .spawn_scoped(s, move || {
                             let mut run = seed.run(h);
-                            let walked = run.work(queue);
-                            run.report(walked)
+                            let done = work(&mut run);
+                            run.report(done)
                         })
                         .inspect_err(|e| tracing::debug!("mirror: no helper thread: {e}"))
                         .ok()
                 })
                 .collect();
-            self.work(queue);
+            work(self);
             started.into_iter().map(|t| t.join()).collect::<Vec<_>>()
         });
         self.h.return_helpers(helpers);
@@ -222,10 +292,6 @@ impl<'a> Run<'a> {
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        // Only walkers of a directory remove or replace its entries, and this thread's
-        // cache holds no directory another thread walked; dropping the handles below `top`
-        // is cheap insurance all the same.
-        self.dst.forget(top);
     }
 
     /// The pending directory `rel` as a queue item.
@@ -284,9 +350,9 @@ impl<'a> Run<'a> {
     }
 
     /// What this (helper's) run did, for the run of the calling thread.
-    fn report(self, walked: usize) -> Report {
+    fn report(self, done: usize) -> Report {
         Report {
-            walked,
+            done,
             touched: self.touched.into_iter().collect(),
             synced: self.synced.into_iter().collect(),
             first_error: self.first_error,
@@ -299,9 +365,9 @@ impl<'a> Run<'a> {
     /// Takes over what a helper's run did: the directories to fix at the end, its first
     /// error (after this thread's own), its warnings, its progress and its stop.
     fn take_over(&mut self, r: Report) {
-        tracing::trace!(walked = r.walked, "mirror: helper thread done");
+        tracing::trace!(done = r.done, "mirror: helper thread done");
         #[cfg(test)]
-        self.h.helper_walks.fetch_add(r.walked, Ordering::Relaxed);
+        self.h.helper_work.fetch_add(r.done, Ordering::Relaxed);
         self.touched.extend(r.touched);
         self.synced.extend(r.synced);
         if self.first_error.is_none() {

@@ -704,7 +704,7 @@ fn timeout_converges(workers: usize) {
     h.run(&Batch::full()).unwrap();
     assert_eq!(last, dst_objects(f.dst.path()));
     if workers > 1 {
-        assert!(h.0.helper_walks.load(std::sync::atomic::Ordering::Relaxed) > 0);
+        assert!(h.0.helper_work.load(std::sync::atomic::Ordering::Relaxed) > 0);
     }
 }
 

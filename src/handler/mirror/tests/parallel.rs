@@ -71,7 +71,7 @@ fn parallel_full_sync_equals_rsync() {
     fs::create_dir(f.s("mixed")).unwrap();
     build_mixed_tree(&f.s("mixed"));
     f.full();
-    let walked = f.h.0.helper_walks.load(Ordering::Relaxed);
+    let walked = f.h.0.helper_work.load(Ordering::Relaxed);
     assert!(walked > 0, "no directory was walked by a helper thread");
     assert!(walked < dirs, "the calling thread walked nothing");
     assert_eq!(f.h.0.spare_helpers.load(Ordering::Relaxed), 3);
@@ -101,9 +101,9 @@ fn parallel_full_sync_equals_rsync() {
     }
     // A destination directory that is read-only must still receive its entries.
     set_mode(&f.d("d3/d3"), 0o555);
-    let before = f.h.0.helper_walks.load(Ordering::Relaxed);
+    let before = f.h.0.helper_work.load(Ordering::Relaxed);
     f.full();
-    assert!(f.h.0.helper_walks.load(Ordering::Relaxed) > before);
+    assert!(f.h.0.helper_work.load(Ordering::Relaxed) > before);
     assert!(!f.d("junk").exists() && !f.d("d3/d3/d3/junk-file").exists());
     make_removable(f.src.path());
     make_removable(f.dst.path());
@@ -118,7 +118,7 @@ fn parallel_walk_of_an_entry_and_without_deletes() {
     build_wide_tree(&f.s("top"), 3, 4);
     f.run(entries(&[("top", true)]));
     f.check();
-    assert!(f.h.0.helper_walks.load(Ordering::Relaxed) > 0);
+    assert!(f.h.0.helper_work.load(Ordering::Relaxed) > 0);
 
     make_removable(f.src.path());
     make_removable(f.dst.path());
@@ -192,4 +192,82 @@ fn threads_of_a_run_share_progress_and_stop() {
     d.progressed = true;
     assert!(d.expired());
     assert!(c.expired());
+}
+
+/// A large batch's entries are cut where no entry is an ancestor of the next: a recursive
+/// entry with what it covers, a directory with the paths below it, stay in one group.
+#[test]
+fn large_batches_split_where_no_path_is_shared() {
+    let batch = entries(&[
+        ("a", false),
+        ("a/x", false),
+        ("a/y/z", true),
+        ("b", true),
+        ("b/c", false),
+        ("bc", false),
+        ("d/e", false),
+        ("d/f", false),
+    ]);
+    let groups: Vec<Vec<&str>> =
+        crate::handler::mirror::parallel::independent_groups(&batch.entries)
+            .iter()
+            .map(|g| g.iter().map(|e| e.rel.to_str().unwrap()).collect())
+            .collect();
+    assert_eq!(
+        groups,
+        [
+            vec!["a", "a/x", "a/y/z"],
+            vec!["b", "b/c"],
+            vec!["bc"],
+            vec!["d/e"],
+            vec!["d/f"]
+        ]
+    );
+}
+
+/// A batch of many entries (changed, new, vanished files in many directories, new
+/// trees, a directory become a file with an entry below it, a file become a directory)
+/// synced by 4 threads: what `rsync -a --delete` leaves, with helpers taking groups.
+#[test]
+fn large_batch_synced_by_several_threads() {
+    let f = with_workers(4);
+    build_wide_tree(f.src.path(), 3, 4);
+    f.full();
+    make_removable(f.src.path());
+    make_removable(f.dst.path());
+    let mut list: Vec<(String, bool)> = Vec::new();
+    for a in 0..4 {
+        for b in 0..4 {
+            let d = format!("d{a}/d{b}");
+            fs::write(f.s(&format!("{d}/f0")), format!("changed {d}")).unwrap();
+            fs::write(f.s(&format!("{d}/new")), b"new").unwrap();
+            fs::remove_file(f.s(&format!("{d}/f1"))).unwrap();
+            for rel in ["f0", "new", "f1"] {
+                list.push((format!("{d}/{rel}"), false));
+            }
+            fs::create_dir_all(f.s(&format!("{d}/tree/x"))).unwrap();
+            fs::write(f.s(&format!("{d}/tree/x/leaf")), b"leaf").unwrap();
+            list.push((format!("{d}/tree"), true));
+        }
+    }
+    // A directory become a file, with an entry below it; a file become a directory.
+    fs::remove_dir_all(f.s("d3/d3/d3")).unwrap();
+    fs::write(f.s("d3/d3/d3"), b"now a file").unwrap();
+    list.push(("d3/d3/d3".into(), false));
+    list.push(("d3/d3/d3/f0".into(), false));
+    fs::remove_file(f.s("d2/d2/d2/f2")).unwrap();
+    fs::create_dir(f.s("d2/d2/d2/f2")).unwrap();
+    fs::write(f.s("d2/d2/d2/f2/inner"), b"inner").unwrap();
+    list.push(("d2/d2/d2/f2".into(), true));
+    let refs: Vec<(&str, bool)> = list.iter().map(|(p, r)| (p.as_str(), *r)).collect();
+    assert!(refs.len() >= crate::handler::mirror::parallel::SPLIT_ENTRIES);
+    let before = f.h.0.helper_work.load(Ordering::Relaxed);
+    f.run(entries(&refs));
+    f.check();
+    assert!(
+        f.h.0.helper_work.load(Ordering::Relaxed) > before,
+        "no helper synced"
+    );
+    make_removable(f.src.path());
+    make_removable(f.dst.path());
 }
