@@ -330,8 +330,10 @@ class Daemon:
     """One daemon process started by us. `tool` is "rsync"/"mirror" (our clsync in that
     mode), "lsyncd" or "clsync-c" (Debian's C clsync 0.4.5). Stopped by its PID only."""
 
-    def __init__(self, ctx, tool, src, dst, delay="0s", initial_sync=True, peer_delay=0):
+    def __init__(self, ctx, tool, src, dst, delay="0s", initial_sync=True, peer_delay=0,
+                 workers=None):
         self.ctx, self.tool, self.src, self.dst = ctx, tool, src, dst
+        self.workers = workers  # our clsync: the job's `workers` (None: its default)
         self.peer_delay = peer_delay  # lsyncd's `delay` in seconds (our `delay` is not passed to peers)
         self.work = tempfile.mkdtemp(prefix=f"d-{tool}-", dir=ctx.tmp)
         self.log_path = os.path.join(self.work, "log")
@@ -359,6 +361,7 @@ class Daemon:
                 fh.write(f'source = "{self.src}"\ndestination = "{self.dst}"\n'
                          f'mode = "{self.tool}"\ndelay = "{delay}"\n'
                          f'initial_sync = {"true" if initial_sync else "false"}\n'
+                         + (f'workers = {self.workers}\n' if self.workers else '') +
                          f'sandbox = {sandbox}\nsandbox_write = ["{self.calls_path}"]\n'
                          f'[rsync]\npath = "{self.wrapper}"\n')
             return [self.ctx.bin, "run", "--config-dir", cfg]
@@ -571,7 +574,13 @@ def w_initial(ctx):
     s = ctx.s
     src = ctx.fresh("init-src")
     rels = make_tree(src, s["initial_files"], s["initial_dirs"], ctx.rng)
-    tools = ["ref-rsync", "ref-cp"] + ctx.modes() + ctx.peers()
+    # The mirror twice, in the same run: walked by one thread, and by one per core
+    # (its `workers`; target: the tool's start→consistent over plain rsync's time).
+    cores = os.cpu_count() or 1
+    mirrors = {"mirror, 1 worker": ("mirror", 1, 0.8),
+               f"mirror, {cores} workers": ("mirror", cores, 0.5)}
+    modes = [m for m in ctx.modes() if m != "mirror"] + list(mirrors)
+    tools = ["ref-rsync", "ref-cp"] + modes + ctx.peers()
     res = {t: [] for t in tools}
     extra = {t: [] for t in tools}
     for _ in range(ctx.args.runs):
@@ -584,7 +593,8 @@ def w_initial(ctx):
                 res[tool].append(timed(["cp", "-a", src, dst]))
             else:
                 os.mkdir(dst)
-                d = ctx.daemon(tool, src, dst)
+                mode, workers, _ = mirrors.get(tool, (tool, None, None))
+                d = ctx.daemon(mode, src, dst, workers=workers)
                 try:
                     gate = Gate(src, dst, sample(rels, 40, ctx.rng), also=d.ready_seen)
                     r = wait_consistent(src, dst, d.t_start, s["timeout"], gate)
@@ -611,7 +621,7 @@ def w_initial(ctx):
         elif tool == "ref-cp":
             row(ctx, "1 initial", tool, "time", m, ref, runs=runs_str(res[tool]))
         else:
-            lim = {"rsync": 1.05, "mirror": 0.8}.get(tool)
+            lim = {"rsync": 1.05}.get(tool) or mirrors.get(tool, (None, None, None))[2]
             ok = None if lim is None else (None not in res[tool] and m <= lim * ref)
             row(ctx, "1 initial", tool, "start→consistent", m, ref,
                 f"≤ {lim}× rsync" if lim else None, ok, runs_str(res[tool]))

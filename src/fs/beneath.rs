@@ -85,6 +85,15 @@ impl Root {
         &self.path
     }
 
+    /// Another handle on the same root directory (for another thread of the same run: the
+    /// root is not opened again by its path, which may have been changed to lead elsewhere).
+    pub fn try_clone(&self) -> io::Result<Root> {
+        Ok(Root {
+            fd: self.fd.try_clone()?,
+            path: self.path.clone(),
+        })
+    }
+
     /// Opens `rel` beneath the root with `flags` (`O_NOFOLLOW` and close-on-exec are
     /// always added); `rel` empty is the root itself. No component may be a symlink; the
     /// last one may be one only with `O_PATH` (the handle is then the link itself).

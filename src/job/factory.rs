@@ -23,7 +23,8 @@ pub fn handler_for(
     Ok(match (&config.mode, &config.destination) {
         (Mode::Mirror, Destination::Local(dst)) => Arc::new(
             MirrorHandler::new(config.source.clone(), dst.clone(), filter.clone())
-                .with_timeout(config.rsync.timeout),
+                .with_timeout(config.rsync.timeout)
+                .with_workers(config.workers),
         ),
         (Mode::Mirror, Destination::Remote(_)) => {
             anyhow::bail!("mode \"mirror\" needs a local destination")

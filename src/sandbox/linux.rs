@@ -180,6 +180,62 @@ mod tests {
         // The test thread itself was never restricted.
         assert!(std::fs::read(&secret).is_ok());
     }
+
+    /// Threads started by a restricted thread are restricted too (Landlock's domain is part
+    /// of the credentials every new thread copies): what the mirror's helper threads rely
+    /// on. A mirror walking with 4 threads inside the sandbox syncs its tree, and a thread
+    /// started there can neither read nor write beside the job's directories.
+    #[test]
+    fn threads_started_in_the_sandbox_are_confined() {
+        use crate::handler::Handler;
+        if support() == State::Unsupported {
+            eprintln!("skipped: no Landlock");
+            return;
+        }
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+        for d in 0..8 {
+            let dir = src.join(format!("d{d}/e"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("f"), format!("{d}")).unwrap();
+        }
+        std::fs::create_dir(&dst).unwrap();
+        let (secret, planted) = (t.path().join("secret"), t.path().join("planted"));
+        std::fs::write(&secret, "out").unwrap();
+        let mut p = Policy::system();
+        p.read.push(src.clone());
+        p.write.push(dst.clone());
+        let filter = std::sync::Arc::new(crate::rules::Filter::allow_all());
+        let h = crate::handler::mirror::MirrorHandler::new(src.clone(), dst.clone(), filter)
+            .with_workers(4);
+        let (synced, leaked, wrote) = std::thread::scope(|s| {
+            s.spawn(|| {
+                p.rules(&[]).unwrap().enter().unwrap();
+                let synced = h.run(&crate::model::Batch::full());
+                let (leaked, wrote) = std::thread::scope(|s| {
+                    s.spawn(|| {
+                        let leaked = std::fs::read(&secret).is_ok();
+                        (leaked, std::fs::write(&planted, "x").is_ok())
+                    })
+                    .join()
+                    .unwrap()
+                });
+                (synced, leaked, wrote)
+            })
+            .join()
+            .unwrap()
+        });
+        synced.unwrap();
+        assert!(
+            !leaked && !wrote,
+            "a thread started in the sandbox escaped it"
+        );
+        for d in 0..8 {
+            let f = dst.join(format!("d{d}/e/f"));
+            assert_eq!(std::fs::read(f).unwrap(), format!("{d}").as_bytes());
+        }
+        assert!(std::fs::read(&secret).is_ok() && !planted.exists());
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub(super) fn job(
         .pick(|r| r.initial_sync.as_ref())
         .is_none_or(|a| *a.get());
     let delete = delete(cx, mode_name, diags);
-    let workers = schedule::workers(cx, diags);
+    let workers = schedule::workers(cx, mode_name, diags);
     let big_file = schedule::big_file(cx, diags);
     let verify_interval = schedule::verify_interval(cx, diags);
     let retry = schedule::retry(cx, diags);

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use super::context::{Checked, Context, NoValue};
+use super::mode::ModeName;
 use super::values;
 use crate::config::DEFAULT_DELAY;
 use crate::config::diag::Diagnostic;
@@ -23,8 +24,18 @@ pub(super) fn delay(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<Du
     }
 }
 
-pub(super) fn workers(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<usize> {
+/// `workers`. Its default is 2, and in mode "mirror" the number of cores (at least 2, at
+/// most 64): a mirror run walks a tree with that many threads, and copying on every core is
+/// what makes an initial sync fast. The other modes keep 2: there it is only how many
+/// handler runs (rsync processes) may be in flight at once, and the machine's size says
+/// nothing about what the destination or the network can take.
+pub(super) fn workers(
+    cx: &Context<'_>,
+    mode: Checked<ModeName>,
+    diags: &mut Vec<Diagnostic>,
+) -> Checked<usize> {
     match cx.pick(|r| r.workers.as_ref()) {
+        None if mode == Ok(ModeName::Mirror) => Ok(cores().clamp(2, 64)),
         None => Ok(2),
         Some(a) => values::ranged(
             &a,
@@ -33,6 +44,11 @@ pub(super) fn workers(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<
             diags,
         ),
     }
+}
+
+/// The cores this process may run on (its CPU affinity and quota), 1 when unknown.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// `verify_interval`; zero means never.
@@ -97,4 +113,33 @@ pub(super) fn retry(cx: &Context<'_>, diags: &mut Vec<Diagnostic>) -> Checked<Re
         delay,
         max_delay: max_delay?.max(delay),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::load_dir;
+    use crate::config::test_support::write;
+
+    /// `workers` defaults to the cores in mode "mirror" (at least 2), to 2 elsewhere, and
+    /// a value written is taken as it is in every mode.
+    #[test]
+    fn workers_default_to_the_cores_in_mirror_mode_only() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("src")).unwrap();
+        let jobs = [
+            ("a", "mode = \"mirror\"\n"),
+            ("b", "mode = \"rsync\"\n"),
+            ("c", ""),
+            ("d", "mode = \"mirror\"\nworkers = 1\n"),
+            ("e", "mode = \"rsync\"\nworkers = 5\n"),
+        ];
+        for (name, extra) in jobs {
+            let text = format!("source = \"src\"\ndestination = \"dst-{name}\"\n{extra}");
+            write(t.path(), &format!("jobs.d/{name}.toml"), &text);
+        }
+        let l = load_dir(t.path());
+        assert!(!l.has_errors(), "{:?}", l.diagnostics);
+        let workers: Vec<usize> = l.jobs.iter().map(|j| j.workers).collect();
+        assert_eq!(workers, [super::cores().clamp(2, 64), 2, 2, 1, 5]);
+    }
 }

@@ -25,6 +25,10 @@
 //!    are created and, for recursive entries, walked (extraneous destination entries that the
 //!    filter does not exclude are deleted). The `to` side of every rename is always walked
 //!    (a quick-check walk: stat comparisons only when nothing changed).
+//!    With the job's `workers` above 1, once a batch entry's walk has two directories or
+//!    more to walk, they are walked by that many threads at once, each directory by one
+//!    thread; a large batch's entries are split the same way, an entry and its descendants
+//!    staying together (`parallel`: disjoint subtrees, the same result as one thread).
 //! 3. Finally, every destination directory that was created, modified or synced gets its
 //!    mode, owner and times from the source directory, deepest first, so directory mtimes
 //!    match the source like with `rsync -a`.
@@ -67,13 +71,15 @@
 //! (source objects likewise), `walk` (entries and directory walks), `copy` (files, symlinks,
 //! special files), `install` (temporary names and renaming into place), `remove`
 //! (deleting trees), `attrs` (owner, mode and times), `renames` (replaying renames),
-//! `fail` and `paths` (errors and relative paths).
+//! `parallel` (walking with several threads), `fail` and `paths` (errors and relative
+//! paths).
 
 mod attrs;
 mod copy;
 mod dest;
 mod fail;
 mod install;
+mod parallel;
 mod paths;
 mod remove;
 mod renames;
@@ -89,7 +95,7 @@ use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use super::tally::Tally;
@@ -117,6 +123,16 @@ pub struct Mirror {
     timeout: Option<Duration>,
     /// What the engine's runs have done, read live (metrics, `clsync sync`'s progress).
     tally: Arc<Tally>,
+    /// Threads that walk a run's directories at once (the job's `workers`; 1: the calling
+    /// thread only). See `parallel`.
+    workers: usize,
+    /// Helper threads not in use by a run now: concurrent runs share `workers - 1` of them,
+    /// so the engine never runs more than `workers` walks plus one per extra run in flight.
+    spare_helpers: AtomicUsize,
+    /// Directories walked and batch entries synced by helper threads (tests: the work was
+    /// shared).
+    #[cfg(test)]
+    helper_work: AtomicUsize,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -148,7 +164,18 @@ impl Mirror {
             pid: std::process::id(),
             timeout: timeout.and_then(off_if_zero),
             tally: Arc::default(),
+            workers: 1,
+            spare_helpers: AtomicUsize::new(0),
+            #[cfg(test)]
+            helper_work: AtomicUsize::new(0),
         }
+    }
+
+    /// Walks the directories of a run with up to `workers` threads at once (the calling one
+    /// included; 0 counts as 1). See `parallel`.
+    pub fn set_workers(&mut self, workers: usize) {
+        self.workers = workers.max(1);
+        self.spare_helpers = AtomicUsize::new(self.workers - 1);
     }
 
     /// What the engine's runs have done so far: objects made equal, bytes copied.
@@ -243,6 +270,13 @@ impl MirrorHandler {
         self.0.timeout = timeout.and_then(off_if_zero);
         self
     }
+
+    /// Walks the directories of a run (a full sync, a new or renamed tree) with up to
+    /// `workers` threads, each on its own directories (the job's `workers`; 1: one thread).
+    pub fn with_workers(mut self, workers: usize) -> MirrorHandler {
+        self.0.set_workers(workers);
+        self
+    }
 }
 
 impl Handler for MirrorHandler {
@@ -265,6 +299,15 @@ impl Handler for MirrorHandler {
 
 /// A directory handle, shared by the run's cache and the objects made in it.
 type Handle = Rc<OwnedFd>;
+
+/// What the threads of one run share about its deadline (each thread has its own [`Run`]).
+#[derive(Debug, Default)]
+struct Shared {
+    /// Some thread of the run has changed something at the destination.
+    progressed: AtomicBool,
+    /// Some thread of the run has seen the deadline pass: every thread stops.
+    stopped: AtomicBool,
+}
 
 /// State of one `run` call.
 struct Run<'a> {
@@ -303,6 +346,9 @@ struct Run<'a> {
     progressed: bool,
     /// The deadline has passed: nothing more is started.
     timed_out: bool,
+    /// What this run's threads tell each other (see `parallel`): one of them has made
+    /// progress, one of them has stopped.
+    shared: Arc<Shared>,
     /// The batch may remove things ([`Batch::deletes`]): paths gone from the source and
     /// extraneous destination entries are deleted, renames replayed.
     deletes: bool,
@@ -328,7 +374,17 @@ impl<'a> Run<'a> {
             }
             other => other.map_err(dst_err)?,
         };
-        let mut run = Run {
+        let mut run = Run::on_roots(h, src, dst, Arc::default());
+        let root = run.dst.get(Path::new("")).map_err(dst_err)?;
+        run.make_writable(Path::new(""), &root)?;
+        run.touched.insert(PathBuf::new());
+        Ok(run)
+    }
+
+    /// A run's state on the opened roots `src` and `dst`, sharing `shared` with the run's
+    /// other threads.
+    fn on_roots(h: &'a Mirror, src: Root, dst: Root, shared: Arc<Shared>) -> Run<'a> {
+        Run {
             h,
             src: Dirs::new(src),
             dst: Dirs::new(dst),
@@ -343,17 +399,14 @@ impl<'a> Run<'a> {
             deadline: h.timeout.map(|t| Instant::now() + t),
             progressed: false,
             timed_out: false,
+            shared,
             deletes: true,
-        };
-        let root = run.dst.get(Path::new("")).map_err(dst_err)?;
-        run.make_writable(Path::new(""), &root)?;
-        run.touched.insert(PathBuf::new());
-        Ok(run)
+        }
     }
 
     fn note(&mut self, f: Fail) {
         if let Fail::Timeout = f {
-            self.timed_out = true;
+            self.stop();
             return;
         }
         let e = HandlerError::from(f);
@@ -363,14 +416,31 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// True once the deadline has passed and the run has made progress (and from then on).
+    /// True once the deadline has passed and the run (this thread or another of the run)
+    /// has made progress, or another thread of the run has stopped (and from then on).
     fn expired(&mut self) -> bool {
-        if !self.timed_out && self.progressed && self.deadline.is_some_and(|d| Instant::now() >= d)
+        if self.timed_out {
+            return true;
+        }
+        let shared = &self.shared;
+        if self.progressed && !shared.progressed.load(Ordering::Relaxed) {
+            shared.progressed.store(true, Ordering::Relaxed);
+        }
+        if shared.stopped.load(Ordering::Relaxed) {
+            self.timed_out = true;
+        } else if (self.progressed || shared.progressed.load(Ordering::Relaxed))
+            && self.deadline.is_some_and(|d| Instant::now() >= d)
         {
             tracing::debug!("mirror: timeout reached, stopping the run");
-            self.timed_out = true;
+            self.stop();
         }
         self.timed_out
+    }
+
+    /// Stops this thread of the run and, at their next deadline check, the others.
+    fn stop(&mut self) {
+        self.timed_out = true;
+        self.shared.stopped.store(true, Ordering::Relaxed);
     }
 
     fn check_deadline(&mut self) -> Result<(), Fail> {
@@ -395,6 +465,15 @@ impl<'a> Run<'a> {
         for e in entries {
             self.touch_parent(&e.rel);
         }
+        if entries.len() >= parallel::SPLIT_ENTRIES && self.h.workers > 1 {
+            self.entries_parallel(entries);
+        } else {
+            self.entry_group(entries);
+        }
+    }
+
+    /// Syncs `entries` (sorted, one per path) in order, until the deadline.
+    fn entry_group(&mut self, entries: &[Entry]) {
         // Sorted by components, so a recursive entry's descendants follow it directly and
         // are covered by it.
         let mut cover: Option<&Path> = None;

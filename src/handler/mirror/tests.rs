@@ -646,10 +646,16 @@ fn with_timeout(f: &Fixture, timeout: Duration) -> MirrorHandler {
 /// made progress, what it installed is not copied again, and the retries converge.
 #[test]
 fn timeout_stops_the_run_and_retries_converge() {
+    timeout_converges(1);
+}
+
+/// [`timeout_stops_the_run_and_retries_converge`] with runs walked by `workers` threads.
+fn timeout_converges(workers: usize) {
     let f = Fixture::new();
-    for d in 0..10 {
+    let (dirs, files) = (10, 30);
+    for d in 0..dirs {
         fs::create_dir(f.s(&format!("d{d}"))).unwrap();
-        for i in 0..30 {
+        for i in 0..files {
             fs::write(
                 f.s(&format!("d{d}/f{i:02}")),
                 format!("{d}/{i}\n").repeat(500),
@@ -657,7 +663,7 @@ fn timeout_stops_the_run_and_retries_converge() {
             .unwrap();
         }
     }
-    let h = with_timeout(&f, Duration::from_millis(1));
+    let h = with_timeout(&f, Duration::from_millis(1)).with_workers(workers);
     let err = h.run(&Batch::full()).unwrap_err();
     assert!(
         matches!(err, HandlerError::Timeout { killed: false, .. }),
@@ -667,6 +673,10 @@ fn timeout_stops_the_run_and_retries_converge() {
     let first = dst_objects(f.dst.path());
     assert_no_temporaries(&first);
     assert!(!first.is_empty(), "the stopped run made progress");
+    assert!(
+        first.len() < dirs * (files + 1),
+        "the stopped run did everything: some thread did not stop"
+    );
 
     let mut seen = first.len();
     let mut runs = 1;
@@ -693,6 +703,9 @@ fn timeout_stops_the_run_and_retries_converge() {
     // A run with nothing to change is never stopped, however short the timeout.
     h.run(&Batch::full()).unwrap();
     assert_eq!(last, dst_objects(f.dst.path()));
+    if workers > 1 {
+        assert!(h.0.helper_work.load(std::sync::atomic::Ordering::Relaxed) > 0);
+    }
 }
 
 /// A copy checks the deadline between chunks; a timed-out copy leaves no temporary file
@@ -874,3 +887,5 @@ fn new_files_in_created_directories() {
     f.check();
     assert_no_temporaries(&dst_objects(f.dst.path()));
 }
+
+mod parallel;

@@ -30,24 +30,36 @@ impl Run<'_> {
                 self.pending.clear();
                 return;
             }
-            match self.walk(&dir) {
-                Ok(()) => {}
-                Err(Fail::Changed) => {
-                    // The source directory vanished or was replaced while we got to it:
-                    // sync whatever is there now; if it is a directory again, its content
-                    // was not walked, so fail the batch (it is retried).
-                    let res = self.sync_path(&dir, false, false, None);
-                    if let Err(f) = res {
-                        self.note(f);
-                    } else if self.src_meta(&dir).is_ok_and(|m| m.is_dir()) {
-                        self.note(Fail::Io(
-                            self.h.src(&dir),
-                            io::Error::other("directory replaced while being synced"),
-                        ));
-                    }
-                }
-                Err(f) => self.note(f),
+            if !self.pending.is_empty() && self.h.workers > 1 {
+                // Two directories or more to walk: their subtrees are disjoint.
+                self.pending.push(dir);
+                self.walk_parallel(rel);
+                return;
             }
+            self.walk_step(&dir);
+        }
+    }
+
+    /// Walks the directory `dir` (one step: its subdirectories are pushed on `pending`),
+    /// noting what fails.
+    pub(super) fn walk_step(&mut self, dir: &Path) {
+        match self.walk(dir) {
+            Ok(()) => {}
+            Err(Fail::Changed) => {
+                // The source directory vanished or was replaced while we got to it: sync
+                // whatever is there now; if it is a directory again, its content was not
+                // walked, so fail the batch (it is retried).
+                let res = self.sync_path(dir, false, false, None);
+                if let Err(f) = res {
+                    self.note(f);
+                } else if self.src_meta(dir).is_ok_and(|m| m.is_dir()) {
+                    self.note(Fail::Io(
+                        self.h.src(dir),
+                        io::Error::other("directory replaced while being synced"),
+                    ));
+                }
+            }
+            Err(f) => self.note(f),
         }
     }
 
