@@ -41,21 +41,16 @@ struct Companion {
 }
 
 impl Confined {
-    /// Starts the companion (with rules for what exists now; the first run's lists
-    /// directory makes new ones).
+    /// No companion yet: the first run starts it, with rules for what that run writes
+    /// into (its lists directory included).
     pub fn new(policy: Arc<Policy>, handler: Arc<dyn Handler>, span: Span) -> Confined {
-        let mut c = Confined {
+        Confined {
             policy,
             handler,
             span,
             current: None,
             stale: false,
-        };
-        let key = c.policy.key(&[]);
-        if let Err(e) = c.replace(&[], key) {
-            tracing::debug!("sandboxed companion not started yet: {e}");
         }
-        c
     }
 
     /// Runs `batch` in the sandbox; gives it back with the result.

@@ -44,6 +44,12 @@ impl RsyncTarget {
         filter: Arc<Filter>,
     ) -> RsyncTarget {
         let remote = matches!(destination, Destination::Remote(_));
+        // Looked up in PATH once, not at every run (a program not found stays a bare name:
+        // it may be installed later, and the run's error names it).
+        let mut options = options;
+        if let Some(found) = crate::program::locate(&options.path) {
+            options.path = found;
+        }
         RsyncTarget {
             receiver: Receiver::new(&options.path, remote),
             source,
