@@ -1,15 +1,36 @@
 //! The paths of batches being synced, so that two runs never touch the same path at once
 //! and a later change never overtakes an earlier one.
+//!
+//! A batch due while others are in flight is [`split`](InFlight::split): what shares no path
+//! with a run in flight may start now, on a free worker; the rest waits in the queue for
+//! the run it overlaps to end. Under sustained churn nearly every batch shares a path or
+//! two with the run before it (a file appended to again, a directory above a busy path);
+//! holding back only those paths, not the whole batch, is what lets the job's workers
+//! pipeline batches instead of one growing list waiting for the last run.
+//!
+//! Renames are replayed in order, so a rename is held back with everything it overlaps:
+//! one that shares a path with a run in flight, or with a rename held before it, waits,
+//! and so does every entry overlapping a held rename. What starts now is then independent
+//! of what waits, and what waits runs after the run it overlaps, in its own order.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use crate::model::Batch;
+use crate::model::{Batch, Entry, Rename};
 use crate::relpath;
 
 #[derive(Debug, Default)]
 pub struct InFlight {
     batches: Vec<(u64, bool, Vec<PathBuf>)>,
+}
+
+/// A batch split by [`InFlight::split`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Split {
+    /// Shares no path with a run in flight: may start now.
+    pub ready: Batch,
+    /// Overlaps a run in flight (or a rename that does): waits for a run to end.
+    pub held: Batch,
 }
 
 fn paths(batch: &Batch) -> Vec<PathBuf> {
@@ -21,6 +42,31 @@ fn paths(batch: &Batch) -> Vec<PathBuf> {
     v
 }
 
+/// A set of paths, and what overlaps it: the same path, one above it, or one below it (a
+/// directory synced recursively covers its subtree, and rsync sets the attributes of the
+/// directories above the paths it is given).
+#[derive(Default)]
+struct Region<'a> {
+    paths: HashSet<&'a Path>,
+    /// Every proper ancestor of `paths`.
+    above: HashSet<&'a Path>,
+}
+
+impl<'a> Region<'a> {
+    fn add(&mut self, p: &'a Path) {
+        if self.paths.insert(p) {
+            self.above.extend(relpath::ancestors(p));
+        }
+    }
+
+    fn overlaps(&self, p: &Path) -> bool {
+        !self.paths.is_empty()
+            && (self.paths.contains(p)
+                || self.above.contains(p)
+                || relpath::ancestors(p).any(|a| self.paths.contains(a)))
+    }
+}
+
 impl InFlight {
     pub fn add(&mut self, id: u64, batch: &Batch) {
         self.batches.push((id, batch.is_full(), paths(batch)));
@@ -30,62 +76,187 @@ impl InFlight {
         self.batches.retain(|(i, _, _)| *i != id);
     }
 
-    /// True when `batch` shares a path with a batch in flight: the same path, or one path
-    /// inside the other (a directory synced recursively covers its subtree).
-    pub fn conflicts(&self, batch: &Batch) -> bool {
+    /// Splits `batch` into what may start now beside the runs in flight and what must wait
+    /// for one of them to end (see the module documentation). A full sync overlaps every
+    /// run, so it starts only when none is in flight, and none starts while it runs.
+    pub fn split(&self, batch: Batch) -> Split {
         if self.batches.is_empty() {
-            return false;
+            return Split {
+                ready: batch,
+                held: Batch::default(),
+            };
         }
         if batch.is_full() || self.batches.iter().any(|(_, full, _)| *full) {
-            return true;
+            return Split {
+                ready: Batch::default(),
+                held: batch,
+            };
         }
-        let busy: HashSet<&std::path::Path> = self
-            .batches
-            .iter()
-            .flat_map(|(_, _, p)| p.iter().map(|p| p.as_path()))
-            .collect();
-        let busy_ancestors: HashSet<&std::path::Path> =
-            busy.iter().flat_map(|p| relpath::ancestors(p)).collect();
-        paths(batch).iter().any(|p| {
-            busy.contains(p.as_path())
-                || busy_ancestors.contains(p.as_path())
-                || relpath::ancestors(p).any(|a| busy.contains(a))
-        })
+        let (hold_renames, hold_entries) = self.to_hold(&batch);
+        let (renames, entries, deletes) = (batch.renames, batch.entries, batch.deletes);
+        let (held_renames, ready_renames) = partition(renames, &hold_renames);
+        let (held_entries, ready_entries) = partition(entries, &hold_entries);
+        let part = |renames: Vec<Rename>, entries: Vec<Entry>| Batch {
+            renames,
+            entries,
+            deletes,
+        };
+        Split {
+            ready: part(ready_renames, ready_entries),
+            held: part(held_renames, held_entries),
+        }
     }
+
+    /// Which of `batch`'s renames and entries must wait: renames in order (one overlapping
+    /// a held one waits too), then entries.
+    fn to_hold(&self, batch: &Batch) -> (Vec<bool>, Vec<bool>) {
+        let mut busy = Region::default();
+        for p in self.batches.iter().flat_map(|(_, _, p)| p) {
+            busy.add(p);
+        }
+        let mut held = Region::default();
+        let renames = batch
+            .renames
+            .iter()
+            .map(|r| {
+                let sides = [r.from.as_path(), r.to.as_path()];
+                let hold = sides.iter().any(|p| busy.overlaps(p) || held.overlaps(p));
+                if hold {
+                    sides.into_iter().for_each(|p| held.add(p));
+                }
+                hold
+            })
+            .collect();
+        let entries = batch
+            .entries
+            .iter()
+            .map(|e| busy.overlaps(&e.rel) || held.overlaps(&e.rel))
+            .collect();
+        (renames, entries)
+    }
+}
+
+/// `items` as (those whose flag is set, the others), each in its order.
+fn partition<T>(items: Vec<T>, flags: &[bool]) -> (Vec<T>, Vec<T>) {
+    let (mut yes, mut no) = (Vec::new(), Vec::new());
+    for (item, &flag) in items.into_iter().zip(flags) {
+        if flag { yes.push(item) } else { no.push(item) }
+    }
+    (yes, no)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Entry;
+
+    fn entry(p: &str) -> Entry {
+        Entry {
+            rel: PathBuf::from(p),
+            ..Entry::default()
+        }
+    }
 
     fn batch(paths: &[&str]) -> Batch {
         Batch {
-            renames: vec![],
-            entries: paths
+            entries: paths.iter().map(|p| entry(p)).collect(),
+            ..Batch::default()
+        }
+    }
+
+    fn rename(from: &str, to: &str) -> Rename {
+        Rename {
+            from: PathBuf::from(from),
+            to: PathBuf::from(to),
+        }
+    }
+
+    /// (ready, held) paths of `batch` beside `f`'s runs.
+    fn split(f: &InFlight, b: &Batch) -> (Vec<String>, Vec<String>) {
+        let s = f.split(b.clone());
+        let names = |b: &Batch| {
+            b.entries
                 .iter()
-                .map(|p| Entry {
-                    rel: PathBuf::from(p),
-                    ..Entry::default()
-                })
-                .collect(),
-            deletes: true,
+                .map(|e| e.rel.display().to_string())
+                .collect()
+        };
+        (names(&s.ready), names(&s.held))
+    }
+
+    #[test]
+    fn only_the_paths_overlapping_a_run_in_flight_wait() {
+        let mut f = InFlight::default();
+        assert_eq!(split(&f, &batch(&["a"])), (vec!["a".into()], vec![]));
+        f.add(1, &batch(&["a/b", "big.img"]));
+        // (batch, what starts now, what waits)
+        let cases: &[(&[&str], &[&str], &[&str])] = &[
+            (&["a/b"], &[], &["a/b"]),
+            (&["a"], &[], &["a"]),         // a directory above a busy path
+            (&["a/b/c"], &[], &["a/b/c"]), // a path below a busy path
+            (&[""], &[], &[""]),           // the root is above every path
+            (&["a/c", "x"], &["a/c", "x"], &[]),
+            (
+                &["a", "a/c", "big.img", "x"],
+                &["a/c", "x"],
+                &["a", "big.img"],
+            ),
+            (&["a/bb", "a/b-", "b"], &["a/b-", "a/bb", "b"], &[]), // prefixes are not ancestors
+        ];
+        for &(b, ready, held) in cases {
+            let want = (
+                ready.iter().map(|s| s.to_string()).collect(),
+                held.iter().map(|s| s.to_string()).collect(),
+            );
+            let mut b = batch(b);
+            b.entries.sort();
+            assert_eq!(split(&f, &b), want, "{b:?}");
         }
     }
 
     #[test]
-    fn overlap_by_path_or_ancestry() {
+    fn a_full_sync_runs_alone() {
         let mut f = InFlight::default();
-        assert!(!f.conflicts(&batch(&["a"])));
-        f.add(1, &batch(&["a/b", "big.img"]));
-        assert!(f.conflicts(&batch(&["a/b"])));
-        assert!(f.conflicts(&batch(&["a"])), "a directory above a busy path");
-        assert!(f.conflicts(&batch(&["a/b/c"])), "a path below a busy path");
-        assert!(!f.conflicts(&batch(&["a/c", "x"])));
-        assert!(f.conflicts(&Batch::full()));
+        f.add(1, &batch(&["a"]));
+        let s = f.split(Batch::full());
+        assert!(s.ready.is_empty() && s.held.is_full(), "waits for the run");
         f.remove(1);
-        assert!(!f.conflicts(&Batch::full()));
+        assert!(f.split(Batch::full()).ready.is_full(), "nothing in flight");
         f.add(2, &Batch::full());
-        assert!(f.conflicts(&batch(&["zzz"])));
+        let s = f.split(batch(&["zzz"]));
+        assert!(s.ready.is_empty(), "nothing starts beside it");
+        assert_eq!(s.held, batch(&["zzz"]));
+    }
+
+    #[test]
+    fn a_held_rename_holds_what_overlaps_it_and_keeps_its_order() {
+        let mut f = InFlight::default();
+        f.add(1, &batch(&["busy"]));
+        let b = Batch {
+            renames: vec![
+                rename("busy", "b"), // overlaps the run: waits
+                rename("b", "c"),    // follows a held rename: waits
+                rename("x", "y"),    // independent: starts
+                rename("c/d", "e"),  // below a held rename's side: waits
+            ],
+            entries: ["b", "busy", "c", "e", "x", "y", "z"].map(entry).to_vec(),
+            deletes: false,
+        };
+        let s = f.split(b);
+        let want_held = Batch {
+            renames: vec![rename("busy", "b"), rename("b", "c"), rename("c/d", "e")],
+            entries: ["b", "busy", "c", "e"].map(entry).to_vec(),
+            deletes: false,
+        };
+        let want_ready = Batch {
+            renames: vec![rename("x", "y")],
+            entries: ["x", "y", "z"].map(entry).to_vec(),
+            deletes: false,
+        };
+        assert_eq!(
+            s,
+            Split {
+                ready: want_ready,
+                held: want_held
+            }
+        );
     }
 }

@@ -343,7 +343,8 @@ impl Runner {
         gone
     }
 
-    /// Runs every lane that is due, while workers are free and nothing in flight overlaps.
+    /// Runs every lane that is due while workers are free: what overlaps no run in flight
+    /// starts, the rest waits in its lane for a run to end.
     fn dispatch(&mut self, now: Instant) {
         for lane in Lane::ALL {
             if !self.schedule.may_dispatch(lane, now, self.pool.idle()) {
@@ -360,12 +361,14 @@ impl Runner {
             if batch.is_full() && !self.queues[Lane::Big].take().is_empty() {
                 debug!("big-file changes folded into the full sync");
             }
-            if self.inflight.conflicts(&batch) {
-                self.queues[lane].put_back(batch);
-                self.schedule.blocked(lane, now);
-                return;
+            let split = self.inflight.split(batch);
+            if !split.held.is_empty() {
+                self.queues[lane].put_back(split.held);
+                self.schedule.held(lane);
             }
-            self.submit(batch);
+            if !split.ready.is_empty() {
+                self.submit(split.ready);
+            }
         }
     }
 

@@ -7,6 +7,12 @@
 //! and `Big` (files over `big_file.threshold`, held back `big_file.delay`). A failed run puts
 //! its batch back into the normal lane, which then waits for the retry time, growing as
 //! [`backoff`] says; a successful full sync arms the next periodic verification.
+//!
+//! A due batch that overlaps runs in flight is split ([`super::inflight`]): what is free
+//! starts, the rest is [`held`](Schedule::held) in its lane. A held lane is due again when a
+//! run ends, or, if changes come meanwhile, when their own window closes: then the lane is
+//! split anew, so that a window closing while a long run is in flight still goes to a free
+//! worker, and a path waits for the run that touches it, never for the batches after it.
 
 use std::time::{Duration, Instant};
 
@@ -169,8 +175,8 @@ pub struct Schedule {
     permanent: u32,
     /// Consecutive failed runs that made no progress: what `once` gives up on.
     stalled: u32,
-    /// The pending batch overlaps one in flight: wait for a run to finish.
-    blocked: bool,
+    /// Whether each lane holds paths that overlap a run in flight: due when a run ends.
+    held: [bool; 2],
     /// A full sync is pending or running that starts (or restarts) the watching.
     initial_pending: bool,
     verify_due: Option<Instant>,
@@ -195,7 +201,7 @@ impl Schedule {
             failures: 0,
             permanent: 0,
             stalled: 0,
-            blocked: false,
+            held: [false, false],
             initial_pending: false,
             verify_due: None,
             verifying: false,
@@ -290,7 +296,6 @@ impl Schedule {
     /// Whether `lane`'s batch may be taken and run now.
     pub fn may_dispatch(&self, lane: Lane, now: Instant, idle_workers: usize) -> bool {
         self.retry_at.is_none_or(|r| r <= now)
-            && !self.blocked
             && idle_workers > 0
             && self.due[lane.index()].is_some_and(|d| d <= now)
     }
@@ -315,10 +320,11 @@ impl Schedule {
         }
     }
 
-    /// `lane`'s batch overlaps a run in flight: it was put back, due as soon as a run ends.
-    pub fn blocked(&mut self, lane: Lane, now: Instant) {
-        self.due[lane.index()] = Some(now);
-        self.blocked = true;
+    /// What `lane` could not start overlaps a run in flight: it was put back, due when a
+    /// run ends, or when the window of a change queued meanwhile closes, whichever is first.
+    pub fn held(&mut self, lane: Lane) {
+        self.due[lane.index()] = None;
+        self.held[lane.index()] = true;
     }
 
     /// The daemon stops: the last sync of what is pending does not wait for a retry time.
@@ -334,7 +340,7 @@ impl Schedule {
             .into_iter()
             .flatten()
             .min();
-        if !self.blocked && load.idle_workers > 0 {
+        if load.idle_workers > 0 {
             for lane in Lane::ALL {
                 if let Some(due) = self.due[lane.index()].filter(|_| load.queued[lane.index()]) {
                     let due = self.retry_at.map_or(due, |r| r.max(due));
@@ -368,8 +374,12 @@ impl Schedule {
         id: u64,
         outcome: RunOutcome,
     ) -> Result<Success, Failure> {
-        self.blocked = false;
         self.last_activity = now;
+        for lane in Lane::ALL {
+            if std::mem::take(&mut self.held[lane.index()]) {
+                self.due[lane.index()] = Some(now);
+            }
+        }
         match outcome {
             RunOutcome::Succeeded { full } => Ok(self.succeeded(now, id, full)),
             RunOutcome::Failed {
@@ -559,22 +569,70 @@ mod tests {
             dispatch: [false, false],
         },
         Case {
-            name: "a conflict blocks every lane until a run ends",
+            name: "paths overlapping a run wait for it to end",
             setup: |s, t| {
-                s.big_files_held(t);
-                s.blocked(Lane::Normal, t);
+                s.change_queued(t);
+                s.taken(Lane::Normal, false);
+                s.held(Lane::Normal);
             },
             at: Duration::from_secs(10),
             dispatch: [false, false],
         },
         Case {
-            name: "a run ending unblocks",
+            name: "a held normal lane does not hold the big lane",
             setup: |s, t| {
-                s.blocked(Lane::Normal, t);
+                s.big_files_held(t);
+                s.held(Lane::Normal);
+            },
+            at: Duration::from_secs(10),
+            dispatch: [false, true],
+        },
+        Case {
+            name: "a run ending makes held paths due at once",
+            setup: |s, t| {
+                s.held(Lane::Normal);
                 let _ = s.run_done(t, 1, ok(false));
             },
             at: Duration::ZERO,
             dispatch: [true, false],
+        },
+        Case {
+            name: "a run ending does not hurry a lane that holds nothing",
+            setup: |s, t| {
+                s.change_queued(t);
+                let _ = s.run_done(t, 1, ok(false));
+            },
+            at: Duration::from_millis(500),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "a change after the hold waits for its own window",
+            setup: |s, t| {
+                s.held(Lane::Normal);
+                s.change_queued(t);
+            },
+            at: Duration::from_millis(500),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "whose closing is due, a run in flight or not",
+            setup: |s, t| {
+                s.held(Lane::Normal);
+                s.change_queued(t);
+            },
+            at: S,
+            dispatch: [true, false],
+        },
+        Case {
+            name: "a run ending is due only once",
+            setup: |s, t| {
+                s.held(Lane::Normal);
+                let _ = s.run_done(t, 1, ok(false));
+                s.taken(Lane::Normal, false);
+                let _ = s.run_done(t, 2, ok(false));
+            },
+            at: Duration::from_secs(10),
+            dispatch: [false, false],
         },
         Case {
             name: "a failed batch waits for its retry",

@@ -18,6 +18,7 @@ mod mirror_timeout;
 mod modes;
 mod names;
 mod observability;
+mod overlap;
 mod privileges;
 mod progress;
 mod rclone;

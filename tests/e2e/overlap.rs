@@ -1,0 +1,109 @@
+//! Runs in flight side by side (`workers = 2`): a batch due while a slow run is in flight
+//! starts at once with the paths that run does not touch, the rest waits for it; a failed
+//! run's paths are retried with what waited. Nothing is lost, nothing overtakes.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use super::harness::*;
+
+/// How long a run holding `./slow` sleeps before rsync starts.
+const SLOW: Duration = Duration::from_secs(3);
+
+/// An rsync wrapper that sleeps [`SLOW`] when its `--files-from` list names `./slow`, and
+/// (with `fail_fast`) fails once, before doing anything, the first time it names `./fast`.
+fn wrapper(env: &Env, fail_fast: bool) -> PathBuf {
+    let failed = env.p("fast-failed");
+    let fail = if fail_fast {
+        format!(
+            "if grep -qx ./fast \"$l.txt\" && [ ! -e '{f}' ]; then : > '{f}'; exit 12; fi\n",
+            f = failed.display()
+        )
+    } else {
+        String::new()
+    };
+    env.script(
+        "rsync-slow.sh",
+        &format!(
+            "{PROBES_PASS}l=$(mktemp '{dir}/list.XXXXXX')\ncat > \"$l\"\ntr '\\0' '\\n' < \"$l\" > \"$l.txt\"\n\
+             {fail}if grep -qx ./slow \"$l.txt\"; then sleep {secs}; fi\nexec rsync \"$@\" < \"$l\"",
+            dir = env.root.display(),
+            secs = SLOW.as_secs(),
+        ),
+    )
+}
+
+/// Waits up to `within` for `p` to hold `content`; returns how long it took.
+fn arrives(p: &Path, content: &str, within: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if std::fs::read_to_string(p).is_ok_and(|c| c == content) {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// Starts a job whose wrapper is [`wrapper`], waits for the initial sync, then puts `slow`
+/// in flight. Returns (env, daemon, src, dst).
+fn slow_run_in_flight(fail_fast: bool) -> (Env, Daemon, PathBuf, PathBuf) {
+    let env = Env::new();
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    populate(&src, "t");
+    let rsync = wrapper(&env, fail_fast);
+    env.job(
+        "j",
+        &src,
+        &dst,
+        Mode::Rsync,
+        &format!(
+            "workers = 2\nsandbox = false\nretry_delay = \"100ms\"\n[rsync]\npath = {}",
+            toml_path(&rsync)
+        ),
+    );
+    let mut d = env.spawn();
+    d.assert_synced(&src, &dst, &[]);
+    write(&src.join("slow"), "one\n");
+    // The batch with `slow` is taken after the delay (100 ms) and sleeps in its run.
+    std::thread::sleep(Duration::from_millis(500));
+    (env, d, src, dst)
+}
+
+/// `slow` and `fast` change while `slow`'s run sleeps: `fast` starts on the free worker and
+/// arrives long before that run ends; `slow`'s new content follows it.
+#[test]
+fn free_paths_start_beside_a_run_in_flight() {
+    let (_env, mut d, src, dst) = slow_run_in_flight(false);
+    append(&src.join("slow"), "two\n");
+    write(&src.join("fast"), "fast\n");
+    let took = arrives(&dst.join("fast"), "fast\n", SLOW);
+    assert!(
+        took.is_some_and(|t| t < SLOW / 2),
+        "fast waited for the slow run ({took:?})\n{}",
+        d.log_tail()
+    );
+    assert!(
+        std::fs::read_to_string(dst.join("slow")).is_err(),
+        "the slow run is still in flight: slow is not there yet"
+    );
+    d.assert_synced(&src, &dst, &[]);
+    assert!(d.stop().success());
+}
+
+/// The run of `fast` started beside the slow one fails: its paths go back to the queue,
+/// with `slow`'s held change, and both arrive.
+#[test]
+fn a_failed_run_beside_another_loses_nothing() {
+    let (env, mut d, src, dst) = slow_run_in_flight(true);
+    append(&src.join("slow"), "two\n");
+    write(&src.join("fast"), "fast\n");
+    d.assert_synced(&src, &dst, &[]);
+    assert!(env.p("fast-failed").exists(), "the run of fast failed once");
+    assert!(
+        d.log().contains("status 12"),
+        "the failure is reported\n{}",
+        d.log_tail()
+    );
+    assert!(d.stop().success());
+}
