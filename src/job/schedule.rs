@@ -13,6 +13,9 @@
 //! run ends, or, if changes come meanwhile, when their own window closes: then the lane is
 //! split anew, so that a window closing while a long run is in flight still goes to a free
 //! worker, and a path waits for the run that touches it, never for the batches after it.
+//! Held paths go with a window already open rather than alone the moment a run ends: under
+//! churn a window is always open, and a run of the few paths a batch held back would cost
+//! a whole handler run (an rsync) for them and take a worker from the next window.
 
 use std::time::{Duration, Instant};
 
@@ -320,8 +323,8 @@ impl Schedule {
         }
     }
 
-    /// What `lane` could not start overlaps a run in flight: it was put back, due when a
-    /// run ends, or when the window of a change queued meanwhile closes, whichever is first.
+    /// What `lane` could not start overlaps a run in flight: it was put back, due when the
+    /// window of a change queued meanwhile closes, or else when a run ends.
     pub fn held(&mut self, lane: Lane) {
         self.due[lane.index()] = None;
         self.held[lane.index()] = true;
@@ -377,7 +380,7 @@ impl Schedule {
         self.last_activity = now;
         for lane in Lane::ALL {
             if std::mem::take(&mut self.held[lane.index()]) {
-                self.due[lane.index()] = Some(now);
+                self.due[lane.index()].get_or_insert(now);
             }
         }
         match outcome {
@@ -619,6 +622,26 @@ mod tests {
             setup: |s, t| {
                 s.held(Lane::Normal);
                 s.change_queued(t);
+            },
+            at: S,
+            dispatch: [true, false],
+        },
+        Case {
+            name: "held paths go with a window open when a run ends",
+            setup: |s, t| {
+                s.held(Lane::Normal);
+                s.change_queued(t);
+                let _ = s.run_done(t, 1, ok(false));
+            },
+            at: Duration::from_millis(500),
+            dispatch: [false, false],
+        },
+        Case {
+            name: "when it closes",
+            setup: |s, t| {
+                s.held(Lane::Normal);
+                s.change_queued(t);
+                let _ = s.run_done(t, 1, ok(false));
             },
             at: S,
             dispatch: [true, false],
