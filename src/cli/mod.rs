@@ -92,7 +92,11 @@ struct ConfigDir {
 }
 
 pub fn main() -> ExitCode {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if !matches!(command, Command::Run(_) | Command::Sync(_)) {
+        quiet_on_closed_pipe();
+    }
+    match command {
         Command::Run(a) => run::run(a),
         Command::Check(a) => check::run(a),
         Command::Status(a) => status::run(a),
@@ -104,6 +108,14 @@ pub fn main() -> ExitCode {
         Command::Completions(a) => generate::completions(a),
         Command::Man(a) => generate::man(a),
     }
+}
+
+/// A report piped into `head` ends like any Unix tool's when the reader goes: by SIGPIPE,
+/// silently, instead of a panic on the failed write. (Not for `run` and `sync`: they write
+/// into their handlers' pipes, and a handler that exits early is an error they report.)
+fn quiet_on_closed_pipe() {
+    // SAFETY: restores the default disposition of one signal, before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 }
 
 /// Logging to `[daemon] log_target` at `level`, else `[daemon] log_level`, else `info`.

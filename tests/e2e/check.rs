@@ -469,3 +469,24 @@ fn check_a_copy_as_the_file_it_will_be() {
     fs::write(&copy, "[daemon]\nlog_levl = \"info\"\n").unwrap();
     expect_diag(&check_as("clsync.toml"), "source", 2, &[1], &["log_levl"]);
 }
+
+/// A report piped into a reader that stops early (`clsync status --json | head`) ends
+/// quietly, as `cat` would, not with a panic about a broken pipe.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clsync"))
+        .args(["completions", "bash"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap();
+    // The reader is gone (dropped above); the rest of the script has nowhere to go.
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
