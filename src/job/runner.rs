@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::Receiver;
 use tracing::{debug, error, info, warn};
 
-use crate::config::JobConfig;
+use crate::config::{Delete, JobConfig};
 use crate::handler::{Handler, HandlerError, Outcome};
 use crate::model::{Batch, Change};
 use crate::monitor::PlatformMonitor;
@@ -137,19 +137,21 @@ impl Runner {
         let now = Instant::now();
         self.schedule.begin_full_sync(now);
         self.status.set_state(State::InitialSync);
-        let since = mon.catch_up_from_now();
-        if since.is_some() {
+        // With `delete = "running"`, a directory synced whole to catch up would lose the
+        // extraneous files the job keeps: the walk goes first.
+        let since = match self.cfg.delete {
+            Delete::Running => None,
+            _ => mon.catch_up_from_now(),
+        };
+        let beside = since.is_some();
+        if beside {
             self.dispatch(now);
         }
         mon.walk(since, &mut |c| changes.push(c));
         debug!(
-            "watching {} directories; initial sync {}",
+            "watched {} directories; the initial sync runs {}",
             mon.watched(),
-            if since.is_some() {
-                "running beside the walk"
-            } else {
-                "starting"
-            }
+            if beside { "beside the walk" } else { "now" }
         );
         self.status.lock().watched_dirs = mon.watched();
         changes

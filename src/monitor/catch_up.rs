@@ -14,18 +14,22 @@
 //! The root needs none of this: its watch is added before the full sync starts.
 //!
 //! The start is read from the clock the kernel stamps change times with
-//! (`CLOCK_REALTIME_COARSE`, which never runs ahead of the stamps made after it). Only a
-//! source whose timestamps come from this kernel's clock, to the nanosecond, qualifies
-//! ([`can_catch_up`]: not a network or FUSE filesystem, not one-second timestamps), and a
-//! clock step during the walk makes the whole source compared again ([`Change::Rescan`]).
+//! (`CLOCK_REALTIME_COARSE`, which never runs ahead of the stamps made after it), less a
+//! millisecond for filesystems that truncate their stamps. Only a source whose timestamps
+//! come from this kernel's clock, to the nanosecond, qualifies ([`can_catch_up`]: not a
+//! network or FUSE filesystem, not one-second timestamps); a directory on another, non-local
+//! filesystem mounted inside it is synced whole. If the wall clock is set during the walk
+//! (a timer that the kernel cancels on every clock set tells; so does a drift from the
+//! monotonic clock), change times no longer compare with the start, and the whole source is
+//! compared again ([`Change::Rescan`]).
 
 use std::collections::HashSet;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rustix::fs::{AtFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Stat};
 
 use crate::model::{Change, Kind};
 use crate::relpath;
@@ -35,8 +39,8 @@ use crate::rules::Filter;
 /// as a step.
 const STEP: Duration = Duration::from_secs(1);
 
-/// Filesystems whose timestamps this kernel sets from its own clock.
-const LOCAL: [i64; 9] = [
+/// Filesystems whose timestamps this kernel sets from its own clock, to the nanosecond.
+const LOCAL: [i64; 7] = [
     0xEF53,      // ext2/3/4
     0x5846_5342, // xfs
     0x9123_683E, // btrfs
@@ -44,38 +48,90 @@ const LOCAL: [i64; 9] = [
     0x2FC1_2FC1, // zfs
     0xF2F5_2010, // f2fs
     0x794C_7630, // overlayfs
-    0xCA45_1A4E, // bcachefs
-    0x5346_544E, // ntfs3 ("NTFS")
 ];
+
+/// Taken off the start: a stamp made in the same instant, truncated by its filesystem, is
+/// still "since".
+const MARGIN: Duration = Duration::from_millis(1);
 
 /// Whether the source at `root` keeps change times from this kernel's clock, to the
 /// nanosecond (a one-second filesystem stamps the root with no nanoseconds).
 // The field types differ between architectures.
 #[allow(clippy::unnecessary_cast)]
 pub fn can_catch_up(root: &Path) -> bool {
-    let local = rustix::fs::statfs(root).is_ok_and(|s| LOCAL.contains(&(s.f_type as i64)));
     let fine = rustix::fs::stat(root).is_ok_and(|s| s.st_ctime_nsec != 0 || s.st_mtime_nsec != 0);
-    local && fine
+    fine && rustix::fs::statfs(root).is_ok_and(|s| is_local(s.f_type as i64))
 }
 
-/// A moment, as change times and the monotonic clock tell it.
-#[derive(Debug, Clone, Copy)]
+fn is_local(f_type: i64) -> bool {
+    LOCAL.contains(&f_type)
+}
+
+/// A timer that never fires, cancelled when the wall clock is set (stepped by NTP, by
+/// hand, a leap second): read afterwards, it tells whether change times still compare
+/// with a moment read before.
+fn clock_watch() -> Option<OwnedFd> {
+    // SAFETY: plain system calls on a descriptor we create and then own.
+    unsafe {
+        let fd = libc::timerfd_create(libc::CLOCK_REALTIME, libc::TFD_NONBLOCK | libc::TFD_CLOEXEC);
+        if fd < 0 {
+            return None;
+        }
+        let fd = OwnedFd::from_raw_fd(fd);
+        let mut now = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        libc::clock_gettime(libc::CLOCK_REALTIME, &mut now);
+        let far = libc::itimerspec {
+            it_interval: libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            },
+            it_value: libc::timespec {
+                tv_sec: now.tv_sec + 100 * 365 * 86_400,
+                tv_nsec: 0,
+            },
+        };
+        let flags = libc::TFD_TIMER_ABSTIME | libc::TFD_TIMER_CANCEL_ON_SET;
+        if libc::timerfd_settime(fd.as_raw_fd(), flags, &far, std::ptr::null_mut()) != 0 {
+            return None;
+        }
+        Some(fd)
+    }
+}
+
+/// Whether the clock was set since `clock_watch` made `fd`.
+fn clock_was_set(fd: &OwnedFd) -> bool {
+    let mut buf = [0u8; 8];
+    // SAFETY: reads at most 8 bytes into our buffer.
+    let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+    n < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECANCELED)
+}
+
+/// A moment, as change times and the monotonic clock tell it, and a watch on the clock
+/// being set from then on.
+#[derive(Debug)]
 pub struct Since {
     stamp: (i64, i64),
     mono: Instant,
+    clock: Option<OwnedFd>,
 }
 
 impl Since {
     pub fn now() -> Since {
+        let clock = clock_watch();
         let mut ts = libc::timespec {
             tv_sec: 0,
             tv_nsec: 0,
         };
         // SAFETY: clock_gettime writes the timespec we own.
         unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+        let at = Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec as u32).saturating_sub(MARGIN);
         Since {
-            stamp: (ts.tv_sec, ts.tv_nsec),
+            stamp: (at.as_secs() as i64, i64::from(at.subsec_nanos())),
             mono: Instant::now(),
+            clock,
         }
     }
 
@@ -124,27 +180,29 @@ impl CatchUp {
         if rel.as_os_str().is_empty() || self.is_covered(rel) {
             return;
         }
-        // Another filesystem mounted inside the source may stamp with another clock.
+        // Another filesystem mounted inside the source may stamp with another clock (a
+        // network one): synced whole. (A btrfs subvolume is another device of a local kind.)
         #[allow(clippy::unnecessary_cast)]
-        let whole = rustix::fs::fstat(dir)
-            .map_or(true, |st| st.st_dev as u64 != self.dev || self.changed(&st));
+        let whole = rustix::fs::fstat(dir).map_or(true, |st| {
+            (st.st_dev as u64 != self.dev
+                && !rustix::fs::fstatfs(dir).is_ok_and(|s| is_local(s.f_type as i64)))
+                || self.changed(&st)
+        });
         if whole {
             return self.cover(rel.to_path_buf());
         }
-        for (name, dtype) in entries {
+        for (name, _) in entries {
+            // Gone meanwhile: its directory's change time tells.
+            let Ok(st) = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
             let rel = relpath::join(rel, Path::new(name));
-            let kind = if *dtype == libc::DT_DIR {
+            let kind = if FileType::from_raw_mode(st.st_mode) == FileType::Directory {
                 Kind::Dir
             } else {
                 Kind::File
             };
-            if !filter.allows_child(&rel, kind) {
-                continue;
-            }
-            // Gone meanwhile: its directory's change time tells.
-            if rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-                .is_ok_and(|st| self.changed(&st))
-            {
+            if self.changed(&st) && filter.allows_child(&rel, kind) {
                 if kind == Kind::Dir {
                     self.cover(rel);
                 } else {
@@ -171,7 +229,8 @@ impl CatchUp {
             .duration_since(self.since.wall())
             .unwrap_or(Duration::ZERO);
         let mono = self.since.mono.elapsed();
-        if wall.abs_diff(mono) > STEP {
+        let set = self.since.clock.as_ref().is_some_and(clock_was_set);
+        if set || wall.abs_diff(mono) > STEP {
             tracing::warn!(
                 "the clock stepped while the watches were added: comparing the whole source again"
             );

@@ -7,8 +7,8 @@
 //! recorded as unwatched: the job calls `rescan_unwatched` every [`UNWATCHED_RESCAN`],
 //! which tries the watch again and reports [`Change::Tree`] for the directory either way.
 //!
-//! On Linux: `shared` (the daemon's one inotify instance), `handle_watch` (watching a
-//! directory by its handle), `translate` (what an event means: a pure function), `watcher`
+//! On Linux: `shared` (the daemon's one inotify instance), `catch_up` (what changed
+//! in a directory before its watch existed), `translate` (what an event means: a pure function), `watcher`
 //! (adding watches, walking new directories), `tree` (the watched directories), `inotify`
 //! (the monitor tying them together). Elsewhere: `notify_backend`.
 //!
@@ -18,8 +18,6 @@
 
 #[cfg(target_os = "linux")]
 mod catch_up;
-#[cfg(target_os = "linux")]
-mod handle_watch;
 #[cfg(target_os = "linux")]
 mod inotify;
 #[cfg(target_os = "linux")]

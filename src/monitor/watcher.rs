@@ -11,7 +11,7 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -22,7 +22,6 @@ use tracing::{error, warn};
 
 use super::UNWATCHED_RESCAN;
 use super::catch_up::CatchUp;
-use super::handle_watch::Cwd;
 use super::shared::{RawEvent, Subscription};
 use super::translate::View;
 use super::tree::{NodeId, ROOT, Tree};
@@ -66,31 +65,27 @@ const READ_DIR: rustix::fs::OFlags = rustix::fs::OFlags::RDONLY
     .union(rustix::fs::OFlags::DIRECTORY)
     .union(rustix::fs::OFlags::CLOEXEC);
 
-/// A directory a walk has yet to watch and list: `rel`, under node `parent`, whose handle is
-/// `dir`. `fresh`: the parent had no children before this walk listed it.
+/// Below this depth a walk keeps its parents' handles for their subdirectories; deeper, a
+/// subdirectory's parent is opened again from the root. A walk holds at most one handle per
+/// level of the path it is on, so this bounds what a deep tree (one its writer made deep
+/// on purpose) can take of the daemon's descriptors.
+const HANDLES_MAX: usize = 64;
+
+/// A directory a walk has yet to watch and list: `rel`, under node `parent`, whose parent's
+/// handle is `dir` (`None`: open it again). `fresh`: the parent had no children before this
+/// walk listed it.
 struct Visit {
     parent: NodeId,
     fresh: bool,
-    dir: Rc<OwnedFd>,
+    dir: Option<Rc<OwnedFd>>,
     rel: PathBuf,
 }
 
-/// One walk: its stack (the handles of the directories whose subdirectories are still on
-/// it: at most the depth of the tree) and the thread's working directory it uses.
+/// One walk: its stack, and what it catches up with.
+#[derive(Default)]
 struct Walk {
     stack: Vec<Visit>,
-    cwd: Cwd,
     catch_up: Option<CatchUp>,
-}
-
-impl Default for Walk {
-    fn default() -> Walk {
-        Walk {
-            stack: Vec::new(),
-            cwd: Cwd::new(),
-            catch_up: None,
-        }
-    }
 }
 
 /// One job's watches in the daemon's inotify instance, over the source at `root`.
@@ -187,7 +182,7 @@ impl Watcher {
         walk.stack.push(Visit {
             parent,
             fresh: false,
-            dir,
+            dir: Some(dir),
             rel: rel.to_path_buf(),
         });
         self.run(view, &mut walk);
@@ -201,8 +196,15 @@ impl Watcher {
     fn run(&mut self, view: &mut View, walk: &mut Walk) {
         while let Some(v) = walk.stack.pop() {
             let name = relpath::name(&v.rel).to_os_string();
-            let watched = open_dir_read(&*v.dir, &name)
-                .and_then(|fd| Ok((self.add_watch_fd(&mut walk.cwd, &fd, &v.rel)?, fd)));
+            let parent = match v.dir {
+                Some(d) => Ok(d),
+                None => self
+                    .dir(relpath::parent(&v.rel).unwrap_or(Path::new("")))
+                    .map(Rc::new),
+            };
+            let watched = parent
+                .and_then(|p| open_dir_read(&*p, &name))
+                .and_then(|fd| Ok((self.add_watch_fd(&fd, &v.rel)?, fd)));
             let (wd, fd) = match watched {
                 Ok(x) => x,
                 Err(e) => {
@@ -243,15 +245,22 @@ impl Watcher {
         // A directory whose node had no children yet gets only new nodes: no sibling scan
         // per insert (quadratic in flat directories).
         let fresh = view.tree.is_leaf(node);
-        let dir = Rc::new(dir);
-        for (name, dtype) in entries {
-            let is_dir = match dtype {
+        let keep = rel.components().count() < HANDLES_MAX;
+        let unknown_dir =
+            |name: &OsString| crate::fs::Meta::at(&dir, name).is_ok_and(|m| m.is_dir());
+        let subdirs: Vec<OsString> = entries
+            .into_iter()
+            .filter(|(name, dtype)| match *dtype {
                 libc::DT_DIR => true,
-                libc::DT_UNKNOWN => crate::fs::Meta::at(&*dir, &name).is_ok_and(|m| m.is_dir()),
+                libc::DT_UNKNOWN => unknown_dir(name),
                 _ => false,
-            };
+            })
+            .map(|(name, _)| name)
+            .collect();
+        let dir = keep.then(|| Rc::new(dir));
+        for name in subdirs {
             let child_rel = relpath::join(rel, Path::new(&name));
-            if is_dir && self.filter.allows_child(&child_rel, Kind::Dir) {
+            if self.filter.allows_child(&child_rel, Kind::Dir) {
                 walk.stack.push(Visit {
                     parent: node,
                     fresh,
@@ -294,15 +303,13 @@ impl Watcher {
         Root::open(&self.root)?.dir(rel)
     }
 
-    /// Watches the directory open as `dir` ([`Cwd::name`]); `rel` is its path, for messages.
-    fn add_watch_fd(&mut self, cwd: &mut Cwd, dir: &OwnedFd, rel: &Path) -> io::Result<i32> {
-        let (path, follow) = cwd.name(dir)?;
-        let mask = if follow {
-            mask() - WatchMask::DONT_FOLLOW
-        } else {
-            mask()
-        };
-        self.add_watch_mask(&path, rel, mask)
+    /// Watches the directory open as `dir`; `rel` is its path, for messages. The kernel has
+    /// no `inotify_add_watch` on a handle, so the handle is named by its `/proc/self/fd`
+    /// link, which is followed: it leads to the very directory opened (with no symlink
+    /// followed) and listed next, whatever happens to its name meanwhile.
+    fn add_watch_fd(&mut self, dir: &OwnedFd, rel: &Path) -> io::Result<i32> {
+        let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
+        self.add_watch_mask(Path::new(&path), rel, mask() - WatchMask::DONT_FOLLOW)
     }
 
     fn add_watch_mask(&mut self, path: &Path, rel: &Path, mask: WatchMask) -> io::Result<i32> {

@@ -74,3 +74,54 @@ fn writes_during_start_up_arrive(mode: Mode) {
 crate::both_modes! {
     writes_during_start_up => writes_during_start_up_arrive;
 }
+
+/// A tree made deep on purpose does not take the daemon's descriptors: under a soft limit
+/// of 128 open files, every directory of a 300-level chain (each level with a sibling, so
+/// that the walk keeps coming back) is watched, and no "Too many open files" is logged.
+#[test]
+fn a_deep_tree_is_walked_within_a_small_descriptor_limit() {
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+    let env = Env::new();
+    let src = env.dir("src");
+    let dst = env.p("dst");
+    let mut dir = src.clone();
+    for _ in 0..300 {
+        fs::create_dir(dir.join("s")).unwrap();
+        dir = dir.join("d");
+        fs::create_dir(&dir).unwrap();
+    }
+    fs::write(dir.join("deepest"), "x").unwrap();
+    env.job("deep", &src, &dst, Mode::Rsync, "");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_clsync"));
+    cmd.args([
+        "sync",
+        "deep",
+        "--no-progress",
+        "--log-level",
+        "debug",
+        "--config-dir",
+    ])
+    .arg(&env.conf)
+    .env("NO_COLOR", "1");
+    // SAFETY: setrlimit only, in the child before exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: 128,
+                rlim_max: 1024,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(!log.contains("Too many open files"), "{log}");
+    assert!(log.contains("watched 601 directories"), "{log}");
+    assert!(tree_diff(&src, &dst, &[]).is_empty());
+}
