@@ -707,6 +707,10 @@ def w_latency(ctx):
              f"{fmt(max(ref), 'ms')} | 0 | 1 per change | – |",
              f"| rsync -a one file: DST file visible | {fmt(med(ref_vis), 'ms')} | {fmt(p90(ref_vis), 'ms')} | "
              f"{fmt(min(ref_vis), 'ms')} | {fmt(max(ref_vis), 'ms')} | 0 | – | – |"]
+    vis = med(ref_vis)
+    row(ctx, "2 latency", "ref rsync 1 file", "DST file visible", vis, unit="ms",
+        runs=f"p90 {fmt(p90(ref_vis), 'ms')}")
+    peer = med(res["lsyncd"]) if "lsyncd" in res and None not in res["lsyncd"] else None
     for tool in tools:
         xs = res[tool]
         m, p = med(xs), p90(xs)
@@ -715,13 +719,17 @@ def w_latency(ctx):
         lines.append(f"| {tool} | {fmt(m, 'ms')} | {fmt(p, 'ms')} | {fmt(min(ok_xs) if ok_xs else None, 'ms')} | "
                      f"{fmt(max(ok_xs) if ok_xs else None, 'ms')} | {miss} | {extra[tool][1]} | {extra[tool][0]:.2f} |")
         if tool == "rsync":
-            row(ctx, "2 latency", tool, "median", m, refm, "≤ 1.2× ref", miss == 0 and m <= 1.2 * refm,
-                f"p90 {fmt(p, 'ms')}", unit="ms")
+            # Against what a bare rsync of the file takes to make it visible (its exit comes
+            # ~40 ms later: rsync's own shutdown), and against lsyncd in the same run.
+            met = miss == 0 and m <= 1.15 * vis and (peer is None or m <= peer)
+            target = "≤ 1.15× bare rsync (visible)" + (", ≤ lsyncd" if peer is not None else "")
+            row(ctx, "2 latency", tool, "median", m, vis, target, met,
+                f"p90 {fmt(p, 'ms')}" + (f"; lsyncd {fmt(peer, 'ms')}" if peer is not None else ""), unit="ms")
         elif tool == "mirror":
-            row(ctx, "2 latency", tool, "median", m, refm, "≤ 2 ms", miss == 0 and m <= 0.002,
+            row(ctx, "2 latency", tool, "median", m, vis, "≤ 2 ms", miss == 0 and m <= 0.002,
                 f"p90 {fmt(p, 'ms')}", unit="ms")
         else:
-            row(ctx, "2 latency", tool, "median", m, refm, runs=f"p90 {fmt(p, 'ms')}", unit="ms")
+            row(ctx, "2 latency", tool, "median", m, vis, runs=f"p90 {fmt(p, 'ms')}", unit="ms")
     ctx.details.append(("2. Single-change latency", f"delay 0s, {s['latency_files']:,}-file tree, "
                         f"{s['latency_repeats']} appends of 31 bytes, each after {s['latency_idle']} s idle; "
                         "time until the DST file has the new content (1 ms polls). Reference: wall time of "
