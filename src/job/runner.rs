@@ -137,12 +137,7 @@ impl Runner {
         let now = Instant::now();
         self.schedule.begin_full_sync(now);
         self.status.set_state(State::InitialSync);
-        // With `delete = "running"`, a directory synced whole to catch up would lose the
-        // extraneous files the job keeps: the walk goes first.
-        let since = match self.cfg.delete {
-            Delete::Running => None,
-            _ => mon.catch_up_from_now(),
-        };
+        let since = self.catch_up_since(mon);
         let beside = since.is_some();
         if beside {
             self.dispatch(now);
@@ -155,6 +150,38 @@ impl Runner {
         );
         self.status.lock().watched_dirs = mon.watched();
         changes
+    }
+
+    /// Now, if the full sync about to start may run beside the walk (see `start_watching`).
+    /// Not with `delete = "running"`: a directory synced whole to catch up would lose the
+    /// extraneous files the job keeps there.
+    fn catch_up_since(&self, mon: &PlatformMonitor) -> Option<crate::monitor::Since> {
+        match self.cfg.delete {
+            Delete::Running => None,
+            _ => mon.catch_up_from_now(),
+        }
+    }
+
+    /// Events were lost: the full comparison starts now, and the walk that re-adds the
+    /// watches runs beside it, as at the start.
+    fn rescan_beside(
+        &mut self,
+        mon: &mut PlatformMonitor,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), Exit> {
+        let now = Instant::now();
+        let since = self.catch_up_since(mon);
+        if self.apply(changes, now) {
+            return Err(Exit::RootGone);
+        }
+        if since.is_some() {
+            self.dispatch(now);
+        }
+        if let Err(e) = mon.finish_rescan(since, &mut |c| changes.push(c)) {
+            error!("rescan failed: {e}");
+            return Err(Exit::RootGone);
+        }
+        Ok(())
     }
 
     fn source_gone(&mut self) {
@@ -236,6 +263,11 @@ impl Runner {
         loop {
             let now = Instant::now();
             mon.expire(now, &mut |c| changes.push(c));
+            if mon.rescan_pending()
+                && let Err(exit) = self.rescan_beside(&mut mon, &mut changes)
+            {
+                return exit;
+            }
             if self.schedule.rescan_unwatched(now, mon.unwatched()) {
                 mon.rescan_unwatched(&mut |c| changes.push(c));
             }
@@ -266,6 +298,11 @@ impl Runner {
                 return Exit::Stop;
             }
             if let Err(exit) = self.read_events(&mut mon, &mut changes) {
+                return exit;
+            }
+            if mon.rescan_pending()
+                && let Err(exit) = self.rescan_beside(&mut mon, &mut changes)
+            {
                 return exit;
             }
         }

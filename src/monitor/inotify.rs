@@ -30,6 +30,8 @@ pub struct InotifyMonitor {
     view: View,
     /// The steps of the event at hand (kept to reuse its memory).
     steps: Vec<Step>,
+    /// Events were lost: see [`rescan_pending`](Self::rescan_pending).
+    rescan_pending: bool,
 }
 
 impl InotifyMonitor {
@@ -48,6 +50,7 @@ impl InotifyMonitor {
             watcher,
             view,
             steps: Vec::new(),
+            rescan_pending: false,
         })
     }
 
@@ -63,7 +66,10 @@ impl InotifyMonitor {
     pub fn walk(&mut self, since: Option<Since>, out: &mut impl FnMut(Change)) {
         let started = Instant::now();
         let catch_up = since.map(|s| CatchUp::new(s, self.watcher.root()));
-        for c in self.watcher.walk_all(&mut self.view, catch_up) {
+        for c in self
+            .watcher
+            .walk_all(&mut self.view, catch_up, &HashSet::new())
+        {
             out(c);
         }
         debug!(
@@ -89,9 +95,14 @@ impl InotifyMonitor {
     }
 
     /// Handles every event routed to this monitor since the last call, reporting changes
-    /// through `out`.
+    /// through `out`. After an overflow the rest is dropped: the full sync it asks for
+    /// starts after those events, and the rescan walk ([`finish_rescan`](Self::finish_rescan))
+    /// watches what they created.
     pub fn read(&mut self, out: &mut impl FnMut(Change)) -> io::Result<()> {
         for ev in self.watcher.take() {
+            if self.rescan_pending {
+                break;
+            }
             let name = ev.name.as_deref().map(OsStr::from_bytes);
             trace!(wd = ev.wd, mask = ?ev.mask, cookie = ev.cookie, ?name, "inotify");
             let filter = self.watcher.filter();
@@ -109,12 +120,37 @@ impl InotifyMonitor {
     }
 
     /// Re-walks the whole source: watches what is missing, drops what is gone, and asks for
-    /// a full comparison. Used after a queue overflow.
+    /// a full comparison. Used when reading events failed.
     pub fn rescan(&mut self, out: &mut impl FnMut(Change)) -> io::Result<()> {
+        self.finish_rescan(None, out)?;
+        out(Change::Rescan);
+        Ok(())
+    }
+
+    /// Whether events were lost (a queue overflow): a full comparison was asked for, and
+    /// [`finish_rescan`](Self::finish_rescan) must re-walk the source.
+    pub fn rescan_pending(&self) -> bool {
+        self.rescan_pending
+    }
+
+    /// The re-walk after lost events: watches what is missing, drops what is gone. With
+    /// `since` (the full sync started then, beside this walk), also reports what changed
+    /// since then in directories it watches anew; those it watched all along had their
+    /// events since.
+    pub fn finish_rescan(
+        &mut self,
+        since: Option<Since>,
+        out: &mut impl FnMut(Change),
+    ) -> io::Result<()> {
+        self.rescan_pending = false;
         let started = Instant::now();
         self.view.moves.clear();
         let old: HashSet<i32> = self.view.tree.wds().collect();
-        self.watcher.rebuild(&mut self.view)?;
+        self.watcher.watch_root(&mut self.view)?;
+        let catch_up = since.map(|s| CatchUp::new(s, self.watcher.root()));
+        for c in self.watcher.walk_all(&mut self.view, catch_up, &old) {
+            out(c);
+        }
         for wd in old {
             if self.view.tree.by_wd(wd).is_none() {
                 self.watcher.release(wd);
@@ -125,7 +161,6 @@ impl InotifyMonitor {
             self.view.tree.len(),
             started.elapsed()
         );
-        out(Change::Rescan);
         Ok(())
     }
 
@@ -172,7 +207,8 @@ impl InotifyMonitor {
                 }
                 Step::Rescan => {
                     warn!("inotify queue overflowed: rescanning the whole source");
-                    self.rescan(out)?;
+                    self.rescan_pending = true;
+                    out(Change::Rescan);
                 }
             }
         }

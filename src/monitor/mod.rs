@@ -29,7 +29,13 @@ mod tree;
 #[cfg(target_os = "linux")]
 mod watcher;
 #[cfg(target_os = "linux")]
+pub use self::catch_up::Since;
+#[cfg(target_os = "linux")]
 pub use self::inotify::InotifyMonitor as PlatformMonitor;
+/// Elsewhere the watches exist before any full sync starts: there is nothing to catch up
+/// with, and no moment to carry.
+#[cfg(not(target_os = "linux"))]
+pub type Since = ();
 
 #[cfg(not(target_os = "linux"))]
 mod notify_backend;

@@ -50,11 +50,24 @@ impl NotifyMonitor {
     }
 
     /// The watches exist before any full sync starts: nothing to catch up with.
-    pub fn catch_up_from_now(&self) -> Option<()> {
+    pub fn catch_up_from_now(&self) -> Option<super::Since> {
         None
     }
 
-    pub fn walk(&mut self, _since: Option<()>, _out: &mut impl FnMut(Change)) {}
+    pub fn walk(&mut self, _since: Option<super::Since>, _out: &mut impl FnMut(Change)) {}
+
+    /// `notify` rescans by itself: a lost event is reported as a rescan at once.
+    pub fn rescan_pending(&self) -> bool {
+        false
+    }
+
+    pub fn finish_rescan(
+        &mut self,
+        _since: Option<super::Since>,
+        _out: &mut impl FnMut(Change),
+    ) -> io::Result<()> {
+        Ok(())
+    }
 
     /// `notify` does not expose its watch count.
     pub fn watched(&self) -> usize {

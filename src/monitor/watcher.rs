@@ -9,6 +9,7 @@
 //! `IN_DELETE_SELF`. A directory that cannot be watched or listed (watch limit, permissions)
 //! is recorded in [`View::unwatched`], never silently left out.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -125,15 +126,6 @@ impl Watcher {
         self.sub.rm_watch(wd);
     }
 
-    /// Watches the root and walks the whole source into a fresh tree in `view`, whose
-    /// `unwatched` starts over (the old tree's watches are the caller's to let go). On error
-    /// (the root cannot be watched) the tree is left as it was.
-    pub fn rebuild(&mut self, view: &mut View) -> io::Result<()> {
-        self.watch_root(view)?;
-        self.walk_all(view, None);
-        Ok(())
-    }
-
     /// Watches the root alone, in a fresh tree in `view` ([`walk_all`](Self::walk_all)
     /// then watches the rest). On error the tree is left as it was.
     pub fn watch_root(&mut self, view: &mut View) -> io::Result<()> {
@@ -146,8 +138,14 @@ impl Watcher {
     }
 
     /// Walks the whole source below the watched root into the tree; with `catch_up`, also
-    /// reports what changed since its start (see [`CatchUp`]).
-    pub fn walk_all(&mut self, view: &mut View, catch_up: Option<CatchUp>) -> Vec<Change> {
+    /// reports what changed since its start (see [`CatchUp`]) in the directories whose
+    /// watches are not in `held` (held all along: their events tell).
+    pub fn walk_all(
+        &mut self,
+        view: &mut View,
+        catch_up: Option<CatchUp>,
+        held: &HashSet<i32>,
+    ) -> Vec<Change> {
         let mut walk = Walk {
             catch_up,
             ..Walk::default()
@@ -161,7 +159,7 @@ impl Watcher {
             }
             Err(e) => self.not_listed(view, PathBuf::new(), &e),
         }
-        self.run(view, &mut walk);
+        self.run(view, &mut walk, held);
         walk.catch_up.map(CatchUp::finish).unwrap_or_default()
     }
 
@@ -185,7 +183,7 @@ impl Watcher {
             dir: Some(dir),
             rel: rel.to_path_buf(),
         });
-        self.run(view, &mut walk);
+        self.run(view, &mut walk, &HashSet::new());
     }
 
     /// Watches, then lists, every directory on the walk's stack and, depth first, every
@@ -193,7 +191,7 @@ impl Watcher {
     /// its parent's handle, no symlink followed), watched by that handle and listed from it,
     /// so the watch and the listing are of the same directory, and a file created in it
     /// meanwhile is seen by one or the other.
-    fn run(&mut self, view: &mut View, walk: &mut Walk) {
+    fn run(&mut self, view: &mut View, walk: &mut Walk, held: &HashSet<i32>) {
         while let Some(v) = walk.stack.pop() {
             let name = relpath::name(&v.rel).to_os_string();
             let parent = match v.dir {
@@ -222,7 +220,12 @@ impl Watcher {
             }
             view.unwatched.remove(&v.rel);
             match read_entries(&fd) {
-                Ok(entries) => self.queue_children(view, walk, id, &v.rel, fd, entries),
+                Ok(entries) => {
+                    if let Some(c) = walk.catch_up.as_mut().filter(|_| !held.contains(&wd)) {
+                        c.directory(&fd, &v.rel, &entries, &self.filter);
+                    }
+                    self.queue_children(view, walk, id, &v.rel, fd, entries)
+                }
                 Err(e) => self.not_listed(view, v.rel, &e),
             }
         }
@@ -239,9 +242,6 @@ impl Watcher {
         dir: OwnedFd,
         entries: Vec<(OsString, u8)>,
     ) {
-        if let Some(c) = &mut walk.catch_up {
-            c.directory(&dir, rel, &entries, &self.filter);
-        }
         // A directory whose node had no children yet gets only new nodes: no sibling scan
         // per insert (quadratic in flat directories).
         let fresh = view.tree.is_leaf(node);
