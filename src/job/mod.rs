@@ -103,6 +103,7 @@ impl Job {
             force_initial: opts.force_initial_sync,
             starting: false,
             guard: config.loop_guard.then(loop_guard::LoopGuard::default),
+            reported: false,
         };
         let thread = std::thread::Builder::new()
             .name(format!("clsync-job-{}", config.name))

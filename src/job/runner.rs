@@ -63,11 +63,12 @@ pub(super) struct Runner {
     pub(super) starting: bool,
     /// `loop_guard = true`: drops changes that only echo what this job sent.
     pub(super) guard: Option<LoopGuard>,
+    /// The handler's rsync was named in the log (see [`Self::report_rsync`]).
+    pub(super) reported: bool,
 }
 
 impl Runner {
     pub(super) fn run(mut self) {
-        self.report_rsync(true);
         let mut first = true;
         while !self.stopping {
             let Some(mut mon) = self.watch_source() else {
@@ -279,6 +280,12 @@ impl Runner {
                 self.queues[Lane::Normal].set_full();
             }
             self.dispatch(now);
+            if !self.reported {
+                // After the first dispatch: learning what the job's rsync takes runs it
+                // (tens of milliseconds) and the initial sync need not wait for that.
+                self.report_rsync(true);
+                self.reported = true;
+            }
             self.report_load(&mon);
             let quiet_at = match self.once_check(now) {
                 Ok(quiet_at) => quiet_at,
