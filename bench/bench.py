@@ -1233,6 +1233,7 @@ def w_jobs(ctx):
         if mine:
             row(ctx, W, label, "`clsync status` wall time (median of 5)", g(tool, "status"), None, "≤ 200 ms",
                 g(tool, "status") <= 0.2, runs_str([r["status"] for r in rs], "ms") + " ms", unit="ms")
+    fanout_row(ctx, W)
     ctx.details.append(("8. Many jobs", f"{n:,} mirror jobs in one daemon, one `jobs.d/jNNNN.toml` each "
                         "(delay 0s), each a 3-directory tree (root, a, a/b) with 2 files of 1–4096 bytes, stock "
                         "inotify sysctls. Ready: the daemon's line \"ready: every job finished its initial sync\", "
@@ -1243,6 +1244,44 @@ def w_jobs(ctx):
                         "reference, the same change 10 times in a one-job daemon on job 0's tree; `clsync status "
                         "--config-dir CFG` wall time (a subprocess). lsyncd: one config with one `sync{}` per job "
                         "(default.rsync, delay = 0, the same trees, its own DSTs), settings { nodaemon = true }.", []))
+
+
+def fanout_row(ctx, W, targets=10, ndirs=200):
+    """A job with `targets` local destinations: the kernel watches it holds, against one target's."""
+    src = ctx.fresh("fanout-src")
+    make_dir_tree(src, ndirs, ctx.rng)
+    dsts = [ctx.fresh(f"fanout-dst{i}") for i in range(targets)]
+    for d_ in dsts:
+        os.rmdir(d_)
+    work = tempfile.mkdtemp(prefix="d-fanout-", dir=ctx.tmp)
+    cfg = os.path.join(work, "cfg")
+    os.makedirs(os.path.join(cfg, "jobs.d"))
+    with open(os.path.join(cfg, "clsync.toml"), "w") as fh:
+        fh.write(f'[daemon]\nsocket = "{work}/ctl.sock"\n')
+    with open(os.path.join(cfg, "jobs.d", "fan.toml"), "w") as fh:
+        fh.write(f'source = "{src}"\ndestinations = [{", ".join(json.dumps(d_) for d_ in dsts)}]\n'
+                 'mode = "mirror"\ndelay = "0s"\n')
+    log = open(os.path.join(work, "log"), "wb")
+    p = subprocess.Popen([ctx.bin, "run", "--config-dir", cfg], stdin=subprocess.DEVNULL, stdout=log,
+                         stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = now() + ctx.s["timeout"]
+        while now() < deadline and b"ready:" not in open(os.path.join(work, "log"), "rb").read():
+            time.sleep(0.02)
+        time.sleep(0.5)
+        _, _, inst, watches = proc_counts(p.pid)
+    finally:
+        p.terminate()
+        p.wait(timeout=30)
+        log.close()
+    dirs = sum(1 for _ in os.walk(src))
+    row(ctx, W, f"mirror, 1 job, {targets} local targets", "kernel watches", watches, dirs,
+        f"= one target's ({dirs:,} directories)", watches == dirs,
+        f"{inst} inotify instance(s); {targets} targets, each its own queue and retry state", unit="")
+    for d_ in dsts:
+        rmtree(d_)
+    rmtree(src)
+    rmtree(work)
 
 
 # ---------------------------------------------------------------- 9. sustained churn
