@@ -75,13 +75,14 @@ impl Job {
         let span = info_span!("job", name = %config.name);
         let (done_tx, done_rx) = pool::done_channel(config.workers);
         let ring = bell.clone();
-        let policy = crate::sandbox::Policy::for_job(&config)
-            .filter(|_| crate::sandbox::support() != crate::sandbox::State::Unsupported)
-            .map(Arc::new);
+        // The policy itself is made by each worker (see `Pool::new`).
+        let sandbox = (config.sandbox.enabled
+            && crate::sandbox::support() != crate::sandbox::State::Unsupported)
+            .then(|| config.clone());
         let pool = Pool::new(
             config.workers,
             handler.clone(),
-            policy,
+            sandbox,
             done_tx,
             Arc::new(move || ring.ring()),
             span.clone(),

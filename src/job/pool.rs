@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender, bounded};
 use tracing::Span;
 
+use crate::config::JobConfig;
 use crate::handler::{Handler, HandlerError, Outcome};
 use crate::model::Batch;
 use crate::sandbox::Policy;
@@ -49,7 +50,9 @@ struct Crew {
     /// empties, so an idle job holds none (see [`done_channel`]).
     work: Mutex<VecDeque<(u64, Batch)>>,
     handler: Arc<dyn Handler>,
-    policy: Option<Arc<Policy>>,
+    /// The job, when its runs are sandboxed: each worker makes the [`Policy`] it needs
+    /// when it starts, and lets it go when it ends (a thousand idle jobs need none).
+    sandbox: Option<Arc<JobConfig>>,
     done: Sender<Done>,
     notify: Arc<dyn Fn() + Send + Sync>,
     span: Span,
@@ -71,11 +74,11 @@ pub struct Pool {
 
 impl Pool {
     /// A pool of at most `n` workers; each finished run is sent on `done` and announced by
-    /// `notify`. With a `policy`, every run is sandboxed by it.
+    /// `notify`. With `sandbox`, every run is sandboxed by the job's [`Policy`].
     pub fn new(
         n: usize,
         handler: Arc<dyn Handler>,
-        policy: Option<Arc<Policy>>,
+        sandbox: Option<Arc<JobConfig>>,
         done: Sender<Done>,
         notify: Arc<dyn Fn() + Send + Sync>,
         span: Span,
@@ -84,7 +87,7 @@ impl Pool {
         let crew = Arc::new(Crew {
             work: Mutex::default(),
             handler,
-            policy,
+            sandbox,
             done,
             notify,
             span,
@@ -157,9 +160,10 @@ impl Crew {
     fn work(&self) {
         let _g = self.span.enter();
         let mut confined = self
-            .policy
-            .clone()
-            .map(|p| Confined::new(p, self.handler.clone(), self.span.clone()));
+            .sandbox
+            .as_deref()
+            .and_then(Policy::for_job)
+            .map(|p| Confined::new(Arc::new(p), self.handler.clone(), self.span.clone()));
         while let Some((id, batch)) = self.next() {
             let start = Instant::now();
             let (batch, result) = self.run(batch, &mut confined);
