@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Sender, unbounded};
+use crossbeam_channel::Sender;
 use tracing::info_span;
 
 use crate::config::JobConfig;
@@ -73,15 +73,16 @@ impl Job {
         let bell = Arc::new(Bell::new());
         let stop = Arc::new(AtomicBool::new(false));
         let span = info_span!("job", name = %config.name);
-        let (done_tx, done_rx) = unbounded();
+        let (done_tx, done_rx) = pool::done_channel(config.workers);
         let ring = bell.clone();
-        let policy = crate::sandbox::Policy::for_job(&config)
-            .filter(|_| crate::sandbox::support() != crate::sandbox::State::Unsupported)
-            .map(Arc::new);
+        // The policy itself is made by each worker (see `Pool::new`).
+        let sandbox = (config.sandbox.enabled
+            && crate::sandbox::support() != crate::sandbox::State::Unsupported)
+            .then(|| config.clone());
         let pool = Pool::new(
             config.workers,
             handler.clone(),
-            policy,
+            sandbox,
             done_tx,
             Arc::new(move || ring.ring()),
             span.clone(),

@@ -5,13 +5,15 @@
 //! With the job's sandbox on, a worker hands each batch to its sandboxed companion thread
 //! ([`Confined`]) and stays unrestricted itself.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, unbounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 use tracing::Span;
 
+use crate::config::JobConfig;
 use crate::handler::{Handler, HandlerError, Outcome};
 use crate::model::Batch;
 use crate::sandbox::Policy;
@@ -26,11 +28,31 @@ pub struct Done {
     pub took: Duration,
 }
 
+/// The channel on which a pool of up to `workers` workers reports finished runs.
+///
+/// Bounded, so that it holds no memory of its own beyond a few slots: an unbounded
+/// (list-flavoured) channel keeps a 31-slot block (about 4.5 KB of `Done`s) from its
+/// first message for as long as it lives, and a thousand jobs hold a thousand of them. At
+/// most `workers` runs are in flight (the job submits only to an idle worker), so with
+/// `workers` slots a send never waits; past [`DONE_SLOTS`] a worker whose run ends while
+/// that many others wait to be collected waits for the job thread, which every one of
+/// them has rung.
+pub fn done_channel(workers: usize) -> (Sender<Done>, Receiver<Done>) {
+    bounded(workers.clamp(1, DONE_SLOTS))
+}
+
+/// The most slots of a [`done_channel`].
+const DONE_SLOTS: usize = 4;
+
 /// What every worker of a pool shares.
 struct Crew {
-    rx: Receiver<(u64, Batch)>,
+    /// The batches waiting for a worker. Not a channel: its buffer is let go whenever it
+    /// empties, so an idle job holds none (see [`done_channel`]).
+    work: Mutex<VecDeque<(u64, Batch)>>,
     handler: Arc<dyn Handler>,
-    policy: Option<Arc<Policy>>,
+    /// The job, when its runs are sandboxed: each worker makes the [`Policy`] it needs
+    /// when it starts, and lets it go when it ends (a thousand idle jobs need none).
+    sandbox: Option<Arc<JobConfig>>,
     done: Sender<Done>,
     notify: Arc<dyn Fn() + Send + Sync>,
     span: Span,
@@ -46,28 +68,26 @@ struct Crew {
 /// no worker thread and no timer.
 pub struct Pool {
     n: usize,
-    work: Sender<(u64, Batch)>,
     crew: Arc<Crew>,
     busy: usize,
 }
 
 impl Pool {
     /// A pool of at most `n` workers; each finished run is sent on `done` and announced by
-    /// `notify`. With a `policy`, every run is sandboxed by it.
+    /// `notify`. With `sandbox`, every run is sandboxed by the job's [`Policy`].
     pub fn new(
         n: usize,
         handler: Arc<dyn Handler>,
-        policy: Option<Arc<Policy>>,
+        sandbox: Option<Arc<JobConfig>>,
         done: Sender<Done>,
         notify: Arc<dyn Fn() + Send + Sync>,
         span: Span,
     ) -> std::io::Result<Pool> {
-        let (tx, rx) = unbounded::<(u64, Batch)>();
         let dest_seen = AtomicBool::new(handler.local_destination().is_some_and(|d| d.exists()));
         let crew = Arc::new(Crew {
-            rx,
+            work: Mutex::default(),
             handler,
-            policy,
+            sandbox,
             done,
             notify,
             span,
@@ -76,7 +96,6 @@ impl Pool {
         });
         Ok(Pool {
             n: n.max(1),
-            work: tx,
             crew,
             busy: 0,
         })
@@ -95,9 +114,7 @@ impl Pool {
     }
 
     pub fn submit(&mut self, id: u64, batch: Batch) {
-        if self.work.send((id, batch)).is_err() {
-            return;
-        }
+        self.crew.queue().push_back((id, batch));
         self.busy += 1;
         // Sent first, counted after: a worker that is leaving either sees this batch or is
         // no longer counted here (see `Crew::next`).
@@ -125,13 +142,28 @@ impl Pool {
 }
 
 impl Crew {
+    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, Batch)>> {
+        self.work.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A waiting batch, if any; the queue's buffer goes when it empties.
+    fn take(&self) -> Option<(u64, Batch)> {
+        let mut q = self.queue();
+        let b = q.pop_front();
+        if q.is_empty() && q.capacity() > 0 {
+            *q = VecDeque::new();
+        }
+        b
+    }
+
     /// A worker: runs batches while some wait, then ends.
     fn work(&self) {
         let _g = self.span.enter();
         let mut confined = self
-            .policy
-            .clone()
-            .map(|p| Confined::new(p, self.handler.clone(), self.span.clone()));
+            .sandbox
+            .as_deref()
+            .and_then(Policy::for_job)
+            .map(|p| Confined::new(Arc::new(p), self.handler.clone(), self.span.clone()));
         while let Some((id, batch)) = self.next() {
             let start = Instant::now();
             let (batch, result) = self.run(batch, &mut confined);
@@ -154,18 +186,16 @@ impl Crew {
 
     /// The next waiting batch, or `None` (the worker has left the count then).
     fn next(&self) -> Option<(u64, Batch)> {
-        if let Ok(b) = self.rx.try_recv() {
+        if let Some(b) = self.take() {
             return Some(b);
         }
         self.alive.fetch_sub(1, Ordering::SeqCst);
         // A batch sent before the submitter read the count is taken here.
-        match self.rx.try_recv() {
-            Ok(b) => {
-                self.alive.fetch_add(1, Ordering::SeqCst);
-                Some(b)
-            }
-            Err(_) => None,
+        let b = self.take();
+        if b.is_some() {
+            self.alive.fetch_add(1, Ordering::SeqCst);
         }
+        b
     }
 
     fn run(&self, mut batch: Batch, confined: &mut Option<Confined>) -> (Batch, RunResult) {
