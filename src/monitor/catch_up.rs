@@ -14,8 +14,8 @@
 //! The root needs none of this: its watch is added before the full sync starts.
 //!
 //! The start is read from the clock the kernel stamps change times with
-//! (`CLOCK_REALTIME_COARSE`, which never runs ahead of the stamps made after it), less a
-//! millisecond for filesystems that truncate their stamps. Only a source whose timestamps
+//! (`CLOCK_REALTIME_COARSE`, which never runs ahead of the stamps made after it), once it
+//! has passed the fine clock's now (see [`Since::now`]). Only a source whose timestamps
 //! come from this kernel's clock, to the nanosecond, qualifies ([`can_catch_up`]: not a
 //! network or FUSE filesystem, not one-second timestamps); a directory on another, non-local
 //! filesystem mounted inside it is synced whole. If the wall clock is set during the walk
@@ -50,9 +50,18 @@ const LOCAL: [i64; 7] = [
     0x794C_7630, // overlayfs
 ];
 
-/// Taken off the start: a stamp made in the same instant, truncated by its filesystem, is
-/// still "since".
-const MARGIN: Duration = Duration::from_millis(1);
+/// The longest wait for the coarse clock to pass the start (it lags by at most one tick).
+const TICK_WAIT_MAX: Duration = Duration::from_millis(50);
+
+fn clock_now(id: libc::clockid_t) -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the timespec we own.
+    unsafe { libc::clock_gettime(id, &mut ts) };
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec as u32)
+}
 
 /// Whether the source at `root` keeps change times from this kernel's clock, to the
 /// nanosecond (a one-second filesystem stamps the root with no nanoseconds).
@@ -119,15 +128,20 @@ pub struct Since {
 }
 
 impl Since {
+    /// Now. Change times are stamped from the coarse clock, or finer (multigrain
+    /// timestamps), so a stamp made just before now may read later than the coarse clock
+    /// does now: this waits (at most a tick) until the coarse clock has passed the fine one's
+    /// now, and takes that. Nothing stamped before the call then counts as since, and
+    /// everything stamped after does.
     pub fn now() -> Since {
         let clock = clock_watch();
-        let mut ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: clock_gettime writes the timespec we own.
-        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
-        let at = Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec as u32).saturating_sub(MARGIN);
+        let fine = clock_now(libc::CLOCK_REALTIME);
+        let waited = Instant::now();
+        let mut at = clock_now(libc::CLOCK_REALTIME_COARSE);
+        while at <= fine && waited.elapsed() < TICK_WAIT_MAX {
+            std::thread::sleep((fine - at).max(Duration::from_micros(100)));
+            at = clock_now(libc::CLOCK_REALTIME_COARSE);
+        }
         Since {
             stamp: (at.as_secs() as i64, i64::from(at.subsec_nanos())),
             mono: Instant::now(),
