@@ -37,6 +37,19 @@ fn has_missing(source: &Path, batch: &Batch) -> bool {
 }
 
 impl RsyncTarget {
+    /// A local destination with nothing in it (or none yet): a full sync there has
+    /// nothing to delete, and `--delete` would only make rsync list each directory it
+    /// creates (a tree of 100k directories: about 6% more CPU). Remote: not known.
+    pub(crate) fn destination_is_empty(&self) -> bool {
+        let Destination::Local(dst) = &self.destination else {
+            return false;
+        };
+        match Lookup::new(dst).list(Path::new("")) {
+            Ok(entries) => entries.is_empty(),
+            Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        }
+    }
+
     pub(crate) fn new(
         source: PathBuf,
         destination: Destination,

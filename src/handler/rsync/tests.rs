@@ -109,3 +109,40 @@ fn too_long_entries_without_the_mirror_are_not_reported_synced() {
         "reported synced, not at the destination"
     );
 }
+
+/// A full sync into an empty (or missing) local destination runs without `--delete`
+/// (nothing to delete there); into one that holds anything, extraneous entries still go.
+#[test]
+fn a_full_sync_deletes_only_where_the_destination_holds_something() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (src, dst) = (tmp.path().join("src"), tmp.path().join("dst"));
+    fs::create_dir_all(src.join("d")).unwrap();
+    fs::write(src.join("d/f"), "x").unwrap();
+    let h = handler(&src, &dst);
+    assert!(h.target.destination_is_empty(), "missing");
+    fs::create_dir(&dst).unwrap();
+    assert!(h.target.destination_is_empty(), "empty");
+    fs::create_dir(dst.join("old")).unwrap();
+    fs::write(dst.join("old/g"), "y").unwrap();
+    assert!(!h.target.destination_is_empty(), "holds old/");
+    let full = Batch {
+        renames: Vec::new(),
+        entries: vec![Entry {
+            rel: PathBuf::new(),
+            recursive: true,
+            attrs_only: false,
+        }],
+        deletes: true,
+    };
+    assert!(full.is_full());
+    h.run_rsync(&full).unwrap();
+    assert!(!dst.join("old").exists(), "extraneous entries are deleted");
+    assert_eq!(fs::read(dst.join("d/f")).unwrap(), b"x");
+    let remote = RsyncHandler::new(
+        src.clone(),
+        Destination::Remote("host:/srv".into()),
+        HandlerOptions::default(),
+        Arc::new(Filter::new(&[], vec![]).unwrap()),
+    );
+    assert!(!remote.target.destination_is_empty(), "remote: not known");
+}

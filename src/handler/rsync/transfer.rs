@@ -96,7 +96,8 @@ impl RsyncHandler {
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
         if batch.is_full() {
-            return self.transfer_pass(batch.deletes, &Pass::Full, Vec::new(), excludes, hidden);
+            let deletes = batch.deletes && !self.target.destination_is_empty();
+            return self.transfer_pass(deletes, &Pass::Full, Vec::new(), excludes, hidden);
         }
         let (rest, dirs) = split_dir_attrs(&self.target.source, batch);
         let mut outcome = Outcome::default();
