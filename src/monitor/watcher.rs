@@ -52,6 +52,13 @@ fn mask() -> WatchMask {
         | WatchMask::EXCL_UNLINK
 }
 
+/// Gives the calling thread a working directory of its own (a walk's thread: see
+/// [`Watcher::walk_all`]); false where the kernel refuses.
+fn private_cwd() -> bool {
+    // SAFETY: unshare(2) with CLONE_FS only copies this thread's own filesystem state.
+    unsafe { libc::unshare(libc::CLONE_FS) == 0 }
+}
+
 /// A failure that means "gone, or no longer a directory (a symlink now)": its parent's
 /// events report that, so it is neither a warning nor left to a rescan.
 fn is_gone(e: &io::Error) -> bool {
@@ -87,6 +94,9 @@ struct Visit {
 struct Walk {
     stack: Vec<Visit>,
     catch_up: Option<CatchUp>,
+    /// On a thread with a working directory of its own (see [`Watcher::walk_all`]): the
+    /// directory it is in, whose subdirectories are watched by name.
+    cwd: Option<Option<Rc<OwnedFd>>>,
 }
 
 /// One job's watches in the daemon's inotify instance, over the source at `root`.
@@ -140,14 +150,49 @@ impl Watcher {
     /// Walks the whole source below the watched root into the tree; with `catch_up`, also
     /// reports what changed since its start (see [`CatchUp`]) in the directories whose
     /// watches are not in `held` (held all along: their events tell).
+    ///
+    /// The walk runs on a thread of its own whose working directory is not shared
+    /// (`unshare(CLONE_FS)`), so that each directory is watched by its name in its parent
+    /// (one path component, no symlink followed) rather than through its handle's
+    /// `/proc/self/fd` link, which costs the kernel twice the watch itself. Nothing else
+    /// runs on that thread: no process or thread ever starts in a source directory.
     pub fn walk_all(
         &mut self,
         view: &mut View,
         catch_up: Option<CatchUp>,
         held: &HashSet<i32>,
     ) -> Vec<Change> {
+        let mut arg = Some(catch_up);
+        // Its messages name the job, as the job thread's do.
+        let span = tracing::Span::current();
+        let walked = std::thread::scope(|s| {
+            let t = std::thread::Builder::new()
+                .name("clsync-walk".into())
+                .spawn_scoped(s, || {
+                    let _g = span.enter();
+                    let cwd = private_cwd().then_some(None);
+                    self.walk_all_here(view, arg.take().flatten(), held, cwd)
+                });
+            t.ok().map(|t| t.join())
+        });
+        match walked {
+            Some(Ok(found)) => found,
+            Some(Err(panic)) => std::panic::resume_unwind(panic),
+            // No thread to be had: the walk runs here, watching through handles.
+            None => self.walk_all_here(view, arg.take().flatten(), held, None),
+        }
+    }
+
+    fn walk_all_here(
+        &mut self,
+        view: &mut View,
+        catch_up: Option<CatchUp>,
+        held: &HashSet<i32>,
+        cwd: Option<Option<Rc<OwnedFd>>>,
+    ) -> Vec<Change> {
         let mut walk = Walk {
             catch_up,
+            cwd,
             ..Walk::default()
         };
         match self.dir(Path::new("")).and_then(|d| {
@@ -200,9 +245,13 @@ impl Watcher {
                     .dir(relpath::parent(&v.rel).unwrap_or(Path::new("")))
                     .map(Rc::new),
             };
-            let watched = parent
-                .and_then(|p| open_dir_read(&*p, &name))
-                .and_then(|fd| Ok((self.add_watch_fd(&fd, &v.rel)?, fd)));
+            let watched = parent.and_then(|p| {
+                let fd = open_dir_read(&*p, &name)?;
+                Ok((
+                    self.add_watch_in(&mut walk.cwd, &p, &fd, &name, &v.rel)?,
+                    fd,
+                ))
+            });
             let (wd, fd) = match watched {
                 Ok(x) => x,
                 Err(e) => {
@@ -301,6 +350,32 @@ impl Watcher {
     /// A handle on the source directory `rel`, beneath the root.
     fn dir(&self, rel: &Path) -> io::Result<OwnedFd> {
         Root::open(&self.root)?.dir(rel)
+    }
+
+    /// Watches the directory `name` in `parent`, open as `dir`. On a walk's own thread
+    /// (`cwd` is `Some`) by its name from its parent as working directory: a directory
+    /// swapped in between the open and the watch is watched instead of the one listed, and
+    /// the swap is reported by the parent's watch (added before this one), as any rename.
+    fn add_watch_in(
+        &mut self,
+        cwd: &mut Option<Option<Rc<OwnedFd>>>,
+        parent: &Rc<OwnedFd>,
+        dir: &OwnedFd,
+        name: &std::ffi::OsStr,
+        rel: &Path,
+    ) -> io::Result<i32> {
+        let Some(cwd) = cwd else {
+            return self.add_watch_fd(dir, rel);
+        };
+        if !cwd.as_ref().is_some_and(|c| Rc::ptr_eq(c, parent)) {
+            // SAFETY: fchdir(2) on a descriptor we hold; only this thread's working
+            // directory changes (it is private: see `private_cwd`).
+            if unsafe { libc::fchdir(parent.as_raw_fd()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            *cwd = Some(parent.clone());
+        }
+        self.add_watch_mask(Path::new(name), rel, mask())
     }
 
     /// Watches the directory open as `dir`; `rel` is its path, for messages. The kernel has

@@ -125,3 +125,55 @@ fn a_deep_tree_is_walked_within_a_small_descriptor_limit() {
     assert!(log.contains("watched 601 directories"), "{log}");
     assert!(tree_diff(&src, &dst, &[]).is_empty());
 }
+
+/// The threads of a daemon, as (name, working directory).
+fn thread_cwds(pid: i32) -> Vec<(String, PathBuf)> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| {
+            let comm = fs::read_to_string(t.path().join("comm")).ok()?;
+            let cwd = fs::read_link(t.path().join("cwd")).ok()?;
+            Some((comm.trim().to_string(), cwd))
+        })
+        .collect()
+}
+
+/// The walk watches each directory by its name from its parent as working directory, on a
+/// thread of its own: no other thread of the daemon (and so no rsync it starts) ever works
+/// in a source directory, whose writer could swap it or its files under the process.
+#[test]
+fn no_thread_but_the_walk_works_in_a_source_directory() {
+    let env = Env::new();
+    let src = env.dir("src");
+    let dst = env.p("dst");
+    tree(&src);
+    env.job("cwd", &src, &dst, Mode::Rsync, "");
+    let mut d = env.spawn();
+    let (mut samples, mut walk_seen) = (0, false);
+    let mut check = |d: &Daemon, walking: bool| {
+        for (name, cwd) in thread_cwds(d.pid()) {
+            if cwd.starts_with(&src) {
+                assert!(
+                    walking && name == "clsync-walk",
+                    "thread {name:?} works in the source: {}",
+                    cwd.display()
+                );
+                walk_seen = true;
+            }
+        }
+        samples += 1;
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !d.log().contains("watching") && Instant::now() < deadline {
+        check(&d, true);
+    }
+    d.wait_watching(&["cwd"]);
+    write(&src.join("d01/new"), "after the start\n");
+    d.assert_synced(&src, &dst, &[]);
+    check(&d, false);
+    eprintln!("{samples} samples; the walk's thread seen in the source: {walk_seen}");
+    assert!(d.stop().success());
+}
