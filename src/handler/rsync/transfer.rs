@@ -2,6 +2,7 @@
 //! the exclude and hide lists in private files; a receiver that rejects missing entries gets
 //! the deletions as a pass of their own ([`deletions`]).
 
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,13 +22,26 @@ use crate::model::{Batch, Entry};
 /// would then make it copy a whole tree again for one `chmod` of its top: such directories
 /// go to a run of their own ([`Pass::DirAttrs`]), after the rest, so that their times are
 /// set last.
-fn split_dir_attrs(source: &Path, batch: &Batch) -> (Batch, Batch) {
+///
+/// Except those above a path of the rest (with `implied_dirs`, rsync's default): rsync
+/// sends every directory above a listed path with its attributes, and sets them when that
+/// run ends, so the run of the rest sets them already. Under churn these are most of them
+/// (the root always, when anything else is synced), and the second rsync is not started.
+fn split_dir_attrs(source: &Path, batch: &Batch, implied_dirs: bool) -> (Batch, Batch) {
     let mut look = Lookup::new(source);
-    let (dirs, rest): (Vec<Entry>, Vec<Entry>) = batch.entries.iter().cloned().partition(|e| {
-        e.attrs_only
-            && !e.recursive
-            && (e.rel.as_os_str().is_empty() || look.lstat(&e.rel).is_ok_and(|m| m.is_dir()))
-    });
+    let (mut dirs, rest): (Vec<Entry>, Vec<Entry>) =
+        batch.entries.iter().cloned().partition(|e| {
+            e.attrs_only
+                && !e.recursive
+                && (e.rel.as_os_str().is_empty() || look.lstat(&e.rel).is_ok_and(|m| m.is_dir()))
+        });
+    if implied_dirs && !dirs.is_empty() && !rest.is_empty() {
+        let above: HashSet<&Path> = rest
+            .iter()
+            .flat_map(|e| crate::relpath::ancestors(&e.rel))
+            .collect();
+        dirs.retain(|d| !above.contains(d.rel.as_path()));
+    }
     let rest = Batch {
         renames: batch.renames.clone(),
         entries: rest,
@@ -98,7 +112,8 @@ impl RsyncHandler {
         if batch.is_full() {
             return self.transfer_pass(batch.deletes, &Pass::Full, Vec::new(), excludes, hidden);
         }
-        let (rest, dirs) = split_dir_attrs(&self.target.source, batch);
+        let implied_dirs = !self.target.options.args.iter().any(|a| a == "--no-implied-dirs");
+        let (rest, dirs) = split_dir_attrs(&self.target.source, batch, implied_dirs);
         let mut outcome = Outcome::default();
         if !rest.entries.is_empty() {
             outcome = self.transfer_paths(&rest, excludes, hidden)?;
