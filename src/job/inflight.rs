@@ -53,7 +53,13 @@ fn dirs_above(batch: &Batch) -> Vec<PathBuf> {
         .entries
         .iter()
         .flat_map(|e| relpath::ancestors(&e.rel).map(Path::to_path_buf))
-        .chain(batch.entries.iter().filter(|e| node_only(e)).map(|e| e.rel.clone()))
+        .chain(
+            batch
+                .entries
+                .iter()
+                .filter(|e| node_only(e))
+                .map(|e| e.rel.clone()),
+        )
         .collect();
     dirs.sort();
     dirs.dedup();
@@ -77,7 +83,8 @@ fn node_only(e: &Entry) -> bool {
 
 /// What a run of `batch` claims: (subtrees, single nodes). A rename's sides are subtrees.
 fn paths(batch: &Batch) -> (Vec<PathBuf>, Vec<PathBuf>) {
-    let (nodes, trees): (Vec<&Entry>, Vec<&Entry>) = batch.entries.iter().partition(|e| node_only(e));
+    let (nodes, trees): (Vec<&Entry>, Vec<&Entry>) =
+        batch.entries.iter().partition(|e| node_only(e));
     let mut trees: Vec<PathBuf> = trees.into_iter().map(|e| e.rel.clone()).collect();
     for r in &batch.renames {
         trees.push(r.from.clone());
@@ -159,7 +166,8 @@ impl InFlight {
             }
         }
         let oldest = self.batches.iter().map(|(i, _, _)| *i).min();
-        self.finished.retain(|(i, _)| oldest.is_some_and(|o| o < *i));
+        self.finished
+            .retain(|(i, _)| oldest.is_some_and(|o| o < *i));
         regressed
     }
 
@@ -360,7 +368,11 @@ mod tests {
         assert_eq!(f.finish(2, &new, true), Vec::<PathBuf>::new(), "in order");
         assert_eq!(f.finish(3, &newest, false), Vec::<PathBuf>::new(), "failed");
         let want: Vec<PathBuf> = ["", "a", "a/b", "c"].map(PathBuf::from).to_vec();
-        assert_eq!(f.finish(1, &old, true), want, "x was set by a failed run only");
+        assert_eq!(
+            f.finish(1, &old, true),
+            want,
+            "x was set by a failed run only"
+        );
         assert!(f.finished.is_empty(), "nothing older in flight: forgotten");
         // A node is set by its run like a directory above a path.
         let node = Batch {

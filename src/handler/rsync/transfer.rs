@@ -29,12 +29,11 @@ use crate::model::{Batch, Entry};
 /// (the root always, when anything else is synced), and the second rsync is not started.
 fn split_dir_attrs(source: &Path, batch: &Batch, implied_dirs: bool) -> (Batch, Batch) {
     let mut look = Lookup::new(source);
-    let (mut dirs, rest): (Vec<Entry>, Vec<Entry>) =
-        batch.entries.iter().cloned().partition(|e| {
-            e.attrs_only
-                && !e.recursive
-                && (e.rel.as_os_str().is_empty() || look.lstat(&e.rel).is_ok_and(|m| m.is_dir()))
-        });
+    let (mut dirs, rest): (Vec<Entry>, Vec<Entry>) = batch.entries.iter().cloned().partition(|e| {
+        e.attrs_only
+            && !e.recursive
+            && (e.rel.as_os_str().is_empty() || look.lstat(&e.rel).is_ok_and(|m| m.is_dir()))
+    });
     if implied_dirs && !dirs.is_empty() && !rest.is_empty() {
         let above: HashSet<&Path> = rest
             .iter()
@@ -112,7 +111,12 @@ impl RsyncHandler {
         if batch.is_full() {
             return self.transfer_pass(batch.deletes, &Pass::Full, Vec::new(), excludes, hidden);
         }
-        let implied_dirs = !self.target.options.args.iter().any(|a| a == "--no-implied-dirs");
+        let implied_dirs = !self
+            .target
+            .options
+            .args
+            .iter()
+            .any(|a| a == "--no-implied-dirs");
         let (rest, dirs) = split_dir_attrs(&self.target.source, batch, implied_dirs);
         let mut outcome = Outcome::default();
         if !rest.entries.is_empty() {
@@ -292,5 +296,53 @@ impl RsyncHandler {
                 }
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(rel: &str, attrs_only: bool) -> Entry {
+        Entry {
+            rel: rel.into(),
+            recursive: false,
+            attrs_only,
+        }
+    }
+
+    /// Directories above a path of the main pass get their attributes from it (rsync's
+    /// implied directories): no pass of their own, unless `--no-implied-dirs`.
+    #[test]
+    fn directories_above_the_main_pass_need_no_attribute_pass() {
+        let src = tempfile::tempdir().unwrap();
+        for d in ["a", "b"] {
+            std::fs::create_dir(src.path().join(d)).unwrap();
+        }
+        std::fs::write(src.path().join("a/f"), "x").unwrap();
+        let batch = Batch {
+            renames: Vec::new(),
+            entries: vec![
+                entry("", true),
+                entry("a", true),
+                entry("a/f", false),
+                entry("b", true),
+            ],
+            deletes: true,
+        };
+        let names = |b: &Batch| b.entries.iter().map(|e| e.rel.clone()).collect::<Vec<_>>();
+        let (rest, dirs) = split_dir_attrs(src.path(), &batch, true);
+        assert_eq!(names(&rest), [PathBuf::from("a/f")]);
+        assert_eq!(names(&dirs), [PathBuf::from("b")]);
+        let (_, dirs) = split_dir_attrs(src.path(), &batch, false);
+        assert_eq!(names(&dirs), ["", "a", "b"].map(PathBuf::from));
+        // Nothing else synced: the root's attributes are a pass of their own.
+        let only = Batch {
+            entries: vec![entry("", true)],
+            ..batch
+        };
+        let (rest, dirs) = split_dir_attrs(src.path(), &only, true);
+        assert!(rest.entries.is_empty());
+        assert_eq!(names(&dirs), [PathBuf::from("")]);
     }
 }
