@@ -39,8 +39,8 @@ use crate::relpath;
 
 #[derive(Debug, Default)]
 pub struct InFlight {
-    /// Each run in flight: its id, whether it is a full sync, its subtrees and its nodes.
-    batches: Vec<(u64, bool, (Vec<PathBuf>, Vec<PathBuf>))>,
+    /// Each run in flight: its id, whether it is a full sync, what it claims.
+    batches: Vec<(u64, bool, Claims)>,
     /// Runs that succeeded while an older one was still in flight, with the directories
     /// they set (sorted): kept until no run older than them is in flight.
     finished: Vec<(u64, Vec<PathBuf>)>,
@@ -81,8 +81,15 @@ fn node_only(e: &Entry) -> bool {
     e.attrs_only && !e.recursive && !e.rel.as_os_str().is_empty()
 }
 
-/// What a run of `batch` claims: (subtrees, single nodes). A rename's sides are subtrees.
-fn paths(batch: &Batch) -> (Vec<PathBuf>, Vec<PathBuf>) {
+/// What a run claims: subtrees and single nodes.
+#[derive(Debug)]
+struct Claims {
+    trees: Vec<PathBuf>,
+    nodes: Vec<PathBuf>,
+}
+
+/// What a run of `batch` claims. A rename's sides are subtrees.
+fn paths(batch: &Batch) -> Claims {
     let (nodes, trees): (Vec<&Entry>, Vec<&Entry>) =
         batch.entries.iter().partition(|e| node_only(e));
     let mut trees: Vec<PathBuf> = trees.into_iter().map(|e| e.rel.clone()).collect();
@@ -90,7 +97,10 @@ fn paths(batch: &Batch) -> (Vec<PathBuf>, Vec<PathBuf>) {
         trees.push(r.from.clone());
         trees.push(r.to.clone());
     }
-    (trees, nodes.into_iter().map(|e| e.rel.clone()).collect())
+    Claims {
+        trees,
+        nodes: nodes.into_iter().map(|e| e.rel.clone()).collect(),
+    }
 }
 
 /// A set of paths, and what overlaps it: the same path, one above it, or one below it (a
@@ -206,9 +216,9 @@ impl InFlight {
     /// a held one waits too), then entries.
     fn to_hold(&self, batch: &Batch) -> (Vec<bool>, Vec<bool>) {
         let mut busy = Region::default();
-        for (_, _, (trees, nodes)) in &self.batches {
-            trees.iter().for_each(|p| busy.add(p));
-            nodes.iter().for_each(|p| busy.add_node(p));
+        for (_, _, c) in &self.batches {
+            c.trees.iter().for_each(|p| busy.add(p));
+            c.nodes.iter().for_each(|p| busy.add_node(p));
         }
         let mut held = Region::default();
         let renames = batch
