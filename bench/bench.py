@@ -1526,10 +1526,19 @@ def churn_run(ctx, tool, rate):
             pass
     d = poller = None
     try:
+        dump = ctx.args.churn_dump if tool in ("rsync", "mirror") else None
+        level = os.environ.get("CLSYNC_LOG")
         try:
+            if dump:  # inherited by the daemon started now, put back at once
+                os.environ["CLSYNC_LOG"] = "debug"
             d = ctx.daemon(tool, src, dst, delay="100ms", peer_delay=0.1)
             d.wait_ready(s["timeout"])
         finally:
+            if dump:
+                if level is None:
+                    os.environ.pop("CLSYNC_LOG", None)
+                else:
+                    os.environ["CLSYNC_LOG"] = level
             if raised is not None:
                 raised.restore()
         time.sleep(0.5)
@@ -1559,6 +1568,12 @@ def churn_run(ctx, tool, rate):
         (c1, cc1), q1, t1 = d.cpu(), proc_runq(d.pid), now()
         rss_end = proc_mem(d.pid)[0]
         (runs1, ovf1), calls1 = daemon_counts(ctx, d), d.calls()
+        if dump:  # the daemon's log and every marker's lag, on the wall clock of the log
+            os.makedirs(dump, exist_ok=True)
+            stem = os.path.join(dump, f"{tool}-{rate}")
+            shutil.copyfile(d.log_path, stem + ".log")
+            with open(stem + ".json", "w") as fh:
+                json.dump(dict(t0_wall=t0 + time.time() - now(), mrate=mrate, lags=res["lags"]), fh)
     finally:
         if poller is not None:  # started by us: ended by its handle, never left polling
             stop.set()
@@ -1590,7 +1605,8 @@ def w_churn(ctx):
     """9. Sustained churn: create/append/rename/delete across 1,000 dirs at fixed rates, delay 100ms."""
     s = ctx.s
     W = "9 churn"
-    tools = ctx.modes() + [p for p in ctx.peers() if p in PEERS["churn"]]
+    modes = ctx.args.churn_modes.split(",") if ctx.args.churn_modes else ctx.modes()
+    tools = [m for m in ctx.modes() if m in modes] + [p for p in ctx.peers() if p in PEERS["churn"]]
     lim = 0.1 + 0.1  # delay + 100 ms
     res = {}
     for rate in s["churn_rates"]:
@@ -1747,6 +1763,11 @@ def main():
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--no-write", action="store_true", help="do not write bench/RESULTS.md")
     ap.add_argument("--no-sandbox", action="store_true", help="run the daemon's jobs with sandbox = false (what the Landlock sandbox costs)")
+    ap.add_argument("--churn-rates", help="churn: comma-separated rates in operations/s instead of the default ones")
+    ap.add_argument("--churn-modes", help="churn: comma-separated modes of ours to run (rsync, mirror; default both)")
+    ap.add_argument("--churn-secs", type=float, help="churn: seconds of writing per window instead of 60 (--quick: 7)")
+    ap.add_argument("--churn-dump", metavar="DIR", help="churn: keep each window's daemon log (debug level) and marker "
+                    "lags in DIR (diagnosis: the log level costs the daemon a little)")
     args = ap.parse_args()
     if args.rsync:
         global RSYNC
@@ -1764,7 +1785,12 @@ def main():
     if os.geteuid() != 0 and any(w in only for w in ("overflow", "scale")):
         print("warning: overflow/scale change /proc/sys/fs/inotify values and need root", file=sys.stderr)
     args.bin = build(args)
-    ctx = Ctx(args, QUICK if args.quick else FULL)
+    ctx = Ctx(args, dict(QUICK if args.quick else FULL))
+    if args.churn_rates:
+        ctx.s["churn_rates"] = tuple(int(r) for r in args.churn_rates.split(","))
+    if args.churn_secs:
+        ctx.s["churn_secs"] = args.churn_secs
+        ctx.s["churn_warmup"] = min(ctx.s["churn_warmup"], args.churn_secs / 2)
     ctx.load0 = loadavg()
     desc = machine(ctx)
     t0 = now()

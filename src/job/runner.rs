@@ -476,7 +476,9 @@ impl Runner {
             g.commit(done.id, done.result.is_ok());
         }
         self.pool.collect();
-        self.inflight.remove(done.id);
+        let regressed = self
+            .inflight
+            .finish(done.id, &done.batch, done.result.is_ok());
         self.report_rsync(false);
         let now = Instant::now();
         let outcome = match &done.result {
@@ -496,7 +498,12 @@ impl Runner {
             took,
         } = done;
         match (decision, result) {
-            (Ok(success), Ok(outcome)) => self.succeeded(id, &batch, took, success, outcome),
+            (Ok(success), Ok(outcome)) => {
+                if success.resync_ancestors {
+                    self.resync_ancestors(id, regressed);
+                }
+                self.succeeded(id, &batch, took, success, outcome)
+            }
             (Err(failure), Err(e)) => self.failed(id, batch, failure, &e),
             _ => unreachable!("the schedule's decision follows the run's result"),
         }
@@ -505,17 +512,17 @@ impl Runner {
 
     /// Runs in flight at once may share no path, but rsync also sets the times of every
     /// directory above the paths it is given (the root included, through `./`). When an
-    /// older run finishes after a newer one, those directories may keep the older run's
-    /// view of them: their attributes are synced again. (The mirror takes directory
-    /// attributes from the source when it finishes, so it needs none of this.)
-    fn resync_ancestors(&mut self, id: u64, batch: &Batch) {
-        let mut dirs: Vec<PathBuf> = batch
-            .entries
-            .iter()
-            .flat_map(|e| crate::relpath::ancestors(&e.rel).map(Path::to_path_buf))
-            .collect();
-        dirs.sort();
-        dirs.dedup();
+    /// older run finishes after a newer one, the directories both set (`dirs`, from
+    /// [`InFlight::finish`]) may keep the older run's view of them: their attributes are
+    /// synced again. The root is left out while changes are queued: the run that takes
+    /// them starts after this one ended and sets it (it is above every path). Under churn
+    /// this keeps the root, which overlaps every path, from holding back the next window
+    /// whole. (The mirror takes directory attributes from the source when it finishes, so
+    /// it needs none of this.)
+    fn resync_ancestors(&mut self, id: u64, mut dirs: Vec<PathBuf>) {
+        if !self.queues[Lane::Normal].is_empty() {
+            dirs.retain(|d| !d.as_os_str().is_empty());
+        }
         debug!(
             batch = id,
             dirs = dirs.len(),
@@ -527,9 +534,6 @@ impl Runner {
     }
 
     fn succeeded(&mut self, id: u64, batch: &Batch, took: Duration, s: Success, out: Outcome) {
-        if s.resync_ancestors {
-            self.resync_ancestors(id, batch);
-        }
         for w in &out.warnings {
             warn!("{w}");
         }

@@ -1,6 +1,7 @@
 //! Runs in flight side by side (`workers = 2`): a batch due while a slow run is in flight
 //! starts at once with the paths that run does not touch, the rest waits for it; a failed
-//! run's paths are retried with what waited. Nothing is lost, nothing overtakes.
+//! run's paths are retried with what waited. Nothing is lost, nothing overtakes. An
+//! attribute change of a directory in flight holds back that directory, not what is below.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,9 +11,10 @@ use super::harness::*;
 /// How long a run holding `./slow` sleeps before rsync starts.
 const SLOW: Duration = Duration::from_secs(3);
 
-/// An rsync wrapper that sleeps [`SLOW`] when its `--files-from` list names `./slow`, and
-/// (with `fail_fast`) fails once, before doing anything, the first time it names `./fast`.
-fn wrapper(env: &Env, fail_fast: bool) -> PathBuf {
+/// An rsync wrapper that sleeps [`SLOW`] when its `--files-from` list names `slow` (a line
+/// such as `./slow`), and (with `fail_fast`) fails once, before doing anything, the first
+/// time it names `./fast`.
+fn wrapper(env: &Env, slow: &str, fail_fast: bool) -> PathBuf {
     let failed = env.p("fast-failed");
     let fail = if fail_fast {
         format!(
@@ -26,7 +28,7 @@ fn wrapper(env: &Env, fail_fast: bool) -> PathBuf {
         "rsync-slow.sh",
         &format!(
             "{PROBES_PASS}l=$(mktemp '{dir}/list.XXXXXX')\ncat > \"$l\"\ntr '\\0' '\\n' < \"$l\" > \"$l.txt\"\n\
-             {fail}if grep -qx ./slow \"$l.txt\"; then sleep {secs}; fi\nexec rsync \"$@\" < \"$l\"",
+             {fail}if grep -qx '{slow}' \"$l.txt\"; then sleep {secs}; fi\nexec rsync \"$@\" < \"$l\"",
             dir = env.root.display(),
             secs = SLOW.as_secs(),
         ),
@@ -51,7 +53,7 @@ fn slow_run_in_flight(fail_fast: bool) -> (Env, Daemon, PathBuf, PathBuf) {
     let env = Env::new();
     let (src, dst) = (env.dir("src"), env.p("dst"));
     populate(&src, "t");
-    let rsync = wrapper(&env, fail_fast);
+    let rsync = wrapper(&env, "./slow", fail_fast);
     env.job(
         "j",
         &src,
@@ -105,5 +107,47 @@ fn a_failed_run_beside_another_loses_nothing() {
         "the failure is reported\n{}",
         d.log_tail()
     );
+    assert!(d.stop().success());
+}
+
+/// A `chmod` of a directory is a run of its attributes alone: a file written below it
+/// meanwhile starts on the free worker instead of waiting for that run, and the
+/// directory's mode arrives too.
+#[test]
+fn a_directory_attribute_run_holds_back_nothing_below_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    std::fs::create_dir(src.join("d")).unwrap();
+    write(&src.join("d/old"), "old\n");
+    let rsync = wrapper(&env, "./d", false);
+    env.job(
+        "j",
+        &src,
+        &dst,
+        Mode::Rsync,
+        &format!(
+            "workers = 2\nsandbox = false\n[rsync]\npath = {}",
+            toml_path(&rsync)
+        ),
+    );
+    let mut d = env.spawn();
+    d.assert_synced(&src, &dst, &[]);
+    std::fs::set_permissions(src.join("d"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    // The batch of `d`'s attributes is taken after the delay (100 ms) and sleeps in its run.
+    std::thread::sleep(Duration::from_millis(500));
+    write(&src.join("d/fast"), "fast\n");
+    let took = arrives(&dst.join("d/fast"), "fast\n", SLOW);
+    assert!(
+        took.is_some_and(|t| t < SLOW / 2),
+        "d/fast waited for the run of d's attributes ({took:?})\n{}",
+        d.log_tail()
+    );
+    d.assert_synced(&src, &dst, &[]);
+    let mode = std::fs::metadata(dst.join("d"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o750, "d's mode arrived");
     assert!(d.stop().success());
 }

@@ -2,6 +2,7 @@
 //! the exclude and hide lists in private files; a receiver that rejects missing entries gets
 //! the deletions as a pass of their own ([`deletions`]).
 
+use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,13 +22,25 @@ use crate::model::{Batch, Entry};
 /// would then make it copy a whole tree again for one `chmod` of its top: such directories
 /// go to a run of their own ([`Pass::DirAttrs`]), after the rest, so that their times are
 /// set last.
-fn split_dir_attrs(source: &Path, batch: &Batch) -> (Batch, Batch) {
+///
+/// Except those above a path of the rest (with `implied_dirs`, rsync's default): rsync
+/// sends every directory above a listed path with its attributes, and sets them when that
+/// run ends, so the run of the rest sets them already. Under churn these are most of them
+/// (the root always, when anything else is synced), and the second rsync is not started.
+fn split_dir_attrs(source: &Path, batch: &Batch, implied_dirs: bool) -> (Batch, Batch) {
     let mut look = Lookup::new(source);
-    let (dirs, rest): (Vec<Entry>, Vec<Entry>) = batch.entries.iter().cloned().partition(|e| {
+    let (mut dirs, rest): (Vec<Entry>, Vec<Entry>) = batch.entries.iter().cloned().partition(|e| {
         e.attrs_only
             && !e.recursive
             && (e.rel.as_os_str().is_empty() || look.lstat(&e.rel).is_ok_and(|m| m.is_dir()))
     });
+    if implied_dirs && !dirs.is_empty() && !rest.is_empty() {
+        let above: HashSet<&Path> = rest
+            .iter()
+            .flat_map(|e| crate::relpath::ancestors(&e.rel))
+            .collect();
+        dirs.retain(|d| !above.contains(d.rel.as_path()));
+    }
     let rest = Batch {
         renames: batch.renames.clone(),
         entries: rest,
@@ -99,7 +112,13 @@ impl RsyncHandler {
             let deletes = batch.deletes && !self.target.destination_is_empty();
             return self.transfer_pass(deletes, &Pass::Full, Vec::new(), excludes, hidden);
         }
-        let (rest, dirs) = split_dir_attrs(&self.target.source, batch);
+        let implied_dirs = !self
+            .target
+            .options
+            .args
+            .iter()
+            .any(|a| a == "--no-implied-dirs");
+        let (rest, dirs) = split_dir_attrs(&self.target.source, batch, implied_dirs);
         let mut outcome = Outcome::default();
         if !rest.entries.is_empty() {
             outcome = self.transfer_paths(&rest, excludes, hidden)?;
@@ -278,5 +297,53 @@ impl RsyncHandler {
                 }
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(rel: &str, attrs_only: bool) -> Entry {
+        Entry {
+            rel: rel.into(),
+            recursive: false,
+            attrs_only,
+        }
+    }
+
+    /// Directories above a path of the main pass get their attributes from it (rsync's
+    /// implied directories): no pass of their own, unless `--no-implied-dirs`.
+    #[test]
+    fn directories_above_the_main_pass_need_no_attribute_pass() {
+        let src = tempfile::tempdir().unwrap();
+        for d in ["a", "b"] {
+            std::fs::create_dir(src.path().join(d)).unwrap();
+        }
+        std::fs::write(src.path().join("a/f"), "x").unwrap();
+        let batch = Batch {
+            renames: Vec::new(),
+            entries: vec![
+                entry("", true),
+                entry("a", true),
+                entry("a/f", false),
+                entry("b", true),
+            ],
+            deletes: true,
+        };
+        let names = |b: &Batch| b.entries.iter().map(|e| e.rel.clone()).collect::<Vec<_>>();
+        let (rest, dirs) = split_dir_attrs(src.path(), &batch, true);
+        assert_eq!(names(&rest), [PathBuf::from("a/f")]);
+        assert_eq!(names(&dirs), [PathBuf::from("b")]);
+        let (_, dirs) = split_dir_attrs(src.path(), &batch, false);
+        assert_eq!(names(&dirs), ["", "a", "b"].map(PathBuf::from));
+        // Nothing else synced: the root's attributes are a pass of their own.
+        let only = Batch {
+            entries: vec![entry("", true)],
+            ..batch
+        };
+        let (rest, dirs) = split_dir_attrs(src.path(), &only, true);
+        assert!(rest.entries.is_empty());
+        assert_eq!(names(&dirs), [PathBuf::from("")]);
     }
 }
