@@ -1,0 +1,262 @@
+//! The source hub of a fan-out: one monitor for every target of a job file.
+//!
+//! A job file with `destinations = [a, b, c]` runs one job per target, each with its own
+//! queue, retry state and workers, so that one target down holds back no other. What they
+//! watch is the same, so they share one hub: a thread that owns the source's
+//! [`PlatformMonitor`](crate::monitor::PlatformMonitor) (one watch tree, one event stream)
+//! and hands every [`Item`] it produces to each target's inbox, ringing the target's bell.
+//! Jobs with one destination keep their own monitor in their own thread: a hub would cost
+//! them a thread.
+//!
+//! What a target can rely on:
+//! - It is subscribed before [`join`] returns. [`Item::Watched`] (the hub watches the
+//!   source: at its start, when the source came back, or at once to a target joining a
+//!   running hub) asks for a full sync; every change made after it is delivered, and
+//!   everything before it is covered by that full sync. That ordering is why a target
+//!   added by a reload to a running hub loses nothing. With `delete = "running"`, `Watched`
+//!   comes after the walk that watches the tree (as a job's own monitor does it);
+//!   otherwise before it, the walk's catch-up changes following.
+//! - The items come in the monitor's order: changes, [`Change::Rescan`] after lost events
+//!   (preceded by [`Item::Overflow`] when the kernel's queue overflowed), and
+//!   [`Change::RootGone`], after which the next item that counts is the next `Watched`.
+//! - [`Subscription::dirs`] is the hub's count of watched and unwatched directories.
+//!
+//! Which targets share a hub is decided by what the monitor's output depends on: the job
+//! file, its source, its filter, and its `delete` (which orders the walk). Targets join on
+//! start and leave on stop; the last to leave stops the hub and waits for its thread. So a
+//! reload that edits one destination restarts that target only, and it joins the running
+//! hub; one that changes the source or the rules restarts every target, and a new hub.
+
+mod registry;
+mod watch;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use anyhow::Context;
+use tracing::info_span;
+
+use super::bell::Bell;
+use crate::config::{Delete, JobConfig, JobFilter};
+use crate::model::Change;
+use registry::Registry;
+
+/// What a hub tells its targets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// The source is watched: sync it whole.
+    Watched,
+    /// The source cannot be watched (why): the target reports it and waits for `Watched`.
+    Unwatchable(String),
+    /// The kernel's event queue overflowed (a [`Change::Rescan`] comes with it).
+    Overflow,
+    Change(Change),
+}
+
+/// What the monitor's output depends on: targets whose keys are equal share a hub.
+#[derive(PartialEq)]
+struct Key {
+    job: String,
+    source: PathBuf,
+    filter: JobFilter,
+    delete: Delete,
+}
+
+static HUBS: Registry<Key, Hub> = Registry::new();
+
+/// A running hub, as the registry holds it.
+struct Hub {
+    shared: Arc<Shared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// What the hub's thread and its targets share.
+struct Shared {
+    targets: Mutex<Targets>,
+    watched: AtomicUsize,
+    unwatched: AtomicUsize,
+    stop: AtomicBool,
+    /// The hub thread's: rung by the monitor when events arrive, and to stop.
+    bell: Arc<Bell>,
+}
+
+struct Targets {
+    inboxes: Vec<Arc<Inbox>>,
+    /// The source is watched (a joining target starts with a full sync at once).
+    watching: bool,
+    /// Why the source cannot be watched, while it cannot.
+    unwatchable: Option<String>,
+}
+
+/// One target's items not yet taken, and its bell.
+struct Inbox {
+    items: Mutex<Vec<Item>>,
+    bell: Arc<Bell>,
+}
+
+impl Inbox {
+    fn put(&self, items: &[Item]) {
+        lock(&self.items).extend_from_slice(items);
+        self.bell.ring();
+    }
+}
+
+/// A target's place at its job file's hub; dropping it leaves the hub (stopping it when
+/// this was the last target).
+pub struct Subscription {
+    hub: Arc<Hub>,
+    inbox: Arc<Inbox>,
+}
+
+/// Subscribes the target `cfg` to its job file's hub, starting the hub if none runs; `bell`
+/// is rung whenever items arrive.
+pub fn join(cfg: &Arc<JobConfig>, bell: Arc<Bell>) -> anyhow::Result<Subscription> {
+    let job = cfg.target_of.clone().unwrap_or_else(|| cfg.name.clone());
+    let key = Key {
+        job: job.clone(),
+        source: cfg.source.clone(),
+        filter: cfg.filter.clone(),
+        delete: cfg.delete,
+    };
+    let hub = HUBS
+        .join(key, || Hub::start(&job, cfg.clone()))
+        .with_context(|| format!("cannot start the source monitor of {job}"))?;
+    let inbox = Arc::new(Inbox {
+        items: Mutex::new(Vec::new()),
+        bell,
+    });
+    hub.shared.subscribe(inbox.clone());
+    Ok(Subscription { hub, inbox })
+}
+
+impl Subscription {
+    /// Moves the items that arrived since the last call to the end of `into`.
+    pub fn take(&self, into: &mut std::collections::VecDeque<Item>) {
+        into.extend(lock(&self.inbox.items).drain(..));
+    }
+
+    /// The hub's watched and unwatched directories.
+    pub fn dirs(&self) -> (usize, usize) {
+        let s = &self.hub.shared;
+        (
+            s.watched.load(Ordering::Relaxed),
+            s.unwatched.load(Ordering::Relaxed),
+        )
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.shared.unsubscribe(&self.inbox);
+        if let Some(hub) = HUBS.leave(&self.hub) {
+            hub.stop();
+        }
+    }
+}
+
+impl Hub {
+    fn start(job: &str, cfg: Arc<JobConfig>) -> std::io::Result<Hub> {
+        let shared = Arc::new(Shared {
+            targets: Mutex::new(Targets {
+                inboxes: Vec::new(),
+                watching: false,
+                unwatchable: None,
+            }),
+            watched: AtomicUsize::new(0),
+            unwatched: AtomicUsize::new(0),
+            stop: AtomicBool::new(false),
+            bell: Arc::new(Bell::new()),
+        });
+        let span = info_span!("job", name = %job);
+        let ours = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("clsync-hub-{job}"))
+            .spawn(move || {
+                let _g = span.enter();
+                watch::run(&ours, &cfg);
+            })?;
+        Ok(Hub {
+            shared,
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    /// Stops the thread and waits for it (the last target left).
+    fn stop(&self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        self.shared.bell.ring();
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Shared {
+    fn subscribe(&self, inbox: Arc<Inbox>) {
+        let mut t = lock(&self.targets);
+        if t.watching {
+            inbox.put(&[Item::Watched]);
+        } else if let Some(why) = &t.unwatchable {
+            inbox.put(&[Item::Unwatchable(why.clone())]);
+        }
+        t.inboxes.push(inbox);
+    }
+
+    fn unsubscribe(&self, inbox: &Arc<Inbox>) {
+        lock(&self.targets)
+            .inboxes
+            .retain(|i| !Arc::ptr_eq(i, inbox));
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    /// The source is watched: every target syncs it whole.
+    fn watched(&self, dirs: (usize, usize)) {
+        let mut t = lock(&self.targets);
+        t.watching = true;
+        t.unwatchable = None;
+        self.set_dirs(dirs);
+        t.inboxes.iter().for_each(|i| i.put(&[Item::Watched]));
+    }
+
+    fn unwatchable(&self, why: &str) {
+        let mut t = lock(&self.targets);
+        t.watching = false;
+        t.unwatchable = Some(why.to_string());
+        t.inboxes
+            .iter()
+            .for_each(|i| i.put(&[Item::Unwatchable(why.to_string())]));
+    }
+
+    /// Hands `items` (emptied) to every target; true when they say the source is gone.
+    fn send(&self, items: &mut Vec<Item>, dirs: (usize, usize)) -> bool {
+        let gone = items.contains(&Item::Change(Change::RootGone));
+        let mut t = lock(&self.targets);
+        if gone {
+            t.watching = false;
+        }
+        let moved = self.set_dirs(dirs);
+        if !items.is_empty() || moved {
+            t.inboxes.iter().for_each(|i| i.put(items));
+        }
+        items.clear();
+        gone
+    }
+
+    /// True when the counts changed.
+    fn set_dirs(&self, (watched, unwatched): (usize, usize)) -> bool {
+        let w = self.watched.swap(watched, Ordering::Relaxed);
+        let u = self.unwatched.swap(unwatched, Ordering::Relaxed);
+        (w, u) != (watched, unwatched)
+    }
+}
+
+/// Locks `m`, whatever panicked while it was locked: every change under these locks is a
+/// single push, drain or flag.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
