@@ -84,7 +84,7 @@ impl Job {
         // A fan-out target subscribes now, before its thread asks for anything: the hub's
         // `Watched` then comes after the subscription (see `hub`). `once` runs alone.
         let feed = match (&config.target_of, opts.once) {
-            (Some(_), false) => Some(hub::join(&config, bell.clone())?),
+            (Some(_), false) => Some(hub::join(&config, bell.clone(), status.clone())?),
             _ => None,
         };
         let pool = Pool::new(

@@ -19,7 +19,9 @@
 //! - The items come in the monitor's order: changes, [`Change::Rescan`] after lost events
 //!   (preceded by [`Item::Overflow`] when the kernel's queue overflowed), and
 //!   [`Change::RootGone`], after which the next item that counts is the next `Watched`.
-//! - [`Subscription::dirs`] is the hub's count of watched and unwatched directories.
+//! - The hub keeps the target's `watched_dirs` and `unwatched_dirs` up to date in its
+//!   status (a target busy with a run still shows the tree as the hub sees it), and
+//!   [`Subscription::dirs`] reads them.
 //!
 //! Which targets share a hub is decided by what the monitor's output depends on: the job
 //! file, its source, its filter, and its `delete` (which orders the walk). Targets join on
@@ -39,6 +41,7 @@ use anyhow::Context;
 use tracing::info_span;
 
 use super::bell::Bell;
+use super::status::SharedStatus;
 use crate::config::{Delete, JobConfig, JobFilter};
 use crate::model::Change;
 use registry::Registry;
@@ -90,16 +93,23 @@ struct Targets {
     unwatchable: Option<String>,
 }
 
-/// One target's items not yet taken, and its bell.
+/// One target's items not yet taken, its bell, and its status.
 struct Inbox {
     items: Mutex<Vec<Item>>,
     bell: Arc<Bell>,
+    status: SharedStatus,
 }
 
 impl Inbox {
     fn put(&self, items: &[Item]) {
         lock(&self.items).extend_from_slice(items);
         self.bell.ring();
+    }
+
+    fn show_dirs(&self, (watched, unwatched): (usize, usize)) {
+        let mut s = self.status.lock();
+        s.watched_dirs = watched;
+        s.unwatched_dirs = unwatched;
     }
 }
 
@@ -111,8 +121,12 @@ pub struct Subscription {
 }
 
 /// Subscribes the target `cfg` to its job file's hub, starting the hub if none runs; `bell`
-/// is rung whenever items arrive.
-pub fn join(cfg: &Arc<JobConfig>, bell: Arc<Bell>) -> anyhow::Result<Subscription> {
+/// is rung whenever items arrive, and `status` shows the hub's directory counts.
+pub fn join(
+    cfg: &Arc<JobConfig>,
+    bell: Arc<Bell>,
+    status: SharedStatus,
+) -> anyhow::Result<Subscription> {
     let job = cfg.target_of.clone().unwrap_or_else(|| cfg.name.clone());
     let key = Key {
         job: job.clone(),
@@ -126,6 +140,7 @@ pub fn join(cfg: &Arc<JobConfig>, bell: Arc<Bell>) -> anyhow::Result<Subscriptio
     let inbox = Arc::new(Inbox {
         items: Mutex::new(Vec::new()),
         bell,
+        status,
     });
     hub.shared.subscribe(inbox.clone());
     Ok(Subscription { hub, inbox })
@@ -139,11 +154,7 @@ impl Subscription {
 
     /// The hub's watched and unwatched directories.
     pub fn dirs(&self) -> (usize, usize) {
-        let s = &self.hub.shared;
-        (
-            s.watched.load(Ordering::Relaxed),
-            s.unwatched.load(Ordering::Relaxed),
-        )
+        self.hub.shared.dirs()
     }
 }
 
@@ -175,6 +186,7 @@ impl Hub {
             .name(format!("clsync-hub-{job}"))
             .spawn(move || {
                 let _g = span.enter();
+                let _report = PanicReport(&ours);
                 watch::run(&ours, &cfg);
             })?;
         Ok(Hub {
@@ -196,6 +208,7 @@ impl Hub {
 impl Shared {
     fn subscribe(&self, inbox: Arc<Inbox>) {
         let mut t = lock(&self.targets);
+        inbox.show_dirs(self.dirs());
         if t.watching {
             inbox.put(&[Item::Watched]);
         } else if let Some(why) = &t.unwatchable {
@@ -219,7 +232,7 @@ impl Shared {
         let mut t = lock(&self.targets);
         t.watching = true;
         t.unwatchable = None;
-        self.set_dirs(dirs);
+        self.set_dirs(&t, dirs);
         t.inboxes.iter().for_each(|i| i.put(&[Item::Watched]));
     }
 
@@ -239,7 +252,7 @@ impl Shared {
         if gone {
             t.watching = false;
         }
-        let moved = self.set_dirs(dirs);
+        let moved = self.set_dirs(&t, dirs);
         if !items.is_empty() || moved {
             t.inboxes.iter().for_each(|i| i.put(items));
         }
@@ -247,11 +260,37 @@ impl Shared {
         gone
     }
 
-    /// True when the counts changed.
-    fn set_dirs(&self, (watched, unwatched): (usize, usize)) -> bool {
-        let w = self.watched.swap(watched, Ordering::Relaxed);
-        let u = self.unwatched.swap(unwatched, Ordering::Relaxed);
-        (w, u) != (watched, unwatched)
+    fn dirs(&self) -> (usize, usize) {
+        (
+            self.watched.load(Ordering::Relaxed),
+            self.unwatched.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Records the counts, and shows them in the targets' status; true when they changed.
+    fn set_dirs(&self, t: &Targets, dirs: (usize, usize)) -> bool {
+        let w = self.watched.swap(dirs.0, Ordering::Relaxed);
+        let u = self.unwatched.swap(dirs.1, Ordering::Relaxed);
+        let moved = (w, u) != dirs;
+        if moved {
+            t.inboxes.iter().for_each(|i| i.show_dirs(dirs));
+        }
+        moved
+    }
+}
+
+/// Tells the targets when the hub's thread panics: they show it as failed instead of
+/// waiting silently for changes that no longer come.
+struct PanicReport<'a>(&'a Shared);
+
+impl Drop for PanicReport<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.unwatchable(
+                "the source monitor failed (see the log): nothing is synced until the job is \
+                 restarted",
+            );
+        }
     }
 }
 
