@@ -19,6 +19,9 @@
 //! - The items come in the monitor's order: changes, [`Change::Rescan`] after lost events
 //!   (preceded by [`Item::Overflow`] when the kernel's queue overflowed), and
 //!   [`Change::RootGone`], after which the next item that counts is the next `Watched`.
+//! - A target that falls [`BACKLOG_MAX`] items behind (its thread stuck) gets, in place
+//!   of its backlog, an overflow and a [`Change::Rescan`]: memory stays bounded, as the
+//!   daemon's inotify reader bounds a monitor's (`monitor::shared`), and nothing is lost.
 //! - The hub keeps the target's `watched_dirs` and `unwatched_dirs` up to date in its
 //!   status (a target busy with a run still shows the tree as the hub sees it), and
 //!   [`Subscription::dirs`] reads them.
@@ -38,7 +41,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
-use tracing::info_span;
+use tracing::{info_span, warn};
 
 use super::bell::Bell;
 use super::status::SharedStatus;
@@ -68,6 +71,9 @@ struct Key {
 }
 
 static HUBS: Registry<Key, Hub> = Registry::new();
+
+/// Items a target may have waiting before its changes are replaced by one rescan.
+const BACKLOG_MAX: usize = 1 << 16;
 
 /// A running hub, as the registry holds it.
 struct Hub {
@@ -102,7 +108,17 @@ struct Inbox {
 
 impl Inbox {
     fn put(&self, items: &[Item]) {
-        lock(&self.items).extend_from_slice(items);
+        {
+            let mut mine = lock(&self.items);
+            mine.extend_from_slice(items);
+            if mine.len() > BACKLOG_MAX {
+                warn!(
+                    "a target fell {} changes behind the source: it compares the whole tree instead",
+                    mine.len()
+                );
+                collapse(&mut mine);
+            }
+        }
         self.bell.ring();
     }
 
@@ -279,6 +295,27 @@ impl Shared {
     }
 }
 
+/// Replaces every run of changes in `items` by an overflow and one [`Change::Rescan`],
+/// keeping what changes a target's state (`Watched`, `Unwatchable`, `RootGone`) in order.
+fn collapse(items: &mut Vec<Item>) {
+    let mut out = Vec::new();
+    let mut run = false;
+    for item in items.drain(..) {
+        let keep = matches!(
+            item,
+            Item::Watched | Item::Unwatchable(_) | Item::Change(Change::RootGone)
+        );
+        if keep {
+            out.push(item);
+            run = false;
+        } else if !run {
+            out.extend([Item::Overflow, Item::Change(Change::Rescan)]);
+            run = true;
+        }
+    }
+    *items = out;
+}
+
 /// Tells the targets when the hub's thread panics: they show it as failed instead of
 /// waiting silently for changes that no longer come.
 struct PanicReport<'a>(&'a Shared);
@@ -298,4 +335,35 @@ impl Drop for PanicReport<'_> {
 /// single push, drain or flag.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(p: &str) -> Item {
+        Item::Change(Change::Content(p.into()))
+    }
+
+    #[test]
+    fn a_backlog_collapses_into_rescans_keeping_the_state_changes() {
+        let rescan = [Item::Overflow, Item::Change(Change::Rescan)];
+        let mut items = vec![
+            change("a"),
+            Item::Overflow,
+            change("b"),
+            Item::Change(Change::RootGone),
+            change("c"),
+            Item::Unwatchable("gone".into()),
+            Item::Watched,
+            change("d"),
+        ];
+        collapse(&mut items);
+        let mut want = rescan.to_vec();
+        want.push(Item::Change(Change::RootGone));
+        want.extend(rescan.clone());
+        want.extend([Item::Unwatchable("gone".into()), Item::Watched]);
+        want.extend(rescan);
+        assert_eq!(items, want);
+    }
 }
