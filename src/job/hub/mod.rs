@@ -338,32 +338,4 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn change(p: &str) -> Item {
-        Item::Change(Change::Content(p.into()))
-    }
-
-    #[test]
-    fn a_backlog_collapses_into_rescans_keeping_the_state_changes() {
-        let rescan = [Item::Overflow, Item::Change(Change::Rescan)];
-        let mut items = vec![
-            change("a"),
-            Item::Overflow,
-            change("b"),
-            Item::Change(Change::RootGone),
-            change("c"),
-            Item::Unwatchable("gone".into()),
-            Item::Watched,
-            change("d"),
-        ];
-        collapse(&mut items);
-        let mut want = rescan.to_vec();
-        want.push(Item::Change(Change::RootGone));
-        want.extend(rescan.clone());
-        want.extend([Item::Unwatchable("gone".into()), Item::Watched]);
-        want.extend(rescan);
-        assert_eq!(items, want);
-    }
-}
+mod tests;
