@@ -9,11 +9,11 @@
 //! them a thread.
 //!
 //! What a target can rely on:
-//! - It is subscribed before [`join`] returns. [`Item::Watched`] (the hub watches the
-//!   source: at its start, when the source came back, or at once to a target joining a
-//!   running hub) asks for a full sync; every change made after it is delivered, and
-//!   everything before it is covered by that full sync. That ordering is why a target
-//!   added by a reload to a running hub loses nothing. With `delete = "running"`, `Watched`
+//! - It is subscribed before [`join`] returns, and every change the monitor reports after
+//!   that reaches it. [`Item::Watched`] (the hub watches the source: at its start, when the
+//!   source came back, or at once to a target joining a running hub) asks for a full sync,
+//!   which starts after the subscription and so covers everything before it. That
+//!   ordering is why a target added by a reload to a running hub loses nothing. With `delete = "running"`, `Watched`
 //!   comes after the walk that watches the tree (as a job's own monitor does it);
 //!   otherwise before it, the walk's catch-up changes following.
 //! - The items come in the monitor's order: changes, [`Change::Rescan`] after lost events
