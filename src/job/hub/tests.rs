@@ -175,3 +175,20 @@ fn a_backlog_collapses_into_rescans_keeping_the_state_changes() {
     want.extend(rescan);
     assert_eq!(items, want);
 }
+
+#[test]
+fn with_delete_running_the_tree_is_watched_before_the_targets_sync() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    for d in ["x/y", "z"] {
+        std::fs::create_dir_all(src.join(d)).unwrap();
+    }
+    let cfg = Arc::new(JobConfig {
+        delete: Delete::Running,
+        ..(*target("hub-running", &src, "/a")).clone()
+    });
+    let mut a = Target::join(&cfg);
+    a.wait_for("Watched", |i| *i == Item::Watched);
+    // The counts are set before `Watched` is sent: the walk was done by then.
+    assert_eq!(a.sub.dirs(), (4, 0));
+}
