@@ -1,7 +1,7 @@
 //! Fan-out: a job file with several `destinations` runs one job per target.
 //!
 //! Each target has its own queue and retry state, so that one target down holds back no
-//! other (the kernel's watches are shared by all, see `monitor::shared`). A target's
+//! other (they all follow one monitor of the source, see `job::hub`). A target's
 //! identity is its destination alone: its name is `NAME@` and the destination with every
 //! byte outside `[A-Za-z0-9._-]` written as `_`, and its configuration holds no other
 //! target. So a reload that edits, adds or removes one target restarts that one only, and

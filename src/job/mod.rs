@@ -1,6 +1,7 @@
 //! One sync job: a thread that watches the source and batches changes (`runner`), the
 //! decisions of when to sync (`schedule`), and a worker pool that runs the handler
-//! (`pool`) chosen for the job's mode (`factory`).
+//! (`pool`) chosen for the job's mode (`factory`). The targets of a fan-out share the
+//! monitor of their job file's `hub` instead of each watching the source.
 //!
 //! [`Job`] is what the supervisor (and `clsync sync`) holds: start it, read its status,
 //! stop it. Stopping is graceful: runs in flight finish and what is pending is synced once
@@ -10,6 +11,7 @@ mod bell;
 mod confined;
 pub mod counters;
 mod factory;
+mod hub;
 mod inflight;
 mod loop_guard;
 mod pool;
@@ -79,6 +81,12 @@ impl Job {
         let sandbox = (config.sandbox.enabled
             && crate::sandbox::support() != crate::sandbox::State::Unsupported)
             .then(|| config.clone());
+        // A fan-out target subscribes now, before its thread asks for anything: the hub's
+        // `Watched` then comes after the subscription (see `hub`). `once` runs alone.
+        let feed = match (&config.target_of, opts.once) {
+            (Some(_), false) => Some(hub::join(&config, bell.clone(), status.clone())?),
+            _ => None,
+        };
         let pool = Pool::new(
             config.workers,
             handler.clone(),
@@ -105,6 +113,7 @@ impl Job {
             starting: false,
             guard: config.loop_guard.then(loop_guard::LoopGuard::default),
             reported: false,
+            feed,
         };
         let thread = std::thread::Builder::new()
             .name(format!("clsync-job-{}", config.name))

@@ -7,6 +7,9 @@
 //! move the monitor holds, or (`once`) the end of the quiet period. An idle job costs
 //! nothing. Failures never lose changes: a failed batch goes back into the queue and is
 //! retried with whatever came since.
+//!
+//! A job owns its monitor; a fan-out target instead follows its job file's hub (`feed`),
+//! which does the monitor's side once for every target.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +27,7 @@ use crate::queue::Queue;
 use crate::rules::Filter;
 
 use super::bell::Bell;
+use super::hub::Subscription;
 use super::inflight::InFlight;
 use super::loop_guard::LoopGuard;
 use super::pool::{Done, Pool};
@@ -31,6 +35,8 @@ use super::schedule::{
     Alarm, Failure, Lane, Load, OnceCheck, RunOutcome, SOURCE_WAIT_MAX, Schedule, Success,
 };
 use super::status::{SharedStatus, State};
+
+mod feed;
 
 /// Why watching the source ended.
 enum Exit {
@@ -65,10 +71,17 @@ pub(super) struct Runner {
     pub(super) guard: Option<LoopGuard>,
     /// The handler's rsync was named in the log (see [`Self::report_rsync`]).
     pub(super) reported: bool,
+    /// A fan-out target: the hub it follows instead of a monitor of its own.
+    pub(super) feed: Option<Subscription>,
 }
 
 impl Runner {
     pub(super) fn run(mut self) {
+        if let Some(sub) = self.feed.take() {
+            self.follow(sub);
+            self.shutdown();
+            return;
+        }
         let mut first = true;
         while !self.stopping {
             let Some(mut mon) = self.watch_source() else {
@@ -121,7 +134,7 @@ impl Runner {
     /// own speed); the changes it catches up with are returned, to be queued.
     fn start_watching(&mut self, mon: &mut PlatformMonitor, first: bool) -> Vec<Change> {
         let mut changes = Vec::new();
-        if first && !self.cfg.initial_sync && !self.force_initial {
+        if !self.syncs_whole(first) {
             mon.walk(None, &mut |c| changes.push(c));
             info!(
                 "watching {} directories (initial sync skipped)",
@@ -131,13 +144,8 @@ impl Runner {
             self.status.set_state(State::Watching);
             return changes;
         }
-        // Start, or a source that came back: only a full comparison is right.
-        self.queues[Lane::Normal].set_full();
-        self.queues[Lane::Big] = Queue::default();
-        self.starting = first;
         let now = Instant::now();
-        self.schedule.begin_full_sync(now);
-        self.status.set_state(State::InitialSync);
+        self.begin_full_sync(first, now);
         let since = self.catch_up_since(mon);
         let beside = since.is_some();
         if beside {
@@ -151,6 +159,21 @@ impl Runner {
         );
         self.status.lock().watched_dirs = mon.watched();
         changes
+    }
+
+    /// Whether watching the source starts with a full sync: always but at the job's start
+    /// with `initial_sync = false`.
+    fn syncs_whole(&self, first: bool) -> bool {
+        !first || self.cfg.initial_sync || self.force_initial
+    }
+
+    /// Start, or a source that came back: only a full comparison is right.
+    fn begin_full_sync(&mut self, first: bool, now: Instant) {
+        self.queues[Lane::Normal].set_full();
+        self.queues[Lane::Big] = Queue::default();
+        self.starting = first;
+        self.schedule.begin_full_sync(now);
+        self.status.set_state(State::InitialSync);
     }
 
     /// Now, if the full sync about to start may run beside the walk (see `start_watching`).
@@ -272,34 +295,10 @@ impl Runner {
             if self.schedule.rescan_unwatched(now, mon.unwatched()) {
                 mon.rescan_unwatched(&mut |c| changes.push(c));
             }
-            if self.apply(&mut changes, now) {
-                return Exit::RootGone;
-            }
-            if self.schedule.start_verification(now) {
-                debug!("periodic verification: full sync");
-                self.queues[Lane::Normal].set_full();
-            }
-            self.dispatch(now);
-            if !self.reported {
-                // After the first dispatch: learning what the job's rsync takes runs it
-                // (tens of milliseconds) and the initial sync need not wait for that.
-                self.report_rsync(true);
-                self.reported = true;
-            }
-            self.report_load(&mon);
-            let quiet_at = match self.once_check(now) {
-                Ok(quiet_at) => quiet_at,
+            let next = match self.step(&mut changes, now, (mon.watched(), mon.unwatched())) {
+                Ok(next) => [next, mon.next_deadline()].into_iter().flatten().min(),
                 Err(exit) => return exit,
             };
-            let load = self.load();
-            let next = [
-                mon.next_deadline(),
-                self.schedule.next_wake(&load),
-                quiet_at,
-            ]
-            .into_iter()
-            .flatten()
-            .min();
             self.wait(next.map(|t| t.saturating_duration_since(now)));
             if self.stopping {
                 return Exit::Stop;
@@ -315,11 +314,43 @@ impl Runner {
         }
     }
 
-    fn report_load(&self, mon: &PlatformMonitor) {
+    /// Queues `changes` and starts what is due; `dirs`: the monitor's watched and
+    /// unwatched directories. Returns when to wake next for the job's own deadlines, or
+    /// `Err` when the source is gone or a `once` run is over.
+    fn step(
+        &mut self,
+        changes: &mut Vec<Change>,
+        now: Instant,
+        dirs: (usize, usize),
+    ) -> Result<Option<Instant>, Exit> {
+        if self.apply(changes, now) {
+            return Err(Exit::RootGone);
+        }
+        if self.schedule.start_verification(now) {
+            debug!("periodic verification: full sync");
+            self.queues[Lane::Normal].set_full();
+        }
+        self.dispatch(now);
+        if !self.reported {
+            // After the first dispatch: learning what the job's rsync takes runs it
+            // (tens of milliseconds) and the initial sync need not wait for that.
+            self.report_rsync(true);
+            self.reported = true;
+        }
+        self.report_load(dirs);
+        let quiet_at = self.once_check(now)?;
+        let load = self.load();
+        Ok([self.schedule.next_wake(&load), quiet_at]
+            .into_iter()
+            .flatten()
+            .min())
+    }
+
+    fn report_load(&self, (watched, unwatched): (usize, usize)) {
         let mut s = self.status.lock();
         s.queued = Lane::ALL.iter().map(|&l| self.queues[l].len()).sum();
-        s.watched_dirs = mon.watched();
-        s.unwatched_dirs = mon.unwatched();
+        s.watched_dirs = watched;
+        s.unwatched_dirs = unwatched;
     }
 
     /// For `once`: when the run ends if nothing more comes, or `Err` when it is over
