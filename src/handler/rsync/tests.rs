@@ -125,15 +125,7 @@ fn a_full_sync_deletes_only_where_the_destination_holds_something() {
     fs::create_dir(dst.join("old")).unwrap();
     fs::write(dst.join("old/g"), "y").unwrap();
     assert!(!h.target.destination_is_empty(), "holds old/");
-    let full = Batch {
-        renames: Vec::new(),
-        entries: vec![Entry {
-            rel: PathBuf::new(),
-            recursive: true,
-            attrs_only: false,
-        }],
-        deletes: true,
-    };
+    let full = Batch::full();
     assert!(full.is_full());
     h.run_rsync(&full).unwrap();
     assert!(!dst.join("old").exists(), "extraneous entries are deleted");
