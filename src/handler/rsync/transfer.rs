@@ -35,8 +35,10 @@ fn split_dir_attrs(source: &Path, batch: &Batch, implied_dirs: bool) -> (Batch, 
             && (e.rel.as_os_str().is_empty() || look.lstat(&e.rel).is_ok_and(|m| m.is_dir()))
     });
     if implied_dirs && !dirs.is_empty() && !rest.is_empty() {
+        // Only paths there now: rsync sends no implied directory for a missing one.
         let above: HashSet<&Path> = rest
             .iter()
+            .filter(|e| look.lstat(&e.rel).is_ok())
             .flat_map(|e| crate::relpath::ancestors(&e.rel))
             .collect();
         dirs.retain(|d| !above.contains(d.rel.as_path()));
@@ -112,12 +114,23 @@ impl RsyncHandler {
             let deletes = batch.deletes && !self.target.destination_is_empty();
             return self.transfer_pass(deletes, &Pass::Full, Vec::new(), excludes, hidden);
         }
-        let implied_dirs = !self
-            .target
-            .options
-            .args
-            .iter()
-            .any(|a| a == "--no-implied-dirs");
+        // Only when rsync is sure to send the paths below: no filter of the user's own may
+        // leave one out, and implied directories are on.
+        let implied_dirs = !self.target.options.args.iter().any(|a| {
+            let a = a.as_str();
+            [
+                "--no-implied-dirs",
+                "--no-i-d",
+                "-C",
+                "-F",
+                "-f",
+                "--cvs-exclude",
+            ]
+            .contains(&a)
+                || ["--exclude", "--include", "--filter"]
+                    .iter()
+                    .any(|o| a.starts_with(o))
+        });
         let (rest, dirs) = split_dir_attrs(&self.target.source, batch, implied_dirs);
         let mut outcome = Outcome::default();
         if !rest.entries.is_empty() {

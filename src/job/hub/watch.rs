@@ -109,13 +109,16 @@ fn watch(hub: &Shared, cfg: &JobConfig, mon: &mut PlatformMonitor) -> End {
         if hub.stopping() {
             return End::Stop;
         }
-        read(hub, cfg, mon, &mut items);
+        if read(hub, cfg, mon, &mut items) {
+            return End::RootGone;
+        }
     }
 }
 
 /// Reads the monitor's events into `items`, and re-walks the source after lost events. A
-/// rescan that fails reports the source gone.
-fn read(hub: &Shared, cfg: &JobConfig, mon: &mut PlatformMonitor, items: &mut Vec<Item>) {
+/// rescan that fails reports the source gone. True when the items sent before a rescan
+/// already told the targets that the source is gone (the monitor is then done with).
+fn read(hub: &Shared, cfg: &JobConfig, mon: &mut PlatformMonitor, items: &mut Vec<Item>) -> bool {
     let from = items.len();
     if let Err(e) = mon.read(&mut |c| items.push(Item::Change(c))) {
         error!("reading events failed: {e}; rescanning");
@@ -123,24 +126,25 @@ fn read(hub: &Shared, cfg: &JobConfig, mon: &mut PlatformMonitor, items: &mut Ve
             error!("rescan failed: {e}");
             items.push(Item::Change(Change::RootGone));
         }
-        return;
+        return false;
     }
     if items[from..].contains(&Item::Change(Change::Rescan)) {
         items.push(Item::Overflow);
     }
     if !mon.rescan_pending() {
-        return;
+        return false;
     }
     // Events were lost: the targets' full comparisons start now, beside the walk that
     // re-adds the watches (with `delete = "running"`, after it).
     let since = catch_up_since(cfg, mon);
     if since.is_some() && hub.send(items, dirs(mon)) {
-        return;
+        return true;
     }
     if let Err(e) = mon.finish_rescan(since, &mut |c| items.push(Item::Change(c))) {
         error!("rescan failed: {e}");
         items.push(Item::Change(Change::RootGone));
     }
+    false
 }
 
 /// Now, if the targets' full syncs may run beside the walk. Not with `delete = "running"`:
