@@ -37,7 +37,8 @@ pub fn handler_for(
                 filter.clone(),
             )
             .counting_changes(config.verify_interval.is_some())
-            .showing_progress(progress),
+            .showing_progress(progress)
+            .with_workers(config.workers),
         ),
         (Mode::Rclone(r), Destination::Remote(dst)) => Arc::new(RcloneHandler::new(
             config.source.clone(),

@@ -88,7 +88,8 @@ pub(crate) fn files_from_list(batch: &Batch) -> Vec<u8> {
 /// [`files_from_list`]; `--ignore-missing-args` instead when it may not remove), for
 /// directories' attributes `-d --no-r --ignore-missing-args --files-from=FILES_FROM
 /// --from0`, or for a deletion pass `-d --no-r --files-from=FILES_FROM --from0
-/// --filter=merge RULES`. `itemize`: one line per change on stdout (full syncs).
+/// --filter=merge RULES`. `itemize`: one line per change on stdout (full syncs, whole or
+/// in parts).
 /// `exclude_from`: a NUL-separated file of the rule excludes, when there are any.
 pub(crate) fn rsync_args(
     target: &RsyncTarget,
@@ -103,7 +104,7 @@ pub(crate) fn rsync_args(
     if deletes {
         args.push("--delete".into());
     }
-    if full && itemize {
+    if itemize {
         // One line per changed path on stdout: counted, to report what a full sync
         // (a verification) had to repair.
         args.push("--itemize-changes".into());

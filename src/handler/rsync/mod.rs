@@ -1,6 +1,8 @@
 //! The rsync handler: one `rsync` process per batch, whatever the batch's size.
 //!
-//! A full sync is `rsync -a --delete SRC/ DST/`. A live batch passes its paths as a
+//! A full sync is `rsync -a --delete SRC/ DST/`, or with cores to spare the same as the
+//! root and then the top-level directories shared among `workers` runs at once
+//! ([`parallel`]). A live batch passes its paths as a
 //! NUL-separated `--files-from` list on rsync's stdin (names are data, never arguments),
 //! with `-r` so that new directories arrive whole and `--delete-missing-args` so that paths
 //! gone from the source are deleted at the destination. A receiver that rejects missing
@@ -31,10 +33,12 @@
 //! handler; what the command modes share with this handler (arguments, rule excludes, the
 //! receiver's knowledge) is the [`RsyncTarget`], which each owns: no handler owns another.
 //! Files: `target` (the job's rsync and receiver), `args` (the command line), `excludes`
-//! (the regex rules as excludes), `transfer` (running rsync for a batch).
+//! (the regex rules as excludes), `transfer` (running rsync for a batch), `parallel` (a
+//! full sync as parts).
 
 mod args;
 mod excludes;
+mod parallel;
 mod target;
 #[cfg(test)]
 mod tests;
@@ -78,6 +82,9 @@ pub struct RsyncHandler {
     /// and hide lists, made on first use, removed with the handler: a sandboxed run may
     /// write there, and nowhere else in `$TMPDIR`.
     lists: std::sync::Mutex<Option<tempfile::TempDir>>,
+    /// rsync runs a full sync may share its top-level directories among: the job's
+    /// `workers`, no more than the cores ([`parallel`]); 1: one run.
+    lanes: usize,
 }
 
 /// Longest `--files-from` line rsync accepts, with its `./` prefix (MAXPATHLEN, NUL
@@ -155,12 +162,21 @@ impl RsyncHandler {
             count_changes: false,
             progress: None,
             lists: std::sync::Mutex::new(None),
+            lanes: 1,
         }
     }
 
     /// Reports how many paths each full sync changed ([`Outcome::changed`]).
     pub fn counting_changes(mut self, yes: bool) -> RsyncHandler {
         self.count_changes = yes;
+        self
+    }
+
+    /// A full sync runs as up to `workers` rsync processes at once, no more than the cores,
+    /// each on its own top-level directories ([`parallel`]).
+    pub fn with_workers(mut self, workers: usize) -> RsyncHandler {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        self.lanes = workers.min(cores).max(1);
         self
     }
 

@@ -50,6 +50,15 @@ impl RsyncTarget {
         }
     }
 
+    /// A local destination or one over ssh: not an rsync daemon's (`host::module`,
+    /// `rsync://`), which may cap how many connections it takes at once.
+    pub(crate) fn is_shell_or_local(&self) -> bool {
+        match &self.destination {
+            Destination::Local(_) => true,
+            Destination::Remote(d) => crate::config::split_remote(d).is_some(),
+        }
+    }
+
     pub(crate) fn new(
         source: PathBuf,
         destination: Destination,

@@ -138,3 +138,102 @@ fn a_full_sync_deletes_only_where_the_destination_holds_something() {
     );
     assert!(!remote.target.destination_is_empty(), "remote: not known");
 }
+
+/// An rsync that logs each call's arguments (one line per call) to `log`, then runs rsync.
+fn logging_rsync(dir: &Path, log: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("rsync-logging");
+    fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> '{}'\nexec rsync \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+    script
+}
+
+/// Writes `text` at `root/rel` (directories made), with an old mtime that only a sync sets.
+fn put(root: &Path, rel: &str, text: &str) {
+    let p = root.join(rel);
+    fs::create_dir_all(p.parent().unwrap()).unwrap();
+    fs::write(&p, text).unwrap();
+    let when = filetime::FileTime::from_unix_time(1_500_000_000 + text.len() as i64, 0);
+    filetime::set_file_mtime(&p, when).unwrap();
+}
+
+/// A full sync run as the root and parts at once leaves what one `rsync -a --delete` with the
+/// same excludes leaves, into a destination that holds extraneous entries at the top and
+/// inside, an excluded directory, and entries whose type changed at the top.
+#[test]
+fn a_full_sync_in_parts_leaves_what_one_rsync_leaves() {
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst, reference) = (
+        t.path().join("src"),
+        t.path().join("dst"),
+        t.path().join("ref"),
+    );
+    for d in ["a", "b", "c", "d", "e", "-dash", "sp ace"] {
+        put(&src, &format!("{d}/x/f"), &format!("{d} deep"));
+        put(&src, &format!("{d}/g"), d);
+    }
+    put(&src, "top", "top file");
+    put(&src, "dir-here", "a file at the source");
+    put(&src, "file-here/in", "a directory at the source");
+    put(&src, "skip/s", "excluded");
+    std::os::unix::fs::symlink("a", src.join("link")).unwrap();
+    fs::set_permissions(
+        src.join("c"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o750),
+    )
+    .unwrap();
+    for root in [&dst, &reference] {
+        put(root, "a/old/deep/o", "stale, inside a part");
+        put(root, "b/x/f", "other content, same size?");
+        put(root, "zz/q/z", "extraneous directory at the top");
+        put(root, "ztop", "extraneous file at the top");
+        put(root, "skip/keep", "excluded: kept");
+        put(
+            root,
+            "dir-here/x",
+            "a directory where the source has a file",
+        );
+        put(root, "file-here", "a file where the source has a directory");
+    }
+    let log = t.path().join("calls");
+    let options = HandlerOptions {
+        path: logging_rsync(t.path(), &log),
+        ..HandlerOptions::default()
+    };
+    let h = RsyncHandler::new(
+        src.clone(),
+        Destination::Local(dst.clone()),
+        options,
+        Arc::new(Filter::new(&["/skip".to_string()], vec![]).unwrap()),
+    );
+    let h = RsyncHandler { lanes: 2, ..h };
+    h.run(&Batch::full()).unwrap();
+    let status = std::process::Command::new("rsync")
+        .args(["-a", "--delete", "--exclude=/skip"])
+        .arg(args::dir_arg(&src))
+        .arg(args::dir_arg(&reference))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let calls = fs::read_to_string(&log).unwrap();
+    assert!(
+        calls.lines().filter(|l| l.contains("--files-from")).count() >= 3,
+        "the root and at least two parts ran:\n{calls}"
+    );
+    let diff = std::process::Command::new("rsync")
+        .args(["-anci", "--delete"])
+        .arg(args::dir_arg(&reference))
+        .arg(args::dir_arg(&dst))
+        .output()
+        .unwrap();
+    let diff = String::from_utf8_lossy(&diff.stdout);
+    assert!(diff.is_empty(), "differs from one rsync's result:\n{diff}");
+    assert_eq!(fs::read(dst.join("skip/keep")).unwrap(), b"excluded: kept");
+}

@@ -12,6 +12,7 @@ use tracing::debug;
 
 use super::RsyncHandler;
 use super::args::{self, Pass};
+use super::parallel;
 use crate::fs::Lookup;
 use crate::handler::deletions;
 use crate::handler::{HandlerError, Outcome, Stdout};
@@ -112,7 +113,7 @@ impl RsyncHandler {
     ) -> Result<Outcome, HandlerError> {
         if batch.is_full() {
             let deletes = batch.deletes && !self.target.destination_is_empty();
-            return self.transfer_pass(deletes, &Pass::Full, Vec::new(), excludes, hidden);
+            return self.transfer_full(deletes, excludes, hidden);
         }
         // Only when rsync is sure to send the paths below: no filter of the user's own may
         // leave one out, and implied directories are on.
@@ -145,6 +146,84 @@ impl RsyncHandler {
                 excludes,
                 hidden,
             )?);
+        }
+        Ok(outcome)
+    }
+
+    /// The whole tree: one run, or the root and then parts at once ([`parallel`]).
+    fn transfer_full(
+        &self,
+        deletes: bool,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+    ) -> Result<Outcome, HandlerError> {
+        let dirs = (self.lanes > 1
+            && self.progress.is_none()
+            && self.target.is_shell_or_local()
+            && parallel::splits(&self.target.options.args))
+        .then(|| parallel::top_level_dirs(&self.target.source))
+        .flatten();
+        let Some(dirs) = dirs else {
+            return self.transfer_pass(deletes, &Pass::Full, Vec::new(), excludes, hidden);
+        };
+        let itemize = self.count_changes;
+        let root = Pass::DirAttrs;
+        let mut outcome = self.run_rsync_pass(
+            deletes,
+            &root,
+            b".\0".to_vec(),
+            itemize,
+            excludes,
+            hidden,
+            &[],
+        )?;
+        let parts = parallel::Parts::new(&dirs, self.lanes);
+        let lane = || -> Result<Outcome, HandlerError> {
+            let mut outcome = Outcome::default();
+            while let Some(chunk) = parts.take() {
+                let batch = Batch {
+                    renames: Vec::new(),
+                    entries: chunk
+                        .iter()
+                        .map(|d| Entry {
+                            rel: d.clone(),
+                            recursive: true,
+                            attrs_only: false,
+                        })
+                        .collect(),
+                    deletes,
+                };
+                let pass = Pass::Paths {
+                    batch: &batch,
+                    missing_args: false,
+                };
+                let list = args::files_from_list(&batch);
+                outcome.absorb(self.run_rsync_pass(
+                    deletes,
+                    &pass,
+                    list,
+                    itemize,
+                    excludes,
+                    hidden,
+                    &[],
+                )?);
+            }
+            Ok(outcome)
+        };
+        let lanes = std::thread::scope(|s| {
+            let others: Vec<_> = (1..self.lanes.min(dirs.len()))
+                .map(|_| s.spawn(lane))
+                .collect();
+            let mut all = vec![lane()];
+            all.extend(
+                others
+                    .into_iter()
+                    .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            );
+            all
+        });
+        for r in lanes {
+            outcome.absorb(r?);
         }
         Ok(outcome)
     }
@@ -243,7 +322,8 @@ impl RsyncHandler {
         excludes: &[u8],
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
-        self.transfer_pass_ruled(deletes, pass, list, excludes, hidden, &[])
+        let itemize = self.count_changes && matches!(pass, Pass::Full);
+        self.run_rsync_pass(deletes, pass, list, itemize, excludes, hidden, &[])
     }
 
     /// [`Self::transfer_pass`] with `rules` (NUL-terminated filter rules, such as a deletion
@@ -253,6 +333,21 @@ impl RsyncHandler {
         deletes: bool,
         pass: &Pass,
         list: Vec<u8>,
+        excludes: &[u8],
+        hidden: &[Vec<u8>],
+        extra: &[u8],
+    ) -> Result<Outcome, HandlerError> {
+        self.run_rsync_pass(deletes, pass, list, false, excludes, hidden, extra)
+    }
+
+    /// One rsync process for `pass`; `itemize`: one line per change, counted.
+    #[allow(clippy::too_many_arguments)]
+    fn run_rsync_pass(
+        &self,
+        deletes: bool,
+        pass: &Pass,
+        list: Vec<u8>,
+        itemize: bool,
         excludes: &[u8],
         hidden: &[Vec<u8>],
         extra: &[u8],
@@ -271,7 +366,7 @@ impl RsyncHandler {
         let progress = self.progress.as_ref().filter(|_| full);
         cmd.args(args::rsync_args(
             &self.target,
-            self.count_changes && progress.is_none(),
+            itemize && progress.is_none(),
             pass,
             OsStr::new("-"),
             _excl_file.as_ref().map(|f| f.path()),
