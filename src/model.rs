@@ -6,7 +6,7 @@
 //! monitor, queue and handlers all import from here, never from each other, for them.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A rename observed inside the source tree, in source-relative paths.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,15 @@ pub enum Kind {
 }
 
 impl Entry {
+    /// `rel` and everything below it, content not trusted.
+    pub fn tree(rel: &Path) -> Entry {
+        Entry {
+            rel: rel.to_path_buf(),
+            recursive: true,
+            attrs_only: false,
+        }
+    }
+
     /// Folds another entry for the same path into this one: the subtree is synced if either
     /// asked for it, and the content is trusted only if neither saw it change.
     pub fn absorb(&mut self, other: &Entry) {

@@ -64,6 +64,18 @@ pub(crate) fn dest_arg(destination: &Destination) -> OsString {
     }
 }
 
+/// True when the user's `[rsync] args` hold filters of their own (`--exclude`, `--include`,
+/// `--filter`, `-f`, `-F`, `-C`): rsync may then leave out what the job's filter would send.
+pub(crate) fn has_own_filters(args: &[String]) -> bool {
+    args.iter().any(|a| {
+        let a = a.as_str();
+        ["-C", "-F", "-f", "--cvs-exclude"].contains(&a)
+            || ["--exclude", "--include", "--filter"]
+                .iter()
+                .any(|o| a.starts_with(o))
+    })
+}
+
 /// The NUL-separated `--files-from` list of a live batch. Each path is written as
 /// `./PATH`: the "./" makes rsync send the root as an implied directory too, so the
 /// root's mtime follows entries created or deleted in it. The root itself is `.`.

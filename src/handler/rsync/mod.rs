@@ -97,11 +97,7 @@ fn renames_as_trees(batch: &Batch) -> Batch {
     let mut entries: EntrySet = batch.entries.iter().cloned().collect();
     for r in &batch.renames {
         for rel in [&r.from, &r.to] {
-            entries.add(Entry {
-                rel: rel.clone(),
-                recursive: true,
-                attrs_only: false,
-            });
+            entries.add(Entry::tree(rel));
         }
     }
     Batch {

@@ -1,21 +1,24 @@
 //! A full sync as several rsync runs at once. One rsync keeps about one and a half cores
 //! busy whatever the machine (its sender, generator and receiver wait on each other), so
-//! with cores to spare the source's top-level directories are shared among up to `lanes`
-//! runs at once, each a recursive `--files-from` list of some of them: a tree of 100k
-//! directories copies in 0.7× the time of one run on 2 cores.
+//! with cores to spare the source's directories are shared among up to `lanes` runs at
+//! once, each a recursive `--files-from` list of some of them: a tree of 100k directories
+//! copies in 0.7× the time of one run on 2 cores.
 //!
+//! The parts are the top-level directories or, when there are too few of them to share (a
+//! source holding only `html/`), the directories inside them, a few levels down ([`plan`]).
 //! What the runs leave is what one `rsync -a [--delete] SRC/ DST/` leaves, because:
-//! - the root goes first and alone, one level deep (`.` with `-d`): the files at the top
-//!   are sent, every top-level directory exists before any part starts (no two runs make
-//!   the same directory), and with deletion the extraneous top-level entries go, those the
-//!   excludes protect staying as in one run;
-//! - each part sends its directories recursively (`./NAME`), below the same transfer root
-//!   as one run, so every exclude (anchored or not) means what it means there, and deletes
-//!   what is extraneous inside them; the parts are disjoint, so no path has two writers;
-//! - a directory's times are set by the run that fills it, after its contents; the root's
-//!   by every part (rsync's implied directory), to the same value;
-//! - a top-level directory made after the listing is the monitor's, queued like any change
-//!   during a full sync.
+//! - a first run, alone, sends the root and each directory opened up one level deep (`-d`,
+//!   `.` and `./DIR/.`): the files there are sent, every part's directory exists before any
+//!   part starts (no two runs make one directory), and with deletion what is extraneous
+//!   there goes, what the excludes protect staying as in one run;
+//! - each part sends its directories recursively (`./DIR`), below the same transfer root
+//!   as one run, so that every exclude (anchored or not) means what it means there, and
+//!   deletes what is extraneous inside them; the parts are disjoint, so no path has two
+//!   writers;
+//! - a directory's times are set by the run that fills it, after its contents; those of
+//!   the directories above a part by every run that sends them, to the same value;
+//! - a directory made after the plan is the monitor's, queued like any change during a full
+//!   sync.
 //!
 //! Parts are taken from a shared list in chunks, so that one large directory does not
 //! leave a lane idle while another works through a fixed share.
@@ -23,20 +26,22 @@
 //! One run, as before, where parts could leave something else than the whole ([`splits`]):
 //! hard links (a pair across two parts would be two files), `-x` (each part would start on
 //! its own device), `--max-delete` and `--bwlimit` (limits per run), per-directory filter
-//! files and `--prune-empty-dirs` (which the one-level root run would read differently),
-//! batch files, a daemon destination (which may cap its connections); and fewer than two
-//! top-level directories, or one core, where nothing is gained.
+//! files and `--prune-empty-dirs` (which the one-level run would read differently), batch
+//! files, a daemon destination (which may cap its connections); and fewer than two parts,
+//! or one core, where nothing is gained.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::fs::Lookup;
 use crate::model::Kind;
+use crate::rules::Filter;
 
-/// Top-level directories a lane takes at a time: about four takes per lane, so that lanes
+/// Parts a lane takes at a time: about four takes per lane, so that lanes
 /// finish close together without an rsync start per directory.
 fn chunk(dirs: usize, lanes: usize) -> usize {
-    dirs.div_ceil(lanes * 4).max(1)
+    dirs.div_ceil(lanes * PARTS_PER_LANE).max(1)
 }
 
 /// True when a full sync with the user's rsync `args` may run as parts (see the module
@@ -76,20 +81,83 @@ pub(crate) fn splits(args: &[String]) -> bool {
     })
 }
 
-/// The source's top-level directories (sorted), or `None` when fewer than two are there.
-pub(super) fn top_level_dirs(source: &Path) -> Option<Vec<PathBuf>> {
-    let mut dirs: Vec<PathBuf> = Lookup::new(source)
-        .children(Path::new(""))
-        .ok()?
-        .into_iter()
+/// Directories listed one level deep before the parts, and the parts.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Plan {
+    /// The root (empty), then each directory opened up because too few parts were found
+    /// above it, parents first.
+    pub(super) one_level: Vec<PathBuf>,
+    /// Sorted; none inside another, none in [`Plan::one_level`].
+    pub(super) parts: Vec<PathBuf>,
+}
+
+/// Parts wanted per lane before the plan stops opening directories up.
+const PARTS_PER_LANE: usize = 4;
+/// How deep directories are opened up (a root with one directory, holding a few).
+const MAX_DEPTH: usize = 3;
+
+/// The plan for `lanes` runs: the top-level directories, or while there are fewer than
+/// [`PARTS_PER_LANE`] per lane, the directories inside them (a source holding only
+/// `html/`), down to [`MAX_DEPTH`]. A directory is opened up only where `filter` says one
+/// run would descend into it and no filter of the user's own (`user_filters`) may say
+/// otherwise: rsync judges a `--files-from` entry by its own name, not its parents'.
+/// `None` when fewer than two parts are found.
+pub(super) fn plan(
+    source: &Path,
+    filter: &Filter,
+    user_filters: bool,
+    lanes: usize,
+) -> Option<Plan> {
+    let mut look = Lookup::new(source);
+    let mut one_level = vec![PathBuf::new()];
+    let mut parts = child_dirs(&mut look, Path::new(""))?;
+    for _ in 1..MAX_DEPTH {
+        let open = !user_filters
+            && parts.len() < lanes * PARTS_PER_LANE
+            && parts
+                .iter()
+                .all(|d| filter.allows_path(d, Kind::Dir) && filter.allows_dir_walk(d));
+        if !open {
+            break;
+        }
+        let mut inner = Vec::new();
+        for d in &parts {
+            inner.extend(child_dirs(&mut look, d)?);
+        }
+        if inner.len() <= parts.len() {
+            break;
+        }
+        one_level.append(&mut parts);
+        parts = inner;
+    }
+    (parts.len() >= 2).then_some(Plan { one_level, parts })
+}
+
+/// The directories in `rel` (source-relative paths), sorted.
+fn child_dirs(look: &mut Lookup, rel: &Path) -> Option<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = (look.children(rel).ok()?.into_iter())
         .filter(|(_, kind)| *kind == Kind::Dir)
         .map(|(rel, _)| rel)
         .collect();
-    if dirs.len() < 2 {
-        return None;
-    }
     dirs.sort();
     Some(dirs)
+}
+
+/// The NUL-separated `--files-from` list of `-d` entries for `dirs`: `.` for the root,
+/// `./DIR/.` for the others (the directory's entries, one level).
+pub(super) fn one_level_list(dirs: &[PathBuf]) -> Vec<u8> {
+    let mut list = Vec::new();
+    for d in dirs {
+        if d.as_os_str().is_empty() {
+            list.push(b'.');
+        } else {
+            list.extend_from_slice(b"./");
+            list.extend_from_slice(d.as_os_str().as_bytes());
+            list.extend_from_slice(b"/.");
+        }
+        list.push(0);
+    }
+    list
 }
 
 /// The chunks of `dirs` that `lanes` threads take in turn.
@@ -171,14 +239,47 @@ mod tests {
     #[test]
     fn only_directories_are_parts() {
         let src = tempfile::tempdir().unwrap();
+        let none = Filter::new(&[], vec![]).unwrap();
         std::fs::write(src.path().join("file"), "x").unwrap();
         std::fs::create_dir(src.path().join("b")).unwrap();
         std::os::unix::fs::symlink("b", src.path().join("link")).unwrap();
-        assert_eq!(top_level_dirs(src.path()), None);
+        assert_eq!(plan(src.path(), &none, false, 2), None);
         std::fs::create_dir(src.path().join("a")).unwrap();
         assert_eq!(
-            top_level_dirs(src.path()),
-            Some(vec![PathBuf::from("a"), PathBuf::from("b")])
+            plan(src.path(), &none, false, 1),
+            Some(Plan {
+                one_level: vec![PathBuf::new()],
+                parts: vec![PathBuf::from("a"), PathBuf::from("b")],
+            })
+        );
+    }
+
+    /// A root holding one directory (`html/`) is opened up to the directories inside;
+    /// not where the user's filters or an exclude could judge the inner ones otherwise.
+    #[test]
+    fn a_lone_directory_is_opened_up() {
+        let src = tempfile::tempdir().unwrap();
+        for d in [
+            "html/a/w", "html/a/x", "html/a/y", "html/a/z", "html/b", "html/c", "logs",
+        ] {
+            std::fs::create_dir_all(src.path().join(d)).unwrap();
+        }
+        let none = Filter::new(&[], vec![]).unwrap();
+        let p = plan(src.path(), &none, false, 2).unwrap();
+        let one_level = ["", "html", "logs", "html/a", "html/b", "html/c"];
+        assert_eq!(p.one_level, one_level.map(PathBuf::from));
+        let parts = ["html/a/w", "html/a/x", "html/a/y", "html/a/z"];
+        assert_eq!(p.parts, parts.map(PathBuf::from));
+        let kept = Plan {
+            one_level: vec![PathBuf::new()],
+            parts: vec![PathBuf::from("html"), PathBuf::from("logs")],
+        };
+        assert_eq!(plan(src.path(), &none, true, 2).as_ref(), Some(&kept));
+        let logs = Filter::new(&["logs".to_string()], vec![]).unwrap();
+        assert_eq!(plan(src.path(), &logs, false, 2), Some(kept));
+        assert_eq!(
+            one_level_list(&["", "html", "html/a"].map(PathBuf::from)),
+            b".\0./html/.\0./html/a/.\0"
         );
     }
 }

@@ -164,17 +164,18 @@ fn put(root: &Path, rel: &str, text: &str) {
     filetime::set_file_mtime(&p, when).unwrap();
 }
 
-/// A full sync run as the root and parts at once leaves what one `rsync -a --delete` with the
-/// same excludes leaves, into a destination that holds extraneous entries at the top and
-/// inside, an excluded directory, and entries whose type changed at the top.
-#[test]
-fn a_full_sync_in_parts_leaves_what_one_rsync_leaves() {
+/// A full sync run as a first run and parts at once leaves what one `rsync -a --delete` with
+/// the same excludes leaves, into a destination that holds extraneous entries at the top
+/// and inside, an excluded directory, and entries whose type changed; with everything at
+/// the top (`base` empty), or inside one directory, which the plan opens up.
+fn parts_leave_what_one_rsync_leaves(base: &str) {
     let t = tempfile::tempdir().unwrap();
     let (src, dst, reference) = (
         t.path().join("src"),
         t.path().join("dst"),
         t.path().join("ref"),
     );
+    let put = |root: &Path, rel: &str, text: &str| put(root, &format!("{base}{rel}"), text);
     for d in ["a", "b", "c", "d", "e", "-dash", "sp ace"] {
         put(&src, &format!("{d}/x/f"), &format!("{d} deep"));
         put(&src, &format!("{d}/g"), d);
@@ -183,17 +184,17 @@ fn a_full_sync_in_parts_leaves_what_one_rsync_leaves() {
     put(&src, "dir-here", "a file at the source");
     put(&src, "file-here/in", "a directory at the source");
     put(&src, "skip/s", "excluded");
-    std::os::unix::fs::symlink("a", src.join("link")).unwrap();
+    std::os::unix::fs::symlink("a", src.join(format!("{base}link"))).unwrap();
     fs::set_permissions(
-        src.join("c"),
+        src.join(format!("{base}c")),
         std::os::unix::fs::PermissionsExt::from_mode(0o750),
     )
     .unwrap();
     for root in [&dst, &reference] {
         put(root, "a/old/deep/o", "stale, inside a part");
-        put(root, "b/x/f", "other content, same size?");
-        put(root, "zz/q/z", "extraneous directory at the top");
-        put(root, "ztop", "extraneous file at the top");
+        put(root, "b/x/f", "other content");
+        put(root, "zz/q/z", "extraneous directory");
+        put(root, "ztop", "extraneous file");
         put(root, "skip/keep", "excluded: kept");
         put(
             root,
@@ -201,6 +202,7 @@ fn a_full_sync_in_parts_leaves_what_one_rsync_leaves() {
             "a directory where the source has a file",
         );
         put(root, "file-here", "a file where the source has a directory");
+        self::put(root, "zz-top/z", "extraneous at the top");
     }
     let log = t.path().join("calls");
     let options = HandlerOptions {
@@ -211,12 +213,12 @@ fn a_full_sync_in_parts_leaves_what_one_rsync_leaves() {
         src.clone(),
         Destination::Local(dst.clone()),
         options,
-        Arc::new(Filter::new(&["/skip".to_string()], vec![]).unwrap()),
+        Arc::new(Filter::new(&["skip".to_string()], vec![]).unwrap()),
     );
     let h = RsyncHandler { lanes: 2, ..h };
     h.run(&Batch::full()).unwrap();
     let status = std::process::Command::new("rsync")
-        .args(["-a", "--delete", "--exclude=/skip"])
+        .args(["-a", "--delete", "--exclude=skip"])
         .arg(args::dir_arg(&src))
         .arg(args::dir_arg(&reference))
         .status()
@@ -225,7 +227,7 @@ fn a_full_sync_in_parts_leaves_what_one_rsync_leaves() {
     let calls = fs::read_to_string(&log).unwrap();
     assert!(
         calls.lines().filter(|l| l.contains("--files-from")).count() >= 3,
-        "the root and at least two parts ran:\n{calls}"
+        "a first run and at least two parts ran:\n{calls}"
     );
     let diff = std::process::Command::new("rsync")
         .args(["-anci", "--delete"])
@@ -235,5 +237,16 @@ fn a_full_sync_in_parts_leaves_what_one_rsync_leaves() {
         .unwrap();
     let diff = String::from_utf8_lossy(&diff.stdout);
     assert!(diff.is_empty(), "differs from one rsync's result:\n{diff}");
-    assert_eq!(fs::read(dst.join("skip/keep")).unwrap(), b"excluded: kept");
+    let kept = dst.join(format!("{base}skip/keep"));
+    assert_eq!(fs::read(kept).unwrap(), b"excluded: kept");
+}
+
+#[test]
+fn a_full_sync_in_parts_leaves_what_one_rsync_leaves() {
+    parts_leave_what_one_rsync_leaves("");
+}
+
+#[test]
+fn a_full_sync_of_one_directory_in_parts_leaves_what_one_rsync_leaves() {
+    parts_leave_what_one_rsync_leaves("html/");
 }

@@ -117,21 +117,11 @@ impl RsyncHandler {
         }
         // Only when rsync is sure to send the paths below: no filter of the user's own may
         // leave one out, and implied directories are on.
-        let implied_dirs = !self.target.options.args.iter().any(|a| {
-            let a = a.as_str();
-            [
-                "--no-implied-dirs",
-                "--no-i-d",
-                "-C",
-                "-F",
-                "-f",
-                "--cvs-exclude",
-            ]
-            .contains(&a)
-                || ["--exclude", "--include", "--filter"]
-                    .iter()
-                    .any(|o| a.starts_with(o))
-        });
+        let args = &self.target.options.args;
+        let implied_dirs = !args::has_own_filters(args)
+            && !args
+                .iter()
+                .any(|a| ["--no-implied-dirs", "--no-i-d"].contains(&a.as_str()));
         let (rest, dirs) = split_dir_attrs(&self.target.source, batch, implied_dirs);
         let mut outcome = Outcome::default();
         if !rest.entries.is_empty() {
@@ -157,61 +147,49 @@ impl RsyncHandler {
         excludes: &[u8],
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
-        let dirs = (self.lanes > 1
+        let args = &self.target.options.args;
+        let plan = (self.lanes > 1
             && self.progress.is_none()
             && self.target.is_shell_or_local()
-            && parallel::splits(&self.target.options.args))
-        .then(|| parallel::top_level_dirs(&self.target.source))
+            && parallel::splits(args))
+        .then(|| {
+            let own_filters = args::has_own_filters(args);
+            parallel::plan(
+                &self.target.source,
+                &self.target.filter,
+                own_filters,
+                self.lanes,
+            )
+        })
         .flatten();
-        let Some(dirs) = dirs else {
+        let Some(plan) = plan else {
             return self.transfer_pass(deletes, &Pass::Full, Vec::new(), excludes, hidden);
         };
         let itemize = self.count_changes;
-        let root = Pass::DirAttrs;
-        let mut outcome = self.run_rsync_pass(
-            deletes,
-            &root,
-            b".\0".to_vec(),
-            itemize,
-            excludes,
-            hidden,
-            &[],
-        )?;
-        let parts = parallel::Parts::new(&dirs, self.lanes);
+        let list = parallel::one_level_list(&plan.one_level);
+        let r = |pass: &Pass, list| {
+            self.run_rsync_pass(deletes, pass, list, itemize, excludes, hidden, &[])
+        };
+        let mut outcome = r(&Pass::DirAttrs, list)?;
+        let parts = parallel::Parts::new(&plan.parts, self.lanes);
         let lane = || -> Result<Outcome, HandlerError> {
             let mut outcome = Outcome::default();
             while let Some(chunk) = parts.take() {
                 let batch = Batch {
                     renames: Vec::new(),
-                    entries: chunk
-                        .iter()
-                        .map(|d| Entry {
-                            rel: d.clone(),
-                            recursive: true,
-                            attrs_only: false,
-                        })
-                        .collect(),
+                    entries: chunk.iter().map(|d| Entry::tree(d)).collect(),
                     deletes,
                 };
                 let pass = Pass::Paths {
                     batch: &batch,
                     missing_args: false,
                 };
-                let list = args::files_from_list(&batch);
-                outcome.absorb(self.run_rsync_pass(
-                    deletes,
-                    &pass,
-                    list,
-                    itemize,
-                    excludes,
-                    hidden,
-                    &[],
-                )?);
+                outcome.absorb(r(&pass, args::files_from_list(&batch))?);
             }
             Ok(outcome)
         };
         let lanes = std::thread::scope(|s| {
-            let others: Vec<_> = (1..self.lanes.min(dirs.len()))
+            let others: Vec<_> = (1..self.lanes.min(plan.parts.len()))
                 .map(|_| s.spawn(lane))
                 .collect();
             let mut all = vec![lane()];
