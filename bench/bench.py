@@ -579,6 +579,10 @@ def w_initial(ctx):
     cores = os.cpu_count() or 1
     mirrors = {"mirror, 1 worker": ("mirror", 1, 0.8),
                f"mirror, {cores} workers": ("mirror", cores, 0.5)}
+    # rsync mode with its default `workers` (a full sync in parts, one per core up to 2),
+    # and as one rsync run: what the parts buy (no target of its own).
+    if "rsync" in ctx.modes():
+        mirrors = {"rsync, 1 worker": ("rsync", 1, None), **mirrors}
     modes = [m for m in ctx.modes() if m != "mirror"] + list(mirrors)
     tools = ["ref-rsync", "ref-cp"] + modes + ctx.peers()
     res = {t: [] for t in tools}
