@@ -40,8 +40,9 @@ fn exit_codes(first: usize) {
         &sf,
         &df,
         Mode::Rsync,
+        // One rsync run per sync (no full sync in parts), so that calls number the syncs.
         &format!(
-            "{}[rsync]\npath = {}",
+            "workers = 1\n{}[rsync]\npath = {}",
             sandbox_write(&[&calls]),
             toml_path(&rsync)
         ),
