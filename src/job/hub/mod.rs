@@ -22,6 +22,9 @@
 //! - A target that falls [`BACKLOG_MAX`] items behind (its thread stuck) gets, in place
 //!   of its backlog, an overflow and a [`Change::Rescan`]: memory stays bounded, as the
 //!   daemon's inotify reader bounds a monitor's (`monitor::shared`), and nothing is lost.
+//! - [`Item::Unwatchable`] after `Watched` says the hub's thread died: the target treats
+//!   it as the source's loss, and the hub is out of the registry, so the target that
+//!   replaces it (a restarted job) starts a new one.
 //! - The hub keeps the target's `watched_dirs` and `unwatched_dirs` up to date in its
 //!   status (a target busy with a run still shows the tree as the hub sees it), and
 //!   [`Subscription::dirs`] reads them.
@@ -89,6 +92,9 @@ struct Shared {
     stop: AtomicBool,
     /// The hub thread's: rung by the monitor when events arrive, and to stop.
     bell: Arc<Bell>,
+    /// Makes the thread panic when it next wakes: how tests kill a hub.
+    #[cfg(test)]
+    fail: AtomicBool,
 }
 
 struct Targets {
@@ -195,6 +201,8 @@ impl Hub {
             unwatched: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
             bell: Arc::new(Bell::new()),
+            #[cfg(test)]
+            fail: AtomicBool::new(false),
         });
         let span = info_span!("job", name = %job);
         let ours = shared.clone();
@@ -317,12 +325,16 @@ fn collapse(items: &mut Vec<Item>) {
 }
 
 /// Tells the targets when the hub's thread panics: they show it as failed instead of
-/// waiting silently for changes that no longer come.
+/// waiting silently for changes that no longer come, and the hub leaves the registry so
+/// that a target started later (a restarted job) gets a new one.
 struct PanicReport<'a>(&'a Shared);
 
 impl Drop for PanicReport<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // Out of the registry first: a target that joins from now on starts a new hub,
+            // and one that joined before is told below (or by `subscribe`, after this).
+            HUBS.retire(|hub| std::ptr::eq(&*hub.shared, self.0));
             self.0.unwatchable(
                 "the source monitor failed (see the log): nothing is synced until the job is \
                  restarted",

@@ -209,3 +209,70 @@ fn with_delete_running_the_tree_is_watched_before_the_targets_sync() {
     // The counts are set before `Watched` is sent: the walk was done by then.
     assert_eq!(a.sub.dirs(), (4, 0));
 }
+
+/// Waits (10 s at most) until `job`'s status satisfies `pred`.
+fn wait_status(job: &crate::job::Job, what: &str, pred: impl Fn(&crate::job::Status) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = job.status();
+        if pred(&s) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:?} {:?}",
+            s.state,
+            s.last_error
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_hub_whose_thread_dies_fails_its_running_targets_and_the_next_join_starts_anew() {
+    use crate::job::{Job, JobOptions, State};
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    let cfg = JobConfig {
+        mode: Mode::Mirror,
+        destination: Destination::Local(dst.clone()),
+        fan_out: vec![Destination::Local(dst.clone())],
+        ..(*target("hub-dies", &src, "/unused")).clone()
+    };
+    let job = Job::start(cfg.clone(), JobOptions::default()).unwrap();
+    wait_status(&job, "initial sync", |s| s.state == State::Watching);
+    // A second target of the file: the handle on the hub the job follows.
+    let mut other = Target::join(&target("hub-dies", &src, "/b"));
+    other.wait_for("Watched", |i| *i == Item::Watched);
+    let hub = other.sub.hub.clone();
+    hub.shared.fail.store(true, Ordering::SeqCst);
+    hub.shared.bell.ring();
+    // The running target shows the hub's death, as a lost source.
+    wait_status(&job, "the hub's death", |s| {
+        s.state == State::Failed
+            && s.last_error
+                .as_ref()
+                .is_some_and(|(_, e)| e.contains("source monitor failed"))
+    });
+    // A target started now (a restarted job) gets a new hub, which watches the source.
+    let mut fresh = Target::join(&target("hub-dies", &src, "/c"));
+    assert!(
+        !Arc::ptr_eq(&fresh.sub.hub, &hub),
+        "the dead hub was handed out"
+    );
+    fresh.wait_for("Watched", |i| *i == Item::Watched);
+    job.stop();
+    job.join();
+    let job = Job::start(cfg, JobOptions::default()).unwrap();
+    wait_status(&job, "initial sync after the restart", |s| {
+        s.state == State::Watching
+    });
+    std::fs::write(src.join("after"), "x").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(dst.join("after")).ok().as_deref() != Some(b"x") {
+        assert!(Instant::now() < deadline, "the restarted job syncs nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(other);
+}

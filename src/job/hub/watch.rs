@@ -109,6 +109,10 @@ fn watch(hub: &Shared, cfg: &JobConfig, mon: &mut PlatformMonitor) -> End {
         if hub.stopping() {
             return End::Stop;
         }
+        #[cfg(test)]
+        if hub.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("the hub's thread fails: a test asked");
+        }
         if read(hub, cfg, mon, &mut items) {
             return End::RootGone;
         }
