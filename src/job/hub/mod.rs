@@ -22,6 +22,9 @@
 //! - A target that falls [`BACKLOG_MAX`] items behind (its thread stuck) gets, in place
 //!   of its backlog, an overflow and a [`Change::Rescan`]: memory stays bounded, as the
 //!   daemon's inotify reader bounds a monitor's (`monitor::shared`), and nothing is lost.
+//!   What counts is the backlog beside the largest single hand-over since the target last
+//!   took: one large one (an untar's catch-up, a rescan of many unwatched directories) is
+//!   not a target falling behind, and a full sync in its place would cost far more.
 //! - [`Item::Unwatchable`] after `Watched` says the hub's thread died: the target treats
 //!   it as the source's loss, and the hub is out of the registry, so the target that
 //!   replaces it (a restarted job) starts a new one.
@@ -107,25 +110,46 @@ struct Targets {
 
 /// One target's items not yet taken, its bell, and its status.
 struct Inbox {
-    items: Mutex<Vec<Item>>,
+    backlog: Mutex<Backlog>,
     bell: Arc<Bell>,
     status: SharedStatus,
 }
 
+/// The items a target has not taken yet.
+#[derive(Default)]
+struct Backlog {
+    items: Vec<Item>,
+    /// The most items one put brought since the target last took.
+    largest_put: usize,
+}
+
 impl Inbox {
+    /// Adds `items` to the target's backlog. One put, however large (a rescan of many
+    /// unwatched directories, the catch-up of a walk), is no sign of a target falling
+    /// behind, and the hub held it whole anyway: the bound is on what waits beside the
+    /// largest put since the target last took.
     fn put(&self, items: &[Item]) {
         {
-            let mut mine = lock(&self.items);
-            mine.extend_from_slice(items);
-            if mine.len() > BACKLOG_MAX {
+            let mut mine = lock(&self.backlog);
+            mine.items.extend_from_slice(items);
+            mine.largest_put = mine.largest_put.max(items.len());
+            if mine.items.len() - mine.largest_put > BACKLOG_MAX {
                 warn!(
                     "a target fell {} changes behind the source: it compares the whole tree instead",
-                    mine.len()
+                    mine.items.len()
                 );
-                collapse(&mut mine);
+                collapse(&mut mine.items);
+                mine.largest_put = mine.items.len();
             }
         }
         self.bell.ring();
+    }
+
+    /// Moves the backlog to the end of `into`.
+    fn take(&self, into: &mut std::collections::VecDeque<Item>) {
+        let mut mine = lock(&self.backlog);
+        into.extend(mine.items.drain(..));
+        mine.largest_put = 0;
     }
 
     fn show_dirs(&self, (watched, unwatched): (usize, usize)) {
@@ -160,7 +184,7 @@ pub fn join(
         .join(key, || Hub::start(&job, cfg.clone()))
         .with_context(|| format!("cannot start the source monitor of {job}"))?;
     let inbox = Arc::new(Inbox {
-        items: Mutex::new(Vec::new()),
+        backlog: Mutex::new(Backlog::default()),
         bell,
         status,
     });
@@ -171,7 +195,7 @@ pub fn join(
 impl Subscription {
     /// Moves the items that arrived since the last call to the end of `into`.
     pub fn take(&self, into: &mut std::collections::VecDeque<Item>) {
-        into.extend(lock(&self.inbox.items).drain(..));
+        self.inbox.take(into);
     }
 
     /// The hub's watched and unwatched directories.

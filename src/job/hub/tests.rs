@@ -276,3 +276,37 @@ fn a_hub_whose_thread_dies_fails_its_running_targets_and_the_next_join_starts_an
     }
     drop(other);
 }
+
+#[test]
+fn one_large_hand_over_reaches_a_target_whole_and_a_target_that_takes_nothing_is_collapsed() {
+    let inbox = Inbox {
+        backlog: Default::default(),
+        bell: Arc::new(Bell::new()),
+        status: SharedStatus::new(None),
+    };
+    let big: Vec<Item> = (0..BACKLOG_MAX + 10)
+        .map(|i| change(&format!("d{i}")))
+        .collect();
+    let collapsed = |got: &VecDeque<Item>| got.contains(&Item::Change(Change::Rescan));
+    // An untar's catch-up, say, then the next event before the target took it.
+    inbox.put(&big);
+    inbox.put(&[change("next")]);
+    let mut got = VecDeque::new();
+    inbox.take(&mut got);
+    assert_eq!(got.len(), big.len() + 1, "every change, as handed over");
+    assert!(!collapsed(&got) && !got.contains(&Item::Overflow));
+    assert_eq!(got.back(), Some(&change("next")));
+    // A target that takes nothing while changes keep coming falls behind.
+    got.clear();
+    for i in 0..=BACKLOG_MAX + 1 {
+        inbox.put(&[change(&format!("f{i}"))]);
+    }
+    inbox.take(&mut got);
+    assert!(collapsed(&got) && got.len() < 10, "{} items", got.len());
+    // So does one that has not taken a large hand-over when the next comes.
+    got.clear();
+    inbox.put(&big);
+    inbox.put(&big);
+    inbox.take(&mut got);
+    assert!(collapsed(&got) && got.len() < 10, "{} items", got.len());
+}
