@@ -34,7 +34,8 @@
 //!
 //! Which targets share a hub is decided by what the monitor's output depends on: the job
 //! file, its source, its filter, and its `delete` (which orders the walk). Targets join on
-//! start and leave on stop; the last to leave stops the hub and waits for its thread. So a
+//! start and leave on stop; the last to leave stops the hub and waits for its thread, unless
+//! the thread is busy walking the tree (it ends when the walk is done, unwaited for). So a
 //! reload that edits one destination restarts that target only, and it joins the running
 //! hub; one that changes the source or the rules restarts every target, and a new hub.
 
@@ -47,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
-use tracing::{info_span, warn};
+use tracing::{debug, info_span, warn};
 
 use super::bell::Bell;
 use super::status::SharedStatus;
@@ -93,6 +94,9 @@ struct Shared {
     watched: AtomicUsize,
     unwatched: AtomicUsize,
     stop: AtomicBool,
+    /// The thread is at work (in the monitor: a walk of a large tree takes seconds), not
+    /// waiting on its bell: [`Hub::stop`] does not wait for it.
+    busy: AtomicBool,
     /// The hub thread's: rung by the monitor when events arrive, and to stop.
     bell: Arc<Bell>,
     /// Makes the thread panic when it next wakes: how tests kill a hub.
@@ -224,6 +228,7 @@ impl Hub {
             watched: AtomicUsize::new(0),
             unwatched: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            busy: AtomicBool::new(true),
             bell: Arc::new(Bell::new()),
             #[cfg(test)]
             fail: AtomicBool::new(false),
@@ -243,13 +248,24 @@ impl Hub {
         })
     }
 
-    /// Stops the thread and waits for it (the last target left).
+    /// Stops the thread (the last target left), and waits for it if it was waiting on its
+    /// bell: it ends at once. One at work is left to end by itself when that work is done:
+    /// the monitor cannot stop a walk halfway, and a walk of a huge tree takes seconds that
+    /// the daemon's SIGTERM or a reload must not wait. What it finds then reaches no
+    /// target, and a target joining meanwhile starts a new hub.
     fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.bell.ring();
-        if let Some(t) = lock(&self.thread).take() {
-            let _ = t.join();
+        let Some(t) = lock(&self.thread).take() else {
+            return;
+        };
+        // With `Shared::rest`: either the thread is seen busy here, or it sees `stop` as
+        // soon as it is busy again (both orderings are SeqCst).
+        if self.shared.busy.load(Ordering::SeqCst) {
+            debug!("the source monitor ends when the work at hand (a walk) is done");
+            return;
         }
+        let _ = t.join();
     }
 }
 
@@ -273,6 +289,14 @@ impl Shared {
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Waits on the bell up to `timeout` (`None`: until rung), the only time the thread is
+    /// not busy (see [`Hub::stop`]); the caller checks [`stopping`](Self::stopping) next.
+    fn rest(&self, timeout: Option<std::time::Duration>) {
+        self.busy.store(false, Ordering::SeqCst);
+        self.bell.wait(timeout);
+        self.busy.store(true, Ordering::SeqCst);
     }
 
     /// The source is watched: every target syncs it whole.

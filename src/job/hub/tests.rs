@@ -310,3 +310,42 @@ fn one_large_hand_over_reaches_a_target_whole_and_a_target_that_takes_nothing_is
     inbox.take(&mut got);
     assert!(collapsed(&got) && got.len() < 10, "{} items", got.len());
 }
+
+/// A source of `n` × `n` directories below the root's `n`.
+fn wide_tree(src: &Path, n: usize) -> usize {
+    for i in 0..n {
+        for j in 0..n {
+            std::fs::create_dir_all(src.join(format!("d{i}/e{j}"))).unwrap();
+        }
+    }
+    1 + n + n * n
+}
+
+#[test]
+fn the_last_target_leaving_during_a_walk_does_not_wait_for_it() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let dirs = wide_tree(&src, 141);
+    // How long a whole walk of the tree takes here.
+    let started = Instant::now();
+    let mut a = Target::join(&target("hub-walk-whole", &src, "/a"));
+    a.wait_walked(dirs);
+    let walk = started.elapsed();
+    drop(a);
+    // `Watched` comes as the walk starts (the targets' syncs run beside it).
+    let mut b = Target::join(&target("hub-walk-stop", &src, "/a"));
+    b.wait_for("Watched", |i| *i == Item::Watched);
+    let hub = b.sub.hub.clone();
+    assert!(
+        b.sub.dirs().0 < dirs,
+        "walked already: the test proves nothing"
+    );
+    let stopping = Instant::now();
+    drop(b);
+    let stop = stopping.elapsed();
+    assert!(hub.shared.stopping());
+    assert!(
+        stop * 4 < walk,
+        "the stop took {stop:?}, a whole walk {walk:?}"
+    );
+}
