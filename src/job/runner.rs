@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::Receiver;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Delete, JobConfig};
+use crate::config::{Delete, JobConfig, Mode};
 use crate::handler::{Handler, HandlerError, Outcome};
 use crate::model::{Batch, Change};
 use crate::monitor::PlatformMonitor;
@@ -545,13 +545,15 @@ impl Runner {
     /// directory above the paths it is given (the root included, through `./`). When an
     /// older run finishes after a newer one, the directories both set (`dirs`, from
     /// [`InFlight::finish`]) may keep the older run's view of them: their attributes are
-    /// synced again. The root is left out while changes are queued: the run that takes
-    /// them starts after this one ended and sets it (it is above every path). Under churn
-    /// this keeps the root, which overlaps every path, from holding back the next window
-    /// whole. (The mirror takes directory attributes from the source when it finishes, so
-    /// it needs none of this.)
+    /// synced again. With rsync ([`runs_set_the_root`]), the root is left out while changes
+    /// are queued: the run that takes them starts after this one ended and sets it (it is
+    /// above every path). Under churn this keeps the root, which overlaps every path, from
+    /// holding back the next window whole. Other handlers need not set the root in every
+    /// run (a command may set only the directories it wrote in), so theirs is synced again
+    /// like any other directory. (The mirror takes directory attributes from the source
+    /// when it finishes, so it needs none of this.)
     fn resync_ancestors(&mut self, id: u64, mut dirs: Vec<PathBuf>) {
-        if !self.queues[Lane::Normal].is_empty() {
+        if !self.queues[Lane::Normal].is_empty() && runs_set_the_root(&self.cfg) {
             dirs.retain(|d| !d.as_os_str().is_empty());
         }
         debug!(
@@ -681,6 +683,19 @@ fn log_verification(repaired: Option<u64>) {
         ),
         None => info!(event = "verified", "verification: full sync done"),
     }
+}
+
+/// Whether every run of the job's handler sets the root's attributes as it finds them at
+/// the source: rsync's does, which is given every path as `./PATH` and sends `.` as its
+/// implied directory, unless `--no-implied-dirs` is among its args. What a command or
+/// rclone does with the root is not known here.
+fn runs_set_the_root(cfg: &JobConfig) -> bool {
+    cfg.mode == Mode::Rsync
+        && !cfg
+            .rsync
+            .args
+            .iter()
+            .any(|a| a == "--no-implied-dirs" || a == "--no-i-d")
 }
 
 fn is_big(source: &mut crate::fs::Lookup, rel: &Path, threshold: u64) -> bool {
