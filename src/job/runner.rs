@@ -28,7 +28,7 @@ use crate::rules::Filter;
 
 use super::bell::Bell;
 use super::hub::Subscription;
-use super::inflight::InFlight;
+use super::inflight::{DirTimes, InFlight};
 use super::loop_guard::LoopGuard;
 use super::pool::{Done, Pool};
 use super::schedule::{
@@ -507,9 +507,10 @@ impl Runner {
             g.commit(done.id, done.result.is_ok());
         }
         self.pool.collect();
+        let times = dir_times(&self.cfg);
         let regressed = self
             .inflight
-            .finish(done.id, &done.batch, done.result.is_ok());
+            .finish(done.id, &done.batch, done.result.is_ok(), times);
         self.report_rsync(false);
         let now = Instant::now();
         let outcome = match &done.result {
@@ -530,8 +531,11 @@ impl Runner {
         } = done;
         match (decision, result) {
             (Ok(success), Ok(outcome)) => {
-                if success.resync_ancestors {
-                    self.resync_ancestors(id, regressed);
+                // Ended after a newer run (the schedule's word), or its nodes were set by
+                // an older run beside it that may have set them after it did.
+                if success.resync_ancestors || (times == DirTimes::Anytime && !regressed.is_empty())
+                {
+                    self.resync_ancestors(id, regressed, now);
                 }
                 self.succeeded(id, &batch, took, success, outcome)
             }
@@ -552,14 +556,22 @@ impl Runner {
     /// run (a command may set only the directories it wrote in), so theirs is synced again
     /// like any other directory. (The mirror takes directory attributes from the source
     /// when it finishes, so it needs none of this.)
-    fn resync_ancestors(&mut self, id: u64, mut dirs: Vec<PathBuf>) {
+    ///
+    /// A command may set a directory long before it ends ([`DirTimes::Anytime`]): an
+    /// attribute run of a directory (a node, which starts beside older runs below it) that
+    /// ends after an older run below it may still have been overtaken by it, and the
+    /// directory is synced again too.
+    fn resync_ancestors(&mut self, id: u64, mut dirs: Vec<PathBuf>, now: Instant) {
         if !self.queues[Lane::Normal].is_empty() && runs_set_the_root(&self.cfg) {
             dirs.retain(|d| !d.as_os_str().is_empty());
+        }
+        if !dirs.is_empty() {
+            self.schedule.change_queued(now);
         }
         debug!(
             batch = id,
             dirs = dirs.len(),
-            "finished after a newer run: syncing the attributes of its directories again"
+            "ended beside a run that set the same directories: syncing their attributes again"
         );
         for d in dirs {
             self.queues[Lane::Normal].push(Change::Attrib(d));
@@ -696,6 +708,16 @@ fn runs_set_the_root(cfg: &JobConfig) -> bool {
             .args
             .iter()
             .any(|a| a == "--no-implied-dirs" || a == "--no-i-d")
+}
+
+/// When the job's handler sets the attributes of directories: rsync's runs set every
+/// directory of their lists again when they end, and the mirror's from the source as it
+/// sets them; what a command or rclone does, and when, is not known here.
+fn dir_times(cfg: &JobConfig) -> DirTimes {
+    match cfg.mode {
+        Mode::Rsync | Mode::Mirror => DirTimes::AtEnd,
+        _ => DirTimes::Anytime,
+    }
 }
 
 fn is_big(source: &mut crate::fs::Lookup, rel: &Path, threshold: u64) -> bool {

@@ -240,3 +240,62 @@ fn a_command_run_ending_after_a_newer_one_leaves_the_root_as_the_source() {
     }
     assert!(d.stop().success());
 }
+
+/// A command (mode `direct`) that syncs path by path: a directory's attributes with
+/// `touch -r`, a file with `rsync -aIR` (which sets the directories above it when it ends,
+/// as it saw them when it started), slowly.
+fn per_path_command(env: &Env) -> PathBuf {
+    env.script(
+        "per-path.sh",
+        r#"n=$#
+i=0
+for p; do
+  i=$((i+1)); [ $i -lt $n ] || break
+  if [ "$p" = . ]; then rsync -a ./ "$CLSYNC_DESTINATION"/
+  elif [ -d "./$p" ] && [ -d "$CLSYNC_DESTINATION/$p" ]; then touch -r "./$p" "$CLSYNC_DESTINATION/$p"
+  else rsync -a -I -R --bwlimit=2000 "./$p" "$CLSYNC_DESTINATION"/; fi
+done"#,
+    )
+}
+
+/// A directory's attribute run starts beside an older run below it and sets the directory
+/// first; the older run sets it after, as it saw it, and ends first: both end in order.
+/// rsync sets every directory of its list again when it ends, so the order runs end in is
+/// the order they set directories; a command that works path by path does not, and the
+/// directory is synced again after the attribute run.
+#[test]
+fn a_command_attribute_run_beside_an_older_run_below_it_keeps_the_directory_times() {
+    use std::time::SystemTime;
+    let env = Env::new();
+    let (src, dst) = (env.dir("src"), env.p("dst"));
+    populate(&src, "t");
+    write(&src.join("d/big"), &"x".repeat(4 << 20));
+    write(&src.join("slow"), &"x".repeat(4 << 20));
+    let command = per_path_command(&env);
+    env.write_job(
+        "j",
+        &format!(
+            "source = {}\ndestination = {}\nmode = \"direct\"\ndelay = \"100ms\"\nworkers = 2\n\
+             [command]\npath = {}\n",
+            toml_path(&src),
+            toml_path(&dst),
+            toml_path(&command)
+        ),
+    );
+    let mut d = env.spawn();
+    d.assert_synced(&src, &dst, &[]);
+    // The older run: `d/big`, two seconds.
+    write(&src.join("d/big"), &"y".repeat(4 << 20));
+    std::thread::sleep(Duration::from_millis(500));
+    // The newer: `d`'s times (a node: it starts beside the older run), then `slow`, three
+    // seconds.
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_300_000_000);
+    let times = std::fs::FileTimes::new().set_accessed(t).set_modified(t);
+    std::fs::File::open(src.join("d"))
+        .unwrap()
+        .set_times(times)
+        .unwrap();
+    write(&src.join("slow"), &"z".repeat(6 << 20));
+    d.assert_synced(&src, &dst, &[]);
+    assert!(d.stop().success());
+}
