@@ -30,6 +30,15 @@
 //! older run looked is a change below it, which a run started later (or one still in
 //! flight, checked again when it ends) sets. Under churn, two batches of a few hundred paths
 //! in a thousand directories share tens of directories, not the hundreds each sets.
+//!
+//! That takes the order runs end in for the order they set those directories, as rsync
+//! does (it sets every directory of its list again when it ends) and the mirror (it reads
+//! the source as it sets them): [`DirTimes::AtEnd`]. A command may set a directory long
+//! before it ends ([`DirTimes::Anytime`]): an older run that ends first may have set it
+//! after. For the nodes of a run, which start beside older runs below them, `finish` names
+//! those an older run that ended beside it set too. The directories above paths are still
+//! taken in the order runs end: naming them after every two runs side by side would sync
+//! the root again (for a command, the whole tree) after nearly every run under churn.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -39,11 +48,45 @@ use crate::relpath;
 
 #[derive(Debug, Default)]
 pub struct InFlight {
-    /// Each run in flight: its id, whether it is a full sync, what it claims.
-    batches: Vec<(u64, bool, Claims)>,
-    /// Runs that succeeded while an older one was still in flight, with the directories
-    /// they set (sorted): kept until no run older than them is in flight.
-    finished: Vec<(u64, Vec<PathBuf>)>,
+    /// Each run in flight.
+    batches: Vec<Running>,
+    /// Runs that succeeded while another that may be compared with them was still in
+    /// flight, with the directories they set: kept while such a run is in flight.
+    finished: Vec<Finished>,
+    /// How many runs have ended: orders a run's start against other runs' ends.
+    ended: u64,
+}
+
+#[derive(Debug)]
+struct Running {
+    id: u64,
+    full: bool,
+    claims: Claims,
+    /// [`InFlight::ended`] when it started: a run whose end is counted above it ended
+    /// while this one was in flight.
+    started: u64,
+}
+
+#[derive(Debug)]
+struct Finished {
+    id: u64,
+    /// Its place among the ends ([`InFlight::ended`] counting it).
+    ended: u64,
+    /// The directories it set (sorted).
+    dirs: Vec<PathBuf>,
+}
+
+/// When a handler's run sets the attributes of the directories above its paths, and of its
+/// nodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DirTimes {
+    /// When it ends (rsync sets every directory of its list again then, as it saw it when
+    /// it started; the mirror reads the source when it sets them): runs set them in the
+    /// order they end.
+    AtEnd,
+    /// At any time during the run (a command working path by path): one that ends first
+    /// may have set them last.
+    Anytime,
 }
 
 /// The paths whose attributes alone a run of `batch` sets, which another run in flight
@@ -147,37 +190,58 @@ impl<'a> Region<'a> {
 
 impl InFlight {
     pub fn add(&mut self, id: u64, batch: &Batch) {
-        self.batches.push((id, batch.is_full(), paths(batch)));
+        self.batches.push(Running {
+            id,
+            full: batch.is_full(),
+            claims: paths(batch),
+            started: self.ended,
+        });
     }
 
-    /// Run `id` of `batch` ended (`ok`: it succeeded). Returns the directories it set that
-    /// a newer run, already ended, set too: where it may have put back an older view (see
-    /// the module documentation). Sorted; empty when no newer run has ended.
-    pub fn finish(&mut self, id: u64, batch: &Batch, ok: bool) -> Vec<PathBuf> {
-        self.batches.retain(|(i, _, _)| *i != id);
+    /// Run `id` of `batch` ended (`ok`: it succeeded); `times`: when the handler's runs
+    /// set directories. Returns the directories it set that a newer run, already ended,
+    /// set too: where it may have put back an older view (see the module documentation).
+    /// With [`DirTimes::Anytime`], also its nodes that an older run, ended while this one
+    /// was in flight, set: that run may have set them after this one did. Sorted; empty
+    /// when no such run has ended.
+    pub fn finish(&mut self, id: u64, batch: &Batch, ok: bool, times: DirTimes) -> Vec<PathBuf> {
+        let started = self
+            .batches
+            .iter()
+            .find(|r| r.id == id)
+            .map_or(self.ended, |r| r.started);
+        self.batches.retain(|r| r.id != id);
+        self.ended += 1;
+        let anytime = times == DirTimes::Anytime;
         let mut regressed = Vec::new();
         if ok && !batch.is_full() {
-            let newer: Vec<&Vec<PathBuf>> = self
-                .finished
-                .iter()
-                .filter(|(i, _)| *i > id)
-                .map(|(_, d)| d)
-                .collect();
             let mine = dirs_above(batch);
-            if !newer.is_empty() {
-                regressed = mine
-                    .iter()
-                    .filter(|d| newer.iter().any(|n| n.binary_search(d).is_ok()))
-                    .cloned()
-                    .collect();
-            }
-            if self.batches.iter().any(|(i, _, _)| *i < id) {
-                self.finished.push((id, mine));
+            let nodes = paths(batch).nodes;
+            let set_too = |d: &PathBuf| {
+                self.finished.iter().any(|f| {
+                    let newer = f.id > id;
+                    let older_beside = anytime && f.id < id && f.ended > started;
+                    (newer || (older_beside && nodes.contains(d)))
+                        && f.dirs.binary_search(d).is_ok()
+                })
+            };
+            regressed = mine.iter().filter(|d| set_too(d)).cloned().collect();
+            // Kept for the runs in flight that may end after it: the older ones, and
+            // with `Anytime` every one (each started before this end).
+            if self.batches.iter().any(|r| r.id < id || anytime) {
+                self.finished.push(Finished {
+                    id,
+                    ended: self.ended,
+                    dirs: mine,
+                });
             }
         }
-        let oldest = self.batches.iter().map(|(i, _, _)| *i).min();
-        self.finished
-            .retain(|(i, _)| oldest.is_some_and(|o| o < *i));
+        let batches = &self.batches;
+        self.finished.retain(|f| {
+            batches
+                .iter()
+                .any(|r| r.id < f.id || (anytime && r.started < f.ended))
+        });
         regressed
     }
 
@@ -191,7 +255,7 @@ impl InFlight {
                 held: Batch::default(),
             };
         }
-        if batch.is_full() || self.batches.iter().any(|(_, full, _)| *full) {
+        if batch.is_full() || self.batches.iter().any(|r| r.full) {
             return Split {
                 ready: Batch::default(),
                 held: batch,
@@ -216,9 +280,9 @@ impl InFlight {
     /// a held one waits too), then entries.
     fn to_hold(&self, batch: &Batch) -> (Vec<bool>, Vec<bool>) {
         let mut busy = Region::default();
-        for (_, _, c) in &self.batches {
-            c.trees.iter().for_each(|p| busy.add(p));
-            c.nodes.iter().for_each(|p| busy.add_node(p));
+        for r in &self.batches {
+            r.claims.trees.iter().for_each(|p| busy.add(p));
+            r.claims.nodes.iter().for_each(|p| busy.add_node(p));
         }
         let mut held = Region::default();
         let renames = batch
@@ -375,11 +439,19 @@ mod tests {
         f.add(1, &old);
         f.add(2, &new);
         f.add(3, &newest);
-        assert_eq!(f.finish(2, &new, true), Vec::<PathBuf>::new(), "in order");
-        assert_eq!(f.finish(3, &newest, false), Vec::<PathBuf>::new(), "failed");
+        assert_eq!(
+            f.finish(2, &new, true, DirTimes::AtEnd),
+            Vec::<PathBuf>::new(),
+            "in order"
+        );
+        assert_eq!(
+            f.finish(3, &newest, false, DirTimes::AtEnd),
+            Vec::<PathBuf>::new(),
+            "failed"
+        );
         let want: Vec<PathBuf> = ["", "a", "a/b", "c"].map(PathBuf::from).to_vec();
         assert_eq!(
-            f.finish(1, &old, true),
+            f.finish(1, &old, true, DirTimes::AtEnd),
             want,
             "x was set by a failed run only"
         );
@@ -391,9 +463,58 @@ mod tests {
         };
         f.add(4, &batch(&["a/f"]));
         f.add(5, &node);
-        f.finish(5, &node, true);
+        f.finish(5, &node, true, DirTimes::AtEnd);
         let want: Vec<PathBuf> = ["", "a"].map(PathBuf::from).to_vec();
-        assert_eq!(f.finish(4, &batch(&["a/f"]), true), want);
+        assert_eq!(f.finish(4, &batch(&["a/f"]), true, DirTimes::AtEnd), want);
+    }
+
+    #[test]
+    fn with_a_handler_setting_directories_anytime_a_node_set_beside_an_older_run_is_named() {
+        let (old, node) = (
+            batch(&["d/big"]),
+            Batch {
+                entries: vec![attrs("d"), entry("slow")],
+                ..Batch::default()
+            },
+        );
+        // The older run ends first, in order; it may have set `d` after the node's run.
+        let mut f = InFlight::default();
+        f.add(1, &old);
+        f.add(2, &node);
+        assert_eq!(
+            f.finish(1, &old, true, DirTimes::Anytime),
+            Vec::<PathBuf>::new()
+        );
+        let want: Vec<PathBuf> = ["d"].map(PathBuf::from).to_vec();
+        assert_eq!(f.finish(2, &node, true, DirTimes::Anytime), want);
+        assert!(f.finished.is_empty(), "nothing in flight: forgotten");
+        // Runs that set directories when they end: the order they end in is the order
+        // they set them.
+        f.add(3, &old);
+        f.add(4, &node);
+        f.finish(3, &old, true, DirTimes::AtEnd);
+        assert_eq!(
+            f.finish(4, &node, true, DirTimes::AtEnd),
+            Vec::<PathBuf>::new()
+        );
+        // An older run that ended before the node's started was not beside it.
+        f.add(5, &old);
+        f.finish(5, &old, true, DirTimes::Anytime);
+        f.add(6, &batch(&["x"]));
+        f.add(7, &node);
+        f.finish(6, &batch(&["x"]), true, DirTimes::Anytime);
+        assert_eq!(
+            f.finish(7, &node, true, DirTimes::Anytime),
+            Vec::<PathBuf>::new()
+        );
+        // Only nodes: the directories above paths are taken in the order runs end.
+        f.add(8, &old);
+        f.add(9, &batch(&["d/small"]));
+        f.finish(8, &old, true, DirTimes::Anytime);
+        assert_eq!(
+            f.finish(9, &batch(&["d/small"]), true, DirTimes::Anytime),
+            Vec::<PathBuf>::new()
+        );
     }
 
     #[test]
@@ -402,7 +523,7 @@ mod tests {
         f.add(1, &batch(&["a"]));
         let s = f.split(Batch::full());
         assert!(s.ready.is_empty() && s.held.is_full(), "waits for the run");
-        f.finish(1, &batch(&["a"]), true);
+        f.finish(1, &batch(&["a"]), true, DirTimes::AtEnd);
         assert!(f.split(Batch::full()).ready.is_full(), "nothing in flight");
         f.add(2, &Batch::full());
         let s = f.split(batch(&["zzz"]));

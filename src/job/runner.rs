@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::Receiver;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Delete, JobConfig};
+use crate::config::{Delete, JobConfig, Mode};
 use crate::handler::{Handler, HandlerError, Outcome};
 use crate::model::{Batch, Change};
 use crate::monitor::PlatformMonitor;
@@ -28,7 +28,7 @@ use crate::rules::Filter;
 
 use super::bell::Bell;
 use super::hub::Subscription;
-use super::inflight::InFlight;
+use super::inflight::{DirTimes, InFlight};
 use super::loop_guard::LoopGuard;
 use super::pool::{Done, Pool};
 use super::schedule::{
@@ -507,9 +507,10 @@ impl Runner {
             g.commit(done.id, done.result.is_ok());
         }
         self.pool.collect();
+        let times = dir_times(&self.cfg);
         let regressed = self
             .inflight
-            .finish(done.id, &done.batch, done.result.is_ok());
+            .finish(done.id, &done.batch, done.result.is_ok(), times);
         self.report_rsync(false);
         let now = Instant::now();
         let outcome = match &done.result {
@@ -530,8 +531,11 @@ impl Runner {
         } = done;
         match (decision, result) {
             (Ok(success), Ok(outcome)) => {
-                if success.resync_ancestors {
-                    self.resync_ancestors(id, regressed);
+                // Ended after a newer run (the schedule's word), or its nodes were set by
+                // an older run beside it that may have set them after it did.
+                if success.resync_ancestors || (times == DirTimes::Anytime && !regressed.is_empty())
+                {
+                    self.resync_ancestors(id, regressed, now);
                 }
                 self.succeeded(id, &batch, took, success, outcome)
             }
@@ -545,19 +549,29 @@ impl Runner {
     /// directory above the paths it is given (the root included, through `./`). When an
     /// older run finishes after a newer one, the directories both set (`dirs`, from
     /// [`InFlight::finish`]) may keep the older run's view of them: their attributes are
-    /// synced again. The root is left out while changes are queued: the run that takes
-    /// them starts after this one ended and sets it (it is above every path). Under churn
-    /// this keeps the root, which overlaps every path, from holding back the next window
-    /// whole. (The mirror takes directory attributes from the source when it finishes, so
-    /// it needs none of this.)
-    fn resync_ancestors(&mut self, id: u64, mut dirs: Vec<PathBuf>) {
-        if !self.queues[Lane::Normal].is_empty() {
+    /// synced again. With rsync ([`runs_set_the_root`]), the root is left out while changes
+    /// are queued: the run that takes them starts after this one ended and sets it (it is
+    /// above every path). Under churn this keeps the root, which overlaps every path, from
+    /// holding back the next window whole. Other handlers need not set the root in every
+    /// run (a command may set only the directories it wrote in), so theirs is synced again
+    /// like any other directory. (The mirror takes directory attributes from the source
+    /// when it finishes, so it needs none of this.)
+    ///
+    /// A command may set a directory long before it ends ([`DirTimes::Anytime`]): an
+    /// attribute run of a directory (a node, which starts beside older runs below it) that
+    /// ends after an older run below it may still have been overtaken by it, and the
+    /// directory is synced again too.
+    fn resync_ancestors(&mut self, id: u64, mut dirs: Vec<PathBuf>, now: Instant) {
+        if !self.queues[Lane::Normal].is_empty() && runs_set_the_root(&self.cfg) {
             dirs.retain(|d| !d.as_os_str().is_empty());
+        }
+        if !dirs.is_empty() {
+            self.schedule.change_queued(now);
         }
         debug!(
             batch = id,
             dirs = dirs.len(),
-            "finished after a newer run: syncing the attributes of its directories again"
+            "ended beside a run that set the same directories: syncing their attributes again"
         );
         for d in dirs {
             self.queues[Lane::Normal].push(Change::Attrib(d));
@@ -680,6 +694,29 @@ fn log_verification(repaired: Option<u64>) {
             "verification repaired {n} path(s) that differed (changed outside the daemon's view)"
         ),
         None => info!(event = "verified", "verification: full sync done"),
+    }
+}
+
+/// Whether every run of the job's handler sets the root's attributes as it finds them at
+/// the source: rsync's does, which is given every path as `./PATH` and sends `.` as its
+/// implied directory, unless `--no-implied-dirs` is among its args. What a command or
+/// rclone does with the root is not known here.
+fn runs_set_the_root(cfg: &JobConfig) -> bool {
+    cfg.mode == Mode::Rsync
+        && !cfg
+            .rsync
+            .args
+            .iter()
+            .any(|a| a == "--no-implied-dirs" || a == "--no-i-d")
+}
+
+/// When the job's handler sets the attributes of directories: rsync's runs set every
+/// directory of their lists again when they end, and the mirror's from the source as it
+/// sets them; what a command or rclone does, and when, is not known here.
+fn dir_times(cfg: &JobConfig) -> DirTimes {
+    match cfg.mode {
+        Mode::Rsync | Mode::Mirror => DirTimes::AtEnd,
+        _ => DirTimes::Anytime,
     }
 }
 

@@ -328,3 +328,77 @@ fn a_source_removed_and_made_again_converges_on_every_target() {
         d.assert_synced(&src, t, &[]);
     }
 }
+
+/// The source is moved away, and its kernel queue overflows in the same read as the move
+/// (events in the moved tree, still watched), while a new source is already there: the
+/// hub starts over on the new source, and every target converges on it.
+#[test]
+fn a_source_moved_away_in_the_read_of_an_overflow_converges_on_the_new_one() {
+    let env = Env::new();
+    let src = env.dir("src");
+    populate(&src, "f");
+    let dsts: Vec<_> = (0..2).map(|i| env.p(&format!("dst-{i}"))).collect();
+    fan_out_job(&env, &src, &dsts);
+    let names = names(&dsts);
+    let jobs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let Some(mut d) = env.start_with_sysctl(
+        "/proc/sys/fs/inotify/max_queued_events",
+        || "16".to_string(),
+        &jobs,
+    ) else {
+        eprintln!("skipped: cannot lower fs.inotify.max_queued_events (needs root)");
+        return;
+    };
+    for t in &dsts {
+        d.assert_synced(&src, t, &[]);
+    }
+    // Stopped, the daemon reads every event at once when it goes on: the root's move first,
+    // then the kernel's overflow (its queue holds 16).
+    d.signal(libc::SIGSTOP);
+    wait_stopped(d.pid());
+    let old = env.p("src-old");
+    fs::rename(&src, &old).unwrap();
+    for i in 0..200 {
+        write(&old.join(format!("b/burst-{i}")), "b");
+    }
+    fs::create_dir(&src).unwrap();
+    populate(&src, "made again");
+    write(&src.join("only-in-the-new-tree"), "n");
+    d.signal(libc::SIGCONT);
+    for t in &dsts {
+        d.assert_synced_within(&src, t, &[], std::time::Duration::from_secs(30));
+    }
+    // The case at hand: one overflow, read with the move.
+    let overflows = d.log().matches("inotify queue overflowed").count();
+    assert_eq!(overflows, 1, "{}", d.log_tail());
+    write(&src.join("b/live"), "live");
+    for t in &dsts {
+        d.assert_synced(&src, t, &[]);
+    }
+}
+
+/// Waits (10 s at most) until every thread of the process `pid` is stopped (a SIGSTOP is
+/// delivered after `kill` returns): none reads an event meanwhile.
+fn wait_stopped(pid: i32) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    // The state follows the command's name in parentheses.
+    let stopped = |stat: &str| {
+        let state = stat.rsplit(") ").next().and_then(|r| r.chars().next());
+        matches!(state, Some('T' | 't'))
+    };
+    loop {
+        let running = fs::read_dir(format!("/proc/{pid}/task"))
+            .unwrap()
+            .filter_map(|t| fs::read_to_string(t.ok()?.path().join("stat")).ok())
+            .filter(|stat| !stopped(stat))
+            .count();
+        if running == 0 {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{running} threads still running"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

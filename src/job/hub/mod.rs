@@ -22,13 +22,20 @@
 //! - A target that falls [`BACKLOG_MAX`] items behind (its thread stuck) gets, in place
 //!   of its backlog, an overflow and a [`Change::Rescan`]: memory stays bounded, as the
 //!   daemon's inotify reader bounds a monitor's (`monitor::shared`), and nothing is lost.
+//!   What counts is the backlog beside the largest single hand-over since the target last
+//!   took: one large one (an untar's catch-up, a rescan of many unwatched directories) is
+//!   not a target falling behind, and a full sync in its place would cost far more.
+//! - [`Item::Unwatchable`] after `Watched` says the hub's thread died: the target treats
+//!   it as the source's loss, and the hub is out of the registry, so the target that
+//!   replaces it (a restarted job) starts a new one.
 //! - The hub keeps the target's `watched_dirs` and `unwatched_dirs` up to date in its
 //!   status (a target busy with a run still shows the tree as the hub sees it), and
 //!   [`Subscription::dirs`] reads them.
 //!
 //! Which targets share a hub is decided by what the monitor's output depends on: the job
 //! file, its source, its filter, and its `delete` (which orders the walk). Targets join on
-//! start and leave on stop; the last to leave stops the hub and waits for its thread. So a
+//! start and leave on stop; the last to leave stops the hub and waits for its thread, unless
+//! the thread is busy walking the tree (it ends when the walk is done, unwaited for). So a
 //! reload that edits one destination restarts that target only, and it joins the running
 //! hub; one that changes the source or the rules restarts every target, and a new hub.
 
@@ -41,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
-use tracing::{info_span, warn};
+use tracing::{debug, info_span, warn};
 
 use super::bell::Bell;
 use super::status::SharedStatus;
@@ -87,8 +94,14 @@ struct Shared {
     watched: AtomicUsize,
     unwatched: AtomicUsize,
     stop: AtomicBool,
+    /// The thread is at work (in the monitor: a walk of a large tree takes seconds), not
+    /// waiting on its bell: [`Hub::stop`] does not wait for it.
+    busy: AtomicBool,
     /// The hub thread's: rung by the monitor when events arrive, and to stop.
     bell: Arc<Bell>,
+    /// Makes the thread panic when it next wakes: how tests kill a hub.
+    #[cfg(test)]
+    fail: AtomicBool,
 }
 
 struct Targets {
@@ -101,25 +114,46 @@ struct Targets {
 
 /// One target's items not yet taken, its bell, and its status.
 struct Inbox {
-    items: Mutex<Vec<Item>>,
+    backlog: Mutex<Backlog>,
     bell: Arc<Bell>,
     status: SharedStatus,
 }
 
+/// The items a target has not taken yet.
+#[derive(Default)]
+struct Backlog {
+    items: Vec<Item>,
+    /// The most items one put brought since the target last took.
+    largest_put: usize,
+}
+
 impl Inbox {
+    /// Adds `items` to the target's backlog. One put, however large (a rescan of many
+    /// unwatched directories, the catch-up of a walk), is no sign of a target falling
+    /// behind, and the hub held it whole anyway: the bound is on what waits beside the
+    /// largest put since the target last took.
     fn put(&self, items: &[Item]) {
         {
-            let mut mine = lock(&self.items);
-            mine.extend_from_slice(items);
-            if mine.len() > BACKLOG_MAX {
+            let mut mine = lock(&self.backlog);
+            mine.items.extend_from_slice(items);
+            mine.largest_put = mine.largest_put.max(items.len());
+            if mine.items.len() - mine.largest_put > BACKLOG_MAX {
                 warn!(
                     "a target fell {} changes behind the source: it compares the whole tree instead",
-                    mine.len()
+                    mine.items.len()
                 );
-                collapse(&mut mine);
+                collapse(&mut mine.items);
+                mine.largest_put = mine.items.len();
             }
         }
         self.bell.ring();
+    }
+
+    /// Moves the backlog to the end of `into`.
+    fn take(&self, into: &mut std::collections::VecDeque<Item>) {
+        let mut mine = lock(&self.backlog);
+        into.extend(mine.items.drain(..));
+        mine.largest_put = 0;
     }
 
     fn show_dirs(&self, (watched, unwatched): (usize, usize)) {
@@ -154,7 +188,7 @@ pub fn join(
         .join(key, || Hub::start(&job, cfg.clone()))
         .with_context(|| format!("cannot start the source monitor of {job}"))?;
     let inbox = Arc::new(Inbox {
-        items: Mutex::new(Vec::new()),
+        backlog: Mutex::new(Backlog::default()),
         bell,
         status,
     });
@@ -165,7 +199,7 @@ pub fn join(
 impl Subscription {
     /// Moves the items that arrived since the last call to the end of `into`.
     pub fn take(&self, into: &mut std::collections::VecDeque<Item>) {
-        into.extend(lock(&self.inbox.items).drain(..));
+        self.inbox.take(into);
     }
 
     /// The hub's watched and unwatched directories.
@@ -194,7 +228,10 @@ impl Hub {
             watched: AtomicUsize::new(0),
             unwatched: AtomicUsize::new(0),
             stop: AtomicBool::new(false),
+            busy: AtomicBool::new(true),
             bell: Arc::new(Bell::new()),
+            #[cfg(test)]
+            fail: AtomicBool::new(false),
         });
         let span = info_span!("job", name = %job);
         let ours = shared.clone();
@@ -211,13 +248,24 @@ impl Hub {
         })
     }
 
-    /// Stops the thread and waits for it (the last target left).
+    /// Stops the thread (the last target left), and waits for it if it was waiting on its
+    /// bell: it ends at once. One at work is left to end by itself when that work is done:
+    /// the monitor cannot stop a walk halfway, and a walk of a huge tree takes seconds that
+    /// the daemon's SIGTERM or a reload must not wait. What it finds then reaches no
+    /// target, and a target joining meanwhile starts a new hub.
     fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.bell.ring();
-        if let Some(t) = lock(&self.thread).take() {
-            let _ = t.join();
+        let Some(t) = lock(&self.thread).take() else {
+            return;
+        };
+        // With `Shared::rest`: either the thread is seen busy here, or it sees `stop` as
+        // soon as it is busy again (both orderings are SeqCst).
+        if self.shared.busy.load(Ordering::SeqCst) {
+            debug!("the source monitor ends when the work at hand (a walk) is done");
+            return;
         }
+        let _ = t.join();
     }
 }
 
@@ -241,6 +289,14 @@ impl Shared {
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// Waits on the bell up to `timeout` (`None`: until rung), the only time the thread is
+    /// not busy (see [`Hub::stop`]); the caller checks [`stopping`](Self::stopping) next.
+    fn rest(&self, timeout: Option<std::time::Duration>) {
+        self.busy.store(false, Ordering::SeqCst);
+        self.bell.wait(timeout);
+        self.busy.store(true, Ordering::SeqCst);
     }
 
     /// The source is watched: every target syncs it whole.
@@ -317,12 +373,16 @@ fn collapse(items: &mut Vec<Item>) {
 }
 
 /// Tells the targets when the hub's thread panics: they show it as failed instead of
-/// waiting silently for changes that no longer come.
+/// waiting silently for changes that no longer come, and the hub leaves the registry so
+/// that a target started later (a restarted job) gets a new one.
 struct PanicReport<'a>(&'a Shared);
 
 impl Drop for PanicReport<'_> {
     fn drop(&mut self) {
         if std::thread::panicking() {
+            // Out of the registry first: a target that joins from now on starts a new hub,
+            // and one that joined before is told below (or by `subscribe`, after this).
+            HUBS.retire(|hub| std::ptr::eq(&*hub.shared, self.0));
             self.0.unwatchable(
                 "the source monitor failed (see the log): nothing is synced until the job is \
                  restarted",

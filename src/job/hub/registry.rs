@@ -5,7 +5,9 @@
 //! end it. Which targets may share is the key's equality; a value is made under the
 //! registry's lock, so two targets starting at once never make two. Ending the value is
 //! the caller's (outside the lock): a hub being stopped must not keep other jobs from
-//! starting or stopping.
+//! starting or stopping. A value that ended by itself (a hub whose thread died) is
+//! [`retire`](Registry::retire)d: it must not be handed to the next holder, who would
+//! wait on it for ever.
 
 use std::sync::{Arc, Mutex};
 
@@ -50,6 +52,18 @@ impl<K: PartialEq, V> Registry<K, V> {
         let i = entries.iter().position(|e| Arc::ptr_eq(&e.value, value))?;
         entries[i].holders -= 1;
         (entries[i].holders == 0).then(|| entries.swap_remove(i).value)
+    }
+
+    /// Takes the value that `which` picks out of the registry, however many hold it: the
+    /// next `join` with its key makes a new one, and its holders' `leave` returns `None`
+    /// (it is no longer theirs to end). False when no value is picked.
+    pub fn retire(&self, which: impl Fn(&V) -> bool) -> bool {
+        let mut entries = self.lock();
+        let Some(i) = entries.iter().position(|e| which(&e.value)) else {
+            return false;
+        };
+        entries.swap_remove(i);
+        true
     }
 
     /// How many values are held.
@@ -109,6 +123,20 @@ mod tests {
         assert_eq!(r.join("web", || Err("no thread")), Err("no thread"));
         assert_eq!(r.len(), 0);
         assert_eq!(*r.join("web", ok(3)).unwrap(), 3);
+    }
+
+    #[test]
+    fn a_retired_value_is_made_anew_and_its_holders_leave_it_alone() {
+        let r: Registry<&str, u32> = Registry::new();
+        let a = r.join("web", ok(1)).unwrap();
+        let b = r.join("web", ok(9)).unwrap();
+        assert!(!r.retire(|v| *v == 2), "nothing picked");
+        assert!(r.retire(|v| *v == 1));
+        let c = r.join("web", ok(2)).unwrap();
+        assert_eq!(*c, 2, "a new value");
+        assert!(r.leave(&a).is_none() && r.leave(&b).is_none());
+        assert_eq!(r.len(), 1, "the new value is still held");
+        assert!(r.leave(&c).is_some());
     }
 
     #[test]

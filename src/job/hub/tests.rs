@@ -209,3 +209,143 @@ fn with_delete_running_the_tree_is_watched_before_the_targets_sync() {
     // The counts are set before `Watched` is sent: the walk was done by then.
     assert_eq!(a.sub.dirs(), (4, 0));
 }
+
+/// Waits (10 s at most) until `job`'s status satisfies `pred`.
+fn wait_status(job: &crate::job::Job, what: &str, pred: impl Fn(&crate::job::Status) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = job.status();
+        if pred(&s) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {:?} {:?}",
+            s.state,
+            s.last_error
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_hub_whose_thread_dies_fails_its_running_targets_and_the_next_join_starts_anew() {
+    use crate::job::{Job, JobOptions, State};
+    let t = tempfile::tempdir().unwrap();
+    let (src, dst) = (t.path().join("src"), t.path().join("dst"));
+    std::fs::create_dir_all(&src).unwrap();
+    let cfg = JobConfig {
+        mode: Mode::Mirror,
+        destination: Destination::Local(dst.clone()),
+        fan_out: vec![Destination::Local(dst.clone())],
+        ..(*target("hub-dies", &src, "/unused")).clone()
+    };
+    let job = Job::start(cfg.clone(), JobOptions::default()).unwrap();
+    wait_status(&job, "initial sync", |s| s.state == State::Watching);
+    // A second target of the file: the handle on the hub the job follows.
+    let mut other = Target::join(&target("hub-dies", &src, "/b"));
+    other.wait_for("Watched", |i| *i == Item::Watched);
+    let hub = other.sub.hub.clone();
+    hub.shared.fail.store(true, Ordering::SeqCst);
+    hub.shared.bell.ring();
+    // The running target shows the hub's death, as a lost source.
+    wait_status(&job, "the hub's death", |s| {
+        s.state == State::Failed
+            && s.last_error
+                .as_ref()
+                .is_some_and(|(_, e)| e.contains("source monitor failed"))
+    });
+    // A target started now (a restarted job) gets a new hub, which watches the source.
+    let mut fresh = Target::join(&target("hub-dies", &src, "/c"));
+    assert!(
+        !Arc::ptr_eq(&fresh.sub.hub, &hub),
+        "the dead hub was handed out"
+    );
+    fresh.wait_for("Watched", |i| *i == Item::Watched);
+    job.stop();
+    job.join();
+    let job = Job::start(cfg, JobOptions::default()).unwrap();
+    wait_status(&job, "initial sync after the restart", |s| {
+        s.state == State::Watching
+    });
+    std::fs::write(src.join("after"), "x").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read(dst.join("after")).ok().as_deref() != Some(b"x") {
+        assert!(Instant::now() < deadline, "the restarted job syncs nothing");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    drop(other);
+}
+
+#[test]
+fn one_large_hand_over_reaches_a_target_whole_and_a_target_that_takes_nothing_is_collapsed() {
+    let inbox = Inbox {
+        backlog: Default::default(),
+        bell: Arc::new(Bell::new()),
+        status: SharedStatus::new(None),
+    };
+    let big: Vec<Item> = (0..BACKLOG_MAX + 10)
+        .map(|i| change(&format!("d{i}")))
+        .collect();
+    let collapsed = |got: &VecDeque<Item>| got.contains(&Item::Change(Change::Rescan));
+    // An untar's catch-up, say, then the next event before the target took it.
+    inbox.put(&big);
+    inbox.put(&[change("next")]);
+    let mut got = VecDeque::new();
+    inbox.take(&mut got);
+    assert_eq!(got.len(), big.len() + 1, "every change, as handed over");
+    assert!(!collapsed(&got) && !got.contains(&Item::Overflow));
+    assert_eq!(got.back(), Some(&change("next")));
+    // A target that takes nothing while changes keep coming falls behind.
+    got.clear();
+    for i in 0..=BACKLOG_MAX + 1 {
+        inbox.put(&[change(&format!("f{i}"))]);
+    }
+    inbox.take(&mut got);
+    assert!(collapsed(&got) && got.len() < 10, "{} items", got.len());
+    // So does one that has not taken a large hand-over when the next comes.
+    got.clear();
+    inbox.put(&big);
+    inbox.put(&big);
+    inbox.take(&mut got);
+    assert!(collapsed(&got) && got.len() < 10, "{} items", got.len());
+}
+
+/// A source of `n` × `n` directories below the root's `n`.
+fn wide_tree(src: &Path, n: usize) -> usize {
+    for i in 0..n {
+        for j in 0..n {
+            std::fs::create_dir_all(src.join(format!("d{i}/e{j}"))).unwrap();
+        }
+    }
+    1 + n + n * n
+}
+
+#[test]
+fn the_last_target_leaving_during_a_walk_does_not_wait_for_it() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    let dirs = wide_tree(&src, 141);
+    // How long a whole walk of the tree takes here.
+    let started = Instant::now();
+    let mut a = Target::join(&target("hub-walk-whole", &src, "/a"));
+    a.wait_walked(dirs);
+    let walk = started.elapsed();
+    drop(a);
+    // `Watched` comes as the walk starts (the targets' syncs run beside it).
+    let mut b = Target::join(&target("hub-walk-stop", &src, "/a"));
+    b.wait_for("Watched", |i| *i == Item::Watched);
+    let hub = b.sub.hub.clone();
+    assert!(
+        b.sub.dirs().0 < dirs,
+        "walked already: the test proves nothing"
+    );
+    let stopping = Instant::now();
+    drop(b);
+    let stop = stopping.elapsed();
+    assert!(hub.shared.stopping());
+    assert!(
+        stop * 4 < walk,
+        "the stop took {stop:?}, a whole walk {walk:?}"
+    );
+}

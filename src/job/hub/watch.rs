@@ -4,7 +4,9 @@
 //! (with backoff) while the source cannot be watched, walks it, reads events, resolves
 //! unpaired moves, re-walks after lost events, and rescans the directories the watch limit
 //! left unwatched. It sleeps on its bell until events arrive, the monitor's next deadline
-//! or the next rescan of unwatched directories: an idle hub makes no wake-ups.
+//! or the next rescan of unwatched directories: an idle hub makes no wake-ups. It waits in
+//! [`Shared::rest`] only: at any other time it is busy, and a hub stopped then is not waited
+//! for (see `Hub::stop`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -70,7 +72,7 @@ fn sleep(hub: &Shared, d: Duration) {
         if now >= until {
             break;
         }
-        hub.bell.wait(Some(until - now));
+        hub.rest(Some(until - now));
     }
 }
 
@@ -104,10 +106,13 @@ fn watch(hub: &Shared, cfg: &JobConfig, mon: &mut PlatformMonitor) -> End {
             .flatten()
             .min();
         // Round up so that a deadline a fraction of a millisecond away does not spin.
-        hub.bell
-            .wait(next.map(|t| t.saturating_duration_since(now) + Duration::from_micros(999)));
+        hub.rest(next.map(|t| t.saturating_duration_since(now) + Duration::from_micros(999)));
         if hub.stopping() {
             return End::Stop;
+        }
+        #[cfg(test)]
+        if hub.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            panic!("the hub's thread fails: a test asked");
         }
         if read(hub, cfg, mon, &mut items) {
             return End::RootGone;

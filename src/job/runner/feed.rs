@@ -4,7 +4,8 @@
 //! Everything that is the target's own stays here and works as for any job: its queue,
 //! schedule, retries, workers and status. The hub's `Watched` plays the part of the
 //! monitor's start (a full sync, unless the job starts with `initial_sync = false`), and
-//! its `RootGone` that of the source's loss: the target waits for the next `Watched`.
+//! its `RootGone` that of the source's loss: the target waits for the next `Watched`. An
+//! `Unwatchable` while watching (the hub's thread died) is a loss of the source too.
 //! Items that come while the source is not watched are covered by the full sync after it.
 
 use std::collections::VecDeque;
@@ -115,7 +116,13 @@ impl Runner {
                 // The hub sends none while it watches (`RootGone` comes first); were one
                 // to come, a full sync is what it asks for.
                 Item::Watched => self.begin_full_sync(false, now),
-                Item::Unwatchable(_) => {}
+                // The hub's thread died: nothing more comes. As the source's loss, and
+                // the item waits for `await_watched`, which shows why.
+                Item::Unwatchable(why) => {
+                    changes.push(Change::RootGone);
+                    feed.pending.push_front(Item::Unwatchable(why));
+                    return;
+                }
             }
         }
     }
