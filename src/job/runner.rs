@@ -105,7 +105,9 @@ impl Runner {
             let bell = self.bell.clone();
             let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || bell.ring());
             let e = match PlatformMonitor::start(&self.cfg.source, self.filter.clone(), wake) {
-                Ok(m) => {
+                Ok(mut m) => {
+                    // A walk of a huge tree ends early on a stop instead of holding it.
+                    m.stop_when(self.stop.clone());
                     self.schedule.source_watched();
                     return Some(m);
                 }

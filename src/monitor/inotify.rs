@@ -54,6 +54,12 @@ impl InotifyMonitor {
         })
     }
 
+    /// Walks (the first, a re-walk after lost events, a new directory's) end early once
+    /// `flag` is set: the owner is stopping and drops the monitor next.
+    pub fn stop_when(&mut self, flag: Arc<std::sync::atomic::AtomicBool>) {
+        self.watcher.stop_when(flag);
+    }
+
     /// Now, if [`walk`](Self::walk) can catch up with changes made since now (the source
     /// keeps change times from this kernel's clock): a full sync may then start before it.
     pub fn catch_up_from_now(&self) -> Option<Since> {

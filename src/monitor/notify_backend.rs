@@ -56,6 +56,9 @@ impl NotifyMonitor {
 
     pub fn walk(&mut self, _since: Option<super::Since>, _out: &mut impl FnMut(Change)) {}
 
+    /// `notify` walks as it starts watching: there is no walk here to end early.
+    pub fn stop_when(&mut self, _flag: std::sync::Arc<std::sync::atomic::AtomicBool>) {}
+
     /// `notify` rescans by itself: a lost event is reported as a rescan at once.
     pub fn rescan_pending(&self) -> bool {
         false

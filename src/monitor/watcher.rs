@@ -17,6 +17,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use inotify::WatchMask;
 use tracing::{error, warn};
@@ -106,6 +107,9 @@ pub struct Watcher {
     filter: Arc<Filter>,
     /// Set when a watch could not be added for lack of resources; reported once per walk.
     watch_limit_hit: bool,
+    /// Walks end early once this is set: the monitor's owner is stopping, and a walk of a
+    /// huge tree takes seconds that a SIGTERM or a reload must not wait for.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl Watcher {
@@ -115,7 +119,20 @@ impl Watcher {
             root: root.to_path_buf(),
             filter,
             watch_limit_hit: false,
+            stop: None,
         }
+    }
+
+    /// Walks end early once `flag` is set (what they leave unwatched is the caller's to
+    /// drop: it is stopping).
+    pub fn stop_when(&mut self, flag: Arc<AtomicBool>) {
+        self.stop = Some(flag);
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
     }
 
     pub fn filter(&self) -> &Filter {
@@ -238,6 +255,10 @@ impl Watcher {
     /// meanwhile is seen by one or the other.
     fn run(&mut self, view: &mut View, walk: &mut Walk, held: &HashSet<i32>) {
         while let Some(v) = walk.stack.pop() {
+            if self.stopping() {
+                walk.stack.clear();
+                return;
+            }
             let name = relpath::name(&v.rel).to_os_string();
             let parent = match v.dir {
                 Some(d) => Ok(d),

@@ -34,8 +34,8 @@
 //!
 //! Which targets share a hub is decided by what the monitor's output depends on: the job
 //! file, its source, its filter, and its `delete` (which orders the walk). Targets join on
-//! start and leave on stop; the last to leave stops the hub and waits for its thread, unless
-//! the thread is busy walking the tree (it ends when the walk is done, unwaited for). So a
+//! start and leave on stop; the last to leave stops the hub and waits for its thread (a walk
+//! in progress ends at the next directory). So a
 //! reload that edits one destination restarts that target only, and it joins the running
 //! hub; one that changes the source or the rules restarts every target, and a new hub.
 
@@ -48,7 +48,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use anyhow::Context;
-use tracing::{debug, info_span, warn};
+use tracing::{info_span, warn};
 
 use super::bell::Bell;
 use super::status::SharedStatus;
@@ -93,10 +93,8 @@ struct Shared {
     targets: Mutex<Targets>,
     watched: AtomicUsize,
     unwatched: AtomicUsize,
-    stop: AtomicBool,
-    /// The thread is at work (in the monitor: a walk of a large tree takes seconds), not
-    /// waiting on its bell: [`Hub::stop`] does not wait for it.
-    busy: AtomicBool,
+    /// Set to stop the thread; the monitor's walks read it too (`stop_when`).
+    stop: Arc<AtomicBool>,
     /// The hub thread's: rung by the monitor when events arrive, and to stop.
     bell: Arc<Bell>,
     /// Makes the thread panic when it next wakes: how tests kill a hub.
@@ -227,8 +225,7 @@ impl Hub {
             }),
             watched: AtomicUsize::new(0),
             unwatched: AtomicUsize::new(0),
-            stop: AtomicBool::new(false),
-            busy: AtomicBool::new(true),
+            stop: Arc::new(AtomicBool::new(false)),
             bell: Arc::new(Bell::new()),
             #[cfg(test)]
             fail: AtomicBool::new(false),
@@ -248,24 +245,15 @@ impl Hub {
         })
     }
 
-    /// Stops the thread (the last target left), and waits for it if it was waiting on its
-    /// bell: it ends at once. One at work is left to end by itself when that work is done:
-    /// the monitor cannot stop a walk halfway, and a walk of a huge tree takes seconds that
-    /// the daemon's SIGTERM or a reload must not wait. What it finds then reaches no
-    /// target, and a target joining meanwhile starts a new hub.
+    /// Stops the thread (the last target left) and waits for it: a walk in progress ends
+    /// at its next directory, so that neither the daemon's SIGTERM nor a reload waits for a
+    /// walk of a huge tree.
     fn stop(&self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.bell.ring();
-        let Some(t) = lock(&self.thread).take() else {
-            return;
-        };
-        // With `Shared::rest`: either the thread is seen busy here, or it sees `stop` as
-        // soon as it is busy again (both orderings are SeqCst).
-        if self.shared.busy.load(Ordering::SeqCst) {
-            debug!("the source monitor ends when the work at hand (a walk) is done");
-            return;
+        if let Some(t) = lock(&self.thread).take() {
+            let _ = t.join();
         }
-        let _ = t.join();
     }
 }
 
@@ -291,12 +279,10 @@ impl Shared {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// Waits on the bell up to `timeout` (`None`: until rung), the only time the thread is
-    /// not busy (see [`Hub::stop`]); the caller checks [`stopping`](Self::stopping) next.
+    /// Waits on the bell up to `timeout` (`None`: until rung); the caller checks
+    /// [`stopping`](Self::stopping) next.
     fn rest(&self, timeout: Option<std::time::Duration>) {
-        self.busy.store(false, Ordering::SeqCst);
         self.bell.wait(timeout);
-        self.busy.store(true, Ordering::SeqCst);
     }
 
     /// The source is watched: every target syncs it whole.

@@ -321,8 +321,10 @@ fn wide_tree(src: &Path, n: usize) -> usize {
     1 + n + n * n
 }
 
+/// The last target leaving stops the hub and waits for its thread: a walk in progress ends
+/// early (the monitor reads the hub's stop), not after the whole tree.
 #[test]
-fn the_last_target_leaving_during_a_walk_does_not_wait_for_it() {
+fn the_last_target_leaving_during_a_walk_ends_the_walk_early() {
     let t = tempfile::tempdir().unwrap();
     let src = t.path().join("src");
     let dirs = wide_tree(&src, 141);

@@ -4,9 +4,8 @@
 //! (with backoff) while the source cannot be watched, walks it, reads events, resolves
 //! unpaired moves, re-walks after lost events, and rescans the directories the watch limit
 //! left unwatched. It sleeps on its bell until events arrive, the monitor's next deadline
-//! or the next rescan of unwatched directories: an idle hub makes no wake-ups. It waits in
-//! [`Shared::rest`] only: at any other time it is busy, and a hub stopped then is not waited
-//! for (see `Hub::stop`).
+//! or the next rescan of unwatched directories: an idle hub makes no wake-ups. The
+//! monitor's walks end early when the hub stops (`stop_when`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +45,10 @@ fn watch_source(hub: &Shared, cfg: &JobConfig) -> Option<PlatformMonitor> {
         let bell = hub.bell.clone();
         let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || bell.ring());
         let e = match PlatformMonitor::start(&cfg.source, cfg.filter(), wake) {
-            Ok(m) => return Some(m),
+            Ok(mut m) => {
+                m.stop_when(hub.stop.clone());
+                return Some(m);
+            }
             Err(e) => e,
         };
         failures += 1;
