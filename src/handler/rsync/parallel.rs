@@ -1,8 +1,8 @@
 //! A full sync as several rsync runs at once. One rsync keeps about one and a half cores
 //! busy whatever the machine (its sender, generator and receiver wait on each other), so
 //! with cores to spare the source's directories are shared among up to `lanes` runs at
-//! once, each a recursive `--files-from` list of some of them: a tree of 100k directories
-//! copies in 0.7× the time of one run on 2 cores.
+//! once, each a recursive `--files-from` list of some of them. On 2 cores, two rsyncs copy
+//! a tree of 100k directories in 0.73× the time of one (4.0 s against 5.5 s, sandboxed).
 //!
 //! The parts are the top-level directories or, when there are too few of them to share (a
 //! source holding only `html/`), the directories inside them, a few levels down ([`plan`]).
