@@ -105,9 +105,10 @@ impl Runner {
             let bell = self.bell.clone();
             let wake: Arc<dyn Fn() + Send + Sync> = Arc::new(move || bell.ring());
             let e = match PlatformMonitor::start(&self.cfg.source, self.filter.clone(), wake) {
-                Ok(mut m) => {
-                    // A walk of a huge tree ends early on a stop instead of holding it.
-                    m.stop_when(self.stop.clone());
+                Ok(m) => {
+                    // No `stop_when`: a walk beside a full sync is what catches up with
+                    // directories the sync passed before their watch existed, and the
+                    // shutdown's last sync needs all of it.
                     self.schedule.source_watched();
                     return Some(m);
                 }

@@ -65,12 +65,14 @@ pub(crate) fn dest_arg(destination: &Destination) -> OsString {
 }
 
 /// True when the user's `[rsync] args` hold filters of their own (`--exclude`, `--include`,
-/// `--filter`, `-f`, `-F`, `-C`): rsync may then leave out what the job's filter would send.
+/// `--filter`, `-f`, `-F`, `-C`, alone or in a cluster such as `-vf`): rsync may then leave
+/// out what the job's filter would send.
 pub(crate) fn has_own_filters(args: &[String]) -> bool {
     args.iter().any(|a| {
         let a = a.as_str();
-        ["-C", "-F", "-f", "--cvs-exclude"].contains(&a)
-            || ["--exclude", "--include", "--filter"]
+        let short = a.strip_prefix('-').filter(|s| !s.starts_with('-'));
+        short.is_some_and(|s| s.contains(['C', 'F', 'f']))
+            || ["--cvs-exclude", "--exclude", "--include", "--filter"]
                 .iter()
                 .any(|o| a.starts_with(o))
     })

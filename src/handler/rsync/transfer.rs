@@ -147,32 +147,24 @@ impl RsyncHandler {
         excludes: &[u8],
         hidden: &[Vec<u8>],
     ) -> Result<Outcome, HandlerError> {
-        let args = &self.target.options.args;
-        let plan = (self.lanes > 1
+        let dirs = (self.lanes > 1
             && self.progress.is_none()
             && self.target.is_shell_or_local()
-            && parallel::splits(args))
-        .then(|| {
-            let own_filters = args::has_own_filters(args);
-            parallel::plan(
-                &self.target.source,
-                &self.target.filter,
-                own_filters,
-                self.lanes,
-            )
-        })
+            && parallel::splits(&self.target.options.args))
+        .then(|| parallel::top_level_dirs(&self.target.source))
         .flatten();
-        let Some(plan) = plan else {
+        let Some(dirs) = dirs else {
             return self.transfer_pass(deletes, &Pass::Full, Vec::new(), excludes, hidden);
         };
         let itemize = self.count_changes;
-        let list = parallel::one_level_list(&plan.one_level);
-        let r = |pass: &Pass, list| {
+        let run = |pass: &Pass, list| {
             self.run_rsync_pass(deletes, pass, list, itemize, excludes, hidden, &[])
         };
-        let mut outcome = r(&Pass::DirAttrs, list)?;
-        let parts = parallel::Parts::new(&plan.parts, self.lanes);
+        let mut outcome = run(&Pass::DirAttrs, b".\0".to_vec())?;
+        let parts = parallel::Parts::new(&dirs, self.lanes);
+        let span = tracing::Span::current();
         let lane = || -> Result<Outcome, HandlerError> {
+            let _in_job = span.enter();
             let mut outcome = Outcome::default();
             while let Some(chunk) = parts.take() {
                 let batch = Batch {
@@ -184,12 +176,18 @@ impl RsyncHandler {
                     batch: &batch,
                     missing_args: false,
                 };
-                outcome.absorb(r(&pass, args::files_from_list(&batch))?);
+                match run(&pass, args::files_from_list(&batch)) {
+                    Ok(o) => outcome.absorb(o),
+                    Err(e) => {
+                        parts.fail();
+                        return Err(e);
+                    }
+                }
             }
             Ok(outcome)
         };
         let lanes = std::thread::scope(|s| {
-            let others: Vec<_> = (1..self.lanes.min(plan.parts.len()))
+            let others: Vec<_> = (1..self.lanes.min(dirs.len()))
                 .map(|_| s.spawn(lane))
                 .collect();
             let mut all = vec![lane()];
@@ -200,10 +198,18 @@ impl RsyncHandler {
             );
             all
         });
+        // A path too deep for rsync is told first: it is what hands the sync to the mirror.
+        let mut failed: Vec<HandlerError> = Vec::new();
         for r in lanes {
-            outcome.absorb(r?);
+            match r {
+                Ok(o) => outcome.absorb(o),
+                Err(e) => failed.push(e),
+            }
         }
-        Ok(outcome)
+        match failed.iter().position(super::too_deep_for_rsync) {
+            Some(i) => Err(failed.swap_remove(i)),
+            None => failed.into_iter().next().map_or(Ok(outcome), Err),
+        }
     }
 
     /// The paths of a live batch: one rsync run, or two for a receiver that rejects
