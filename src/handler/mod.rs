@@ -154,6 +154,22 @@ pub trait Handler: Send + Sync {
         None
     }
 
+    /// True when every run of a live batch sets the root's attributes as it finds them at
+    /// the source (rsync sends `.` as the implied directory of each `./PATH`): the job
+    /// then leaves the root out of the repair of a run that ended after a newer one while
+    /// changes are queued, since the next run sets it.
+    fn sets_root_each_run(&self) -> bool {
+        false
+    }
+
+    /// True when a run sets the attributes of its directories when it ends, as it saw them
+    /// (rsync sets every directory of its list again then; the mirror reads the source as
+    /// it sets them): runs then set them in the order they end. A command may set one at
+    /// any time in its run.
+    fn sets_dirs_at_end(&self) -> bool {
+        false
+    }
+
     /// True when `e` says the call itself is wrong (rsync's usage, protocol and
     /// unsupported-action errors): retrying the same call cannot help, and the job says so.
     fn is_permanent(&self, _e: &HandlerError) -> bool {

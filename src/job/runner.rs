@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crossbeam_channel::Receiver;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Delete, JobConfig, Mode};
+use crate::config::{Delete, JobConfig};
 use crate::handler::{Handler, HandlerError, Outcome};
 use crate::model::{Batch, Change};
 use crate::monitor::PlatformMonitor;
@@ -510,7 +510,7 @@ impl Runner {
             g.commit(done.id, done.result.is_ok());
         }
         self.pool.collect();
-        let times = dir_times(&self.cfg);
+        let times = dir_times(&*self.handler);
         let regressed = self
             .inflight
             .finish(done.id, &done.batch, done.result.is_ok(), times);
@@ -552,7 +552,7 @@ impl Runner {
     /// directory above the paths it is given (the root included, through `./`). When an
     /// older run finishes after a newer one, the directories both set (`dirs`, from
     /// [`InFlight::finish`]) may keep the older run's view of them: their attributes are
-    /// synced again. With rsync ([`runs_set_the_root`]), the root is left out while changes
+    /// synced again. With rsync ([`Handler::sets_root_each_run`]), the root is left out while changes
     /// are queued: the run that takes them starts after this one ended and sets it (it is
     /// above every path). Under churn this keeps the root, which overlaps every path, from
     /// holding back the next window whole. Other handlers need not set the root in every
@@ -565,7 +565,7 @@ impl Runner {
     /// ends after an older run below it may still have been overtaken by it, and the
     /// directory is synced again too.
     fn resync_ancestors(&mut self, id: u64, mut dirs: Vec<PathBuf>, now: Instant) {
-        if !self.queues[Lane::Normal].is_empty() && runs_set_the_root(&self.cfg) {
+        if !self.queues[Lane::Normal].is_empty() && self.handler.sets_root_each_run() {
             dirs.retain(|d| !d.as_os_str().is_empty());
         }
         if !dirs.is_empty() {
@@ -700,26 +700,12 @@ fn log_verification(repaired: Option<u64>) {
     }
 }
 
-/// Whether every run of the job's handler sets the root's attributes as it finds them at
-/// the source: rsync's does, which is given every path as `./PATH` and sends `.` as its
-/// implied directory, unless `--no-implied-dirs` is among its args. What a command or
-/// rclone does with the root is not known here.
-fn runs_set_the_root(cfg: &JobConfig) -> bool {
-    cfg.mode == Mode::Rsync
-        && !cfg
-            .rsync
-            .args
-            .iter()
-            .any(|a| a == "--no-implied-dirs" || a == "--no-i-d")
-}
-
-/// When the job's handler sets the attributes of directories: rsync's runs set every
-/// directory of their lists again when they end, and the mirror's from the source as it
-/// sets them; what a command or rclone does, and when, is not known here.
-fn dir_times(cfg: &JobConfig) -> DirTimes {
-    match cfg.mode {
-        Mode::Rsync | Mode::Mirror => DirTimes::AtEnd,
-        _ => DirTimes::Anytime,
+/// When the job's handler sets the attributes of directories ([`Handler::sets_dirs_at_end`]).
+fn dir_times(handler: &dyn Handler) -> DirTimes {
+    if handler.sets_dirs_at_end() {
+        DirTimes::AtEnd
+    } else {
+        DirTimes::Anytime
     }
 }
 

@@ -284,6 +284,10 @@ impl Handler for MirrorHandler {
         Some(&self.0.source)
     }
 
+    fn sets_dirs_at_end(&self) -> bool {
+        true
+    }
+
     fn local_destination(&self) -> Option<&Path> {
         Some(&self.0.destination)
     }

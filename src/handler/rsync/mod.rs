@@ -216,6 +216,17 @@ impl Handler for RsyncHandler {
         is_usage_error(e)
     }
 
+    fn sets_root_each_run(&self) -> bool {
+        let args = &self.target.options.args;
+        !args
+            .iter()
+            .any(|a| a == "--no-implied-dirs" || a == "--no-i-d")
+    }
+
+    fn sets_dirs_at_end(&self) -> bool {
+        true
+    }
+
     fn prepare(&self) -> Result<Vec<PathBuf>, HandlerError> {
         if let Destination::Local(dst) = &self.target.destination {
             super::ensure_local_destination(dst, self.target.options.run_as.as_ref())?;
