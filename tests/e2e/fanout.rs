@@ -247,6 +247,31 @@ fn a_target_added_by_reload_syncs_the_tree_then_live_changes() {
     }
 }
 
+/// A fan-out job from `src` to `dsts`, started with the kernel's event queue at 16 (restored
+/// once the daemon has its inotify instance), every target synced; `None` (skipped) when the
+/// sysctl cannot be lowered (not root).
+fn start_with_a_small_queue(
+    env: &Env,
+    src: &std::path::Path,
+    dsts: &[std::path::PathBuf],
+) -> Option<Daemon> {
+    fan_out_job(env, src, dsts);
+    let names = names(dsts);
+    let jobs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let Some(mut d) = env.start_with_sysctl(
+        "/proc/sys/fs/inotify/max_queued_events",
+        || "16".to_string(),
+        &jobs,
+    ) else {
+        eprintln!("skipped: cannot lower fs.inotify.max_queued_events (needs root)");
+        return None;
+    };
+    for t in dsts {
+        d.assert_synced(src, t, &[]);
+    }
+    Some(d)
+}
+
 /// The kernel's queue overflows under a burst while the daemon is stopped: the one monitor
 /// rescans, and every target converges.
 #[test]
@@ -255,22 +280,13 @@ fn overflow_converges_on_every_target() {
     let src = env.dir("src");
     populate(&src, "f");
     let dsts: Vec<_> = (0..3).map(|i| env.p(&format!("dst-{i}"))).collect();
-    fan_out_job(&env, &src, &dsts);
-    let names = names(&dsts);
-    let jobs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let Some(mut d) = env.start_with_sysctl(
-        "/proc/sys/fs/inotify/max_queued_events",
-        || "16".to_string(),
-        &jobs,
-    ) else {
-        eprintln!("skipped: cannot lower fs.inotify.max_queued_events (needs root)");
+    let Some(mut d) = start_with_a_small_queue(&env, &src, &dsts) else {
         return;
     };
-    for t in &dsts {
-        d.assert_synced(&src, t, &[]);
-    }
-    // Stopped, the daemon cannot read: the kernel's queue of 16 events overflows for sure.
+    // Stopped, the daemon cannot read: the kernel's queue of 16 events overflows for sure
+    // (every thread stopped first: a signal is delivered when each is next scheduled).
     d.signal(libc::SIGSTOP);
+    wait_stopped(d.pid());
     for i in 0..200 {
         write(&src.join(format!("b/burst-{i}")), "b");
     }
@@ -338,20 +354,9 @@ fn a_source_moved_away_in_the_read_of_an_overflow_converges_on_the_new_one() {
     let src = env.dir("src");
     populate(&src, "f");
     let dsts: Vec<_> = (0..2).map(|i| env.p(&format!("dst-{i}"))).collect();
-    fan_out_job(&env, &src, &dsts);
-    let names = names(&dsts);
-    let jobs: Vec<&str> = names.iter().map(String::as_str).collect();
-    let Some(mut d) = env.start_with_sysctl(
-        "/proc/sys/fs/inotify/max_queued_events",
-        || "16".to_string(),
-        &jobs,
-    ) else {
-        eprintln!("skipped: cannot lower fs.inotify.max_queued_events (needs root)");
+    let Some(mut d) = start_with_a_small_queue(&env, &src, &dsts) else {
         return;
     };
-    for t in &dsts {
-        d.assert_synced(&src, t, &[]);
-    }
     // Stopped, the daemon reads every event at once when it goes on: the root's move first,
     // then the kernel's overflow (its queue holds 16).
     d.signal(libc::SIGSTOP);

@@ -189,6 +189,20 @@ rm -rf "$refs""#,
     )
 }
 
+/// Job `j`: mode `direct` running `command`, `delay` 100 ms, two workers.
+fn direct_job(env: &Env, src: &Path, dst: &Path, command: &Path) {
+    env.write_job(
+        "j",
+        &format!(
+            "source = {}\ndestination = {}\nmode = \"direct\"\ndelay = \"100ms\"\nworkers = 2\n\
+             [command]\npath = {}\n",
+            toml_path(src),
+            toml_path(dst),
+            toml_path(command)
+        ),
+    );
+}
+
 /// Outside rsync, a run that sets the root's times from an older view may finish after a
 /// newer run set them right, while changes below a directory wait for it: the root is
 /// synced again anyway, since the run that takes those changes need not set it.
@@ -198,16 +212,7 @@ fn a_command_run_ending_after_a_newer_one_leaves_the_root_as_the_source() {
     let (src, dst) = (env.dir("src"), env.p("dst"));
     populate(&src, "t");
     let command = parent_setting_command(&env);
-    env.write_job(
-        "j",
-        &format!(
-            "source = {}\ndestination = {}\nmode = \"direct\"\ndelay = \"100ms\"\nworkers = 2\n\
-             [command]\npath = {}\n",
-            toml_path(&src),
-            toml_path(&dst),
-            toml_path(&command)
-        ),
-    );
+    direct_job(&env, &src, &dst, &command);
     let mut d = env.spawn();
     d.assert_synced(&src, &dst, &[]);
     // The slow run sets the root as it is now, when it ends.
@@ -272,16 +277,7 @@ fn a_command_attribute_run_beside_an_older_run_below_it_keeps_the_directory_time
     write(&src.join("d/big"), &"x".repeat(4 << 20));
     write(&src.join("slow"), &"x".repeat(4 << 20));
     let command = per_path_command(&env);
-    env.write_job(
-        "j",
-        &format!(
-            "source = {}\ndestination = {}\nmode = \"direct\"\ndelay = \"100ms\"\nworkers = 2\n\
-             [command]\npath = {}\n",
-            toml_path(&src),
-            toml_path(&dst),
-            toml_path(&command)
-        ),
-    );
+    direct_job(&env, &src, &dst, &command);
     let mut d = env.spawn();
     d.assert_synced(&src, &dst, &[]);
     // The older run: `d/big`, two seconds.
