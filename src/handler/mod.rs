@@ -13,7 +13,7 @@
 //! batch). No handler owns
 //! another: the rsync handler falls back to the mirror *engine*, and the command modes that
 //! run rsync share the rsync handler's [`RsyncTarget`](rsync::RsyncTarget), not the handler.
-//! Beside them: `process` (running a handler program), `timeout` (its watchdog), `receiver`
+//! Beside them: `launch` (starting a handler program), `process` (running it), `timeout` (its watchdog), `receiver`
 //! (what the receiving rsync accepts), `deletions` (deletions as a pass of their own),
 //! `shallow` (the part of a batch rsync can send to a remote destination), `renames`
 //! (replaying renames at the destination), `remote` (ssh destinations), `tally` (what a
@@ -21,6 +21,7 @@
 
 pub mod command;
 pub(crate) mod deletions;
+pub(crate) mod launch;
 pub mod mirror;
 mod process;
 pub mod rclone;
@@ -32,7 +33,8 @@ pub(crate) mod shallow;
 pub mod tally;
 pub(crate) mod timeout;
 
-pub(crate) use process::{Stdout, ensure_local_destination, run_as, run_process, run_process_with};
+pub(crate) use launch::Launch;
+pub(crate) use process::{Stdout, ensure_local_destination, run_process, run_process_with};
 
 use std::path::PathBuf;
 

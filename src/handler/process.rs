@@ -4,20 +4,13 @@
 //! programs expect to exist.
 
 use std::io::{Read, Write};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::ExitStatusExt;
+use std::process::ExitStatus;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::launch::Launch;
 use super::{HandlerError, Outcome, timeout};
-
-/// Makes `cmd` run as the job's `user`/`group`. (std clears the supplementary groups when
-/// root changes the uid.)
-pub(crate) fn run_as(cmd: &mut Command, who: Option<&crate::config::RunAs>) {
-    if let Some(w) = who {
-        cmd.gid(w.gid).uid(w.uid);
-    }
-}
 
 /// Creates a local destination directory that does not exist yet (rsync would create only
 /// its last component), owned by the job's `user` when handlers run as one.
@@ -46,7 +39,7 @@ pub(crate) fn ensure_local_destination(
 /// the error message. Exit codes in `ignore` count as success,
 /// with a warning that `explain(code)` may complete.
 pub(crate) fn run_process(
-    cmd: Command,
+    cmd: Launch,
     program: &str,
     stdin: Option<Vec<u8>>,
     timeout: Option<Duration>,
@@ -68,7 +61,7 @@ pub(crate) enum Stdout {
 
 /// [`run_process`], reading stdout as `stdout` says.
 pub(crate) fn run_process_with(
-    cmd: Command,
+    cmd: Launch,
     program: &str,
     stdin: Option<Vec<u8>>,
     stdout: Stdout,
@@ -77,10 +70,12 @@ pub(crate) fn run_process_with(
     explain: impl Fn(i32) -> &'static str,
 ) -> Result<Outcome, HandlerError> {
     let program = program.to_string();
-    let mut child = spawn_in_group(cmd, stdin.is_some()).map_err(|e| HandlerError::Spawn {
-        program: program.clone(),
-        source: e,
-    })?;
+    let mut child = cmd
+        .start(stdin.is_some())
+        .map_err(|e| HandlerError::Spawn {
+            program: program.clone(),
+            source: e,
+        })?;
     let writer = child.stdin.take().map(|mut pipe| {
         let data = stdin.unwrap_or_default();
         std::thread::spawn(move || {
@@ -118,30 +113,6 @@ pub(crate) fn run_process_with(
         });
     }
     exit_outcome(status, program, stderr, changed, ignore, explain)
-}
-
-/// Starts `cmd` in a process group of its own, stdout and stderr piped, stdin piped when
-/// `stdin` (else none), to die with the thread that started it.
-fn spawn_in_group(mut cmd: Command, stdin: bool) -> std::io::Result<Child> {
-    cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd.process_group(0);
-    // A handler must not outlive a daemon killed with SIGKILL: an orphaned rsync would keep
-    // writing into the destination while the restarted daemon syncs it. SIGTERM lets rsync
-    // remove its temporary files. (The signal fires when the worker thread that started the
-    // handler ends; workers wait for their handlers, so that is only at the daemon's death.)
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl is async-signal-safe; nothing is allocated between fork and exec.
-    unsafe {
-        cmd.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    cmd.spawn()
 }
 
 /// Follows rsync's `--info=progress2` output on a thread of its own, until end of file: each

@@ -146,7 +146,7 @@ fn probe_missing_args(program: &Path) -> MissingArgs {
     if std::fs::create_dir(&src).is_err() || std::fs::create_dir(&dst).is_err() {
         return MissingArgs::Unknown;
     }
-    let mut cmd = Command::new(program);
+    let mut cmd = super::Launch::new(program);
     cmd.args([
         "-a",
         "-r",

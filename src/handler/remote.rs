@@ -6,7 +6,6 @@
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::process::Command;
 use std::time::Duration;
 
 use super::HandlerError;
@@ -45,8 +44,8 @@ pub fn rsync_e(ssh: &SshOptions) -> String {
 /// user, its timeout or 120 s).
 pub fn run_script(opts: &HandlerOptions, host: &str, script: &[u8]) -> Result<(), HandlerError> {
     let argv = opts.ssh.argv();
-    let mut cmd = Command::new(&argv[0]);
-    super::run_as(&mut cmd, opts.run_as.as_ref());
+    let mut cmd = super::Launch::new(&argv[0]);
+    cmd.run_as(opts.run_as.as_ref());
     cmd.args(&argv[1..])
         .args(["-o", "BatchMode=yes", "--", host])
         .arg(OsStr::from_bytes(script));
@@ -71,13 +70,13 @@ pub fn remote_version(opts: &HandlerOptions, dest: &str) -> Option<String> {
         .find_map(|a| a.strip_prefix("--rsync-path="))
         .unwrap_or("rsync");
     let argv = opts.ssh.argv();
-    let mut cmd = Command::new(&argv[0]);
-    super::run_as(&mut cmd, opts.run_as.as_ref());
+    let mut cmd = super::Launch::new(&argv[0]);
+    cmd.run_as(opts.run_as.as_ref());
     // The remote shell runs `--rsync-path` as rsync itself would: it is the admin's text.
     cmd.args(&argv[1..])
         .args(["-o", "BatchMode=yes", "--", host])
         .arg(format!("{program} --version"));
-    super::receiver::version_from(cmd)?.0
+    super::receiver::version_from(cmd.into_command())?.0
 }
 
 #[cfg(test)]

@@ -142,7 +142,7 @@ mod tests {
     use super::*;
 
     /// A thread restricted to read `src` and write `dst` runs rsync between them, and
-    /// cannot read a file beside them.
+    /// neither it nor a program it starts can read a file beside them.
     #[test]
     fn rsync_runs_inside_and_nothing_outside_is_read() {
         if support() == State::Unsupported {
@@ -163,13 +163,19 @@ mod tests {
             s.spawn(|| {
                 let rules = p.rules(&[]).unwrap();
                 rules.enter().unwrap();
-                let status = std::process::Command::new("rsync")
-                    .arg("-a")
-                    .arg(format!("{}/", src.display()))
-                    .arg(format!("{}/", dst.display()))
-                    .status()
-                    .unwrap();
-                (status, std::fs::read(&secret).is_ok())
+                // Started as handlers are (a child sharing the thread's memory until it
+                // executes: it must be as confined as a forked one).
+                let run = |program: &str, args: &[&std::ffi::OsStr]| {
+                    let mut l = crate::handler::Launch::new(program);
+                    l.args(args);
+                    l.start(false).unwrap().wait().unwrap()
+                };
+                let status = run(
+                    "rsync",
+                    &["-a".as_ref(), src.join("").as_ref(), dst.join("").as_ref()],
+                );
+                let cat = run("cat", &[secret.as_ref()]);
+                (status, std::fs::read(&secret).is_ok() || cat.success())
             })
             .join()
             .unwrap()

@@ -4,7 +4,6 @@
 
 use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 
 use tracing::debug;
@@ -15,7 +14,7 @@ use crate::config::{CommandKind, Placeholder};
 use crate::fs::Lookup;
 use crate::handler::deletions::DeletionPass;
 use crate::handler::rsync::{Pass, files_from_list, rsync_args};
-use crate::handler::{HandlerError, Outcome};
+use crate::handler::{HandlerError, Launch, Outcome};
 use crate::model::{Batch, Entry};
 use crate::relpath;
 
@@ -197,9 +196,9 @@ impl CommandHandler {
 
     /// The program with `argv`, as the job's `user`, in the source directory, with the
     /// `CLSYNC_*` environment.
-    fn command(&self, argv: &[OsString], v: &Values<'_>) -> Command {
-        let mut cmd = Command::new(&self.options.path);
-        crate::handler::run_as(&mut cmd, self.rsync.options.run_as.as_ref());
+    fn command(&self, argv: &[OsString], v: &Values<'_>) -> Launch {
+        let mut cmd = Launch::new(&self.options.path);
+        cmd.run_as(self.rsync.options.run_as.as_ref());
         cmd.args(argv)
             .current_dir(&self.source)
             .env("CLSYNC_JOB", &self.job)

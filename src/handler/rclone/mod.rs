@@ -18,7 +18,6 @@
 mod plan;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tracing::debug;
 
@@ -61,8 +60,8 @@ impl RcloneHandler {
         with_source: bool,
         stdin: Vec<u8>,
     ) -> Result<Outcome, HandlerError> {
-        let mut cmd = Command::new(&self.rclone.path);
-        super::run_as(&mut cmd, self.options.run_as.as_ref());
+        let mut cmd = super::Launch::new(&self.rclone.path);
+        cmd.run_as(self.options.run_as.as_ref());
         cmd.arg(subcommand).arg("--retries=1");
         if let Some(c) = &self.rclone.config {
             cmd.arg("--config").arg(c);

@@ -343,8 +343,8 @@ impl RsyncHandler {
         } else {
             Some(self.list_file(".clsync-exclude.", excludes)?)
         };
-        let mut cmd = Command::new(&self.target.options.path);
-        crate::handler::run_as(&mut cmd, self.target.options.run_as.as_ref());
+        let mut cmd = crate::handler::Launch::new(&self.target.options.path);
+        cmd.run_as(self.target.options.run_as.as_ref());
         // Kept alive until rsync has exited.
         let _rules_file = self.merge_rules(&mut cmd, hidden, extra)?;
         let progress = self.progress.as_ref().filter(|_| full);
