@@ -4,34 +4,45 @@
 //! defaults, a process group of its own, the death signal, stdio, the directory.
 //!
 //! The child runs on a stack of its own in the daemon's address space while the thread that
-//! started it waits (`CLONE_VFORK`), so everything it needs is made before (paths, argument
-//! and environment vectors, pipes) and it calls nothing but system calls: no allocation, no
-//! lock, no errno read by the daemon (the child's errno is the waiting thread's, and is
-//! written only while that thread waits). Every signal is blocked across the clone, so no
-//! handler of the daemon runs on the child's stack before the child has reset them.
+//! started it waits (`CLONE_VFORK`), so everything it needs is made before (the program found
+//! on PATH as `execvp` would, argument and environment vectors, pipes) and it calls nothing
+//! but system-call wrappers: no allocation, no lock, no errno read by the daemon (the child's
+//! errno is the waiting thread's, and is written only while that thread waits). Every signal,
+//! the C library's own included, is blocked across the clone (with the raw system call:
+//! `pthread_sigmask` leaves those two open), so no handler of the daemon runs on the child's
+//! stack before the child has reset them. glibc's `clone` wrapper is safe with `CLONE_VM`
+//! from 2.24 on (Debian 10 has 2.28).
 
 use std::ffi::{CString, OsStr, OsString, c_int, c_void};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
 use std::process::Command;
 
 use super::{Started, Waiter};
 
-/// The child's stack: it makes only system calls.
+/// The child's stack: it makes only system calls, a few hundred bytes deep (it has no guard
+/// page, as glibc's `posix_spawn` stack has none).
 const STACK: usize = 64 * 1024;
 
 /// What the child reads, all made before the clone, and the error it leaves.
 struct Plan {
     path: CString,
     argv: Vec<*const libc::c_char>,
+    /// `/bin/sh PATH ARGS...`, for a program the kernel cannot execute (a script without
+    /// `#!`), as `execvp` would run it.
+    sh_argv: Vec<*const libc::c_char>,
     envp: Vec<*const libc::c_char>,
     dir: Option<CString>,
     /// The child's stdin, stdout and stderr.
     stdio: [RawFd; 3],
-    /// The signal mask to restore before executing.
-    mask: libc::sigset_t,
+    /// The signal mask to restore before executing (the kernel's 64 bits).
+    mask: u64,
+    /// The daemon's pid: a child whose parent is another one was orphaned before its death
+    /// signal was set, and does not run.
+    parent: libc::pid_t,
     /// The error of the step that failed, 0 if none (the child then executed).
     errno: c_int,
 }
@@ -39,12 +50,17 @@ struct Plan {
 /// Starts `cmd` (its program, arguments, directory and environment changes) with `stdin`
 /// piped or `/dev/null`, stdout and stderr piped.
 pub(super) fn start(cmd: &Command, stdin: bool) -> io::Result<Started> {
-    let path = cstring(resolve(cmd.get_program())?.into_os_string().into_vec())?;
+    let path = cstring(resolve(cmd)?.into_os_string().into_vec())?;
     let argv0 = std::iter::once(cmd.get_program());
     let args: Vec<CString> = argv0
         .chain(cmd.get_args())
         .map(|a| cstring(a.as_bytes().to_vec()))
         .collect::<io::Result<_>>()?;
+    let sh = c"/bin/sh";
+    let sh_argv: Vec<_> = [sh.as_ptr(), path.as_ptr()]
+        .into_iter()
+        .chain(vectors(&args[1..]))
+        .collect();
     let env = environment(cmd)?;
     let dir = cmd
         .get_current_dir()
@@ -61,6 +77,7 @@ pub(super) fn start(cmd: &Command, stdin: bool) -> io::Result<Started> {
     let mut plan = Plan {
         path,
         argv: vectors(&args),
+        sh_argv,
         envp: vectors(&env),
         dir,
         stdio: [
@@ -68,12 +85,8 @@ pub(super) fn start(cmd: &Command, stdin: bool) -> io::Result<Started> {
             child_out.as_raw_fd(),
             child_err.as_raw_fd(),
         ],
-        // SAFETY: a sigset_t is plain data; sigemptyset makes it a valid one.
-        mask: unsafe {
-            let mut s = std::mem::zeroed();
-            libc::sigemptyset(&mut s);
-            s
-        },
+        mask: 0,
+        parent: std::process::id() as libc::pid_t,
         errno: 0,
     };
     let pid = clone(&mut plan)?;
@@ -92,11 +105,37 @@ pub(super) fn start(cmd: &Command, stdin: bool) -> io::Result<Started> {
     Ok(started)
 }
 
-/// The program's path: as given when it names a directory, else found on PATH (as std
-/// does with the daemon's PATH).
-fn resolve(program: &OsStr) -> io::Result<std::path::PathBuf> {
-    crate::program::locate(program.as_ref())
-        .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+/// The program's path as `execvp` finds it: as given when it names a directory, else the
+/// first executable file of that name in the command's PATH (the daemon's, else
+/// `/bin:/usr/bin`). A relative PATH entry is relative to the command's directory.
+fn resolve(cmd: &Command) -> io::Result<PathBuf> {
+    let program = cmd.get_program();
+    if program.as_bytes().contains(&b'/') {
+        return Ok(program.into());
+    }
+    let set = cmd.get_envs().find(|(k, _)| *k == "PATH").map(|(_, v)| v);
+    let path = match set {
+        Some(v) => v.map(OsStr::to_owned),
+        None => std::env::var_os("PATH"),
+    }
+    .unwrap_or_else(|| "/bin:/usr/bin".into());
+    let mut denied = false;
+    for dir in std::env::split_paths(&path) {
+        let candidate = dir.join(program);
+        let seen = match cmd.get_current_dir() {
+            Some(d) if candidate.is_relative() => d.join(&candidate),
+            _ => candidate.clone(),
+        };
+        if !seen.is_file() {
+            continue;
+        }
+        if nix::unistd::access(&seen, nix::unistd::AccessFlags::X_OK).is_ok() {
+            return Ok(candidate);
+        }
+        denied = true;
+    }
+    let errno = if denied { libc::EACCES } else { libc::ENOENT };
+    Err(io::Error::from_raw_os_error(errno))
 }
 
 /// The daemon's environment with the command's changes, as `KEY=VALUE` strings.
@@ -158,9 +197,7 @@ fn clone(plan: &mut Plan) -> io::Result<libc::pid_t> {
     unsafe {
         let top = stack.as_mut_ptr().add(STACK);
         let top = top.sub(top as usize % 16) as *mut c_void;
-        let mut all = std::mem::zeroed();
-        libc::sigfillset(&mut all);
-        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut plan.mask);
+        sigmask(&!0u64, &mut plan.mask);
         let pid = libc::clone(
             child,
             top,
@@ -168,12 +205,22 @@ fn clone(plan: &mut Plan) -> io::Result<libc::pid_t> {
             plan as *mut Plan as *mut c_void,
         );
         let error = io::Error::last_os_error();
-        libc::pthread_sigmask(libc::SIG_SETMASK, &plan.mask, std::ptr::null_mut());
+        sigmask(&plan.mask, std::ptr::null_mut());
         if pid < 0 {
             return Err(error);
         }
         Ok(pid)
     }
+}
+
+/// Sets the calling thread's signal mask to `mask` (all 64 signals, the C library's own
+/// too), the previous one into `old` unless null.
+///
+/// # Safety
+/// `old` is null or valid for a write.
+unsafe fn sigmask(mask: &u64, old: *mut u64) -> c_int {
+    // SAFETY: the kernel reads 8 bytes at `mask` and writes 8 at `old`.
+    unsafe { libc::syscall(libc::SYS_rt_sigprocmask, libc::SIG_SETMASK, mask, old, 8) as c_int }
 }
 
 /// The child: only system calls from here to `execve`.
@@ -184,9 +231,12 @@ extern "C" fn child(arg: *mut c_void) -> c_int {
         let plan = &mut *(arg as *mut Plan);
         let errno = prepare(plan).err().unwrap_or_else(|| {
             libc::execve(plan.path.as_ptr(), plan.argv.as_ptr(), plan.envp.as_ptr());
+            if *libc::__errno_location() == libc::ENOEXEC {
+                libc::execve(plan.sh_argv[0], plan.sh_argv.as_ptr(), plan.envp.as_ptr());
+            }
             *libc::__errno_location()
         });
-        plan.errno = errno.max(1);
+        plan.errno = if errno == 0 { libc::ECHILD } else { errno };
         libc::_exit(127)
     }
 }
@@ -206,7 +256,10 @@ unsafe fn prepare(plan: &Plan) -> Result<(), c_int> {
     unsafe {
         // Signals the daemon handles would run its handlers on this stack, and SIGPIPE,
         // which Rust's runtime ignores, is the default again for the program (as with std).
-        for sig in 1..libc::SIGRTMAX() {
+        // The C library's own two (32, 33) cannot be changed here; they stay blocked until
+        // just before `execve`, and their handlers act only on signals sent to the daemon's
+        // threads.
+        for sig in 1..=libc::SIGRTMAX() {
             let mut old: libc::sigaction = std::mem::zeroed();
             if sig == libc::SIGKILL
                 || sig == libc::SIGSTOP
@@ -224,6 +277,9 @@ unsafe fn prepare(plan: &Plan) -> Result<(), c_int> {
         }
         check(libc::setpgid(0, 0))?;
         check(libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM))?;
+        if libc::getppid() != plan.parent {
+            return Err(libc::ESRCH);
+        }
         for (target, &fd) in plan.stdio.iter().enumerate() {
             let target = target as RawFd;
             if fd == target {
@@ -235,10 +291,6 @@ unsafe fn prepare(plan: &Plan) -> Result<(), c_int> {
         if let Some(d) = &plan.dir {
             check(libc::chdir(d.as_ptr()))?;
         }
-        check(libc::sigprocmask(
-            libc::SIG_SETMASK,
-            &plan.mask,
-            std::ptr::null_mut(),
-        ))
+        check(sigmask(&plan.mask, std::ptr::null_mut()))
     }
 }

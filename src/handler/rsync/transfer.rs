@@ -6,7 +6,6 @@ use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use tracing::debug;
 
@@ -275,7 +274,7 @@ impl RsyncHandler {
     /// `--include` must not let rsync into the deep roots.
     fn merge_rules(
         &self,
-        cmd: &mut Command,
+        cmd: &mut crate::handler::Launch,
         hidden: &[Vec<u8>],
         extra: &[u8],
     ) -> Result<Option<tempfile::NamedTempFile>, HandlerError> {
