@@ -160,7 +160,19 @@ impl RsyncHandler {
             self.run_rsync_pass(deletes, pass, list, itemize, excludes, hidden, &[])
         };
         let mut outcome = run(&Pass::DirAttrs, b".\0".to_vec())?;
-        let parts = parallel::Parts::new(&dirs, self.lanes);
+        outcome.absorb(first_error(self.run_lanes(&dirs, deletes, &run))?);
+        Ok(outcome)
+    }
+
+    /// The parts of a full sync: up to `lanes` threads (this one among them) take chunks of
+    /// `dirs` and run `run` on each as one `-r` run, until none is left or one failed.
+    fn run_lanes(
+        &self,
+        dirs: &[PathBuf],
+        deletes: bool,
+        run: &RunPass<'_>,
+    ) -> Vec<Result<Outcome, HandlerError>> {
+        let parts = parallel::Parts::new(dirs, self.lanes);
         let span = tracing::Span::current();
         let lane = || -> Result<Outcome, HandlerError> {
             let _in_job = span.enter();
@@ -185,7 +197,7 @@ impl RsyncHandler {
             }
             Ok(outcome)
         };
-        let lanes = std::thread::scope(|s| {
+        std::thread::scope(|s| {
             let others: Vec<_> = (1..self.lanes.min(dirs.len()))
                 .map(|_| s.spawn(lane))
                 .collect();
@@ -196,19 +208,7 @@ impl RsyncHandler {
                     .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
             );
             all
-        });
-        // A path too deep for rsync is told first: it is what hands the sync to the mirror.
-        let mut failed: Vec<HandlerError> = Vec::new();
-        for r in lanes {
-            match r {
-                Ok(o) => outcome.absorb(o),
-                Err(e) => failed.push(e),
-            }
-        }
-        match failed.iter().position(super::too_deep_for_rsync) {
-            Some(i) => Err(failed.swap_remove(i)),
-            None => failed.into_iter().next().map_or(Ok(outcome), Err),
-        }
+        })
     }
 
     /// The paths of a live batch: one rsync run, or two for a receiver that rejects
@@ -245,12 +245,13 @@ impl RsyncHandler {
         let mut outcome = Outcome::default();
         if let Some(pass) = deletions::plan(&gone).filter(|_| batch.deletes) {
             // The pass sends the parents' other entries too: what the rules deny there
-            // stays excluded.
+            // stays excluded; its `P`/`R` rules go in the merge file beside the hidden roots.
             let excl = self.target.deletion_rule_excludes(&pass);
-            outcome = self.transfer_pass_ruled(
+            outcome = self.run_rsync_pass(
                 true,
                 &Pass::Deletions,
                 pass.contents,
+                false,
                 &excl,
                 hidden,
                 &pass.protect,
@@ -309,21 +310,8 @@ impl RsyncHandler {
         self.run_rsync_pass(deletes, pass, list, itemize, excludes, hidden, &[])
     }
 
-    /// [`Self::transfer_pass`] with `rules` (NUL-terminated filter rules, such as a deletion
-    /// pass's `P`/`R`) in its merge file besides the hidden deep roots.
-    fn transfer_pass_ruled(
-        &self,
-        deletes: bool,
-        pass: &Pass,
-        list: Vec<u8>,
-        excludes: &[u8],
-        hidden: &[Vec<u8>],
-        extra: &[u8],
-    ) -> Result<Outcome, HandlerError> {
-        self.run_rsync_pass(deletes, pass, list, false, excludes, hidden, extra)
-    }
-
-    /// One rsync process for `pass`; `itemize`: one line per change, counted.
+    /// One rsync process for `pass`; `itemize`: one line per change, counted; `extra`:
+    /// NUL-terminated filter rules for its merge file besides the hidden deep roots.
     #[allow(clippy::too_many_arguments)]
     fn run_rsync_pass(
         &self,
@@ -388,6 +376,26 @@ impl RsyncHandler {
                 }
             },
         )
+    }
+}
+
+/// One rsync run of a pass and its `--files-from` list.
+type RunPass<'a> = dyn Fn(&Pass, Vec<u8>) -> Result<Outcome, HandlerError> + Sync + 'a;
+
+/// The lanes' outcomes together, or the first error; an error that a path is too deep for
+/// rsync ahead of any other, since it is what hands the sync to the mirror.
+fn first_error(lanes: Vec<Result<Outcome, HandlerError>>) -> Result<Outcome, HandlerError> {
+    let mut outcome = Outcome::default();
+    let mut failed: Vec<HandlerError> = Vec::new();
+    for r in lanes {
+        match r {
+            Ok(o) => outcome.absorb(o),
+            Err(e) => failed.push(e),
+        }
+    }
+    match failed.iter().position(super::too_deep_for_rsync) {
+        Some(i) => Err(failed.swap_remove(i)),
+        None => failed.into_iter().next().map_or(Ok(outcome), Err),
     }
 }
 
