@@ -5,6 +5,7 @@
 //! (which resolves only paths, against its directory), the probes of a program's version and
 //! the sandbox (which must let the handler read the very file that will run).
 
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 /// True when `program` has no `/`: it is looked up in `PATH` when it runs.
@@ -12,15 +13,38 @@ pub fn is_bare_name(program: &Path) -> bool {
     !program.as_os_str().as_encoded_bytes().contains(&b'/')
 }
 
-/// The file `program` runs: itself when it has a `/`, else the first regular file of that name
-/// in a `PATH` directory (`None`: not found, or no `PATH`).
+/// The file `program` runs: itself when it has a `/`, else as `execvp` finds it in the
+/// daemon's `PATH` ([`find`]; `None`: not found).
 pub fn locate(program: &Path) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH");
+    find(program, path.as_deref(), None).ok()
+}
+
+/// The file `program` runs with `path` as its `PATH` (unset: `/bin:/usr/bin`) in directory
+/// `dir`: itself when it has a `/`, else the first executable regular file of that name in a
+/// `PATH` directory (a relative entry is relative to `dir`, and so is the result). The error
+/// is `execvp`'s: `EACCES` when only files that may not be executed were found, else
+/// `ENOENT`.
+pub fn find(program: &Path, path: Option<&OsStr>, dir: Option<&Path>) -> Result<PathBuf, i32> {
     if !is_bare_name(program) {
-        return Some(program.to_path_buf());
+        return Ok(program.to_path_buf());
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
+    let mut denied = false;
+    for d in std::env::split_paths(path.unwrap_or(OsStr::new("/bin:/usr/bin"))) {
+        let candidate = d.join(program);
+        let seen = match dir {
+            Some(dir) if candidate.is_relative() => dir.join(&candidate),
+            _ => candidate.clone(),
+        };
+        if !seen.is_file() {
+            continue;
+        }
+        if nix::unistd::access(&seen, nix::unistd::AccessFlags::X_OK).is_ok() {
+            return Ok(candidate);
+        }
+        denied = true;
+    }
+    Err(if denied { libc::EACCES } else { libc::ENOENT })
 }
 
 #[cfg(test)]

@@ -105,37 +105,20 @@ pub(super) fn start(cmd: &Command, stdin: bool) -> io::Result<Started> {
     Ok(started)
 }
 
-/// The program's path as `execvp` finds it: as given when it names a directory, else the
-/// first executable file of that name in the command's PATH (the daemon's, else
-/// `/bin:/usr/bin`). A relative PATH entry is relative to the command's directory.
+/// The program's path as `execvp` finds it ([`crate::program::find`]), with the command's
+/// `PATH` if it sets one and its directory.
 fn resolve(cmd: &Command) -> io::Result<PathBuf> {
-    let program = cmd.get_program();
-    if program.as_bytes().contains(&b'/') {
-        return Ok(program.into());
-    }
     let set = cmd.get_envs().find(|(k, _)| *k == "PATH").map(|(_, v)| v);
     let path = match set {
         Some(v) => v.map(OsStr::to_owned),
         None => std::env::var_os("PATH"),
-    }
-    .unwrap_or_else(|| "/bin:/usr/bin".into());
-    let mut denied = false;
-    for dir in std::env::split_paths(&path) {
-        let candidate = dir.join(program);
-        let seen = match cmd.get_current_dir() {
-            Some(d) if candidate.is_relative() => d.join(&candidate),
-            _ => candidate.clone(),
-        };
-        if !seen.is_file() {
-            continue;
-        }
-        if nix::unistd::access(&seen, nix::unistd::AccessFlags::X_OK).is_ok() {
-            return Ok(candidate);
-        }
-        denied = true;
-    }
-    let errno = if denied { libc::EACCES } else { libc::ENOENT };
-    Err(io::Error::from_raw_os_error(errno))
+    };
+    crate::program::find(
+        cmd.get_program().as_ref(),
+        path.as_deref(),
+        cmd.get_current_dir(),
+    )
+    .map_err(io::Error::from_raw_os_error)
 }
 
 /// The daemon's environment with the command's changes, as `KEY=VALUE` strings.
