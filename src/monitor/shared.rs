@@ -49,7 +49,8 @@ impl RawEvent {
 struct Holder {
     events: Arc<Mutex<Vec<RawEvent>>>,
     wake: Arc<dyn Fn() + Send + Sync>,
-    /// The watches it holds (what it lets go of when it leaves).
+    /// The watches it holds (what it lets go of when it leaves, without a look at every
+    /// monitor's).
     wds: HashSet<i32>,
 }
 
@@ -58,50 +59,93 @@ struct Registry {
     holders: HashMap<u32, Holder>,
     /// Watch descriptor -> the monitors holding it.
     by_wd: HashMap<i32, Holders>,
+    lists: Lists,
     next: u32,
 }
 
-/// The monitors holding one watch. Almost always one, held without an allocation in 16
-/// bytes: a daemon watching 100,000 directories keeps one of these per directory.
-#[derive(Debug, Clone, PartialEq)]
-enum Holders {
-    One(u32),
-    #[allow(clippy::box_collection)] // a thin pointer keeps `One` small
-    Many(Box<Vec<u32>>),
+/// The monitors holding one watch, in 4 bytes (a daemon watching 100,000 directories keeps
+/// one per directory, 12 bytes to a hash-map slot with its key): almost always one
+/// monitor's id; with [`MANY`] set, the index of their list in [`Lists`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Holders(u32);
+
+/// The bit that makes [`Holders`] an index of [`Lists`]: monitor ids stay below it.
+const MANY: u32 = 1 << 31;
+
+/// The lists of monitors that share a watch; a freed index is given out again.
+#[derive(Debug, Default)]
+struct Lists {
+    lists: Vec<Vec<u32>>,
+    free: Vec<u32>,
+}
+
+impl Lists {
+    fn put(&mut self, ids: Vec<u32>) -> Holders {
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.lists[i as usize] = ids;
+                i
+            }
+            None => {
+                self.lists.push(ids);
+                (self.lists.len() - 1) as u32
+            }
+        };
+        Holders(i | MANY)
+    }
+
+    fn get_mut(&mut self, h: Holders) -> &mut Vec<u32> {
+        &mut self.lists[(h.0 & !MANY) as usize]
+    }
+
+    fn free(&mut self, h: Holders) {
+        if h.0 & MANY != 0 {
+            *self.get_mut(h) = Vec::new();
+            self.free.push(h.0 & !MANY);
+        }
+    }
 }
 
 impl Holders {
-    fn ids(&self) -> &[u32] {
-        match self {
-            Holders::One(id) => std::slice::from_ref(id),
-            Holders::Many(ids) => ids,
+    fn ids<'a>(&'a self, lists: &'a Lists) -> &'a [u32] {
+        if self.0 & MANY == 0 {
+            std::slice::from_ref(&self.0)
+        } else {
+            &lists.lists[(self.0 & !MANY) as usize]
         }
     }
 
-    fn add(&mut self, id: u32) {
-        match self {
-            Holders::One(x) if *x == id => {}
-            Holders::One(x) => *self = Holders::Many(Box::new(vec![*x, id])),
-            Holders::Many(ids) if !ids.contains(&id) => ids.push(id),
-            Holders::Many(_) => {}
-        }
-    }
-
-    /// Removes `id`; false when nobody holds the watch any more.
-    fn remove(&mut self, id: u32) -> bool {
-        match self {
-            Holders::One(x) => *x != id,
-            Holders::Many(ids) => {
-                ids.retain(|x| *x != id);
-                match ids[..] {
-                    [] => false,
-                    [only] => {
-                        *self = Holders::One(only);
-                        true
-                    }
-                    _ => true,
-                }
+    fn add(&mut self, id: u32, lists: &mut Lists) {
+        if self.0 & MANY == 0 {
+            if self.0 != id {
+                *self = lists.put(vec![self.0, id]);
             }
+            return;
+        }
+        let ids = lists.get_mut(*self);
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+
+    /// Removes `id`; false when nobody holds the watch any more (its list is freed then).
+    fn remove(&mut self, id: u32, lists: &mut Lists) -> bool {
+        if self.0 & MANY == 0 {
+            return self.0 != id;
+        }
+        let ids = lists.get_mut(*self);
+        ids.retain(|x| *x != id);
+        match ids[..] {
+            [] => {
+                lists.free(*self);
+                false
+            }
+            [only] => {
+                lists.free(*self);
+                *self = Holders(only);
+                true
+            }
+            _ => true,
         }
     }
 }
@@ -163,7 +207,7 @@ impl Shared {
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut reg = lock(&self.registry);
         let id = reg.next;
-        reg.next = reg.next.wrapping_add(1);
+        reg.next = reg.next.wrapping_add(1) % MANY;
         let holder = Holder {
             events: events.clone(),
             wake,
@@ -206,7 +250,8 @@ impl Shared {
 
     /// Hands each event to the monitors holding its watch, then wakes them once.
     fn route(&self, batch: Vec<RawEvent>) {
-        let mut reg = lock(&self.registry);
+        let mut guard = lock(&self.registry);
+        let reg = &mut *guard;
         let mut woken = HashSet::new();
         for ev in batch {
             let targets: Vec<u32> = if ev.mask.contains(EventMask::Q_OVERFLOW) {
@@ -214,12 +259,14 @@ impl Shared {
             } else {
                 reg.by_wd
                     .get(&ev.wd)
-                    .map(|h| h.ids().to_vec())
+                    .map(|h| h.ids(&reg.lists).to_vec())
                     .unwrap_or_default()
             };
             if ev.mask.contains(EventMask::IGNORED) {
                 // The kernel dropped the watch (directory gone, unmounted).
-                reg.by_wd.remove(&ev.wd);
+                if let Some(h) = reg.by_wd.remove(&ev.wd) {
+                    reg.lists.free(h);
+                }
             }
             for id in targets {
                 if let Some(h) = reg.holders.get(&id) {
@@ -249,14 +296,15 @@ impl Subscription {
     /// Watches `path` for this monitor (the same descriptor as any other holder's for the
     /// same directory).
     pub fn add_watch(&self, path: &Path, mask: WatchMask) -> io::Result<i32> {
-        let mut reg = lock(&self.shared.registry);
+        let mut guard = lock(&self.shared.registry);
+        let reg = &mut *guard;
         let wd = lock(&self.shared.watches)
             .add(path, mask)?
             .get_watch_descriptor_id();
         reg.by_wd
             .entry(wd)
-            .and_modify(|h| h.add(self.id))
-            .or_insert(Holders::One(self.id));
+            .and_modify(|h| h.add(self.id, &mut reg.lists))
+            .or_insert(Holders(self.id));
         if let Some(h) = reg.holders.get_mut(&self.id) {
             h.wds.insert(wd);
         }
@@ -276,7 +324,7 @@ impl Subscription {
         let Some(holders) = reg.by_wd.get_mut(&wd) else {
             return;
         };
-        if !holders.remove(self.id) {
+        if !holders.remove(self.id, &mut reg.lists) {
             reg.by_wd.remove(&wd);
             // SAFETY: plain syscall on the daemon's inotify fd; a stale wd only yields EINVAL.
             unsafe {
@@ -293,14 +341,15 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let mut reg = lock(&self.shared.registry);
+        let mut guard = lock(&self.shared.registry);
+        let reg = &mut *guard;
         let held = reg
             .holders
             .remove(&self.id)
             .map(|h| h.wds)
             .unwrap_or_default();
         for wd in held {
-            self.release(&mut reg, wd);
+            self.release(reg, wd);
         }
     }
 }
@@ -311,26 +360,72 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
-    use super::Holders;
+    use super::{Holders, Lists};
 
     #[test]
-    fn holders_take_sixteen_bytes() {
-        assert_eq!(std::mem::size_of::<Holders>(), 16);
+    fn holders_take_four_bytes() {
+        assert_eq!(std::mem::size_of::<Holders>(), 4);
     }
 
     #[test]
     fn holders_count_each_monitor_once_and_tell_when_the_last_goes() {
-        let mut h = Holders::One(1);
-        h.add(1);
-        assert_eq!(h, Holders::One(1));
-        h.add(2);
-        h.add(3);
-        h.add(2);
-        assert_eq!(h.ids(), &[1, 2, 3]);
-        assert!(h.remove(2));
-        assert!(h.remove(1));
-        assert_eq!(h, Holders::One(3));
-        assert!(h.remove(9), "a monitor that holds nothing changes nothing");
-        assert!(!h.remove(3));
+        let mut lists = Lists::default();
+        let mut h = Holders(1);
+        h.add(1, &mut lists);
+        assert_eq!(h, Holders(1));
+        h.add(2, &mut lists);
+        h.add(3, &mut lists);
+        h.add(2, &mut lists);
+        assert_eq!(h.ids(&lists), &[1, 2, 3]);
+        assert!(h.remove(2, &mut lists));
+        assert!(h.remove(1, &mut lists));
+        assert_eq!(h, Holders(3));
+        assert!(
+            h.remove(9, &mut lists),
+            "a monitor that holds nothing changes nothing"
+        );
+        assert!(!h.remove(3, &mut lists));
+    }
+
+    /// The kernel's watch goes when its last holder leaves: one only a leaving monitor
+    /// held at once, one it shared when the other holder leaves too.
+    #[test]
+    fn a_leaving_monitor_lets_go_of_what_only_it_held() {
+        use inotify::WatchMask;
+        let shared = super::shared().unwrap();
+        let t = tempfile::tempdir().unwrap();
+        let (own, both) = (t.path().join("own"), t.path().join("both"));
+        std::fs::create_dir(&own).unwrap();
+        std::fs::create_dir(&both).unwrap();
+        let watched = |wd: i32| {
+            let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", shared.fd));
+            info.unwrap().contains(&format!("inotify wd:{wd:x} "))
+        };
+        let wake: std::sync::Arc<dyn Fn() + Send + Sync> = std::sync::Arc::new(|| ());
+        let (a, b) = (shared.subscribe(wake.clone()), shared.subscribe(wake));
+        let mask = WatchMask::CREATE;
+        let wd_own = a.add_watch(&own, mask).unwrap();
+        let wd_both = a.add_watch(&both, mask).unwrap();
+        assert_eq!(b.add_watch(&both, mask).unwrap(), wd_both);
+        assert!(watched(wd_own) && watched(wd_both));
+        drop(a);
+        assert!(!watched(wd_own), "the watch only the leaving monitor held");
+        assert!(watched(wd_both), "a watch another monitor still holds");
+        drop(b);
+        assert!(!watched(wd_both));
+    }
+
+    /// A list let go of is given to the next watch that two monitors share, emptied.
+    #[test]
+    fn freed_lists_are_used_again() {
+        let mut lists = Lists::default();
+        let (mut a, mut b) = (Holders(1), Holders(5));
+        a.add(2, &mut lists);
+        assert!(a.remove(1, &mut lists));
+        assert_eq!(a, Holders(2));
+        b.add(6, &mut lists);
+        assert_eq!(lists.lists.len(), 1, "the freed list was used again");
+        assert_eq!(b.ids(&lists), &[5, 6]);
+        assert!(b.remove(5, &mut lists) && !b.remove(6, &mut lists));
     }
 }
