@@ -12,6 +12,7 @@ use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
 use crate::config::RunAs;
@@ -56,17 +57,45 @@ impl Launch {
     /// writing into the destination while the restarted daemon syncs it; SIGTERM lets rsync
     /// remove its temporary files. Workers wait for their handlers, so the signal comes only
     /// with the daemon's death.)
+    ///
+    /// The program is found before either way starts it ([`crate::program::find`], with the
+    /// command's `PATH` if it sets one), never relative to the directory it starts in.
     pub fn start(self, stdin: bool) -> io::Result<Started> {
+        let program = self.program()?;
         #[cfg(target_os = "linux")]
         if self.who.is_none() {
-            return vfork::start(&self.cmd, stdin);
+            return vfork::start(&self.cmd, &program, stdin);
         }
-        self.fork(stdin)
+        self.fork(&program, stdin)
     }
 
-    /// std's way: fork, then the death signal set in the child before it executes.
-    fn fork(self, stdin: bool) -> io::Result<Started> {
-        let mut cmd = self.into_command();
+    /// The file that runs.
+    fn program(&self) -> io::Result<PathBuf> {
+        let set = self.cmd.get_envs().find(|(k, _)| *k == "PATH");
+        let path = match set {
+            Some((_, v)) => v.map(OsStr::to_owned),
+            None => std::env::var_os("PATH"),
+        };
+        crate::program::find(self.cmd.get_program().as_ref(), path.as_deref())
+    }
+
+    /// std's way: fork, then the death signal set in the child before it executes; the
+    /// command is made again around `program` (what [`Launch`] can be given is copied).
+    fn fork(self, program: &Path, stdin: bool) -> io::Result<Started> {
+        let mut cmd = Command::new(program);
+        cmd.arg0(self.cmd.get_program()).args(self.cmd.get_args());
+        for (k, v) in self.cmd.get_envs() {
+            match v {
+                Some(v) => cmd.env(k, v),
+                None => cmd.env_remove(k),
+            };
+        }
+        if let Some(d) = self.cmd.get_current_dir() {
+            cmd.current_dir(d);
+        }
+        if let Some(w) = &self.who {
+            cmd.gid(w.gid).uid(w.uid);
+        }
         cmd.stdin(if stdin { Stdio::piped() } else { Stdio::null() })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -251,6 +280,31 @@ mod tests {
         p.stdout.take().unwrap().read_to_string(&mut out).unwrap();
         assert!(p.wait().unwrap().success());
         assert_eq!(out, format!("{} arg\n", b.join("clsync-t").display()));
+    }
+
+    /// A relative PATH entry never finds a program in the directory the command starts in
+    /// (a command handler starts in the source, which others write), whichever way starts
+    /// it.
+    #[test]
+    fn a_program_planted_where_the_command_starts_is_not_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let t = tempfile::tempdir().unwrap();
+        let planted = t.path().join("clsync-planted");
+        std::fs::write(&planted, "#!/bin/sh\necho planted\n").unwrap();
+        std::fs::set_permissions(&planted, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let me = crate::config::RunAs {
+            user: "me".into(),
+            uid: nix::unistd::geteuid().as_raw(),
+            gid: nix::unistd::getegid().as_raw(),
+        };
+        for who in [None, Some(&me)] {
+            for path in [".", "", "/nonexistent-clsync:."] {
+                let mut l = Launch::new("clsync-planted");
+                l.current_dir(t.path()).env("PATH", path).run_as(who);
+                let e = l.start(false).err().expect("not started");
+                assert_eq!(e.kind(), io::ErrorKind::NotFound, "PATH={path:?}: {e}");
+            }
+        }
     }
 
     /// A signal the daemon ignores (SIGPIPE: Rust's runtime ignores it) is the default again

@@ -64,7 +64,7 @@ struct Registry {
 }
 
 /// The monitors holding one watch, in 4 bytes (a daemon watching 100,000 directories keeps
-/// one per directory, 12 bytes to a hash-map slot with its key): almost always one
+/// one per directory, 8 bytes to a hash-map slot with its key): almost always one
 /// monitor's id; with [`MANY`] set, the index of their list in [`Lists`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Holders(u32);
@@ -98,10 +98,15 @@ impl Lists {
         &mut self.lists[(h.0 & !MANY) as usize]
     }
 
+    /// Lets go of `h`'s list; once none is in use, of the slots too (two jobs that shared a
+    /// large tree leave nothing behind when one of them goes).
     fn free(&mut self, h: Holders) {
         if h.0 & MANY != 0 {
             *self.get_mut(h) = Vec::new();
             self.free.push(h.0 & !MANY);
+            if self.free.len() == self.lists.len() {
+                *self = Lists::default();
+            }
         }
     }
 }
@@ -136,6 +141,7 @@ impl Holders {
         let ids = lists.get_mut(*self);
         ids.retain(|x| *x != id);
         match ids[..] {
+            // (A list holds two monitors or more: this is only for safety.)
             [] => {
                 lists.free(*self);
                 false
@@ -206,8 +212,12 @@ impl Shared {
     pub fn subscribe(&'static self, wake: Arc<dyn Fn() + Send + Sync>) -> Subscription {
         let events = Arc::new(Mutex::new(Vec::new()));
         let mut reg = lock(&self.registry);
-        let id = reg.next;
-        reg.next = reg.next.wrapping_add(1) % MANY;
+        // Ids stay below MANY; one still in use (after 2^31 joins) is skipped.
+        let mut id = reg.next;
+        while reg.holders.contains_key(&id) {
+            id = (id + 1) % MANY;
+        }
+        reg.next = (id + 1) % MANY;
         let holder = Holder {
             events: events.clone(),
             wake,
@@ -415,17 +425,23 @@ mod tests {
         assert!(!watched(wd_both));
     }
 
-    /// A list let go of is given to the next watch that two monitors share, emptied.
+    /// A list let go of is given to the next watch that two monitors share, emptied; once
+    /// no list is in use, nothing is kept.
     #[test]
     fn freed_lists_are_used_again() {
         let mut lists = Lists::default();
+        let mut c = Holders(7);
+        c.add(8, &mut lists);
         let (mut a, mut b) = (Holders(1), Holders(5));
         a.add(2, &mut lists);
         assert!(a.remove(1, &mut lists));
         assert_eq!(a, Holders(2));
         b.add(6, &mut lists);
-        assert_eq!(lists.lists.len(), 1, "the freed list was used again");
+        assert_eq!(lists.lists.len(), 2, "the freed list was used again");
         assert_eq!(b.ids(&lists), &[5, 6]);
         assert!(b.remove(5, &mut lists) && !b.remove(6, &mut lists));
+        assert_eq!(lists.lists.len(), 2, "a list is still in use");
+        assert!(c.remove(7, &mut lists));
+        assert!(lists.lists.is_empty() && lists.free.is_empty(), "{lists:?}");
     }
 }

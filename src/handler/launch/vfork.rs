@@ -4,8 +4,8 @@
 //! defaults, a process group of its own, the death signal, stdio, the directory.
 //!
 //! The child runs on a stack of its own in the daemon's address space while the thread that
-//! started it waits (`CLONE_VFORK`), so everything it needs is made before (the program found
-//! on PATH as `execvp` would, argument and environment vectors, pipes) and it calls nothing
+//! started it waits (`CLONE_VFORK`), so everything it needs is made before (the program's path,
+//! argument and environment vectors, pipes) and it calls nothing
 //! but system-call wrappers: no allocation, no lock, no errno read by the daemon (the child's
 //! errno is the waiting thread's, and is written only while that thread waits). Every signal,
 //! the C library's own included, is blocked across the clone (with the raw system call:
@@ -13,12 +13,12 @@
 //! stack before the child has reset them. glibc's `clone` wrapper is safe with `CLONE_VM`
 //! from 2.24 on (Debian 10 has 2.28).
 
-use std::ffi::{CString, OsStr, OsString, c_int, c_void};
+use std::ffi::{CString, OsString, c_int, c_void};
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 
 use super::{Started, Waiter};
@@ -47,10 +47,10 @@ struct Plan {
     errno: c_int,
 }
 
-/// Starts `cmd` (its program, arguments, directory and environment changes) with `stdin`
-/// piped or `/dev/null`, stdout and stderr piped.
-pub(super) fn start(cmd: &Command, stdin: bool) -> io::Result<Started> {
-    let path = cstring(resolve(cmd)?.into_os_string().into_vec())?;
+/// Starts `program` (found for `cmd`) with `cmd`'s arguments, directory and environment
+/// changes, `stdin` piped or `/dev/null`, stdout and stderr piped.
+pub(super) fn start(cmd: &Command, program: &Path, stdin: bool) -> io::Result<Started> {
+    let path = cstring(program.as_os_str().as_bytes().to_vec())?;
     let argv0 = std::iter::once(cmd.get_program());
     let args: Vec<CString> = argv0
         .chain(cmd.get_args())
@@ -103,22 +103,6 @@ pub(super) fn start(cmd: &Command, stdin: bool) -> io::Result<Started> {
         return Err(io::Error::from_raw_os_error(plan.errno));
     }
     Ok(started)
-}
-
-/// The program's path as `execvp` finds it ([`crate::program::find`]), with the command's
-/// `PATH` if it sets one and its directory.
-fn resolve(cmd: &Command) -> io::Result<PathBuf> {
-    let set = cmd.get_envs().find(|(k, _)| *k == "PATH").map(|(_, v)| v);
-    let path = match set {
-        Some(v) => v.map(OsStr::to_owned),
-        None => std::env::var_os("PATH"),
-    };
-    crate::program::find(
-        cmd.get_program().as_ref(),
-        path.as_deref(),
-        cmd.get_current_dir(),
-    )
-    .map_err(io::Error::from_raw_os_error)
 }
 
 /// The daemon's environment with the command's changes, as `KEY=VALUE` strings.

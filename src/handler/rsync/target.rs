@@ -66,8 +66,9 @@ impl RsyncTarget {
         filter: Arc<Filter>,
     ) -> RsyncTarget {
         let remote = matches!(destination, Destination::Remote(_));
-        // Looked up in PATH once, not at every run (a program not found stays a bare name:
-        // it may be installed later, and the run's error names it).
+        // Looked up in PATH once, not at every run (a program not found, or found only where
+        // it may not be executed, stays a bare name: it may be installed later, and the run's
+        // error names it).
         let mut options = options;
         if let Some(found) = crate::program::locate(&options.path) {
             options.path = found;

@@ -160,7 +160,7 @@ impl RsyncHandler {
             self.run_rsync_pass(deletes, pass, list, itemize, excludes, hidden, &[])
         };
         let mut outcome = run(&Pass::DirAttrs, b".\0".to_vec())?;
-        outcome.absorb(first_error(self.run_lanes(&dirs, deletes, &run))?);
+        outcome.absorb(combine_lanes(self.run_lanes(&dirs, deletes, &run))?);
         Ok(outcome)
     }
 
@@ -384,7 +384,7 @@ type RunPass<'a> = dyn Fn(&Pass, Vec<u8>) -> Result<Outcome, HandlerError> + Syn
 
 /// The lanes' outcomes together, or the first error; an error that a path is too deep for
 /// rsync ahead of any other, since it is what hands the sync to the mirror.
-fn first_error(lanes: Vec<Result<Outcome, HandlerError>>) -> Result<Outcome, HandlerError> {
+fn combine_lanes(lanes: Vec<Result<Outcome, HandlerError>>) -> Result<Outcome, HandlerError> {
     let mut outcome = Outcome::default();
     let mut failed: Vec<HandlerError> = Vec::new();
     for r in lanes {
