@@ -158,6 +158,10 @@ mod tests {
         let mut p = Policy::system();
         p.read.push(src.clone());
         p.write.push(dst.clone());
+        // The rsync a job would run (the daemon finds it before making the rules): in CI,
+        // Debian's second build comes first in PATH, outside the system directories.
+        let rsync = crate::program::locate(Path::new("rsync")).unwrap();
+        p.exec.push(rsync.clone());
         let secret = t.path().join("secret");
         let (status, leaked) = std::thread::scope(|s| {
             s.spawn(|| {
@@ -171,7 +175,7 @@ mod tests {
                     l.start(false).unwrap().wait().unwrap()
                 };
                 let status = run(
-                    "rsync",
+                    rsync.to_str().unwrap(),
                     &["-a".as_ref(), src.join("").as_ref(), dst.join("").as_ref()],
                 );
                 let cat = run("cat", &[secret.as_ref()]);
